@@ -1,0 +1,202 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/nodekeys/nodekeys/csvlist"
+	"github.com/nodekeys/nodekeys/internal/atomicfile"
+	"github.com/nodekeys/nodekeys/keys"
+)
+
+func csvCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "csv",
+		Usage: "check and edit a SuperLink allowlist (client_public_keys.csv)",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "check",
+				Usage:     "validate an allowlist as a CSV-era SuperLink reads it; exit 1 on any problem",
+				ArgsUsage: "FILE",
+				Flags:     []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"}},
+				Action:    csvCheck,
+			},
+			{
+				Name:      "add",
+				Usage:     "add public keys (.pub files) to an allowlist, refusing duplicates",
+				ArgsUsage: "FILE KEY.pub...",
+				Action:    csvAdd,
+			},
+			{
+				Name:      "remove",
+				Usage:     "remove keys, named by fingerprint (SHA256:...) or .pub file, from an allowlist",
+				ArgsUsage: "FILE FINGERPRINT|KEY.pub...",
+				Action:    csvRemove,
+			},
+		},
+	}
+}
+
+type csvKeyJSON struct {
+	Line        int    `json:"line"`
+	Column      int    `json:"column"`
+	Curve       string `json:"curve"`
+	Fingerprint string `json:"fingerprint"`
+	Comment     string `json:"comment,omitempty"`
+}
+
+type csvProblemJSON struct {
+	Line         int    `json:"line"`
+	Column       int    `json:"column"`
+	Message      string `json:"message"`
+	BreaksFlower bool   `json:"breaks_flower,omitempty"`
+}
+
+type csvCheckJSON struct {
+	File     string           `json:"file"`
+	OK       bool             `json:"ok"`
+	Count    int              `json:"count"`
+	Keys     []csvKeyJSON     `json:"keys"`
+	Warnings []csvProblemJSON `json:"warnings"`
+	Errors   []csvProblemJSON `json:"errors"`
+}
+
+func problemJSON(p *csvlist.Problem) csvProblemJSON {
+	return csvProblemJSON{Line: p.Line, Column: p.Column, Message: p.Err.Error(), BreaksFlower: p.BreaksFlower}
+}
+
+func csvCheck(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return usageErr("csv check takes one FILE")
+	}
+	l, err := csvlist.ReadFile(c.Args().First())
+	var probs csvlist.Problems
+	if err != nil && !errors.As(err, &probs) {
+		return err
+	}
+	ok := len(probs) == 0
+	for _, w := range l.Warnings {
+		ok = ok && !w.BreaksFlower
+	}
+	out, stderr := c.App.Writer, c.App.ErrWriter
+	if c.Bool("json") {
+		res := csvCheckJSON{File: l.File, OK: ok, Count: len(l.Entries), Keys: []csvKeyJSON{}, Warnings: []csvProblemJSON{}, Errors: []csvProblemJSON{}}
+		for _, e := range l.Entries {
+			res.Keys = append(res.Keys, csvKeyJSON{e.Line, e.Column, e.Key.Curve(), e.Key.Fingerprint(), e.Key.Comment})
+		}
+		for _, w := range l.Warnings {
+			res.Warnings = append(res.Warnings, problemJSON(w))
+		}
+		for _, p := range probs {
+			res.Errors = append(res.Errors, problemJSON(p))
+		}
+		if err := printJSON(out, res); err != nil {
+			return err
+		}
+	} else {
+		for _, e := range l.Entries {
+			fmt.Fprintf(out, "%d:%d\t%s\t%s\n", e.Line, e.Column, e.Key.Curve(), e.Key.Fingerprint())
+		}
+		for _, w := range l.Warnings {
+			fmt.Fprintf(stderr, "nodekeys: warning: %s\n", w)
+		}
+		for _, p := range probs {
+			fmt.Fprintf(stderr, "nodekeys: error: %s\n", p)
+		}
+		status := "ok"
+		if !ok {
+			status = "NOT OK"
+		}
+		fmt.Fprintf(out, "%s: %d keys, %d errors, %d warnings: %s\n", l.File, len(l.Entries), len(probs), len(l.Warnings), status)
+	}
+	if !ok {
+		return silentFailure
+	}
+	return nil
+}
+
+// readForEdit reads an allowlist to change; a missing file is an empty list.
+func readForEdit(path string, create bool) (*csvlist.List, error) {
+	l, err := csvlist.ReadFile(path)
+	if create && errors.Is(err, fs.ErrNotExist) {
+		return &csvlist.List{File: path}, nil
+	}
+	if err != nil {
+		return nil, withHint(err, "run 'nodekeys csv check "+path+"' to see every problem; nothing was changed")
+	}
+	return l, nil
+}
+
+func writeList(path string, ks []*keys.PublicKey) error {
+	return atomicfile.Write(path, csvlist.Marshal(ks), 0o644, true)
+}
+
+func csvAdd(c *cli.Context) error {
+	if c.NArg() < 2 {
+		return usageErr("csv add takes FILE and at least one KEY.pub")
+	}
+	path := c.Args().First()
+	l, err := readForEdit(path, true)
+	if err != nil {
+		return err
+	}
+	ks := l.Keys()
+	for _, p := range c.Args().Slice()[1:] {
+		k, err := keys.ReadPublicKey(p)
+		if err != nil {
+			return err
+		}
+		for _, o := range ks {
+			if o.Equal(k) {
+				return fmt.Errorf("%s: the key %s is already in %s; nothing was changed", p, k.Fingerprint(), path)
+			}
+		}
+		if k.Curve() != "P-384" {
+			fmt.Fprintf(c.App.ErrWriter, "nodekeys: warning: %s: %s key: Flower accepts it, but its SuperNodes make P-384 keys\n", p, k.Curve())
+		}
+		ks = append(ks, k)
+		fmt.Fprintf(c.App.Writer, "added %s (%s)\n", k.Fingerprint(), p)
+	}
+	if err := writeList(path, ks); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "%s: %d keys\n", path, len(ks))
+	return nil
+}
+
+func csvRemove(c *cli.Context) error {
+	if c.NArg() < 2 {
+		return usageErr("csv remove takes FILE and at least one FINGERPRINT or KEY.pub")
+	}
+	path := c.Args().First()
+	l, err := readForEdit(path, false)
+	if err != nil {
+		return err
+	}
+	for _, a := range c.Args().Slice()[1:] {
+		i := -1
+		if strings.HasPrefix(a, "SHA256:") {
+			i = l.IndexFingerprint(a)
+		} else {
+			k, err := keys.ReadPublicKey(a)
+			if err != nil {
+				return err
+			}
+			i = l.Index(k)
+		}
+		if i < 0 {
+			return fmt.Errorf("%s is not in %s; nothing was changed", a, path)
+		}
+		fmt.Fprintf(c.App.Writer, "removed %s\n", l.Entries[i].Key.Fingerprint())
+		l.Entries = append(l.Entries[:i], l.Entries[i+1:]...)
+	}
+	if err := writeList(path, l.Keys()); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "%s: %d keys\n", path, len(l.Entries))
+	return nil
+}

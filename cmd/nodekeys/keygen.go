@@ -1,0 +1,146 @@
+package main
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
+
+	"github.com/nodekeys/nodekeys/keys"
+	"github.com/nodekeys/nodekeys/keys/keyset"
+)
+
+// maxClients bounds --clients: a million pairs is 800 MB of files.
+const maxClients = 1_000_000
+
+func keygenCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "keygen",
+		Usage: "write SuperNode key pairs and the allowlist CSV (replaces generate_auth_keys.sh)",
+		Description: "Writes N ECDSA P-384 key pairs as ssh-keygen does (OpenSSH private key, mode 0600;\n" +
+			"'ecdsa-sha2-nistp384 <base64> ' .pub file) and client_public_keys.csv, one line\n" +
+			"of the public keys joined by ',', in a folder of mode 0700. Existing files are\n" +
+			"never replaced without --force; --append adds pairs after the highest existing one.",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "clients", Aliases: []string{"n"}, Value: 2, Usage: "how many SuperNode key pairs to write"},
+			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Value: keyset.DefaultDir, Usage: "output folder"},
+			&cli.StringFlag{Name: "prefix", Value: keyset.DefaultPrefix, Usage: "file name prefix (supernode_credentials for newer Flower examples)"},
+			&cli.StringFlag{Name: "csv", Value: keyset.DefaultCSV, Usage: "allowlist file; a bare name is put in the output folder"},
+			&cli.BoolFlag{Name: "append", Usage: "add pairs numbered after the highest existing one and extend the CSV"},
+			&cli.BoolFlag{Name: "force", Usage: "replace files that are in the way"},
+			&cli.StringFlag{Name: "seed", Usage: "derive every key from this hex seed: reproducible, for TEST FIXTURES ONLY"},
+			&cli.BoolFlag{Name: "server-key", Usage: "also write server_credentials and .pub (Flower before 1.15)"},
+			&cli.BoolFlag{Name: "json", Usage: "print a JSON summary (paths and fingerprints) on stdout"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors"},
+		},
+		Action: keygenAction,
+	}
+}
+
+func keygenAction(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usageErr("keygen takes no arguments, got %q", c.Args().First())
+	}
+	n := c.Int("clients")
+	if n < 0 || n > maxClients {
+		return usageErr("--clients must be between 0 and %d, got %d", maxClients, n)
+	}
+	if c.Bool("append") && c.Bool("force") {
+		return usageErr("--append and --force do not go together: --append never replaces a key")
+	}
+	opts := keyset.Options{
+		Dir: c.String("out"), Prefix: c.String("prefix"), CSV: c.String("csv"), Count: n,
+		Append: c.Bool("append"), Force: c.Bool("force"), ServerKey: c.Bool("server-key"),
+	}
+	stderr := c.App.ErrWriter
+	if s := c.String("seed"); c.IsSet("seed") {
+		seed, err := parseSeed(s)
+		if err != nil {
+			return err
+		}
+		opts.Generator = keys.Generator{Seed: seed}
+		fmt.Fprintln(stderr, "nodekeys: warning: --seed derives every key from the seed: anyone who knows it has the private keys. Use these keys for tests only.")
+	}
+	if bar := progressBar(stderr, n, "keygen", c.Bool("quiet")); bar != nil {
+		var mu sync.Mutex
+		opts.Progress = func(int) { mu.Lock(); bar.Add(1); mu.Unlock() }
+		defer bar.Close()
+	}
+	res, err := keyset.Write(opts)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) && errors.Is(err, fs.ErrExist) {
+			return withHint(fmt.Errorf("refusing to overwrite %s", pe.Path),
+				"use --force to replace it, --append to add keys after the existing ones, or another --out")
+		}
+		return err
+	}
+	out := c.App.Writer
+	switch {
+	case c.Bool("json"):
+		return printJSON(out, res)
+	case c.Bool("quiet"):
+		return nil
+	}
+	fmt.Fprintf(out, "wrote %d key pairs in %s/ (private keys 0600)\n", len(res.Pairs), res.Dir)
+	show := res.Pairs
+	if len(show) > 5 {
+		show = show[:5]
+	}
+	for _, p := range show {
+		fmt.Fprintf(out, "  %s  %s\n", p.Private, p.Fingerprint)
+	}
+	if len(res.Pairs) > len(show) {
+		fmt.Fprintf(out, "  ... and %d more (--json lists all)\n", len(res.Pairs)-len(show))
+	}
+	if res.Server != nil {
+		fmt.Fprintf(out, "  %s  %s\n", res.Server.Private, res.Server.Fingerprint)
+	}
+	fmt.Fprintf(out, "wrote %s with %d keys\n", res.CSV, res.CSVKeys)
+	if len(res.Pairs) > 0 {
+		first := res.Pairs[0].Private
+		fmt.Fprintf(out, "\nSuperLink (Flower 1.9 to 1.22):  flower-superlink ... --auth-list-public-keys %s\n", res.CSV)
+		fmt.Fprintf(out, "SuperLink (Flower 1.23 and later): flower-superlink ... --enable-supernode-auth\n")
+		fmt.Fprintf(out, "                                   flwr supernode register %s.pub\n", first)
+		fmt.Fprintf(out, "SuperNode: flower-supernode ... --auth-supernode-private-key %s --auth-supernode-public-key %s.pub\n", first, first)
+	}
+	return nil
+}
+
+// parseSeed reads a --seed value: hex, at least 16 bytes for keys that do
+// not collide across fixtures.
+func parseSeed(s string) ([]byte, error) {
+	seed, err := hex.DecodeString(strings.TrimPrefix(s, "0x"))
+	if err != nil {
+		return nil, usageErr("--seed must be hexadecimal: %v", err)
+	}
+	if len(seed) < 16 {
+		return nil, usageErr("--seed must be at least 16 bytes (32 hex digits), got %d bytes", len(seed))
+	}
+	return seed, nil
+}
+
+// progressBar returns a bar on stderr when it is a terminal and the work is
+// long enough to watch, else nil.
+func progressBar(w io.Writer, n int, what string, quiet bool) *progressbar.ProgressBar {
+	f, ok := w.(*os.File)
+	if quiet || !ok || n < 200 || !term.IsTerminal(int(f.Fd())) {
+		return nil
+	}
+	return progressbar.NewOptions(n,
+		progressbar.OptionSetWriter(w),
+		progressbar.OptionSetDescription(what),
+		progressbar.OptionShowCount(),
+		progressbar.OptionShowIts(),
+		progressbar.OptionThrottle(100_000_000),
+		progressbar.OptionClearOnFinish(),
+	)
+}

@@ -1,0 +1,208 @@
+// Command nodekeys makes and checks the keys, certificates and node
+// authentication of Flower federations. Run `nodekeys --help` for the
+// commands; each only parses flags, calls a library package and prints.
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+)
+
+// Exit codes.
+const (
+	exitOK       = 0
+	exitFailure  = 1 // an error, a rejected input or a problem found
+	exitUsage    = 2 // bad flags or arguments
+	exitInternal = 3
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args, os.Stdin, os.Stdout, os.Stderr))
+}
+
+// cliError is an error with an exit code and an optional hint line.
+type cliError struct {
+	err  error
+	code int
+	hint string
+}
+
+func (e *cliError) Error() string { return e.err.Error() }
+func (e *cliError) Unwrap() error { return e.err }
+
+// usageErr reports bad flags or arguments (exit 2).
+func usageErr(format string, args ...any) error {
+	return &cliError{err: fmt.Errorf(format, args...), code: exitUsage}
+}
+
+// withHint adds a "hint:" line under the error.
+func withHint(err error, hint string) error {
+	return &cliError{err: err, code: exitFailure, hint: hint}
+}
+
+// silentFailure makes the exit code 1 without printing an error: the
+// command has already said what failed.
+var silentFailure = &cliError{err: errors.New(""), code: exitFailure}
+
+func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
+	app := &cli.App{
+		Name:  "nodekeys",
+		Usage: "keys, certificates and node authentication for Flower federations",
+		Description: "nodekeys writes the SuperNode key pairs, allowlist CSV and development TLS\n" +
+			"certificates that Flower's SuperLink and SuperNodes use, and signs and verifies\n" +
+			"Flower's signed-timestamp node authentication.\n\n" +
+			"Exit codes: 0 success, 1 failure or rejected input, 2 bad usage.",
+		Version:              version,
+		Reader:               stdin,
+		Writer:               stdout,
+		ErrWriter:            stderr,
+		EnableBashCompletion: true,
+		HideHelpCommand:      true,
+		OnUsageError:         onUsageError,
+		ExitErrHandler:       func(*cli.Context, error) {},
+		Commands: []*cli.Command{
+			keygenCommand(),
+			csvCommand(),
+			versionCommand(),
+			completionCommand(),
+		},
+	}
+	setUsageErrors(app.Commands)
+	return app
+}
+
+// onUsageError turns a flag error into exit code 2 with a one-line message
+// and a hint, instead of the whole help text.
+func onUsageError(_ *cli.Context, err error, _ bool) error {
+	return &cliError{err: err, code: exitUsage}
+}
+
+func setUsageErrors(cmds []*cli.Command) {
+	for _, c := range cmds {
+		c.OnUsageError = onUsageError
+		setUsageErrors(c.Subcommands)
+	}
+}
+
+// run runs the command line args and returns the exit code.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	app := newApp(stdin, stdout, stderr)
+	err := app.Run(args)
+	if err == nil {
+		return exitOK
+	}
+	code, hint := exitFailure, ""
+	var ce *cliError
+	if errors.As(err, &ce) {
+		code, hint = ce.code, ce.hint
+		if ce == silentFailure {
+			return code
+		}
+	} else if strings.HasPrefix(err.Error(), "flag provided but not defined") ||
+		strings.HasPrefix(err.Error(), "invalid value") ||
+		strings.Contains(err.Error(), "Required flag") {
+		code = exitUsage
+	}
+	fmt.Fprintf(stderr, "nodekeys: error: %s\n", oneLine(err.Error()))
+	if hint != "" {
+		fmt.Fprintf(stderr, "hint: %s\n", hint)
+	} else if code == exitUsage {
+		fmt.Fprintf(stderr, "hint: run 'nodekeys %s--help'\n", commandPath(args))
+	}
+	return code
+}
+
+// commandPath returns "keygen " for "nodekeys keygen --bad", for the hint.
+func commandPath(args []string) string {
+	var p []string
+	for _, a := range args[1:] {
+		if strings.HasPrefix(a, "-") {
+			break
+		}
+		p = append(p, a)
+		if len(p) == 2 {
+			break
+		}
+	}
+	if len(p) == 0 {
+		return ""
+	}
+	return strings.Join(p, " ") + " "
+}
+
+// oneLine keeps an error to one line.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
+}
+
+// printJSON writes v as indented JSON.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func versionCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "version",
+		Usage: "print the nodekeys version",
+		Action: func(c *cli.Context) error {
+			fmt.Fprintf(c.App.Writer, "nodekeys %s\n", version)
+			return nil
+		},
+	}
+}
+
+func completionCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "completion",
+		Usage:     "print a shell completion script (bash, zsh or fish)",
+		ArgsUsage: "SHELL",
+		Action: func(c *cli.Context) error {
+			switch c.Args().First() {
+			case "bash":
+				fmt.Fprint(c.App.Writer, bashCompletion)
+			case "zsh":
+				fmt.Fprint(c.App.Writer, zshCompletion)
+			case "fish":
+				s, err := c.App.ToFishCompletion()
+				if err != nil {
+					return err
+				}
+				fmt.Fprint(c.App.Writer, s)
+			default:
+				return usageErr("completion: name a shell: bash, zsh or fish")
+			}
+			return nil
+		},
+	}
+}
+
+const bashCompletion = `# nodekeys bash completion: source <(nodekeys completion bash)
+_nodekeys_complete() {
+  local opts
+  opts=$("${COMP_WORDS[0]}" "${COMP_WORDS[@]:1:$COMP_CWORD-1}" --generate-bash-completion 2>/dev/null)
+  COMPREPLY=($(compgen -W "${opts}" -- "${COMP_WORDS[COMP_CWORD]}"))
+  return 0
+}
+complete -o default -F _nodekeys_complete nodekeys
+`
+
+const zshCompletion = `#compdef nodekeys
+# nodekeys zsh completion: source <(nodekeys completion zsh)
+_nodekeys() {
+  local -a opts
+  opts=("${(@f)$(${words[1]} ${words[@]:1:$CURRENT-2} --generate-bash-completion 2>/dev/null)}")
+  _describe 'values' opts
+}
+compdef _nodekeys nodekeys
+`

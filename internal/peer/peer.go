@@ -1,0 +1,81 @@
+// Package peer runs the real programs that nodekeys must agree with
+// (ssh-keygen, openssl, Python's cryptography) from tests.
+//
+// A test whose peer is missing is skipped, unless NODEKEYS_REQUIRE_PEERS is
+// set (CI sets it), in which case it fails: a peer test never passes by not
+// running.
+package peer
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"sync"
+	"testing"
+)
+
+// Required reports whether missing peers fail tests instead of skipping them.
+func Required() bool { return os.Getenv("NODEKEYS_REQUIRE_PEERS") != "" }
+
+func missing(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if Required() {
+		t.Fatalf("peer missing (NODEKEYS_REQUIRE_PEERS is set): "+format, args...)
+	}
+	t.Skipf("peer missing: "+format, args...)
+}
+
+// Command returns the path of the named program, or skips (fails under
+// NODEKEYS_REQUIRE_PEERS) when it is not installed.
+func Command(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		missing(t, "%s not found", name)
+	}
+	return p
+}
+
+// Run runs a peer program with stdin and returns its stdout; it fails the
+// test if the program fails.
+func Run(t testing.TB, stdin []byte, name string, args ...string) []byte {
+	t.Helper()
+	out, err := Try(t, stdin, name, args...)
+	if err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+	return out
+}
+
+// Try runs a peer program and returns its stdout, or its combined output
+// and the error when it fails.
+func Try(t testing.TB, stdin []byte, name string, args ...string) ([]byte, error) {
+	t.Helper()
+	cmd := exec.Command(Command(t, name), args...)
+	cmd.Stdin = bytes.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return append(stdout.Bytes(), stderr.Bytes()...), err
+	}
+	return stdout.Bytes(), nil
+}
+
+var (
+	pyOnce sync.Once
+	pyErr  error
+)
+
+// Python runs a Python 3 script that may import cryptography, with args, and
+// returns its stdout. The test fails if the script fails.
+func Python(t testing.TB, stdin []byte, script string, args ...string) []byte {
+	t.Helper()
+	Command(t, "python3")
+	pyOnce.Do(func() {
+		pyErr = exec.Command("python3", "-c", "import cryptography").Run()
+	})
+	if pyErr != nil {
+		missing(t, "python3 cannot import cryptography: %v", pyErr)
+	}
+	return Run(t, stdin, "python3", append([]string{"-c", script}, args...)...)
+}
