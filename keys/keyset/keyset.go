@@ -1,0 +1,279 @@
+// Package keyset writes a folder of SuperNode key pairs and the allowlist
+// that names them, as Flower's generate_auth_keys.sh does, but without ever
+// deleting or silently replacing a key.
+//
+// For prefix "client_credentials" and N pairs the folder holds
+// client_credentials_1 … client_credentials_N (OpenSSH private keys, mode
+// 0600), the matching .pub files and client_public_keys.csv, in a folder
+// of mode 0700. Every file is written atomically; the CSV is written last,
+// so it never names a key whose files are not complete.
+package keyset
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/nodekeys/nodekeys/csvlist"
+	"github.com/nodekeys/nodekeys/internal/atomicfile"
+	"github.com/nodekeys/nodekeys/keys"
+)
+
+// Defaults match Flower's generate_auth_keys.sh.
+const (
+	DefaultDir    = "keys"
+	DefaultPrefix = "client_credentials"
+	DefaultCSV    = "client_public_keys.csv"
+	ServerName    = "server_credentials"
+)
+
+// ErrExist is wrapped by the error for a file that is in the way.
+var ErrExist = fs.ErrExist
+
+// Options say what to write. Zero values take the defaults above.
+type Options struct {
+	Dir    string
+	Prefix string
+	// CSV is the allowlist path; a relative path is taken inside Dir.
+	CSV   string
+	Count int
+	// Append numbers the new pairs after the highest existing one and
+	// rewrites the CSV to hold the old keys and the new.
+	Append bool
+	// Force replaces files that are in the way.
+	Force bool
+	// ServerKey also writes server_credentials and its .pub, the SuperLink
+	// pair Flower before 1.15 asked for.
+	ServerKey bool
+	Generator keys.Generator
+	// Workers is how many pairs are made at once; 0 means GOMAXPROCS.
+	Workers int
+	// Progress, if set, is called after each pair is written, from any
+	// goroutine, with the count written so far.
+	Progress func(done int)
+}
+
+// File describes one written key pair.
+type File struct {
+	Index       int    `json:"index,omitempty"`
+	Private     string `json:"private"`
+	Public      string `json:"public"`
+	Fingerprint string `json:"fingerprint"`
+}
+
+// Result lists what Write wrote.
+type Result struct {
+	Dir    string `json:"dir"`
+	CSV    string `json:"csv"`
+	Pairs  []File `json:"pairs"`
+	Server *File  `json:"server,omitempty"`
+	// CSVKeys is how many keys the CSV holds now.
+	CSVKeys int  `json:"csv_keys"`
+	Seeded  bool `json:"seeded"`
+}
+
+func (o *Options) defaults() {
+	if o.Dir == "" {
+		o.Dir = DefaultDir
+	}
+	if o.Prefix == "" {
+		o.Prefix = DefaultPrefix
+	}
+	if o.CSV == "" {
+		o.CSV = DefaultCSV
+	}
+	if !filepath.IsAbs(o.CSV) && filepath.Dir(o.CSV) == "." {
+		o.CSV = filepath.Join(o.Dir, o.CSV)
+	}
+	if o.Workers <= 0 {
+		o.Workers = runtime.GOMAXPROCS(0)
+	}
+}
+
+// Write makes opts.Count key pairs and the allowlist. Before writing
+// anything it checks that no file it would write exists (unless Force), so
+// a refusal leaves the folder untouched.
+func Write(opts Options) (*Result, error) {
+	opts.defaults()
+	if opts.Count < 0 {
+		return nil, fmt.Errorf("keyset: the count of pairs must not be negative")
+	}
+	if opts.Prefix != filepath.Base(opts.Prefix) || opts.Prefix == "." || opts.Prefix == ".." {
+		return nil, fmt.Errorf("keyset: the prefix %q must be a plain file name", opts.Prefix)
+	}
+	if err := atomicfile.MkdirPrivate(opts.Dir); err != nil {
+		return nil, fmt.Errorf("keyset: %w", err)
+	}
+	existing, err := Existing(opts.Dir, opts.Prefix)
+	if err != nil {
+		return nil, err
+	}
+	first := 1
+	if opts.Append && len(existing) > 0 {
+		first = existing[len(existing)-1] + 1
+	}
+	res := &Result{Dir: opts.Dir, CSV: opts.CSV, Seeded: opts.Generator.Seed != nil}
+	for i := range opts.Count {
+		p := filepath.Join(opts.Dir, opts.Prefix+"_"+strconv.Itoa(first+i))
+		res.Pairs = append(res.Pairs, File{Index: first + i, Private: p, Public: p + ".pub"})
+	}
+	if opts.ServerKey {
+		p := filepath.Join(opts.Dir, ServerName)
+		res.Server = &File{Private: p, Public: p + ".pub"}
+	}
+
+	// The old allowlist: kept and extended with --append.
+	var old []*keys.PublicKey
+	if opts.Append {
+		if old, err = previousKeys(opts, existing); err != nil {
+			return nil, err
+		}
+	}
+	if !opts.Force {
+		in := []string{}
+		for _, f := range res.Pairs {
+			in = append(in, f.Private, f.Public)
+		}
+		if res.Server != nil {
+			in = append(in, res.Server.Private, res.Server.Public)
+		}
+		if !opts.Append {
+			in = append(in, opts.CSV)
+		}
+		for _, p := range in {
+			if _, err := os.Lstat(p); err == nil {
+				return nil, &fs.PathError{Op: "refusing to overwrite", Path: p, Err: fs.ErrExist}
+			}
+		}
+	}
+
+	var (
+		wg     sync.WaitGroup
+		next   atomic.Int64
+		done   atomic.Int64
+		mu     sync.Mutex
+		errOut error
+	)
+	pubs := make([]*keys.PublicKey, len(res.Pairs))
+	for range min(opts.Workers, max(len(res.Pairs), 1)) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(res.Pairs) {
+					return
+				}
+				mu.Lock()
+				failed := errOut != nil
+				mu.Unlock()
+				if failed {
+					return
+				}
+				f := &res.Pairs[i]
+				pub, err := writePair(opts, f.Index, f)
+				if err != nil {
+					mu.Lock()
+					if errOut == nil {
+						errOut = err
+					}
+					mu.Unlock()
+					return
+				}
+				pubs[i] = pub
+				if opts.Progress != nil {
+					opts.Progress(int(done.Add(1)))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if errOut != nil {
+		return nil, errOut
+	}
+	if res.Server != nil {
+		// Index 0 is never a client index: the server pair has its own key.
+		if _, err := writePair(opts, 0, res.Server); err != nil {
+			return nil, err
+		}
+	}
+	all := append(old, pubs...)
+	res.CSVKeys = len(all)
+	if err := atomicfile.Write(opts.CSV, csvlist.Marshal(all), 0o644, opts.Force || opts.Append); err != nil {
+		return nil, fmt.Errorf("keyset: writing the allowlist: %w", err)
+	}
+	return res, nil
+}
+
+// writePair makes pair index and writes its two files: the private key
+// first, so a .pub never stands without its private key.
+func writePair(opts Options, index int, f *File) (*keys.PublicKey, error) {
+	p, err := opts.Generator.Pair(index)
+	if err != nil {
+		return nil, err
+	}
+	if err := atomicfile.Write(f.Private, p.PrivateFile, 0o600, opts.Force); err != nil {
+		return nil, fmt.Errorf("keyset: %w", err)
+	}
+	if err := atomicfile.Write(f.Public, p.PublicFile, 0o644, opts.Force); err != nil {
+		return nil, fmt.Errorf("keyset: %w", err)
+	}
+	f.Fingerprint = p.Public.Fingerprint()
+	return p.Public, nil
+}
+
+// previousKeys returns the keys the appended CSV starts with: those of the
+// existing CSV, or, where there is none, those of the existing .pub files.
+func previousKeys(opts Options, existing []int) ([]*keys.PublicKey, error) {
+	l, err := csvlist.ReadFile(opts.CSV)
+	if err == nil {
+		return l.Keys(), nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("keyset: the allowlist to append to: %w", err)
+	}
+	var ks []*keys.PublicKey
+	for _, i := range existing {
+		p := filepath.Join(opts.Dir, opts.Prefix+"_"+strconv.Itoa(i)+".pub")
+		k, err := keys.ReadPublicKey(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("keyset: %w", err)
+		}
+		ks = append(ks, k)
+	}
+	return ks, nil
+}
+
+// Existing returns the sorted indexes of the PREFIX_N private key files (or
+// their .pub files) in dir.
+func Existing(dir, prefix string) ([]int, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("keyset: %w", err)
+	}
+	re := regexp.MustCompile(`^` + regexp.QuoteMeta(prefix) + `_([1-9][0-9]{0,8})(\.pub)?$`)
+	seen := map[int]bool{}
+	var idx []int
+	for _, e := range ents {
+		m := re.FindStringSubmatch(e.Name())
+		if m == nil {
+			continue
+		}
+		n, _ := strconv.Atoi(m[1])
+		if !seen[n] {
+			seen[n] = true
+			idx = append(idx, n)
+		}
+	}
+	sort.Ints(idx)
+	return idx, nil
+}
