@@ -262,3 +262,34 @@ func TestReadPrivateKeyErrors(t *testing.T) {
 	}
 }
 
+
+func BenchmarkPair(b *testing.B) {
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if _, err := (keys.Generator{}).Pair(i); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkPairSeeded(b *testing.B) {
+	g := keys.Generator{Seed: []byte("0123456789abcdef0123456789abcdef")}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if _, err := g.Pair(i); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkParsePublicKey(b *testing.B) {
+	p, err := keys.Generator{}.Pair(1)
+	require.NoError(b, err)
+	line := p.PublicFile
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := keys.ParsePublicKey(line); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -13,7 +13,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Write writes data to path with mode perm. Unless overwrite is set, an
@@ -119,4 +122,132 @@ func MkdirPrivate(dir string) error {
 		return err
 	}
 	return os.Chmod(dir, 0o700)
+}
+
+// Batch writes many files with one sync for all of them instead of two
+// for each: Add writes each to a temporary file, Commit flushes the file
+// system once and then moves every file into place. Until Commit, none of
+// the final paths exists; a crash leaves only temporary files behind.
+// Add may be called from several goroutines.
+type Batch struct {
+	// Overwrite replaces existing files, as Write's overwrite.
+	Overwrite bool
+	// Direct writes each file at its final path, with no temporary file:
+	// for a private staging folder that is renamed into place as a whole
+	// after Commit, where no reader can see a partial file.
+	Direct bool
+
+	mu      sync.Mutex
+	pending []pending
+}
+
+type pending struct{ tmp, path string }
+
+// Add writes data to a temporary file beside path, with mode perm.
+func (b *Batch) Add(path string, data []byte, perm fs.FileMode) (err error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	var f *os.File
+	if b.Direct {
+		f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	} else {
+		f, err = os.CreateTemp(dir, "."+base+".tmp-*")
+	}
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if err = f.Chmod(perm); err != nil {
+		return err
+	}
+	if _, err = f.Write(data); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	b.pending = append(b.pending, pending{f.Name(), path})
+	b.mu.Unlock()
+	return nil
+}
+
+// Commit syncs the written data to disk, then moves each file into place.
+// On an error, the files not yet moved are removed and the error names the
+// first path that failed.
+func (b *Batch) Commit() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.pending) == 0 {
+		return nil
+	}
+	dirs := map[string]bool{}
+	for _, p := range b.pending {
+		dirs[filepath.Dir(p.tmp)] = true
+	}
+	for dir := range dirs {
+		if err := syncFS(dir); err != nil {
+			b.abort(0)
+			return err
+		}
+	}
+	for i, p := range b.pending {
+		var err error
+		if b.Direct {
+			continue
+		}
+		if b.Overwrite {
+			err = os.Rename(p.tmp, p.path)
+		} else if err = link(p.tmp, p.path); err == nil {
+			os.Remove(p.tmp)
+		}
+		if err != nil {
+			b.abort(i)
+			return err
+		}
+	}
+	b.pending = nil
+	for dir := range dirs {
+		if err := syncDir(dir); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Abort removes the temporary files of a batch that will not be committed.
+func (b *Batch) Abort() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.abort(0)
+}
+
+func (b *Batch) abort(from int) {
+	for _, p := range b.pending[from:] {
+		if !b.Direct {
+			os.Remove(p.tmp)
+		}
+	}
+	b.pending = nil
+}
+
+// syncFS flushes the whole file system holding dir: one call where a sync
+// of each file would take one disk flush per file.
+func syncFS(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := unix.Syncfs(int(d.Fd())); err != nil {
+		return fmt.Errorf("syncing %s: %w", dir, err)
+	}
+	return nil
 }

@@ -5,8 +5,9 @@
 // For prefix "client_credentials" and N pairs the folder holds
 // client_credentials_1 … client_credentials_N (OpenSSH private keys, mode
 // 0600), the matching .pub files and client_public_keys.csv, in a folder
-// of mode 0700. Every file is written atomically; the CSV is written last,
-// so it never names a key whose files are not complete.
+// of mode 0700. Every file is written atomically: the key files all land
+// together after one sync of the file system, and the CSV after them, so it
+// never names a key whose files are not complete.
 package keyset
 
 import (
@@ -109,12 +110,28 @@ func Write(opts Options) (*Result, error) {
 	if opts.Prefix != filepath.Base(opts.Prefix) || opts.Prefix == "." || opts.Prefix == ".." {
 		return nil, fmt.Errorf("keyset: the prefix %q must be a plain file name", opts.Prefix)
 	}
-	if err := atomicfile.MkdirPrivate(opts.Dir); err != nil {
+	// A new folder is built as a hidden staging folder beside it and renamed
+	// into place whole: no one sees a part of it, and each file needs no
+	// temporary file of its own.
+	staging := ""
+	if _, err := os.Lstat(opts.Dir); errors.Is(err, fs.ErrNotExist) {
+		parent := filepath.Dir(filepath.Clean(opts.Dir))
+		if err := os.MkdirAll(parent, 0o755); err != nil {
+			return nil, fmt.Errorf("keyset: %w", err)
+		}
+		if staging, err = os.MkdirTemp(parent, "."+filepath.Base(opts.Dir)+".tmp-*"); err != nil {
+			return nil, fmt.Errorf("keyset: %w", err)
+		}
+		defer os.RemoveAll(staging) // gone after the rename; else the debris
+	} else if err := atomicfile.MkdirPrivate(opts.Dir); err != nil {
 		return nil, fmt.Errorf("keyset: %w", err)
 	}
-	existing, err := Existing(opts.Dir, opts.Prefix)
-	if err != nil {
-		return nil, err
+	var existing []int
+	if staging == "" {
+		var err error
+		if existing, err = Existing(opts.Dir, opts.Prefix); err != nil {
+			return nil, err
+		}
 	}
 	first := 1
 	if opts.Append && len(existing) > 0 {
@@ -131,7 +148,10 @@ func Write(opts Options) (*Result, error) {
 	}
 
 	// The old allowlist: kept and extended with --append.
-	var old []*keys.PublicKey
+	var (
+		old []*keys.PublicKey
+		err error
+	)
 	if opts.Append {
 		if old, err = previousKeys(opts, existing); err != nil {
 			return nil, err
@@ -163,6 +183,14 @@ func Write(opts Options) (*Result, error) {
 		errOut error
 	)
 	pubs := make([]*keys.PublicKey, len(res.Pairs))
+	batch := &atomicfile.Batch{Overwrite: opts.Force, Direct: staging != ""}
+	// at maps a final path to where it is written now.
+	at := func(p string) string {
+		if staging == "" {
+			return p
+		}
+		return filepath.Join(staging, filepath.Base(p))
+	}
 	for range min(opts.Workers, max(len(res.Pairs), 1)) {
 		wg.Go(func() {
 			for {
@@ -177,7 +205,7 @@ func Write(opts Options) (*Result, error) {
 					return
 				}
 				f := &res.Pairs[i]
-				pub, err := writePair(opts, f.Index, f)
+				pub, err := addPair(batch, at, opts.Generator, f.Index, f)
 				if err != nil {
 					mu.Lock()
 					if errOut == nil {
@@ -194,35 +222,50 @@ func Write(opts Options) (*Result, error) {
 		})
 	}
 	wg.Wait()
-	if errOut != nil {
-		return nil, errOut
-	}
-	if res.Server != nil {
+	if errOut == nil && res.Server != nil {
 		// Index 0 is never a client index: the server pair has its own key.
-		if _, err := writePair(opts, 0, res.Server); err != nil {
-			return nil, err
-		}
+		_, errOut = addPair(batch, at, opts.Generator, 0, res.Server)
+	}
+	if errOut != nil {
+		batch.Abort()
+		return nil, fmt.Errorf("keyset: %w", errOut)
+	}
+	if err := batch.Commit(); err != nil {
+		return nil, fmt.Errorf("keyset: %w", err)
 	}
 	all := append(old, pubs...)
 	res.CSVKeys = len(all)
-	if err := atomicfile.Write(opts.CSV, csvlist.Marshal(all), 0o644, opts.Force || opts.Append); err != nil {
-		return nil, fmt.Errorf("keyset: writing the allowlist: %w", err)
+	csvData := csvlist.Marshal(all)
+	csvInside := filepath.Dir(opts.CSV) == filepath.Clean(opts.Dir)
+	if staging != "" && csvInside {
+		if err := atomicfile.Write(at(opts.CSV), csvData, 0o644, false); err != nil {
+			return nil, fmt.Errorf("keyset: writing the allowlist: %w", err)
+		}
+	}
+	if staging != "" {
+		if err := os.Rename(staging, opts.Dir); err != nil {
+			return nil, fmt.Errorf("keyset: moving the new folder into place: %w", err)
+		}
+	}
+	if staging == "" || !csvInside {
+		if err := atomicfile.Write(opts.CSV, csvData, 0o644, opts.Force || opts.Append); err != nil {
+			return nil, fmt.Errorf("keyset: writing the allowlist: %w", err)
+		}
 	}
 	return res, nil
 }
 
-// writePair makes pair index and writes its two files: the private key
-// first, so a .pub never stands without its private key.
-func writePair(opts Options, index int, f *File) (*keys.PublicKey, error) {
-	p, err := opts.Generator.Pair(index)
+// addPair makes pair index and adds its two files to the batch.
+func addPair(batch *atomicfile.Batch, at func(string) string, g keys.Generator, index int, f *File) (*keys.PublicKey, error) {
+	p, err := g.Pair(index)
 	if err != nil {
 		return nil, err
 	}
-	if err := atomicfile.Write(f.Private, p.PrivateFile, 0o600, opts.Force); err != nil {
-		return nil, fmt.Errorf("keyset: %w", err)
+	if err := batch.Add(at(f.Private), p.PrivateFile, 0o600); err != nil {
+		return nil, err
 	}
-	if err := atomicfile.Write(f.Public, p.PublicFile, 0o644, opts.Force); err != nil {
-		return nil, fmt.Errorf("keyset: %w", err)
+	if err := batch.Add(at(f.Public), p.PublicFile, 0o644); err != nil {
+		return nil, err
 	}
 	f.Fingerprint = p.Public.Fingerprint()
 	return p.Public, nil

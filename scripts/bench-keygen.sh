@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Times `nodekeys keygen --clients N` against what Flower's
+# generate_auth_keys.sh does (one ssh-keygen process per key, then the CSV),
+# side by side in one run on this machine, and prints the ratio.
+# Usage: scripts/bench-keygen.sh [N]   (default 1000)
+set -euo pipefail
+n=${1:-1000}
+root=$(cd "$(dirname "$0")/.." && pwd)
+# Under the checkout: some machines keep /tmp on a slower file system.
+work=$(mktemp -d -p "${BENCH_DIR:-$root}" .bench-XXXXXX)
+trap 'rm -rf "$work"' EXIT
+go build -o "$work/nodekeys" "$root/cmd/nodekeys"
+
+now() { date +%s.%N; }
+
+# Flower's script, as in examples/flower-authentication/generate_auth_keys.sh.
+flower() {
+  local dir=$1
+  mkdir -p "$dir"
+  for ((i = 1; i <= n; i++)); do
+    ssh-keygen -q -t ecdsa -b 384 -N "" -C "" -f "$dir/client_credentials_$i"
+  done
+  local out=""
+  for ((i = 1; i <= n; i++)); do
+    key=$(cut -d' ' -f1,2 <"$dir/client_credentials_$i.pub")
+    out+="$key,"
+  done
+  printf '%s\n' "${out%,}" >"$dir/client_public_keys.csv"
+}
+
+t0=$(now); flower "$work/flower"; t1=$(now)
+"$work/nodekeys" keygen --quiet --clients "$n" --out "$work/nodekeys-out"; t2=$(now)
+
+awk -v n="$n" -v f="$(echo "$t1 - $t0" | bc)" -v g="$(echo "$t2 - $t1" | bc)" 'BEGIN {
+  printf "keygen of %d pairs on %d cores\n", n, '"$(nproc)"'
+  printf "  Flower script (ssh-keygen per key): %8.3f s  %7.2f ms/pair\n", f, 1000*f/n
+  printf "  nodekeys keygen:                    %8.3f s  %7.2f ms/pair\n", g, 1000*g/n
+  printf "  ratio: nodekeys is %.0fx faster\n", f/g
+}'
