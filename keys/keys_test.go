@@ -262,7 +262,6 @@ func TestReadPrivateKeyErrors(t *testing.T) {
 	}
 }
 
-
 func BenchmarkPair(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
