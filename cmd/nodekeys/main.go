@@ -116,27 +116,20 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if hint != "" {
 		fmt.Fprintf(stderr, "hint: %s\n", hint)
 	} else if code == exitUsage {
-		fmt.Fprintf(stderr, "hint: run 'nodekeys %s--help'\n", commandPath(args))
+		fmt.Fprintf(stderr, "hint: run 'nodekeys %s--help'\n", commandPath(app.Commands, args[1:]))
 	}
 	return code
 }
 
-// commandPath returns "keygen " for "nodekeys keygen --bad", for the hint.
-func commandPath(args []string) string {
-	var p []string
-	for _, a := range args[1:] {
-		if strings.HasPrefix(a, "-") {
-			break
-		}
-		p = append(p, a)
-		if len(p) == 2 {
-			break
+// commandPath returns "csv check " for "nodekeys csv check --bad x": the
+// leading arguments that name commands, for the hint.
+func commandPath(cmds []*cli.Command, args []string) string {
+	for _, c := range cmds {
+		if len(args) > 0 && c.HasName(args[0]) {
+			return c.Name + " " + commandPath(c.Subcommands, args[1:])
 		}
 	}
-	if len(p) == 0 {
-		return ""
-	}
-	return strings.Join(p, " ") + " "
+	return ""
 }
 
 // oneLine keeps an error to one line.

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/nodekeys/nodekeys/csvlist"
+	"github.com/nodekeys/nodekeys/keys"
+)
+
+// killAfter starts nodekeys and SIGKILLs it after d.
+func killAfter(t *testing.T, dir string, d time.Duration, args ...string) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	require.NoError(t, cmd.Start())
+	time.Sleep(d)
+	cmd.Process.Kill()
+	cmd.Wait()
+}
+
+// checkKeyFolder asserts that every visible file in dir is whole and valid
+// and that the CSV names only keys whose files are there.
+func checkKeyFolder(t *testing.T, dir string) int {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	pubs := map[string]bool{}
+	n := 0
+	for _, e := range ents {
+		name := e.Name()
+		p := filepath.Join(dir, name)
+		switch {
+		case strings.HasPrefix(name, "."):
+			// A temporary file of the killed run: never a final name.
+		case strings.HasSuffix(name, ".csv"):
+		case strings.HasSuffix(name, ".pub"):
+			k, err := keys.ReadPublicKey(p)
+			require.NoError(t, err, "a .pub left whole")
+			priv, err := keys.ReadPrivateKey(strings.TrimSuffix(p, ".pub"))
+			require.NoError(t, err, "a .pub never stands without its private key")
+			assert.True(t, priv.PublicKey.Equal(k.Key))
+			pubs[k.Fingerprint()] = true
+			n++
+		default:
+			_, err := keys.ReadPrivateKey(p)
+			require.NoError(t, err, "a private key left whole: %s", name)
+		}
+	}
+	if l, err := csvlist.ReadFile(filepath.Join(dir, "client_public_keys.csv")); err == nil {
+		for _, e := range l.Entries {
+			assert.True(t, pubs[e.Key.Fingerprint()], "the CSV names a key whose files exist")
+		}
+	} else {
+		require.ErrorIs(t, err, os.ErrNotExist)
+	}
+	return n
+}
+
+func TestKeygenSurvivesSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills a few hundred ms of keygen runs")
+	}
+	for trial := range 6 {
+		dir := t.TempDir()
+		// A folder with keys that must survive.
+		require.Equal(t, 0, nk(t, dir, "", "keygen", "--clients", "3", "-q").code)
+		before := snapshot(t, filepath.Join(dir, "keys"))
+		d := time.Duration(rand.IntN(400)) * time.Millisecond
+		killAfter(t, dir, d, "keygen", "--append", "--clients", "3000", "-q")
+		killAfter(t, dir, d, "keygen", "--clients", "3000", "-q", "--out", "fresh")
+
+		for p, content := range before {
+			got, err := os.ReadFile(p)
+			require.NoError(t, err, "trial %d: an existing key was lost", trial)
+			if !strings.HasSuffix(p, ".csv") {
+				assert.Equal(t, content, string(got))
+			}
+		}
+		n := checkKeyFolder(t, filepath.Join(dir, "keys"))
+		assert.GreaterOrEqual(t, n, 3)
+		// A new folder appears whole or not at all.
+		if _, err := os.Stat(filepath.Join(dir, "fresh")); err == nil {
+			assert.Equal(t, 3000, checkKeyFolder(t, filepath.Join(dir, "fresh")))
+		}
+	}
+}

@@ -1,0 +1,209 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// bin is the nodekeys binary built once for the end-to-end tests.
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "nodekeys-bin-")
+	if err != nil {
+		panic(err)
+	}
+	bin = filepath.Join(dir, "nodekeys")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		panic(string(out))
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// nk runs the built binary in dir with stdin.
+func nk(t *testing.T, dir string, stdin string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return result{out.String(), errb.String(), code}
+}
+
+func snapshot(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	files := map[string]string{}
+	require.NoError(t, filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		files[p] = string(b)
+		return err
+	}))
+	return files
+}
+
+func TestKeygenEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	r := nk(t, dir, "", "keygen")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "wrote 2 key pairs in keys/")
+	assert.Contains(t, r.stdout, "--auth-list-public-keys keys/client_public_keys.csv")
+	for _, f := range []string{"client_credentials_1", "client_credentials_1.pub", "client_credentials_2", "client_credentials_2.pub", "client_public_keys.csv"} {
+		assert.FileExists(t, filepath.Join(dir, "keys", f))
+	}
+	before := snapshot(t, dir)
+
+	r = nk(t, dir, "", "keygen")
+	assert.Equal(t, 1, r.code)
+	assert.Equal(t, "nodekeys: error: refusing to overwrite keys/client_credentials_1\n"+
+		"hint: use --force to replace it, --append to add keys after the existing ones, or another --out\n", r.stderr)
+	assert.Equal(t, before, snapshot(t, dir), "nothing changed")
+
+	r = nk(t, dir, "", "keygen", "--append", "--clients", "3", "--json")
+	require.Equal(t, 0, r.code, r.stderr)
+	var res struct {
+		Pairs []struct {
+			Index       int
+			Private     string
+			Fingerprint string
+		}
+		CSVKeys int `json:"csv_keys"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &res))
+	require.Len(t, res.Pairs, 3)
+	assert.Equal(t, 3, res.Pairs[0].Index)
+	assert.Equal(t, 5, res.CSVKeys)
+	assert.True(t, strings.HasPrefix(res.Pairs[0].Fingerprint, "SHA256:"))
+
+	before = snapshot(t, dir)
+	r = nk(t, dir, "", "keygen", "--force", "-q")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Empty(t, r.stdout)
+	after := snapshot(t, dir)
+	assert.NotEqual(t, before[filepath.Join(dir, "keys/client_credentials_1")], after[filepath.Join(dir, "keys/client_credentials_1")])
+	assert.Equal(t, before[filepath.Join(dir, "keys/client_credentials_3")], after[filepath.Join(dir, "keys/client_credentials_3")], "--force replaces only what it writes")
+}
+
+func TestKeygenSeedIsReproducible(t *testing.T) {
+	a, b := t.TempDir(), t.TempDir()
+	seed := "00112233445566778899aabbccddeeff"
+	ra := nk(t, a, "", "keygen", "--clients", "4", "--seed", seed, "--prefix", "supernode_credentials", "--server-key")
+	rb := nk(t, b, "", "keygen", "--clients", "4", "--seed", seed, "--prefix", "supernode_credentials", "--server-key")
+	require.Equal(t, 0, ra.code, ra.stderr)
+	require.Equal(t, 0, rb.code, rb.stderr)
+	assert.Contains(t, ra.stderr, "for tests only")
+	sa, sb := snapshot(t, a), snapshot(t, b)
+	require.Len(t, sa, 11)
+	for p, content := range sa {
+		assert.Equal(t, content, sb[strings.Replace(p, a, b, 1)], p)
+	}
+}
+
+func TestKeygenUsageErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"keygen", "--bogus"}, "nodekeys: error: flag provided but not defined: -bogus\nhint: run 'nodekeys keygen --help'\n"},
+		{[]string{"keygen", "--clients", "x"}, "nodekeys: error: invalid value \"x\" for flag -clients: parse error\nhint: run 'nodekeys keygen --help'\n"},
+		{[]string{"keygen", "--clients", "-1"}, "nodekeys: error: --clients must be between 0 and 1000000, got -1\nhint: run 'nodekeys keygen --help'\n"},
+		{[]string{"keygen", "--seed", "zz"}, "nodekeys: error: --seed must be hexadecimal: encoding/hex: invalid byte: U+007A 'z'\nhint: run 'nodekeys keygen --help'\n"},
+		{[]string{"keygen", "--seed", "00ff"}, "nodekeys: error: --seed must be at least 16 bytes (32 hex digits), got 2 bytes\nhint: run 'nodekeys keygen --help'\n"},
+		{[]string{"keygen", "--append", "--force"}, "nodekeys: error: --append and --force do not go together: --append never replaces a key\nhint: run 'nodekeys keygen --help'\n"},
+		{[]string{"keygen", "extra"}, "nodekeys: error: keygen takes no arguments, got \"extra\"\nhint: run 'nodekeys keygen --help'\n"},
+	} {
+		r := nk(t, dir, "", tc.args...)
+		assert.Equal(t, 2, r.code, tc.args)
+		assert.Equal(t, tc.want, r.stderr, tc.args)
+	}
+	entries, _ := os.ReadDir(dir)
+	assert.Empty(t, entries, "bad usage writes nothing")
+}
+
+func TestKeygenOutputInTheWay(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "keys"), []byte("a file"), 0o644))
+	r := nk(t, dir, "", "keygen")
+	assert.Equal(t, 1, r.code)
+	assert.Equal(t, "nodekeys: error: keyset: mkdir keys: not a directory\n", r.stderr)
+}
+
+func TestCSVCommands(t *testing.T) {
+	dir := t.TempDir()
+	require.Equal(t, 0, nk(t, dir, "", "keygen", "--clients", "3", "-q").code)
+	csv := "keys/client_public_keys.csv"
+
+	r := nk(t, dir, "", "csv", "check", csv)
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, csv+": 3 keys, 0 errors, 0 warnings: ok")
+
+	r = nk(t, dir, "", "csv", "remove", csv, "keys/client_credentials_2.pub")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, csv+": 2 keys")
+	r = nk(t, dir, "", "csv", "remove", csv, "keys/client_credentials_2.pub")
+	assert.Equal(t, 1, r.code)
+	assert.Equal(t, "nodekeys: error: keys/client_credentials_2.pub is not in "+csv+"; nothing was changed\n", r.stderr)
+
+	r = nk(t, dir, "", "csv", "add", csv, "keys/client_credentials_2.pub")
+	require.Equal(t, 0, r.code, r.stderr)
+	r = nk(t, dir, "", "csv", "add", csv, "keys/client_credentials_1.pub")
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "is already in "+csv)
+
+	var fp struct{ Keys []struct{ Fingerprint string } }
+	r = nk(t, dir, "", "csv", "check", "--json", csv)
+	require.Equal(t, 0, r.code)
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &fp))
+	require.Len(t, fp.Keys, 3)
+	r = nk(t, dir, "", "csv", "remove", csv, fp.Keys[0].Fingerprint)
+	require.Equal(t, 0, r.code, r.stderr)
+
+	// A file Flower would fail on: check says where and exits 1.
+	b, err := os.ReadFile(filepath.Join(dir, csv))
+	require.NoError(t, err)
+	bad := filepath.Join(dir, "bad.csv")
+	require.NoError(t, os.WriteFile(bad, append([]byte("\ufeff"), bytes.Replace(b, []byte("\n"), []byte(",\nssh-rsa AAAA\n"), 1)...), 0o644))
+	r = nk(t, dir, "", "csv", "check", "bad.csv")
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "nodekeys: warning: bad.csv:1:1: UTF-8 byte order mark: Flower's SuperLink fails on it\n")
+	assert.Contains(t, r.stderr, ": trailing comma: Flower's SuperLink fails on it\n")
+	assert.Contains(t, r.stderr, "nodekeys: error: bad.csv:2:1: not an EC key: the type is \"ssh-rsa\"\n")
+	assert.Contains(t, r.stdout, "bad.csv: 2 keys, 1 errors, 2 warnings: NOT OK")
+
+	before, _ := os.ReadFile(bad)
+	r = nk(t, dir, "", "csv", "add", "bad.csv", "keys/client_credentials_1.pub")
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "hint: run 'nodekeys csv check bad.csv' to see every problem; nothing was changed")
+	after, _ := os.ReadFile(bad)
+	assert.Equal(t, before, after)
+
+	r = nk(t, dir, "", "csv", "check", "missing.csv")
+	assert.Equal(t, 1, r.code)
+	assert.Equal(t, "nodekeys: error: csvlist: open missing.csv: no such file or directory\n", r.stderr)
+}
