@@ -1,0 +1,20 @@
+// Package verify checks Flower's signed-timestamp node authentication on
+// the SuperLink side, byte-compatible with Flower and faster than it.
+//
+// A Verifier holds an allowlist of SuperNode public keys, parsed once, and
+// checks the three metadata values of a call (see package sign) cheapest
+// first: sizes, the key (a map lookup on the header bytes as they arrive),
+// the timestamp window, and only then the signature. A flood of calls with
+// unknown keys or stale timestamps so costs a fraction of a microsecond
+// each, not a signature verification.
+//
+// Flower accepts a call when -5 s < now - timestamp < 305 s (Flower 1.20
+// and later; see Window for older versions). Verify returns nil or an
+// *Error whose Reason says why the call was refused.
+//
+// P-384 signatures, what SuperNodes make, are verified with a variable-time
+// double-scalar multiplication (github.com/cloudflare/circl/ecc/p384):
+// everything it touches is public. P-256 and P-521 keys go through
+// crypto/ecdsa. Both paths parse signatures as strict DER and require r
+// and s in [1, n-1].
+package verify

@@ -1,0 +1,334 @@
+package verify
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nodekeys/nodekeys/keys"
+	"github.com/nodekeys/nodekeys/sign"
+)
+
+// Reason says why a call was refused.
+type Reason string
+
+// The reasons Verify gives.
+const (
+	MissingMetadata Reason = "missing-metadata" // a header is absent or empty
+	Malformed       Reason = "malformed"        // a header is too long or does not parse
+	UnknownKey      Reason = "unknown-key"      // the key is not in the allowlist
+	BadSignature    Reason = "bad-signature"    // the signature does not verify
+	StaleTimestamp  Reason = "stale-timestamp"  // the timestamp is too far in the past
+	FutureTimestamp Reason = "future-timestamp" // the timestamp is too far in the future
+	Replayed        Reason = "replayed"         // the same signature was seen inside the window
+)
+
+// FlowerMessage returns the message Flower's SuperLink aborts the call with
+// for this reason.
+func (r Reason) FlowerMessage() string {
+	switch r {
+	case MissingMetadata:
+		return "Missing authentication metadata"
+	case UnknownKey:
+		return "Public key not recognized"
+	case BadSignature, Malformed:
+		return "Invalid signature"
+	case StaleTimestamp, FutureTimestamp, Replayed:
+		return "Invalid timestamp"
+	}
+	return "Unauthenticated"
+}
+
+// Error is a refused call.
+type Error struct {
+	Reason Reason
+	// Detail says more, without echoing the header values.
+	Detail string
+}
+
+func (e *Error) Error() string {
+	if e.Detail == "" {
+		return "verify: " + string(e.Reason)
+	}
+	return "verify: " + string(e.Reason) + ": " + e.Detail
+}
+
+// Preallocated errors keep the refusal paths free of allocations.
+var (
+	errMissing      = &Error{MissingMetadata, "a flwr-* header is missing or empty"}
+	errKeyTooLong   = &Error{Malformed, "flwr-public-key-bin is too long"}
+	errTSTooLong    = &Error{Malformed, "flwr-timestamp is too long"}
+	errSigTooLong   = &Error{Malformed, "flwr-signature-bin is too long"}
+	errUnknown      = &Error{UnknownKey, "the public key is not in the allowlist"}
+	errBadKey       = &Error{Malformed, "flwr-public-key-bin is not a PEM EC public key"}
+	errNotP384      = &Error{UnknownKey, "only P-384 keys are accepted without an allowlist"}
+	errTimestamp    = &Error{Malformed, "flwr-timestamp is not an ISO 8601 time with a UTC offset"}
+	errStale        = &Error{StaleTimestamp, "the timestamp is outside the accepted window"}
+	errFuture       = &Error{FutureTimestamp, "the timestamp is outside the accepted window"}
+	errDER          = &Error{Malformed, "flwr-signature-bin is not a DER ECDSA signature"}
+	errSigRange     = &Error{BadSignature, "r or s is out of range"}
+	errBadSignature = &Error{BadSignature, "the signature does not verify"}
+)
+
+// MaxPublicKeyLen bounds flwr-public-key-bin: a P-521 key in PEM is 268
+// bytes.
+const MaxPublicKeyLen = 512
+
+// Window is the accepted range of now - timestamp: a call is accepted when
+// -Future < now - timestamp < Past, both ends open, as Flower checks it.
+type Window struct {
+	Future, Past time.Duration
+}
+
+// DefaultWindow is Flower's window since 1.20: -5 s < d < 305 s.
+var DefaultWindow = Window{Future: 5 * time.Second, Past: 305 * time.Second}
+
+// FlowerWindow returns the window of a Flower version ("1.19", "1.15.0").
+// Flower 1.15.0 sent the headers without the flwr- prefix; Flower before
+// 1.15 used another scheme, which this package does not check.
+func FlowerWindow(version string) (Window, error) {
+	parts := strings.SplitN(version, ".", 3)
+	nums := make([]int, 3)
+	for i, p := range parts {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 {
+			return Window{}, fmt.Errorf("verify: %q is not a Flower version like 1.19", version)
+		}
+		nums[i] = n
+	}
+	if len(parts) < 2 {
+		return Window{}, fmt.Errorf("verify: %q is not a Flower version like 1.19", version)
+	}
+	major, minor, patch := nums[0], nums[1], nums[2]
+	switch {
+	case major != 1 || minor < 15:
+		return Window{}, fmt.Errorf("verify: Flower %s does not use signed timestamps (1.15 and later do)", version)
+	case minor == 15 && patch == 0 && len(parts) == 3:
+		return Window{Future: 0, Past: 10 * time.Second}, nil
+	case minor < 20:
+		return Window{Future: 5 * time.Second, Past: 15 * time.Second}, nil
+	}
+	return DefaultWindow, nil
+}
+
+// Key is an allowed SuperNode key.
+type Key struct {
+	// PEM is the key's canonical flwr-public-key-bin value.
+	PEM string
+	// Public is the key.
+	Public *ecdsa.PublicKey
+	// p384 holds the fast-path form of a P-384 key.
+	p384 *p384Key
+}
+
+// Fingerprint returns the key's ssh-keygen fingerprint, "SHA256:...".
+func (k *Key) Fingerprint() string {
+	pk, err := keys.NewPublicKey(k.Public)
+	if err != nil {
+		return ""
+	}
+	return pk.Fingerprint()
+}
+
+func newKey(pub *ecdsa.PublicKey) (*Key, error) {
+	p, err := keys.MarshalPEM(pub)
+	if err != nil {
+		return nil, err
+	}
+	k := &Key{PEM: string(p), Public: pub}
+	if pub.Curve == elliptic.P384() {
+		k.p384 = newP384Key(pub)
+	}
+	return k, nil
+}
+
+// Allowlist is an immutable set of allowed keys, indexed by the exact bytes
+// of their flwr-public-key-bin value.
+type Allowlist struct {
+	byPEM map[string]*Key
+}
+
+// NewAllowlist returns the allowlist of ks. Duplicates are kept once.
+func NewAllowlist(ks []*keys.PublicKey) (*Allowlist, error) {
+	a := &Allowlist{byPEM: make(map[string]*Key, len(ks))}
+	for _, pk := range ks {
+		k, err := newKey(pk.Key)
+		if err != nil {
+			return nil, err
+		}
+		a.byPEM[k.PEM] = k
+	}
+	return a, nil
+}
+
+// Len returns the number of keys.
+func (a *Allowlist) Len() int { return len(a.byPEM) }
+
+// Keys calls f for each key, in no order.
+func (a *Allowlist) Keys(f func(*Key)) {
+	for _, k := range a.byPEM {
+		f(k)
+	}
+}
+
+// lookup finds the key for a header value: the bytes as they are first,
+// then, on a miss, the canonical PEM of the same DER, so a key that differs
+// only in PEM formatting (line lengths, CRLF) is still recognised.
+func (a *Allowlist) lookup(h []byte) *Key {
+	if k, ok := a.byPEM[string(h)]; ok {
+		return k
+	}
+	block, rest := pem.Decode(h)
+	if block == nil || block.Type != "PUBLIC KEY" || len(bytes.TrimSpace(rest)) != 0 {
+		return nil
+	}
+	return a.byPEM[string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: block.Bytes}))]
+}
+
+// Verifier checks Flower's authentication headers. It is safe for
+// concurrent use, and its allowlist can be replaced while calls are in
+// flight: each call sees the old list or the new one, whole.
+type Verifier struct {
+	list   atomic.Pointer[Allowlist]
+	anyKey bool
+	window Window
+	now    func() time.Time
+}
+
+// Option configures a Verifier.
+type Option func(*Verifier)
+
+// WithWindow sets the accepted window (default DefaultWindow).
+func WithWindow(w Window) Option { return func(v *Verifier) { v.window = w } }
+
+// WithClock makes the Verifier read the time from now (default time.Now).
+func WithClock(now func() time.Time) Option { return func(v *Verifier) { v.now = now } }
+
+// AnyKey accepts any valid P-384 key, as a Flower SuperLink without an
+// allowlist does. It must be asked for: the allowlist is then ignored.
+func AnyKey() Option { return func(v *Verifier) { v.anyKey = true } }
+
+// New returns a Verifier that accepts the keys of list.
+func New(list *Allowlist, opts ...Option) *Verifier {
+	v := &Verifier{window: DefaultWindow, now: time.Now}
+	if list == nil {
+		list = &Allowlist{}
+	}
+	v.list.Store(list)
+	for _, o := range opts {
+		o(v)
+	}
+	return v
+}
+
+// SetAllowlist replaces the allowlist atomically.
+func (v *Verifier) SetAllowlist(a *Allowlist) { v.list.Store(a) }
+
+// Allowlist returns the current allowlist.
+func (v *Verifier) Allowlist() *Allowlist { return v.list.Load() }
+
+// Window returns the accepted window.
+func (v *Verifier) Window() Window { return v.window }
+
+// Verify checks h at the Verifier's clock's time. It returns the node's key,
+// or nil and an *Error.
+func (v *Verifier) Verify(h sign.Headers) (*Key, error) {
+	return v.VerifyAt(h, v.now())
+}
+
+// VerifyAt checks h as if the time were now.
+func (v *Verifier) VerifyAt(h sign.Headers, now time.Time) (*Key, error) {
+	if len(h.PublicKey) == 0 || len(h.Timestamp) == 0 || len(h.Signature) == 0 {
+		return nil, errMissing
+	}
+	switch {
+	case len(h.PublicKey) > MaxPublicKeyLen:
+		return nil, errKeyTooLong
+	case len(h.Timestamp) > MaxTimestampLen:
+		return nil, errTSTooLong
+	case len(h.Signature) > MaxSignatureLen:
+		return nil, errSigTooLong
+	}
+	var k *Key
+	if v.anyKey {
+		var err error
+		if k, err = parseAnyKey(h.PublicKey); err != nil {
+			return nil, err
+		}
+	} else if k = v.list.Load().lookup(h.PublicKey); k == nil {
+		return nil, errUnknown
+	}
+	ts, ok := ParseTimestamp(h.Timestamp)
+	if !ok {
+		return nil, errTimestamp
+	}
+	d := now.Sub(ts)
+	if d >= v.window.Past {
+		return nil, errStale
+	}
+	if d <= -v.window.Future {
+		return nil, errFuture
+	}
+	if err := k.verify(h.Timestamp, h.Signature); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// parseAnyKey parses a PEM key for AnyKey mode: P-384 only.
+func parseAnyKey(h []byte) (*Key, error) {
+	block, rest := pem.Decode(h)
+	if block == nil || block.Type != "PUBLIC KEY" || len(bytes.TrimSpace(rest)) != 0 {
+		return nil, errBadKey
+	}
+	pub, err := x509.ParsePKIXPublicKey(block.Bytes)
+	if err != nil {
+		return nil, errBadKey
+	}
+	ec, ok := pub.(*ecdsa.PublicKey)
+	if !ok || ec.Curve != elliptic.P384() {
+		return nil, errNotP384
+	}
+	k, err := newKey(ec)
+	if err != nil {
+		return nil, errBadKey
+	}
+	return k, nil
+}
+
+// verify checks sig over SHA-256(ts) with k.
+func (k *Key) verify(ts string, sig []byte) error {
+	sum := sha256.Sum256([]byte(ts))
+	return k.verifyDigest(sum[:], sig)
+}
+
+// verifyDigest checks the DER signature sig over the message digest sum.
+func (k *Key) verifyDigest(sum, sig []byte) error {
+	r, s, ok := parseSignature(sig)
+	if !ok {
+		return errDER
+	}
+	n := k.Public.Curve.Params().N
+	if !inRange(r, n) || !inRange(s, n) {
+		return errSigRange
+	}
+	if k.p384 != nil {
+		if !k.p384.verify(sum, r, s) {
+			return errBadSignature
+		}
+		return nil
+	}
+	if !ecdsa.Verify(k.Public, sum, new(big.Int).SetBytes(r), new(big.Int).SetBytes(s)) {
+		return errBadSignature
+	}
+	return nil
+}

@@ -1,0 +1,320 @@
+package verify_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/nodekeys/nodekeys/keys"
+	"github.com/nodekeys/nodekeys/sign"
+	"github.com/nodekeys/nodekeys/verify"
+)
+
+var now = time.Date(2026, 11, 22, 17, 45, 3, 123456000, time.UTC)
+
+type node struct {
+	priv   *ecdsa.PrivateKey
+	pub    *keys.PublicKey
+	signer *sign.Signer
+}
+
+func newNode(t testing.TB, curve elliptic.Curve) node {
+	t.Helper()
+	priv, err := ecdsa.GenerateKey(curve, rand.Reader)
+	require.NoError(t, err)
+	pub, err := keys.NewPublicKey(&priv.PublicKey)
+	require.NoError(t, err)
+	s, err := sign.New(priv)
+	require.NoError(t, err)
+	return node{priv, pub, s}
+}
+
+func (n node) at(t testing.TB, ts time.Time) sign.Headers {
+	t.Helper()
+	h, err := n.signer.SignTimestamp(sign.FormatTimestamp(ts))
+	require.NoError(t, err)
+	return h
+}
+
+func reasonOf(err error) verify.Reason {
+	var ve *verify.Error
+	if errors.As(err, &ve) {
+		return ve.Reason
+	}
+	return ""
+}
+
+func allowlist(t testing.TB, nodes ...node) *verify.Allowlist {
+	t.Helper()
+	var ks []*keys.PublicKey
+	for _, n := range nodes {
+		ks = append(ks, n.pub)
+	}
+	l, err := verify.NewAllowlist(ks)
+	require.NoError(t, err)
+	return l
+}
+
+func TestReasons(t *testing.T) {
+	a, b := newNode(t, elliptic.P384()), newNode(t, elliptic.P384())
+	p256, p521 := newNode(t, elliptic.P256()), newNode(t, elliptic.P521())
+	v := verify.New(allowlist(t, a, p256, p521))
+	good := a.at(t, now.Add(-time.Second))
+	mutate := func(f func(h *sign.Headers)) sign.Headers {
+		h := good
+		h.PublicKey = append([]byte(nil), h.PublicKey...)
+		h.Signature = append([]byte(nil), h.Signature...)
+		f(&h)
+		return h
+	}
+	for _, tc := range []struct {
+		name string
+		h    sign.Headers
+		want verify.Reason
+	}{
+		{"valid", good, ""},
+		{"valid P-256", p256.at(t, now), ""},
+		{"valid P-521", p521.at(t, now), ""},
+		{"no key", mutate(func(h *sign.Headers) { h.PublicKey = nil }), verify.MissingMetadata},
+		{"no timestamp", mutate(func(h *sign.Headers) { h.Timestamp = "" }), verify.MissingMetadata},
+		{"no signature", mutate(func(h *sign.Headers) { h.Signature = nil }), verify.MissingMetadata},
+		{"huge key", mutate(func(h *sign.Headers) { h.PublicKey = make([]byte, 1<<20) }), verify.Malformed},
+		{"huge timestamp", mutate(func(h *sign.Headers) { h.Timestamp = strings.Repeat("9", 65) }), verify.Malformed},
+		{"huge signature", mutate(func(h *sign.Headers) { h.Signature = make([]byte, 1000) }), verify.Malformed},
+		{"unknown key", b.at(t, now), verify.UnknownKey},
+		{"garbage key", mutate(func(h *sign.Headers) { h.PublicKey = []byte("not a key") }), verify.UnknownKey},
+		{"naive timestamp", mutate(func(h *sign.Headers) { h.Timestamp = "2026-11-22T17:45:02.123456" }), verify.Malformed},
+		{"non-ASCII timestamp", mutate(func(h *sign.Headers) { h.Timestamp = "2026-11-22T17:45:02.12345é+00:00" }), verify.Malformed},
+		{"stale", a.at(t, now.Add(-10*time.Minute)), verify.StaleTimestamp},
+		{"future", a.at(t, now.Add(time.Minute)), verify.FutureTimestamp},
+		{"tampered timestamp", mutate(func(h *sign.Headers) { h.Timestamp = sign.FormatTimestamp(now.Add(-2 * time.Second)) }), verify.BadSignature},
+		{"flipped signature bit", mutate(func(h *sign.Headers) { h.Signature[len(h.Signature)-1] ^= 1 }), verify.BadSignature},
+		{"signature of another key", mutate(func(h *sign.Headers) { h.Signature = b.at(t, now.Add(-time.Second)).Signature }), verify.BadSignature},
+		{"BER signature", mutate(func(h *sign.Headers) { h.Signature = berLength(h.Signature) }), verify.Malformed},
+		{"trailing bytes", mutate(func(h *sign.Headers) { h.Signature = append(h.Signature, 0) }), verify.Malformed},
+		{"r = 0", mutate(func(h *sign.Headers) { h.Signature = []byte{0x30, 0x06, 0x02, 0x01, 0x00, 0x02, 0x01, 0x01} }), verify.BadSignature},
+		{"negative s", mutate(func(h *sign.Headers) { h.Signature = []byte{0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0xff} }), verify.Malformed},
+		{"r = n", mutate(func(h *sign.Headers) { h.Signature = sigOf(elliptic.P384().Params().N.Bytes(), []byte{1}) }), verify.BadSignature},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k, err := v.VerifyAt(tc.h, now)
+			assert.Equal(t, tc.want, reasonOf(err), "%v", err)
+			if tc.want == "" {
+				require.NotNil(t, k)
+				assert.Equal(t, string(tc.h.PublicKey), k.PEM)
+			} else {
+				assert.Nil(t, k)
+				assert.NotEmpty(t, reasonOf(err).FlowerMessage())
+			}
+		})
+	}
+}
+
+// berLength re-encodes the outer SEQUENCE length in the long form.
+func berLength(sig []byte) []byte {
+	return append([]byte{0x30, 0x81, sig[1]}, sig[2:]...)
+}
+
+func sigOf(r, s []byte) []byte {
+	in := func(v []byte) []byte {
+		if v[0]&0x80 != 0 {
+			v = append([]byte{0}, v...)
+		}
+		return append([]byte{0x02, byte(len(v))}, v...)
+	}
+	body := append(in(r), in(s)...)
+	return append([]byte{0x30, byte(len(body))}, body...)
+}
+
+func TestWindowEdges(t *testing.T) {
+	a := newNode(t, elliptic.P384())
+	v := verify.New(allowlist(t, a))
+	for _, tc := range []struct {
+		d    time.Duration // now - timestamp
+		want verify.Reason
+	}{
+		{-5 * time.Second, verify.FutureTimestamp},
+		{-5*time.Second + time.Microsecond, ""},
+		{0, ""},
+		{305*time.Second - time.Microsecond, ""},
+		{305 * time.Second, verify.StaleTimestamp},
+	} {
+		_, err := v.VerifyAt(a.at(t, now.Add(-tc.d)), now)
+		assert.Equal(t, tc.want, reasonOf(err), "d = %v", tc.d)
+	}
+	// Flower 1.19: -5 s < d < 15 s.
+	w, err := verify.FlowerWindow("1.19")
+	require.NoError(t, err)
+	v = verify.New(allowlist(t, a), verify.WithWindow(w))
+	_, err = v.VerifyAt(a.at(t, now.Add(-15*time.Second)), now)
+	assert.Equal(t, verify.StaleTimestamp, reasonOf(err))
+	_, err = v.VerifyAt(a.at(t, now.Add(-14*time.Second)), now)
+	assert.NoError(t, err)
+}
+
+func TestFlowerWindow(t *testing.T) {
+	for version, want := range map[string]verify.Window{
+		"1.15.0": {Future: 0, Past: 10 * time.Second},
+		"1.15.1": {Future: 5 * time.Second, Past: 15 * time.Second},
+		"1.15":   {Future: 5 * time.Second, Past: 15 * time.Second},
+		"1.19":   {Future: 5 * time.Second, Past: 15 * time.Second},
+		"1.20":   verify.DefaultWindow,
+		"1.23.1": verify.DefaultWindow,
+	} {
+		w, err := verify.FlowerWindow(version)
+		require.NoError(t, err, version)
+		assert.Equal(t, want, w, version)
+	}
+	for _, bad := range []string{"", "1", "1.x", "1.14", "2.0", "-1.20"} {
+		_, err := verify.FlowerWindow(bad)
+		assert.Error(t, err, bad)
+	}
+}
+
+func TestTimestampForms(t *testing.T) {
+	for _, tc := range []struct {
+		s    string
+		want time.Time
+	}{
+		{"2026-11-22T17:45:03.123456+00:00", time.Date(2026, 11, 22, 17, 45, 3, 123456000, time.UTC)},
+		{"2026-11-22T17:45:03+00:00", time.Date(2026, 11, 22, 17, 45, 3, 0, time.UTC)},
+		{"2026-11-22T17:45:03Z", time.Date(2026, 11, 22, 17, 45, 3, 0, time.UTC)},
+		{"2026-11-22 17:45:03.5+00:00", time.Date(2026, 11, 22, 17, 45, 3, 500000000, time.UTC)},
+		{"2026-11-22T18:45:03.123+01:00", time.Date(2026, 11, 22, 17, 45, 3, 123000000, time.UTC)},
+		{"2026-11-22T12:15:03-05:30", time.Date(2026, 11, 22, 17, 45, 3, 0, time.UTC)},
+		{"2024-02-29T00:00:00.000000001+00:00", time.Date(2024, 2, 29, 0, 0, 0, 1, time.UTC)},
+	} {
+		got, ok := verify.ParseTimestamp(tc.s)
+		require.True(t, ok, tc.s)
+		assert.True(t, tc.want.Equal(got), "%s: %v", tc.s, got)
+	}
+	for _, bad := range []string{
+		"", "2026-11-22T17:45:03", "2026-11-22T17:45:03.123456", "2026-11-22", "2026-13-22T17:45:03+00:00",
+		"2026-02-29T17:45:03+00:00", "2026-11-22T24:00:00+00:00", "2026-11-22T17:60:03+00:00",
+		"2026-11-22T17:45:60+00:00", "2026-11-22T17:45:03.+00:00", "2026-11-22T17:45:03.1234567890+00:00",
+		"2026-11-22T17:45:03+0000", "2026-11-22T17:45:03+24:00", "2026-11-22X17:45:03+00:00",
+		"２026-11-22T17:45:03+00:00", "2026-11-22T17:45:03+00:00 ", "2026-11-22T17:45:03z",
+		"0000-01-01T00:00:00+00:00", strings.Repeat("2", 100),
+	} {
+		_, ok := verify.ParseTimestamp(bad)
+		assert.False(t, ok, "%q", bad)
+	}
+}
+
+func TestFormatTimestampRoundTrip(t *testing.T) {
+	assert.Equal(t, "2026-11-22T17:45:03.123456+00:00", sign.FormatTimestamp(now))
+	assert.Equal(t, "2026-11-22T17:45:03+00:00", sign.FormatTimestamp(now.Truncate(time.Second)))
+	assert.Equal(t, "2026-11-22T17:45:03.000001+00:00", sign.FormatTimestamp(now.Truncate(time.Second).Add(1999*time.Nanosecond)))
+	loc := time.FixedZone("X", 3600)
+	assert.Equal(t, "2026-11-22T17:45:03.123456+00:00", sign.FormatTimestamp(now.In(loc)))
+}
+
+func TestPEMFormattingIsRecognised(t *testing.T) {
+	a := newNode(t, elliptic.P384())
+	v := verify.New(allowlist(t, a))
+	h := a.at(t, now)
+	// The same key with CRLF line ends and no final newline.
+	h.PublicKey = []byte(strings.TrimSuffix(strings.ReplaceAll(string(h.PublicKey), "\n", "\r\n"), "\r\n"))
+	k, err := v.VerifyAt(h, now)
+	require.NoError(t, err)
+	assert.Equal(t, a.pub.Fingerprint(), k.Fingerprint())
+	// One PEM block followed by junk is not the key.
+	h.PublicKey = append(a.pub.PEM(), []byte("junk")...)
+	_, err = v.VerifyAt(h, now)
+	assert.Equal(t, verify.UnknownKey, reasonOf(err))
+}
+
+func TestAnyKey(t *testing.T) {
+	a, p256 := newNode(t, elliptic.P384()), newNode(t, elliptic.P256())
+	v := verify.New(nil, verify.AnyKey())
+	_, err := v.VerifyAt(a.at(t, now), now)
+	require.NoError(t, err)
+	_, err = v.VerifyAt(p256.at(t, now), now)
+	assert.Equal(t, verify.UnknownKey, reasonOf(err))
+	h := a.at(t, now)
+	h.PublicKey = pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: []byte{1, 2, 3}})
+	_, err = v.VerifyAt(h, now)
+	assert.Equal(t, verify.Malformed, reasonOf(err))
+	// Without AnyKey, an empty allowlist accepts nothing.
+	_, err = verify.New(nil).VerifyAt(a.at(t, now), now)
+	assert.Equal(t, verify.UnknownKey, reasonOf(err))
+}
+
+func TestClock(t *testing.T) {
+	a := newNode(t, elliptic.P384())
+	v := verify.New(allowlist(t, a), verify.WithClock(func() time.Time { return now }))
+	_, err := v.Verify(a.at(t, now))
+	require.NoError(t, err)
+	s, err := sign.New(a.priv, sign.WithClock(func() time.Time { return now.Add(-time.Hour) }))
+	require.NoError(t, err)
+	h, err := s.Sign()
+	require.NoError(t, err)
+	_, err = v.Verify(h)
+	assert.Equal(t, verify.StaleTimestamp, reasonOf(err))
+}
+
+// Verify runs while the allowlist is swapped between two lists: each call
+// sees one list whole, never a mix, and nothing races.
+func TestConcurrentSwap(t *testing.T) {
+	a, b := newNode(t, elliptic.P384()), newNode(t, elliptic.P384())
+	onlyA, onlyB := allowlist(t, a), allowlist(t, b)
+	v := verify.New(onlyA)
+	ha, hb := a.at(t, now), b.at(t, now)
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 0; !stop.Load(); i++ {
+			if i%2 == 0 {
+				v.SetAllowlist(onlyB)
+			} else {
+				v.SetAllowlist(onlyA)
+			}
+		}
+	})
+	var bad atomic.Int64
+	for range 4 {
+		wg.Go(func() {
+			for range 100 {
+				_, ea := v.VerifyAt(ha, now)
+				_, eb := v.VerifyAt(hb, now)
+				for _, err := range []error{ea, eb} {
+					if err != nil && reasonOf(err) != verify.UnknownKey {
+						bad.Add(1)
+					}
+				}
+			}
+		})
+	}
+	time.Sleep(50 * time.Millisecond)
+	stop.Store(true)
+	wg.Wait()
+	assert.Zero(t, bad.Load())
+}
+
+// The refusal paths a flood takes must not allocate.
+func TestRefusalsDoNotAllocate(t *testing.T) {
+	a, b := newNode(t, elliptic.P384()), newNode(t, elliptic.P384())
+	v := verify.New(allowlist(t, a))
+	stale := a.at(t, now.Add(-time.Hour))
+	unknown := b.at(t, now)
+	unknown.PublicKey = []byte("x")
+	missing := sign.Headers{}
+	for name, h := range map[string]sign.Headers{"stale": stale, "unknown": unknown, "missing": missing} {
+		allocs := testing.AllocsPerRun(100, func() {
+			if _, err := v.VerifyAt(h, now); err == nil {
+				t.Fatal("accepted")
+			}
+		})
+		assert.Zero(t, allocs, name)
+	}
+}

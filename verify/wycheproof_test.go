@@ -1,0 +1,79 @@
+package verify
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+type wycheproofFile struct {
+	NumberOfTests int `json:"numberOfTests"`
+	TestGroups    []struct {
+		PublicKey struct {
+			Uncompressed string `json:"uncompressed"`
+		} `json:"publicKey"`
+		SHA   string `json:"sha"`
+		Tests []struct {
+			TcID    int      `json:"tcId"`
+			Comment string   `json:"comment"`
+			Flags   []string `json:"flags"`
+			Msg     string   `json:"msg"`
+			Sig     string   `json:"sig"`
+			Result  string   `json:"result"`
+		} `json:"tests"`
+	} `json:"testGroups"`
+}
+
+// TestWycheproof runs every P-384 vector through the verify core and through
+// crypto/ecdsa: both must give the expected result.
+func TestWycheproof(t *testing.T) {
+	for _, name := range []string{"ecdsa_secp384r1_sha256_test.json", "ecdsa_secp384r1_sha384_test.json"} {
+		t.Run(name, func(t *testing.T) {
+			b, err := os.ReadFile(filepath.Join("testdata", "wycheproof", name))
+			require.NoError(t, err)
+			var f wycheproofFile
+			require.NoError(t, json.Unmarshal(b, &f))
+			ran := 0
+			for _, g := range f.TestGroups {
+				point, err := hex.DecodeString(g.PublicKey.Uncompressed)
+				require.NoError(t, err)
+				pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P384(), point)
+				require.NoError(t, err)
+				k, err := newKey(pub)
+				require.NoError(t, err)
+				require.NotNil(t, k.p384, "the fast path is under test")
+				for _, tc := range g.Tests {
+					msg, _ := hex.DecodeString(tc.Msg)
+					sig, _ := hex.DecodeString(tc.Sig)
+					var sum []byte
+					switch g.SHA {
+					case "SHA-256":
+						s := sha256.Sum256(msg)
+						sum = s[:]
+					case "SHA-384":
+						s := sha512.Sum384(msg)
+						sum = s[:]
+					default:
+						t.Fatalf("unexpected hash %s", g.SHA)
+					}
+					want := tc.Result == "valid"
+					require.NotEqual(t, "acceptable", tc.Result, "no acceptable vectors expected")
+					got := k.verifyDigest(sum, sig) == nil
+					assert.Equal(t, want, got, "tcId %d %s %v", tc.TcID, tc.Comment, tc.Flags)
+					assert.Equal(t, want, ecdsa.VerifyASN1(pub, sum, sig), "crypto/ecdsa on tcId %d", tc.TcID)
+					ran++
+				}
+			}
+			assert.Equal(t, f.NumberOfTests, ran)
+		})
+	}
+}
