@@ -9,8 +9,10 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -72,8 +74,8 @@ var (
 	errBadKey       = &Error{Malformed, "flwr-public-key-bin is not a PEM EC public key"}
 	errNotP384      = &Error{UnknownKey, "only P-384 keys are accepted without an allowlist"}
 	errTimestamp    = &Error{Malformed, "flwr-timestamp is not an ISO 8601 time with a UTC offset"}
-	errStale        = &Error{StaleTimestamp, "the timestamp is outside the accepted window"}
-	errFuture       = &Error{FutureTimestamp, "the timestamp is outside the accepted window"}
+	errStale        = &Error{StaleTimestamp, "the timestamp is older than the window allows"}
+	errFuture       = &Error{FutureTimestamp, "the timestamp is further ahead than the window allows"}
 	errDER          = &Error{Malformed, "flwr-signature-bin is not a DER ECDSA signature"}
 	errSigRange     = &Error{BadSignature, "r or s is out of range"}
 	errBadSignature = &Error{BadSignature, "the signature does not verify"}
@@ -200,6 +202,7 @@ func (a *Allowlist) lookup(h []byte) *Key {
 type Verifier struct {
 	list   atomic.Pointer[Allowlist]
 	anyKey bool
+	stdlib bool
 	window Window
 	now    func() time.Time
 }
@@ -216,6 +219,11 @@ func WithClock(now func() time.Time) Option { return func(v *Verifier) { v.now =
 // AnyKey accepts any valid P-384 key, as a Flower SuperLink without an
 // allowlist does. It must be asked for: the allowlist is then ignored.
 func AnyKey() Option { return func(v *Verifier) { v.anyKey = true } }
+
+// StandardLibrary verifies every signature with crypto/ecdsa, the slower
+// constant-time path, instead of the P-384 fast path: a baseline for
+// benchmarks, or for deployments that want only the standard library.
+func StandardLibrary() Option { return func(v *Verifier) { v.stdlib = true } }
 
 // New returns a Verifier that accepts the keys of list.
 func New(list *Allowlist, opts ...Option) *Verifier {
@@ -278,7 +286,7 @@ func (v *Verifier) VerifyAt(h sign.Headers, now time.Time) (*Key, error) {
 	if d <= -v.window.Future {
 		return nil, errFuture
 	}
-	if err := k.verify(h.Timestamp, h.Signature); err != nil {
+	if err := k.verify(h.Timestamp, h.Signature, v.stdlib); err != nil {
 		return nil, err
 	}
 	return k, nil
@@ -306,8 +314,14 @@ func parseAnyKey(h []byte) (*Key, error) {
 }
 
 // verify checks sig over SHA-256(ts) with k.
-func (k *Key) verify(ts string, sig []byte) error {
+func (k *Key) verify(ts string, sig []byte, stdlib bool) error {
 	sum := sha256.Sum256([]byte(ts))
+	if stdlib {
+		if !ecdsa.VerifyASN1(k.Public, sum[:], sig) {
+			return errBadSignature
+		}
+		return nil
+	}
 	return k.verifyDigest(sum[:], sig)
 }
 
@@ -331,4 +345,36 @@ func (k *Key) verifyDigest(sum, sig []byte) error {
 		return errBadSignature
 	}
 	return nil
+}
+
+// Result is the outcome of one call in a batch.
+type Result struct {
+	Key *Key
+	Err error
+}
+
+// VerifyBatch checks every hs[i] as if the time were now, on up to workers
+// goroutines (0 means GOMAXPROCS), and returns the results in order. The
+// workers take calls from a shared counter: no lock on the hot path.
+func (v *Verifier) VerifyBatch(hs []sign.Headers, now time.Time, workers int) []Result {
+	out := make([]Result, len(hs))
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	workers = min(workers, len(hs))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(hs) {
+					return
+				}
+				out[i].Key, out[i].Err = v.VerifyAt(hs[i], now)
+			}
+		})
+	}
+	wg.Wait()
+	return out
 }

@@ -318,3 +318,29 @@ func TestRefusalsDoNotAllocate(t *testing.T) {
 		assert.Zero(t, allocs, name)
 	}
 }
+
+func TestVerifyBatch(t *testing.T) {
+	a, b := newNode(t, elliptic.P384()), newNode(t, elliptic.P384())
+	v := verify.New(allowlist(t, a))
+	var hs []sign.Headers
+	for i := range 40 {
+		if i%4 == 3 {
+			hs = append(hs, b.at(t, now))
+		} else {
+			hs = append(hs, a.at(t, now))
+		}
+	}
+	for _, workers := range []int{0, 1, 3, 100} {
+		res := v.VerifyBatch(hs, now, workers)
+		require.Len(t, res, len(hs))
+		for i, r := range res {
+			if i%4 == 3 {
+				assert.Equal(t, verify.UnknownKey, reasonOf(r.Err))
+			} else {
+				assert.NoError(t, r.Err)
+				assert.Equal(t, a.pub.Fingerprint(), r.Key.Fingerprint())
+			}
+		}
+	}
+	assert.Empty(t, v.VerifyBatch(nil, now, 0))
+}

@@ -72,6 +72,9 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		Commands: []*cli.Command{
 			keygenCommand(),
 			csvCommand(),
+			signCommand(),
+			verifyCommand(),
+			benchCommand(),
 			versionCommand(),
 			completionCommand(),
 		},

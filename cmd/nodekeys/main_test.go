@@ -176,7 +176,9 @@ func TestCSVCommands(t *testing.T) {
 	assert.Equal(t, 1, r.code)
 	assert.Contains(t, r.stderr, "is already in "+csv)
 
-	var fp struct{ Keys []struct{ Fingerprint string } }
+	var fp struct {
+		Keys []struct{ Fingerprint string }
+	}
 	r = nk(t, dir, "", "csv", "check", "--json", csv)
 	require.Equal(t, 0, r.code)
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &fp))

@@ -1,0 +1,24 @@
+package benchmark
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestRunSmall checks that a short run measures every figure; the figures
+// themselves are for people, not assertions.
+func TestRunSmall(t *testing.T) {
+	r, err := Run(Config{Nodes: 200, Duration: 50 * time.Millisecond, Workers: 2})
+	require.NoError(t, err)
+	for name, f := range map[string]float64{
+		"load": r.LoadSeconds, "bytes": r.BytesPerKey, "fast1": r.FastOneCore, "fastN": r.FastAllCores,
+		"std1": r.StdOneCore, "stdN": r.StdAllCores, "stale": r.StaleNs, "unknown": r.UnknownNs,
+	} {
+		assert.Positive(t, f, name)
+	}
+	_, err = Run(Config{Nodes: 10})
+	assert.Error(t, err)
+}
