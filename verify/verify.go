@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nodekeys/nodekeys/internal/p384"
 	"github.com/nodekeys/nodekeys/keys"
 	"github.com/nodekeys/nodekeys/sign"
 )
@@ -129,7 +130,7 @@ type Key struct {
 	// Public is the key.
 	Public *ecdsa.PublicKey
 	// p384 holds the fast-path form of a P-384 key.
-	p384 *p384Key
+	p384 *p384.PublicKey
 }
 
 // Fingerprint returns the key's ssh-keygen fingerprint, "SHA256:...".
@@ -336,7 +337,7 @@ func (k *Key) verifyDigest(sum, sig []byte) error {
 		return errSigRange
 	}
 	if k.p384 != nil {
-		if !k.p384.verify(sum, r, s) {
+		if !p384.Verify(k.p384, sum, r, s) {
 			return errBadSignature
 		}
 		return nil
