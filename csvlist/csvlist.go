@@ -21,8 +21,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
 
+	"github.com/nodekeys/nodekeys/internal/parallel"
 	"github.com/nodekeys/nodekeys/keys"
 )
 
@@ -134,7 +136,16 @@ func Parse(name string, data []byte) (*List, error) {
 	r.FieldsPerRecord = -1
 	r.LazyQuotes = true
 	r.ReuseRecord = true
-	seen := make(map[string]Entry)
+
+	// First the CSV structure, in order; then the keys, in parallel for
+	// large files; then duplicates, in order again.
+	type element struct {
+		text      string
+		line, col int
+		key       *keys.PublicKey
+		err       error
+	}
+	var els []element
 	for {
 		rec, err := r.Read()
 		if err == io.EOF {
@@ -152,15 +163,14 @@ func Parse(name string, data []byte) (*List, error) {
 		for i, field := range rec {
 			line, col := r.FieldPos(i)
 			trimmed := strings.TrimSpace(field)
-			if trimmed == "" {
-				if i == len(rec)-1 && i > 0 {
-					warn(line, col, true, "trailing comma: Flower's SuperLink fails on it")
-				} else {
-					fail(line, col, ErrEmpty)
-				}
+			switch {
+			case trimmed == "" && i == len(rec)-1 && i > 0:
+				warn(line, col, true, "trailing comma: Flower's SuperLink fails on it")
 				continue
-			}
-			if len(field) > MaxElementSize {
+			case trimmed == "":
+				fail(line, col, ErrEmpty)
+				continue
+			case len(field) > MaxElementSize:
 				fail(line, col, fmt.Errorf("%w: element longer than %d bytes", ErrTooLarge, MaxElementSize))
 				continue
 			}
@@ -168,23 +178,38 @@ func Parse(name string, data []byte) (*List, error) {
 				warn(line, col, true, "white space before the key: Flower's SuperLink fails on it")
 				col += lead
 			}
-			k, err := keys.ParsePublicKey([]byte(trimmed))
-			if err != nil {
-				fail(line, col, &keyError{pe: err})
-				continue
-			}
-			if first, dup := seen[string(k.Wire())]; dup {
-				fail(line, col, fmt.Errorf("%w %s (first at line %d column %d)", ErrDuplicate, k.Fingerprint(), first.Line, first.Column))
-				continue
-			}
-			if c := k.Curve(); c != "P-384" {
-				warn(line, col, false, "%s key: Flower accepts it, but its SuperNodes make P-384 keys", c)
-			}
-			e := Entry{Key: k, Line: line, Column: col}
-			seen[string(k.Wire())] = e
-			l.Entries = append(l.Entries, e)
+			els = append(els, element{text: trimmed, line: line, col: col})
 		}
 	}
+	parallel.For(len(els), 2048, func(i int) {
+		els[i].key, els[i].err = keys.ParsePublicKey([]byte(els[i].text))
+	})
+	seen := make(map[string]Entry, len(els))
+	l.Entries = make([]Entry, 0, len(els))
+	for _, el := range els {
+		line, col, k := el.line, el.col, el.key
+		if el.err != nil {
+			fail(line, col, &keyError{pe: el.err})
+			continue
+		}
+		if first, dup := seen[string(k.Wire())]; dup {
+			fail(line, col, fmt.Errorf("%w %s (first at line %d column %d)", ErrDuplicate, k.Fingerprint(), first.Line, first.Column))
+			continue
+		}
+		if c := k.Curve(); c != "P-384" {
+			warn(line, col, false, "%s key: Flower accepts it, but its SuperNodes make P-384 keys", c)
+		}
+		e := Entry{Key: k, Line: line, Column: col}
+		seen[string(k.Wire())] = e
+		l.Entries = append(l.Entries, e)
+	}
+	sort.SliceStable(errs, func(i, j int) bool {
+		return errs[i].Line < errs[j].Line || errs[i].Line == errs[j].Line && errs[i].Column < errs[j].Column
+	})
+	sort.SliceStable(l.Warnings, func(i, j int) bool {
+		a, b := l.Warnings[i], l.Warnings[j]
+		return a.Line < b.Line || a.Line == b.Line && a.Column < b.Column
+	})
 	if errs != nil {
 		return l, errs
 	}

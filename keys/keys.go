@@ -59,16 +59,22 @@ func (e *ParseError) Reason() string {
 
 func (e *ParseError) Unwrap() error { return e.Err }
 
-// curveInfo ties the OpenSSH names of a NIST curve to crypto/elliptic.
+// curveInfo ties the OpenSSH names of a NIST curve to crypto/elliptic,
+// with the DER that starts a SubjectPublicKeyInfo of a key on it (RFC 5480:
+// id-ecPublicKey, the curve's OID, and the BIT STRING header of the point).
 type curveInfo struct {
 	keyType, name, display string
 	curve                  elliptic.Curve
+	spkiPrefix             string
 }
 
 var curves = []curveInfo{
-	{"ecdsa-sha2-nistp256", "nistp256", "P-256", elliptic.P256()},
-	{"ecdsa-sha2-nistp384", "nistp384", "P-384", elliptic.P384()},
-	{"ecdsa-sha2-nistp521", "nistp521", "P-521", elliptic.P521()},
+	{"ecdsa-sha2-nistp256", "nistp256", "P-256", elliptic.P256(),
+		"\x30\x59\x30\x13\x06\x07\x2a\x86\x48\xce\x3d\x02\x01\x06\x08\x2a\x86\x48\xce\x3d\x03\x01\x07\x03\x42\x00"},
+	{"ecdsa-sha2-nistp384", "nistp384", "P-384", elliptic.P384(),
+		"\x30\x76\x30\x10\x06\x07\x2a\x86\x48\xce\x3d\x02\x01\x06\x05\x2b\x81\x04\x00\x22\x03\x62\x00"},
+	{"ecdsa-sha2-nistp521", "nistp521", "P-521", elliptic.P521(),
+		"\x30\x81\x9b\x30\x10\x06\x07\x2a\x86\x48\xce\x3d\x02\x01\x06\x05\x2b\x81\x04\x00\x23\x03\x81\x86\x00"},
 }
 
 func curveByType(t string) (curveInfo, bool) {
@@ -270,8 +276,17 @@ func (k *PublicKey) MarshalPublicKey(comment string) []byte {
 // byte-for-byte what OpenSSL (and so Python's cryptography) writes. This is
 // the value of Flower's flwr-public-key-bin metadata.
 func (k *PublicKey) PEM() []byte {
-	b, _ := MarshalPEM(k.Key) // cannot fail: k is on a NIST curve
-	return b
+	ci, _ := curveOf(k.Key.Curve)
+	der := append([]byte(ci.spkiPrefix), k.Point()...)
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+}
+
+// Point returns the key's uncompressed point, 0x04 || X || Y, the last
+// field of the wire encoding. The caller must not modify it.
+func (k *PublicKey) Point() []byte {
+	ci, _ := curveOf(k.Key.Curve)
+	n := 1 + 2*((ci.curve.Params().BitSize+7)/8)
+	return k.blob[len(k.blob)-n:]
 }
 
 // MarshalPEM returns pub as PEM SubjectPublicKeyInfo, as OpenSSL writes it.

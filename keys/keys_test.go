@@ -292,3 +292,21 @@ func BenchmarkParsePublicKey(b *testing.B) {
 		}
 	}
 }
+
+// PEM builds the SubjectPublicKeyInfo by hand; it must be what crypto/x509
+// makes, on every curve.
+func TestPEMMatchesX509(t *testing.T) {
+	for _, c := range []elliptic.Curve{elliptic.P256(), elliptic.P384(), elliptic.P521()} {
+		for range 20 {
+			priv, err := ecdsa.GenerateKey(c, rand.Reader)
+			require.NoError(t, err)
+			pk, err := keys.NewPublicKey(&priv.PublicKey)
+			require.NoError(t, err)
+			want, err := keys.MarshalPEM(&priv.PublicKey)
+			require.NoError(t, err)
+			assert.Equal(t, string(want), string(pk.PEM()))
+			point, _ := priv.PublicKey.Bytes()
+			assert.Equal(t, point, pk.Point())
+		}
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/nodekeys/nodekeys/internal/p384"
+	"github.com/nodekeys/nodekeys/internal/parallel"
 	"github.com/nodekeys/nodekeys/keys"
 	"github.com/nodekeys/nodekeys/sign"
 )
@@ -143,13 +144,21 @@ func (k *Key) Fingerprint() string {
 }
 
 func newKey(pub *ecdsa.PublicKey) (*Key, error) {
-	p, err := keys.MarshalPEM(pub)
+	pk, err := keys.NewPublicKey(pub)
 	if err != nil {
 		return nil, err
 	}
-	k := &Key{PEM: string(p), Public: pub}
-	if pub.Curve == elliptic.P384() {
-		k.p384 = newP384Key(pub)
+	return newKeyOf(pk)
+}
+
+// newKeyOf builds a Key from a parsed key, whose point is already checked.
+func newKeyOf(pk *keys.PublicKey) (*Key, error) {
+	k := &Key{PEM: string(pk.PEM()), Public: pk.Key}
+	if pk.Key.Curve == elliptic.P384() {
+		var err error
+		if k.p384, err = p384.NewPublicKey(pk.Point()); err != nil {
+			return nil, err
+		}
 	}
 	return k, nil
 }
@@ -162,11 +171,13 @@ type Allowlist struct {
 
 // NewAllowlist returns the allowlist of ks. Duplicates are kept once.
 func NewAllowlist(ks []*keys.PublicKey) (*Allowlist, error) {
+	built := make([]*Key, len(ks))
+	errs := make([]error, len(ks))
+	parallel.For(len(ks), 2048, func(i int) { built[i], errs[i] = newKeyOf(ks[i]) })
 	a := &Allowlist{byPEM: make(map[string]*Key, len(ks))}
-	for _, pk := range ks {
-		k, err := newKey(pk.Key)
-		if err != nil {
-			return nil, err
+	for i, k := range built {
+		if errs[i] != nil {
+			return nil, errs[i]
 		}
 		a.byPEM[k.PEM] = k
 	}

@@ -72,6 +72,8 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		Commands: []*cli.Command{
 			keygenCommand(),
 			csvCommand(),
+			certgenCommand(),
+			inspectCommand(),
 			signCommand(),
 			verifyCommand(),
 			benchCommand(),

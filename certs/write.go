@@ -1,0 +1,232 @@
+package certs
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nodekeys/nodekeys/internal/atomicfile"
+)
+
+// File names in the output folder, those of generate_cert.sh.
+const (
+	DefaultDir     = "certificates"
+	CACertFile     = "ca.crt"
+	CAKeyFile      = "ca.key"
+	ServerCertFile = "server.pem"
+	ServerKeyFile  = "server.key"
+)
+
+// Options say what Write makes. Zero values take the defaults.
+type Options struct {
+	Dir     string
+	Hosts   []string
+	Days    int
+	CADays  int
+	KeyType KeyType
+	// CACert and CAKey name an existing CA to issue with; its certificate
+	// is copied into Dir, its key never is.
+	CACert, CAKey string
+	// NewCA makes a new CA even if Dir holds one (with Force to replace it).
+	NewCA bool
+	// Force replaces the server files; with NewCA, the CA files too.
+	Force bool
+	// Now is the issue time (default time.Now()).
+	Now time.Time
+}
+
+// Result says what Write wrote.
+type Result struct {
+	Dir               string    `json:"dir"`
+	CACert            string    `json:"ca_cert"`
+	CAKey             string    `json:"ca_key,omitempty"`
+	ServerCert        string    `json:"server_cert"`
+	ServerKey         string    `json:"server_key"`
+	CACreated         bool      `json:"ca_created"`
+	CAFingerprint     string    `json:"ca_sha256"`
+	CANotAfter        time.Time `json:"ca_not_after"`
+	ServerFingerprint string    `json:"server_sha256"`
+	ServerNotAfter    time.Time `json:"server_not_after"`
+	Hosts             []string  `json:"sans"`
+	KeyType           KeyType   `json:"key_type"`
+}
+
+// ErrExist is wrapped by the error for a file in the way.
+var ErrExist = fs.ErrExist
+
+func exists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
+}
+
+func refuse(p, hint string) error {
+	return &ExistError{Path: p, Hint: hint}
+}
+
+// ExistError is a file that Write will not replace without Force.
+type ExistError struct {
+	Path string
+	Hint string
+}
+
+func (e *ExistError) Error() string { return "refusing to overwrite " + e.Path }
+
+// Unwrap makes errors.Is(err, fs.ErrExist) true.
+func (e *ExistError) Unwrap() error { return fs.ErrExist }
+
+// Write makes (or reuses) the CA and issues a server certificate into
+// opts.Dir. It checks everything before it writes anything.
+func Write(opts Options) (*Result, error) {
+	if opts.Dir == "" {
+		opts.Dir = DefaultDir
+	}
+	if len(opts.Hosts) == 0 {
+		opts.Hosts = DefaultHosts
+	}
+	if opts.Days == 0 {
+		opts.Days = DefaultServerDays
+	}
+	if opts.CADays == 0 {
+		opts.CADays = DefaultCADays
+	}
+	if opts.KeyType == "" {
+		opts.KeyType = ECDSAP384
+	}
+	if opts.Now.IsZero() {
+		opts.Now = time.Now()
+	}
+	if opts.Days < 1 || opts.Days > MaxServerDays {
+		return nil, fmt.Errorf("certs: --days must be 1 to %d (the longest validity browsers accept for a server certificate), got %d", MaxServerDays, opts.Days)
+	}
+	if opts.CADays < 1 || opts.CADays > MaxCADays {
+		return nil, fmt.Errorf("certs: CA validity must be 1 to %d days, got %d", MaxCADays, opts.CADays)
+	}
+	if (opts.CACert == "") != (opts.CAKey == "") {
+		return nil, errors.New("certs: --ca-cert and --ca-key go together")
+	}
+	if opts.CACert != "" && opts.NewCA {
+		return nil, errors.New("certs: --new-ca and --ca-cert do not go together")
+	}
+	var hosts []string
+	for _, h := range opts.Hosts {
+		san, err := ParseSAN(h)
+		if err != nil {
+			return nil, err
+		}
+		hosts = append(hosts, san)
+	}
+	switch opts.KeyType {
+	case ECDSAP384, ECDSAP256, RSA4096:
+	default:
+		return nil, fmt.Errorf("certs: unknown key type %q (ecdsa-p384, ecdsa-p256 or rsa-4096)", opts.KeyType)
+	}
+
+	p := func(name string) string { return filepath.Join(opts.Dir, name) }
+	res := &Result{
+		Dir: opts.Dir, CACert: p(CACertFile), CAKey: p(CAKeyFile),
+		ServerCert: p(ServerCertFile), ServerKey: p(ServerKeyFile), Hosts: hosts, KeyType: opts.KeyType,
+	}
+	for _, f := range []string{res.ServerCert, res.ServerKey} {
+		if exists(f) && !opts.Force {
+			return nil, refuse(f, "use --force to renew the server certificate (the CA is kept)")
+		}
+	}
+
+	var ca *CA
+	var err error
+	copyCA := false
+	switch {
+	case opts.CACert != "":
+		if ca, err = ReadCA(opts.CACert, opts.CAKey); err != nil {
+			return nil, err
+		}
+		res.CAKey = ""
+		if b, err := os.ReadFile(res.CACert); err == nil {
+			if !bytes.Equal(b, MarshalCertificate(ca.Cert)) && !opts.Force {
+				return nil, refuse(res.CACert, "it holds another CA; use another --out, or --force")
+			}
+		}
+		copyCA = true
+	case opts.NewCA:
+		for _, f := range []string{res.CACert, res.CAKey} {
+			if exists(f) && !opts.Force {
+				return nil, refuse(f, "a new CA needs --force too: every SuperNode must then get the new ca.crt")
+			}
+		}
+	case exists(res.CACert) && exists(res.CAKey):
+		if ca, err = ReadCA(res.CACert, res.CAKey); err != nil {
+			return nil, err
+		}
+		res.CAKey = ""
+	case exists(res.CACert):
+		return nil, fmt.Errorf("certs: %s is there but %s is not: give the CA key, or --new-ca --force for a new CA", res.CACert, res.CAKey)
+	case exists(res.CAKey):
+		return nil, fmt.Errorf("certs: %s is there but %s is not: give the CA certificate, or --new-ca --force for a new CA", res.CAKey, res.CACert)
+	}
+
+	if err := atomicfile.MkdirPrivate(opts.Dir); err != nil {
+		return nil, fmt.Errorf("certs: %w", err)
+	}
+	if ca == nil {
+		key, err := GenerateKey(opts.KeyType)
+		if err != nil {
+			return nil, err
+		}
+		if ca, err = NewCA(key, opts.CADays, opts.Now); err != nil {
+			return nil, err
+		}
+		if err := writePair(res.CAKey, res.CACert, key, ca.Cert, opts.Force); err != nil {
+			return nil, err
+		}
+		res.CACreated = true
+	} else if copyCA {
+		if err := atomicfile.Write(res.CACert, MarshalCertificate(ca.Cert), 0o644, true); err != nil {
+			return nil, fmt.Errorf("certs: %w", err)
+		}
+	}
+
+	key, err := GenerateKey(opts.KeyType)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := ca.Issue(key.Public(), hosts, opts.Days, opts.Now)
+	if err != nil {
+		return nil, err
+	}
+	if err := writePair(res.ServerKey, res.ServerCert, key, cert, opts.Force); err != nil {
+		return nil, err
+	}
+	res.CAFingerprint = SHA256Fingerprint(ca.Cert)
+	res.CANotAfter = ca.Cert.NotAfter
+	res.ServerFingerprint = SHA256Fingerprint(cert)
+	res.ServerNotAfter = cert.NotAfter
+	return res, nil
+}
+
+// writePair writes a key (0600) and its certificate (0644); both land after
+// one sync, so a crash leaves the old pair or the new one.
+func writePair(keyPath, certPath string, key crypto.Signer, cert *x509.Certificate, force bool) error {
+	keyPEM, err := MarshalKey(key)
+	if err != nil {
+		return err
+	}
+	b := &atomicfile.Batch{Overwrite: force}
+	if err := b.Add(keyPath, keyPEM, 0o600); err != nil {
+		b.Abort()
+		return fmt.Errorf("certs: %w", err)
+	}
+	if err := b.Add(certPath, MarshalCertificate(cert), 0o644); err != nil {
+		b.Abort()
+		return fmt.Errorf("certs: %w", err)
+	}
+	if err := b.Commit(); err != nil {
+		return fmt.Errorf("certs: %w", err)
+	}
+	return nil
+}

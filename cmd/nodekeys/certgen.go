@@ -1,0 +1,86 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/nodekeys/nodekeys/certs"
+)
+
+func certgenCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "certgen",
+		Usage: "write a development CA and SuperLink server certificate (replaces generate_cert.sh)",
+		Description: "Writes certificates/ca.crt, ca.key, server.pem and server.key, for SANs localhost,\n" +
+			"127.0.0.1 and ::1 unless --san is given. A CA already in the folder (or given with\n" +
+			"--ca-cert and --ca-key) is reused: the server certificate is renewed and SuperNodes\n" +
+			"that trust ca.crt keep working. A new CA needs --new-ca.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Value: certs.DefaultDir, Usage: "output folder"},
+			&cli.StringSliceFlag{Name: "san", Usage: "a DNS name or IP address of the SuperLink (repeat; replaces the defaults)"},
+			&cli.IntFlag{Name: "days", Value: certs.DefaultServerDays, Usage: fmt.Sprintf("server certificate validity, at most %d", certs.MaxServerDays)},
+			&cli.IntFlag{Name: "ca-days", Value: certs.DefaultCADays, Usage: "validity of a new CA"},
+			&cli.StringFlag{Name: "key-type", Value: string(certs.ECDSAP384), Usage: "ecdsa-p384, ecdsa-p256 or rsa-4096"},
+			&cli.StringFlag{Name: "ca-cert", Usage: "issue with this CA certificate (with --ca-key)"},
+			&cli.StringFlag{Name: "ca-key", Usage: "the key of --ca-cert"},
+			&cli.BoolFlag{Name: "new-ca", Usage: "make a new CA even if the folder holds one (with --force to replace it)"},
+			&cli.BoolFlag{Name: "force", Usage: "replace the server files (and, with --new-ca, the CA)"},
+			&cli.BoolFlag{Name: "json", Usage: "print a JSON summary"},
+		},
+		Action: certgenAction,
+	}
+}
+
+func certgenAction(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usageErr("certgen takes no arguments, got %q", c.Args().First())
+	}
+	days := c.Int("days")
+	if days < 1 || days > certs.MaxServerDays {
+		return usageErr("--days must be 1 to %d (the longest validity browsers accept for a server certificate), got %d", certs.MaxServerDays, days)
+	}
+	if d := c.Int("ca-days"); d < 1 || d > certs.MaxCADays {
+		return usageErr("--ca-days must be 1 to %d, got %d", certs.MaxCADays, d)
+	}
+	kt := certs.KeyType(c.String("key-type"))
+	switch kt {
+	case certs.ECDSAP384, certs.ECDSAP256, certs.RSA4096:
+	default:
+		return usageErr("--key-type must be ecdsa-p384, ecdsa-p256 or rsa-4096, got %q", kt)
+	}
+	for _, s := range c.StringSlice("san") {
+		if _, err := certs.ParseSAN(s); err != nil {
+			return &cliError{err: err, code: exitUsage}
+		}
+	}
+	res, err := certs.Write(certs.Options{
+		Dir: c.String("out"), Hosts: c.StringSlice("san"), Days: days, CADays: c.Int("ca-days"), KeyType: kt,
+		CACert: c.String("ca-cert"), CAKey: c.String("ca-key"), NewCA: c.Bool("new-ca"), Force: c.Bool("force"),
+	})
+	if err != nil {
+		var ee *certs.ExistError
+		if errors.As(err, &ee) {
+			return withHint(err, ee.Hint)
+		}
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(c.App.Writer, res)
+	}
+	out := c.App.Writer
+	if res.CACreated {
+		fmt.Fprintf(out, "new CA: %s (key %s, 0600), valid until %s\n", res.CACert, res.CAKey, res.CANotAfter.Format("2006-01-02"))
+	} else {
+		fmt.Fprintf(out, "kept the CA: %s, valid until %s; SuperNodes that trust it keep working\n", res.CACert, res.CANotAfter.Format("2006-01-02"))
+	}
+	fmt.Fprintf(out, "server certificate: %s (key %s, 0600) for %v, %s, valid until %s (%d days)\n",
+		res.ServerCert, res.ServerKey, res.Hosts, res.KeyType, res.ServerNotAfter.Format("2006-01-02"),
+		int(time.Until(res.ServerNotAfter).Hours()/24+0.5))
+	fmt.Fprintf(out, "\nSuperLink: flower-superlink --ssl-ca-certfile %s --ssl-certfile %s --ssl-keyfile %s ...\n", res.CACert, res.ServerCert, res.ServerKey)
+	fmt.Fprintf(out, "SuperNode: flower-supernode --root-certificates %s ...\n", res.CACert)
+	fmt.Fprintf(out, "flwr CLI (~/.flwr/config.toml, under the federation): root-certificate = %q\n", absPath(res.CACert))
+	return nil
+}
