@@ -1,0 +1,99 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/nodekeys/nodekeys/internal/peer"
+)
+
+func TestCertgenEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	r := nk(t, dir, "", "certgen")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "new CA: certificates/ca.crt")
+	assert.Contains(t, r.stdout, "flower-superlink --ssl-ca-certfile certificates/ca.crt --ssl-certfile certificates/server.pem --ssl-keyfile certificates/server.key")
+	assert.Contains(t, r.stdout, "flower-supernode --root-certificates certificates/ca.crt")
+	assert.Contains(t, r.stdout, `root-certificate = "`+filepath.Join(dir, "certificates/ca.crt")+`"`)
+	peer.Run(t, nil, "openssl", "verify", "-CAfile", filepath.Join(dir, "certificates/ca.crt"), filepath.Join(dir, "certificates/server.pem"))
+
+	ca, _ := os.ReadFile(filepath.Join(dir, "certificates/ca.crt"))
+	r = nk(t, dir, "", "certgen")
+	assert.Equal(t, 1, r.code)
+	assert.Equal(t, "nodekeys: error: refusing to overwrite certificates/server.pem\nhint: use --force to renew the server certificate (the CA is kept)\n", r.stderr)
+
+	r = nk(t, dir, "", "certgen", "--force", "--san", "superlink.example", "--san", "192.0.2.7", "--json")
+	require.Equal(t, 0, r.code, r.stderr)
+	var res struct {
+		CACreated bool     `json:"ca_created"`
+		SANs      []string `json:"sans"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &res))
+	assert.False(t, res.CACreated)
+	assert.Equal(t, []string{"superlink.example", "192.0.2.7"}, res.SANs)
+	after, _ := os.ReadFile(filepath.Join(dir, "certificates/ca.crt"))
+	assert.Equal(t, ca, after, "renewal keeps the CA")
+
+	r = nk(t, dir, "", "inspect", "certificates/server.pem", "certificates/server.key", "certificates/ca.crt")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "certificates/server.pem: certificate, ECDSA P-384")
+	assert.Contains(t, r.stdout, "SANs:        superlink.example, 192.0.2.7")
+	assert.Contains(t, r.stdout, "matches:     certificates/server.key")
+	assert.Contains(t, r.stdout, "certificates/ca.crt: CA certificate")
+	assert.Regexp(t, `\(36[45] days left\)`, r.stdout)
+}
+
+func TestCertgenErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"certgen", "--days", "398"}, 2, "nodekeys: error: --days must be 1 to 397 (the longest validity browsers accept for a server certificate), got 398\n"},
+		{[]string{"certgen", "--days", "0"}, 2, "nodekeys: error: --days must be 1 to 397"},
+		{[]string{"certgen", "--san", "not a name"}, 2, `nodekeys: error: certs: invalid SAN "not a name"`},
+		{[]string{"certgen", "--key-type", "dsa"}, 2, "nodekeys: error: --key-type must be ecdsa-p384, ecdsa-p256 or rsa-4096"},
+		{[]string{"certgen", "--ca-cert", "x.crt"}, 1, "nodekeys: error: certs: --ca-cert and --ca-key go together\n"},
+		{[]string{"certgen", "--ca-cert", "x.crt", "--ca-key", "x.key"}, 1, "nodekeys: error: certs: stat x.crt: no such file or directory\n"},
+	} {
+		r := nk(t, dir, "", tc.args...)
+		assert.Equal(t, tc.code, r.code, tc.args)
+		assert.True(t, strings.HasPrefix(r.stderr, tc.want), "%v: %q", tc.args, r.stderr)
+	}
+	ents, _ := os.ReadDir(dir)
+	assert.Empty(t, ents, "errors write nothing")
+}
+
+func TestInspectKeysAndCSV(t *testing.T) {
+	dir := t.TempDir()
+	require.Equal(t, 0, nk(t, dir, "", "keygen", "-q").code)
+	r := nk(t, dir, "", "inspect", "--json", "keys/client_credentials_1", "keys/client_credentials_1.pub", "keys/client_public_keys.csv")
+	require.Equal(t, 0, r.code, r.stderr)
+	var got []struct {
+		Kind, Algorithm, Fingerprint string
+		Keys                         *int
+	}
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &got))
+	require.Len(t, got, 3)
+	assert.Equal(t, "OpenSSH private key", got[0].Kind)
+	assert.Equal(t, "OpenSSH public key", got[1].Kind)
+	assert.Equal(t, got[0].Fingerprint, got[1].Fingerprint)
+	assert.Equal(t, "ECDSA P-384", got[1].Algorithm)
+	require.NotNil(t, got[2].Keys)
+	assert.Equal(t, 2, *got[2].Keys)
+	assert.NotContains(t, r.stdout, "OPENSSH PRIVATE KEY", "no key material in the output")
+
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "junk"), []byte("\x00\x01"), 0o644))
+	r = nk(t, dir, "", "inspect", "junk", "missing", "keys")
+	assert.Equal(t, 1, r.code)
+	assert.Equal(t, "nodekeys: error: junk: not a PEM file, an OpenSSH key or a CSV allowlist\n"+
+		"nodekeys: error: missing: no such file or directory\n"+
+		"nodekeys: error: keys: is a folder\n", r.stderr)
+}
