@@ -215,6 +215,7 @@ type Verifier struct {
 	list   atomic.Pointer[Allowlist]
 	anyKey bool
 	stdlib bool
+	replay *ReplayGuard
 	window Window
 	now    func() time.Time
 }
@@ -236,6 +237,11 @@ func AnyKey() Option { return func(v *Verifier) { v.anyKey = true } }
 // constant-time path, instead of the P-384 fast path: a baseline for
 // benchmarks, or for deployments that want only the standard library.
 func StandardLibrary() Option { return func(v *Verifier) { v.stdlib = true } }
+
+// WithReplayGuard refuses, with reason Replayed, a call whose key and
+// timestamp were accepted before inside the window. Off by default, as in
+// Flower.
+func WithReplayGuard(g *ReplayGuard) Option { return func(v *Verifier) { v.replay = g } }
 
 // New returns a Verifier that accepts the keys of list.
 func New(list *Allowlist, opts ...Option) *Verifier {
@@ -300,6 +306,11 @@ func (v *Verifier) VerifyAt(h sign.Headers, now time.Time) (*Key, error) {
 	}
 	if err := k.verify(h.Timestamp, h.Signature, v.stdlib); err != nil {
 		return nil, err
+	}
+	if v.replay != nil {
+		if err := v.replay.check(k.PEM, h.Timestamp, now, ts.Add(v.window.Past)); err != nil {
+			return nil, err
+		}
 	}
 	return k, nil
 }

@@ -4,7 +4,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/asn1"
 	"encoding/pem"
+	"math/big"
 	"errors"
 	"strings"
 	"sync"
@@ -343,4 +345,54 @@ func TestVerifyBatch(t *testing.T) {
 		}
 	}
 	assert.Empty(t, v.VerifyBatch(nil, now, 0))
+}
+
+func TestReplayGuard(t *testing.T) {
+	a := newNode(t, elliptic.P384())
+	g := verify.NewReplayGuard(64)
+	v := verify.New(allowlist(t, a), verify.WithReplayGuard(g))
+	h := a.at(t, now)
+	_, err := v.VerifyAt(h, now)
+	require.NoError(t, err)
+	_, err = v.VerifyAt(h, now.Add(time.Second))
+	assert.Equal(t, verify.Replayed, reasonOf(err))
+	assert.Equal(t, "Invalid timestamp", reasonOf(err).FlowerMessage())
+	// The malleable twin (r, n-s) of the signature is the same call.
+	twin := h
+	twin.Signature = malleate(t, h.Signature)
+	_, err = v.VerifyAt(twin, now.Add(time.Second))
+	assert.Equal(t, verify.Replayed, reasonOf(err))
+	// A refused call is not recorded: a bad signature cannot block a slot.
+	bad := a.at(t, now.Add(-time.Second))
+	bad.Signature = h.Signature
+	_, err = v.VerifyAt(bad, now)
+	assert.Equal(t, verify.BadSignature, reasonOf(err))
+	good := a.at(t, now.Add(-time.Second))
+	_, err = v.VerifyAt(good, now)
+	require.NoError(t, err)
+	assert.Equal(t, 2, g.Len())
+
+	// Full: refuse rather than forget; entries expire with the window.
+	for i := range 200 {
+		v.VerifyAt(a.at(t, now.Add(-time.Duration(i+2)*time.Millisecond)), now)
+	}
+	assert.LessOrEqual(t, g.Len(), 64)
+	_, err = v.VerifyAt(a.at(t, now.Add(-500*time.Millisecond)), now)
+	assert.Equal(t, verify.Replayed, reasonOf(err))
+	later := now.Add(verify.DefaultWindow.Past + time.Second)
+	_, err = v.VerifyAt(a.at(t, later), later)
+	require.NoError(t, err, "expired entries make room")
+	assert.LessOrEqual(t, g.Len(), 64)
+}
+
+// malleate returns the other valid signature of the same message, (r, n-s).
+func malleate(t *testing.T, sig []byte) []byte {
+	t.Helper()
+	var parsed struct{ R, S *big.Int }
+	_, err := asn1.Unmarshal(sig, &parsed)
+	require.NoError(t, err)
+	parsed.S.Sub(elliptic.P384().Params().N, parsed.S)
+	out, err := asn1.Marshal(parsed)
+	require.NoError(t, err)
+	return out
 }
