@@ -32,6 +32,9 @@ import (
 const (
 	MaxFileSize    = 512 << 20
 	MaxElementSize = 8 << 10
+	// MaxProblems is how many errors Parse reports; a file of garbage has
+	// one per element.
+	MaxProblems = 100
 )
 
 // Entry is one key of an allowlist and where it was read.
@@ -123,7 +126,9 @@ func Parse(name string, data []byte) (*List, error) {
 	}
 	var errs Problems
 	fail := func(line, col int, err error) {
-		errs = append(errs, &Problem{File: name, Line: line, Column: col, Err: err})
+		if len(errs) < MaxProblems {
+			errs = append(errs, &Problem{File: name, Line: line, Column: col, Err: err})
+		}
 	}
 	warn := func(line, col int, breaks bool, format string, args ...any) {
 		l.Warnings = append(l.Warnings, &Problem{File: name, Line: line, Column: col, Err: fmt.Errorf(format, args...), BreaksFlower: breaks})

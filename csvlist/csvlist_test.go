@@ -217,3 +217,11 @@ func TestWeReadWhatPythonWrites(t *testing.T) {
 	assert.Equal(t, 4, l.Entries[15].Line)
 	assert.True(t, bytes.HasSuffix(csvlist.Marshal(l.Keys()), []byte("\n")))
 }
+
+func TestGarbageIsBounded(t *testing.T) {
+	data := []byte(strings.Repeat("garbage,", 100_000))
+	_, err := csvlist.Parse("junk.csv", data)
+	var ps csvlist.Problems
+	require.ErrorAs(t, err, &ps)
+	assert.Len(t, ps, csvlist.MaxProblems)
+}

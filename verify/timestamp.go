@@ -67,8 +67,11 @@ func ParseTimestamp(s string) (time.Time, bool) {
 	default:
 		return time.Time{}, false
 	}
-	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
-	return t.Add(-time.Duration(offset) * time.Second), true
+	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC).Add(-time.Duration(offset) * time.Second)
+	if y := t.Year(); y < 1 || y > 9999 {
+		return time.Time{}, false // outside Python's datetime once in UTC
+	}
+	return t, true
 }
 
 // digits parses n ASCII digits of s at i.
