@@ -16,7 +16,6 @@ package csvlist
 
 import (
 	"bytes"
-	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
@@ -131,83 +130,73 @@ func Parse(name string, data []byte) (*List, error) {
 		}
 	}
 	warn := func(line, col int, breaks bool, format string, args ...any) {
+		if len(l.Warnings) >= MaxProblems {
+			return
+		}
 		l.Warnings = append(l.Warnings, &Problem{File: name, Line: line, Column: col, Err: fmt.Errorf(format, args...), BreaksFlower: breaks})
 	}
 	if rest, ok := bytes.CutPrefix(data, []byte("\xef\xbb\xbf")); ok {
 		warn(1, 1, true, "UTF-8 byte order mark: Flower's SuperLink fails on it")
 		data = rest
 	}
-	r := csv.NewReader(bytes.NewReader(data))
-	r.FieldsPerRecord = -1
-	r.LazyQuotes = true
-	r.ReuseRecord = true
-
-	// First the CSV structure, in order; then the keys, in parallel for
-	// large files; then duplicates, in order again.
+	// The CSV structure is read in order; the keys of each batch of
+	// elements are parsed on all cores; duplicates are found in order. A
+	// file past MaxProblems errors is not read further.
 	type element struct {
 		text      string
 		line, col int
 		key       *keys.PublicKey
 		err       error
 	}
-	var els []element
-	for {
-		rec, err := r.Read()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			var pe *csv.ParseError
-			if errors.As(err, &pe) {
-				fail(pe.Line, pe.Column, pe.Err)
-			} else {
-				fail(0, 0, err)
-			}
-			break
-		}
-		for i, field := range rec {
-			line, col := r.FieldPos(i)
-			trimmed := strings.TrimSpace(field)
-			switch {
-			case trimmed == "" && i == len(rec)-1 && i > 0:
-				warn(line, col, true, "trailing comma: Flower's SuperLink fails on it")
-				continue
-			case trimmed == "":
-				fail(line, col, ErrEmpty)
-				continue
-			case len(field) > MaxElementSize:
-				fail(line, col, fmt.Errorf("%w: element longer than %d bytes", ErrTooLarge, MaxElementSize))
+	const batch = 8192
+	els := make([]element, 0, batch)
+	seen := make(map[string]Entry)
+	flush := func() {
+		parallel.For(len(els), 2048, func(i int) {
+			els[i].key, els[i].err = keys.ParsePublicKey([]byte(els[i].text))
+		})
+		for _, el := range els {
+			line, col, k := el.line, el.col, el.key
+			if el.err != nil {
+				fail(line, col, &keyError{pe: el.err})
 				continue
 			}
-			if lead := len(field) - len(strings.TrimLeft(field, " \t")); lead > 0 {
+			if first, dup := seen[string(k.Wire())]; dup {
+				fail(line, col, fmt.Errorf("%w %s (first at line %d column %d)", ErrDuplicate, k.Fingerprint(), first.Line, first.Column))
+				continue
+			}
+			if c := k.Curve(); c != "P-384" {
+				warn(line, col, false, "%s key: Flower accepts it, but its SuperNodes make P-384 keys", c)
+			}
+			e := Entry{Key: k, Line: line, Column: col}
+			seen[string(k.Wire())] = e
+			l.Entries = append(l.Entries, e)
+		}
+		els = els[:0]
+	}
+	scanFields(data, func(f field) bool {
+		line, col := f.line, f.col
+		trimmed := bytes.TrimSpace(f.text)
+		switch {
+		case len(trimmed) == 0 && f.last && f.index > 0:
+			warn(line, col, true, "trailing comma: Flower's SuperLink fails on it")
+		case len(trimmed) == 0:
+			fail(line, col, ErrEmpty)
+		case len(f.text) > MaxElementSize:
+			fail(line, col, fmt.Errorf("%w: element longer than %d bytes", ErrTooLarge, MaxElementSize))
+		default:
+			if lead := len(f.text) - len(bytes.TrimLeft(f.text, " \t")); lead > 0 {
 				warn(line, col, true, "white space before the key: Flower's SuperLink fails on it")
 				col += lead
 			}
-			els = append(els, element{text: trimmed, line: line, col: col})
+			els = append(els, element{text: string(trimmed), line: line, col: col})
 		}
-	}
-	parallel.For(len(els), 2048, func(i int) {
-		els[i].key, els[i].err = keys.ParsePublicKey([]byte(els[i].text))
+		if len(els) >= batch {
+			flush()
+		}
+		return len(errs) < MaxProblems
 	})
-	seen := make(map[string]Entry, len(els))
-	l.Entries = make([]Entry, 0, len(els))
-	for _, el := range els {
-		line, col, k := el.line, el.col, el.key
-		if el.err != nil {
-			fail(line, col, &keyError{pe: el.err})
-			continue
-		}
-		if first, dup := seen[string(k.Wire())]; dup {
-			fail(line, col, fmt.Errorf("%w %s (first at line %d column %d)", ErrDuplicate, k.Fingerprint(), first.Line, first.Column))
-			continue
-		}
-		if c := k.Curve(); c != "P-384" {
-			warn(line, col, false, "%s key: Flower accepts it, but its SuperNodes make P-384 keys", c)
-		}
-		e := Entry{Key: k, Line: line, Column: col}
-		seen[string(k.Wire())] = e
-		l.Entries = append(l.Entries, e)
-	}
+	flush()
 	sort.SliceStable(errs, func(i, j int) bool {
 		return errs[i].Line < errs[j].Line || errs[i].Line == errs[j].Line && errs[i].Column < errs[j].Column
 	})
@@ -215,6 +204,9 @@ func Parse(name string, data []byte) (*List, error) {
 		a, b := l.Warnings[i], l.Warnings[j]
 		return a.Line < b.Line || a.Line == b.Line && a.Column < b.Column
 	})
+	if len(errs) >= MaxProblems {
+		errs = append(errs, &Problem{File: name, Err: fmt.Errorf("too many problems: stopped after %d", MaxProblems)})
+	}
 	if errs != nil {
 		return l, errs
 	}

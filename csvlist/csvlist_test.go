@@ -223,5 +223,6 @@ func TestGarbageIsBounded(t *testing.T) {
 	_, err := csvlist.Parse("junk.csv", data)
 	var ps csvlist.Problems
 	require.ErrorAs(t, err, &ps)
-	assert.Len(t, ps, csvlist.MaxProblems)
+	assert.Len(t, ps, csvlist.MaxProblems+1)
+	assert.Contains(t, ps[len(ps)-1].Error(), "too many problems: stopped after 100")
 }

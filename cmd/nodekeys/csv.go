@@ -82,6 +82,10 @@ func csvCheck(c *cli.Context) error {
 	for _, w := range l.Warnings {
 		ok = ok && !w.BreaksFlower
 	}
+	if len(l.Entries) == 0 && len(probs) == 0 {
+		probs = append(probs, &csvlist.Problem{File: l.File, Err: errors.New("no keys: a SuperLink with this allowlist accepts no node")})
+		ok = false
+	}
 	out, stderr := c.App.Writer, c.App.ErrWriter
 	if c.Bool("json") {
 		res := csvCheckJSON{File: l.File, OK: ok, Count: len(l.Entries), Keys: []csvKeyJSON{}, Warnings: []csvProblemJSON{}, Errors: []csvProblemJSON{}}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -87,6 +88,7 @@ func signAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	warnReadable(c.App.ErrWriter, c.String("key"))
 	ts := sign.FormatTimestamp(time.Now())
 	if c.IsSet("timestamp") {
 		ts = c.String("timestamp")
@@ -268,4 +270,11 @@ func (l *perValueLimit) Read(p []byte) (int, error) {
 	m, err := l.r.Read(p)
 	l.n += m
 	return m, err
+}
+
+// warnReadable warns, as ssh does, when others can read a private key.
+func warnReadable(w io.Writer, path string) {
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o044 != 0 {
+		fmt.Fprintf(w, "nodekeys: warning: %s: others can read this private key (mode %04o); chmod 600 it\n", path, fi.Mode().Perm())
+	}
 }
