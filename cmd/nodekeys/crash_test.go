@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/nodekeys/nodekeys/certs"
 	"github.com/nodekeys/nodekeys/csvlist"
 	"github.com/nodekeys/nodekeys/keys"
 )
@@ -90,6 +91,43 @@ func TestKeygenSurvivesSIGKILL(t *testing.T) {
 		// A new folder appears whole or not at all.
 		if _, err := os.Stat(filepath.Join(dir, "fresh")); err == nil {
 			assert.Equal(t, 3000, checkKeyFolder(t, filepath.Join(dir, "fresh")))
+		}
+	}
+}
+
+// certgen killed at random points: the CA is never lost or changed, and
+// every file left is whole.
+func TestCertgenSurvivesSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills a few certgen runs")
+	}
+	dir := t.TempDir()
+	require.Equal(t, 0, nk(t, dir, "", "certgen").code)
+	ca := snapshot(t, filepath.Join(dir, "certificates"))
+	for range 15 {
+		killAfter(t, dir, time.Duration(rand.IntN(40))*time.Millisecond, "certgen", "--force", "--key-type", "ecdsa-p256")
+		killAfter(t, dir, time.Duration(rand.IntN(40))*time.Millisecond, "certgen", "--out", "fresh", "--new-ca", "--force")
+		for _, sub := range []string{"certificates", "fresh"} {
+			for _, f := range []string{"ca.crt", "server.pem"} {
+				p := filepath.Join(dir, sub, f)
+				if _, err := os.Stat(p); err == nil {
+					_, err := certs.ReadCertificate(p)
+					require.NoError(t, err, "a whole certificate: %s", p)
+				}
+			}
+			for _, f := range []string{"ca.key", "server.key"} {
+				p := filepath.Join(dir, sub, f)
+				if _, err := os.Stat(p); err == nil {
+					_, err := certs.ReadKey(p)
+					require.NoError(t, err, "a whole key: %s", p)
+				}
+			}
+		}
+		for _, f := range []string{"ca.crt", "ca.key"} {
+			p := filepath.Join(dir, "certificates", f)
+			b, err := os.ReadFile(p)
+			require.NoError(t, err)
+			assert.Equal(t, ca[p], string(b), "the CA is kept")
 		}
 	}
 }
