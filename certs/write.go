@@ -39,6 +39,9 @@ type Options struct {
 	Force bool
 	// Now is the issue time (default time.Now()).
 	Now time.Time
+	// NewKey, if set, makes the key for role "ca" or "server" instead of
+	// GenerateKey(KeyType): fixtures derive them from a seed.
+	NewKey func(role string) (crypto.Signer, error)
 }
 
 // Result says what Write wrote.
@@ -173,8 +176,12 @@ func Write(opts Options) (*Result, error) {
 	if err := atomicfile.MkdirPrivate(opts.Dir); err != nil {
 		return nil, fmt.Errorf("certs: %w", err)
 	}
+	newKey := opts.NewKey
+	if newKey == nil {
+		newKey = func(string) (crypto.Signer, error) { return GenerateKey(opts.KeyType) }
+	}
 	if ca == nil {
-		key, err := GenerateKey(opts.KeyType)
+		key, err := newKey("ca")
 		if err != nil {
 			return nil, err
 		}
@@ -191,7 +198,7 @@ func Write(opts Options) (*Result, error) {
 		}
 	}
 
-	key, err := GenerateKey(opts.KeyType)
+	key, err := newKey("server")
 	if err != nil {
 		return nil, err
 	}

@@ -97,3 +97,61 @@ func TestInspectKeysAndCSV(t *testing.T) {
 		"nodekeys: error: missing: no such file or directory\n"+
 		"nodekeys: error: keys: is a folder\n", r.stderr)
 }
+
+func TestFixtures(t *testing.T) {
+	a, b := t.TempDir(), t.TempDir()
+	seed := "00112233445566778899aabbccddeeff"
+	for _, d := range []string{a, b} {
+		r := nk(t, d, "", "fixtures", "--out", "fed", "--clients", "5", "--seed", seed)
+		require.Equal(t, 0, r.code, r.stderr)
+		assert.Contains(t, r.stderr, "for tests only")
+	}
+	for _, f := range []string{"keys/client_credentials_1", "keys/client_credentials_5.pub", "keys/client_public_keys.csv", "certificates/ca.key", "certificates/server.key"} {
+		x, err := os.ReadFile(filepath.Join(a, "fed", f))
+		require.NoError(t, err)
+		y, err := os.ReadFile(filepath.Join(b, "fed", f))
+		require.NoError(t, err)
+		assert.Equal(t, string(x), string(y), "the same seed gives the same %s", f)
+	}
+	peer.Run(t, nil, "openssl", "verify", "-CAfile", filepath.Join(a, "fed/certificates/ca.crt"), filepath.Join(a, "fed/certificates/server.pem"))
+	var m struct {
+		Seed string
+		Keys struct {
+			Pairs []struct{ Private, Fingerprint string }
+		}
+		Certificates struct {
+			CACert string `json:"ca_cert"`
+		}
+	}
+	b2, err := os.ReadFile(filepath.Join(a, "fed/manifest.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b2, &m))
+	assert.Equal(t, seed, m.Seed)
+	require.Len(t, m.Keys.Pairs, 5)
+	assert.Equal(t, "fed/keys/client_credentials_1", m.Keys.Pairs[0].Private)
+	assert.Equal(t, "fed/certificates/ca.crt", m.Certificates.CACert)
+
+	r := nk(t, a, "", "fixtures", "--out", "fed", "--seed", seed)
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "refusing to overwrite fed")
+	r = nk(t, a, "", "fixtures", "--out", "fed", "--seed", seed, "--force", "-q")
+	assert.Equal(t, 0, r.code, r.stderr)
+}
+
+func TestVersionAndCompletion(t *testing.T) {
+	dir := t.TempDir()
+	r := nk(t, dir, "", "version")
+	assert.Equal(t, 0, r.code)
+	assert.Equal(t, "nodekeys dev\n", r.stdout)
+	for _, sh := range []string{"bash", "zsh", "fish"} {
+		r = nk(t, dir, "", "completion", sh)
+		assert.Equal(t, 0, r.code, sh)
+		assert.Contains(t, r.stdout, "nodekeys", sh)
+	}
+	// The words bash completion offers.
+	r = nk(t, dir, "", "--generate-bash-completion")
+	assert.Contains(t, r.stdout, "keygen\n")
+	assert.Contains(t, r.stdout, "certgen\n")
+	r = nk(t, dir, "", "completion", "tcsh")
+	assert.Equal(t, 2, r.code)
+}

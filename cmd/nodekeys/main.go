@@ -77,6 +77,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			signCommand(),
 			verifyCommand(),
 			benchCommand(),
+			fixturesCommand(),
 			versionCommand(),
 			completionCommand(),
 		},
@@ -144,9 +145,18 @@ func oneLine(s string) string {
 
 // printJSON writes v as indented JSON.
 func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	b, err := marshalIndent(v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
+}
+
+// marshalIndent is v as indented JSON with a final newline.
+func marshalIndent(v any) ([]byte, error) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	return append(b, '\n'), err
 }
 
 func versionCommand() *cli.Command {
