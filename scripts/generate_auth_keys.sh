@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Drop-in for Flower's examples/*/generate_auth_keys.sh, built on nodekeys.
+# Usage: generate_auth_keys.sh [N]   (default 2)
+#
+# Writes, next to this script, keys/client_credentials_1 ... _N (OpenSSH
+# ECDSA P-384, mode 0600), their .pub files and keys/client_public_keys.csv,
+# as Flower's script does. Unlike it, existing keys are never deleted: a
+# second run stops and names the file in the way. NODEKEYS_FORCE=1 replaces
+# them; NODEKEYS_FLAGS adds keygen flags (e.g. --prefix supernode_credentials).
+set -euo pipefail
+here=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
+cd "$(dirname "${BASH_SOURCE[0]}")"
+if [ -f "$here/nodekeys-bin.sh" ]; then
+  # shellcheck source=scripts/nodekeys-bin.sh
+  source "$here/nodekeys-bin.sh"
+  find_nodekeys
+else
+  # Copied on its own into a Flower example: nodekeys must be installed.
+  NODEKEYS=${NODEKEYS:-$(command -v nodekeys || true)}
+  if [ -z "$NODEKEYS" ]; then
+    echo "nodekeys not found: go install github.com/nodekeys/nodekeys/cmd/nodekeys@latest, or set NODEKEYS" >&2
+    exit 1
+  fi
+fi
+
+n=${1:-2}
+force=()
+[ "${NODEKEYS_FORCE:-}" = 1 ] && force=(--force)
+# shellcheck disable=SC2086
+exec "$NODEKEYS" keygen --clients "$n" --out keys "${force[@]}" ${NODEKEYS_FLAGS:-}
