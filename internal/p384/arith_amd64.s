@@ -1,4 +1,4 @@
-// +build amd64,!purego
+//go:build amd64 && !purego
 
 #include "textflag.h"
 
@@ -715,16 +715,3 @@ nobmi2Mul:
 
 end:
 	RET
-
-TEXT ·fp384Cmov(SB), NOSPLIT, $0
-    MOVQ x+0(FP), DI
-    MOVQ y+8(FP), SI
-    MOVQ b+16(FP), BX
-    TESTQ BX, BX
-    MOVQ  0(DI), AX; MOVQ  0(SI), DX; CMOVQNE DX, AX; MOVQ AX,  0(DI);
-    MOVQ  8(DI), AX; MOVQ  8(SI), DX; CMOVQNE DX, AX; MOVQ AX,  8(DI);
-    MOVQ 16(DI), AX; MOVQ 16(SI), DX; CMOVQNE DX, AX; MOVQ AX, 16(DI);
-    MOVQ 24(DI), AX; MOVQ 24(SI), DX; CMOVQNE DX, AX; MOVQ AX, 24(DI);
-    MOVQ 32(DI), AX; MOVQ 32(SI), DX; CMOVQNE DX, AX; MOVQ AX, 32(DI);
-    MOVQ 40(DI), AX; MOVQ 40(SI), DX; CMOVQNE DX, AX; MOVQ AX, 40(DI);
-    RET
