@@ -77,13 +77,18 @@ var curves = []curveInfo{
 		"\x30\x81\x9b\x30\x10\x06\x07\x2a\x86\x48\xce\x3d\x02\x01\x06\x05\x2b\x81\x04\x00\x23\x03\x81\x86\x00"},
 }
 
-func curveByType(t string) (curveInfo, bool) {
+// curveByType finds the curve of an OpenSSH key type, or says why the type
+// is refused; what names where the type was read ("the type is").
+func curveByType(typ []byte, what string) (curveInfo, error) {
 	for _, c := range curves {
-		if c.keyType == t {
-			return c, true
+		if c.keyType == string(typ) {
+			return c, nil
 		}
 	}
-	return curveInfo{}, false
+	if bytes.HasPrefix(typ, []byte("ecdsa-sha2-")) {
+		return curveInfo{}, parseErr(ErrCurve, "%q", printable(typ))
+	}
+	return curveInfo{}, parseErr(ErrNotEC, "%s %q", what, printable(typ))
 }
 
 func curveOf(c elliptic.Curve) (curveInfo, bool) {
@@ -143,12 +148,9 @@ func ParsePublicKey(line []byte) (*PublicKey, error) {
 	if len(b64) == 0 {
 		return nil, parseErr(ErrFormat, "no key data after the type")
 	}
-	ci, ok := curveByType(string(typ))
-	if !ok {
-		if bytes.HasPrefix(typ, []byte("ecdsa-sha2-")) {
-			return nil, parseErr(ErrCurve, "%q", printable(typ))
-		}
-		return nil, parseErr(ErrNotEC, "the type is %q", printable(typ))
+	ci, err := curveByType(typ, "the type is")
+	if err != nil {
+		return nil, err
 	}
 	blob := make([]byte, base64.StdEncoding.DecodedLen(len(b64)))
 	n, err := base64.StdEncoding.Strict().Decode(blob, b64)
@@ -174,12 +176,9 @@ func ParseWireKey(blob []byte) (*PublicKey, error) {
 	if !readString(&s, &typ) {
 		return nil, parseErr(ErrFormat, "truncated key data")
 	}
-	ci, ok := curveByType(string(typ))
-	if !ok {
-		if bytes.HasPrefix(typ, []byte("ecdsa-sha2-")) {
-			return nil, parseErr(ErrCurve, "%q", printable(typ))
-		}
-		return nil, parseErr(ErrNotEC, "the key data is %q", printable(typ))
+	ci, err := curveByType(typ, "the key data is")
+	if err != nil {
+		return nil, err
 	}
 	if !readString(&s, &name) || !readString(&s, &point) {
 		return nil, parseErr(ErrFormat, "truncated key data")

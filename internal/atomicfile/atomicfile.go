@@ -23,11 +23,7 @@ import (
 // existing path (a file, a folder or a symbolic link) is left alone and the
 // returned error wraps fs.ErrExist. A symbolic link at path is replaced, not
 // followed, when overwrite is set.
-func Write(path string, data []byte, perm fs.FileMode, overwrite bool) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
+func Write(path string, data []byte, perm fs.FileMode, overwrite bool) error {
 	if !overwrite {
 		// Fail early, before any work; link below closes the race.
 		if _, err := os.Lstat(path); err == nil {
@@ -36,41 +32,62 @@ func Write(path string, data []byte, perm fs.FileMode, overwrite bool) (err erro
 	} else if fi, err := os.Lstat(path); err == nil && fi.IsDir() {
 		return &fs.PathError{Op: "create", Path: path, Err: errors.New("is a directory")}
 	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	tmp, err := create(path, data, perm, false, true)
 	if err != nil {
 		return err
 	}
-	tmp := f.Name()
+	if err := place(tmp, path, overwrite); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// create writes data with mode perm to a new temporary file beside path,
+// or, when direct, to a new file at path itself; it syncs the file when
+// sync is set. It returns the file's name, and leaves nothing on an error.
+func create(path string, data []byte, perm fs.FileMode, direct, sync bool) (name string, err error) {
+	var f *os.File
+	if direct {
+		f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	} else {
+		f, err = os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	}
+	if err != nil {
+		return "", err
+	}
 	defer func() {
 		if err != nil {
 			f.Close()
-			os.Remove(tmp)
+			os.Remove(f.Name())
 		}
 	}()
+	// The mode is set explicitly: the umask must not loosen or tighten it.
 	if err = f.Chmod(perm); err != nil {
-		return err
+		return "", err
 	}
 	if _, err = f.Write(data); err != nil {
-		return err
+		return "", err
 	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if overwrite {
-		err = os.Rename(tmp, path)
-	} else {
-		err = link(tmp, path)
-		if err == nil {
-			os.Remove(tmp)
+	if sync {
+		if err = f.Sync(); err != nil {
+			return "", err
 		}
 	}
-	if err != nil {
+	return f.Name(), f.Close()
+}
+
+// place moves the temporary file tmp to path: rename(2) when overwriting,
+// link(2) and unlink otherwise, so that nothing at path is replaced.
+func place(tmp, path string, overwrite bool) error {
+	if overwrite {
+		return os.Rename(tmp, path)
+	}
+	if err := link(tmp, path); err != nil {
 		return err
 	}
-	return syncDir(dir)
+	os.Remove(tmp)
+	return nil
 }
 
 // link moves tmp to path without replacing anything at path. Where the file
@@ -143,38 +160,15 @@ type Batch struct {
 
 type pending struct{ tmp, path string }
 
-// Add writes data to a temporary file beside path, with mode perm.
-func (b *Batch) Add(path string, data []byte, perm fs.FileMode) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	var f *os.File
-	if b.Direct {
-		f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-	} else {
-		f, err = os.CreateTemp(dir, "."+base+".tmp-*")
-	}
+// Add writes data with mode perm to a temporary file beside path (to path
+// itself when Direct).
+func (b *Batch) Add(path string, data []byte, perm fs.FileMode) error {
+	name, err := create(path, data, perm, b.Direct, false)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err = f.Chmod(perm); err != nil {
-		return err
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
 	b.mu.Lock()
-	b.pending = append(b.pending, pending{f.Name(), path})
+	b.pending = append(b.pending, pending{name, path})
 	b.mu.Unlock()
 	return nil
 }
@@ -199,16 +193,10 @@ func (b *Batch) Commit() error {
 		}
 	}
 	for i, p := range b.pending {
-		var err error
 		if b.Direct {
 			continue
 		}
-		if b.Overwrite {
-			err = os.Rename(p.tmp, p.path)
-		} else if err = link(p.tmp, p.path); err == nil {
-			os.Remove(p.tmp)
-		}
-		if err != nil {
+		if err := place(p.tmp, p.path, b.Overwrite); err != nil {
 			b.abort(i)
 			return err
 		}

@@ -15,10 +15,7 @@ var oneM = func() fp384 {
 	return o
 }()
 
-var (
-	curveN = elliptic.P384().Params().N
-	curveP = elliptic.P384().Params().P
-)
+var curveP = elliptic.P384().Params().P
 
 // PublicKey is a P-384 public key in the form Verify takes: 96 bytes.
 type PublicKey struct {
@@ -44,21 +41,12 @@ func NewPublicKey(point []byte) (*PublicKey, error) {
 // Verify reports whether (r, s), big-endian integers already known to lie
 // in [1, n-1], is an ECDSA signature by k of digest (SEC 1 section 4.1.4).
 func Verify(k *PublicKey, digest, r, s []byte) bool {
-	if len(digest) > 48 {
-		digest = digest[:48] // bits2int: the leftmost 384 bits
-	}
-	var e, rr, ss, w, u1, u2 big.Int
-	e.SetBytes(digest)
-	rr.SetBytes(r)
-	ss.SetBytes(s)
-	if w.ModInverse(&ss, curveN) == nil {
+	k1, k2, ok := scalars(digest, r, s)
+	if !ok {
 		return false
 	}
-	u1.Mul(&e, &w).Mod(&u1, curveN)
-	u2.Mul(&rr, &w).Mod(&u2, curveN)
-	var k1, k2 [48]byte
-	u1.FillBytes(k1[:])
-	u2.FillBytes(k2[:])
+	var rr big.Int
+	rr.SetBytes(r)
 
 	var P jacobianPoint
 	combinedMult(&P, &k.q, &k1, &k2)

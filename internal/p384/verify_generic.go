@@ -3,17 +3,13 @@
 package p384
 
 import (
-	"crypto/elliptic"
 	"errors"
 	"math/big"
 
 	"github.com/cloudflare/circl/ecc/p384"
 )
 
-var (
-	curve  = p384.P384()
-	curveN = elliptic.P384().Params().N
-)
+var curve = p384.P384()
 
 // PublicKey is a P-384 public key in the form Verify takes.
 type PublicKey struct {
@@ -32,23 +28,14 @@ func NewPublicKey(point []byte) (*PublicKey, error) {
 // Verify reports whether (r, s), big-endian integers already known to lie
 // in [1, n-1], is an ECDSA signature by k of digest (SEC 1 section 4.1.4).
 func Verify(k *PublicKey, digest, r, s []byte) bool {
-	if len(digest) > 48 {
-		digest = digest[:48]
-	}
-	var e, rr, ss, w, u1, u2 big.Int
-	e.SetBytes(digest)
-	rr.SetBytes(r)
-	ss.SetBytes(s)
-	if w.ModInverse(&ss, curveN) == nil {
+	u1, u2, ok := scalars(digest, r, s)
+	if !ok {
 		return false
 	}
-	u1.Mul(&e, &w).Mod(&u1, curveN)
-	u2.Mul(&rr, &w).Mod(&u2, curveN)
-	var b1, b2 [48]byte
-	x, y := curve.CombinedMult(k.x, k.y, u1.FillBytes(b1[:]), u2.FillBytes(b2[:]))
+	x, y := curve.CombinedMult(k.x, k.y, u1[:], u2[:])
 	if curve.IsAtInfinity(x, y) {
 		return false
 	}
 	x.Mod(x, curveN)
-	return x.Cmp(&rr) == 0
+	return x.Cmp(new(big.Int).SetBytes(r)) == 0
 }
