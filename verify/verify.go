@@ -201,11 +201,12 @@ func (a *Allowlist) lookup(h []byte) *Key {
 	if k, ok := a.byPEM[string(h)]; ok {
 		return k
 	}
-	block, rest := pem.Decode(h)
-	if block == nil || block.Type != "PUBLIC KEY" || len(bytes.TrimSpace(rest)) != 0 {
+	var buf [MaxPublicKeyLen]byte
+	c, ok := canonicalPEM(h, &buf)
+	if !ok {
 		return nil
 	}
-	return a.byPEM[string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: block.Bytes}))]
+	return a.byPEM[string(c)]
 }
 
 // Verifier checks Flower's authentication headers. It is safe for

@@ -396,3 +396,17 @@ func malleate(t *testing.T, sig []byte) []byte {
 	require.NoError(t, err)
 	return out
 }
+
+func TestUnknownKeyFloodDoesNotAllocate(t *testing.T) {
+	a, b := newNode(t, elliptic.P384()), newNode(t, elliptic.P384())
+	v := verify.New(allowlist(t, a))
+	h := b.at(t, now) // a well-formed PEM key, not in the list
+	_, err := v.VerifyAt(h, now)
+	require.Equal(t, verify.UnknownKey, reasonOf(err))
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := v.VerifyAt(h, now); err == nil {
+			t.Fatal("accepted")
+		}
+	})
+	assert.Zero(t, allocs)
+}
