@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -154,4 +155,28 @@ func TestVersionAndCompletion(t *testing.T) {
 	assert.Contains(t, r.stdout, "certgen\n")
 	r = nk(t, dir, "", "completion", "tcsh")
 	assert.Equal(t, 2, r.code)
+}
+
+func TestInspectWarnsBeforeExpiry(t *testing.T) {
+	dir := t.TempDir()
+	require.Equal(t, 0, nk(t, dir, "", "certgen", "--days", "10").code)
+	r := nk(t, dir, "", "inspect", "certificates/server.pem")
+	assert.Equal(t, 0, r.code)
+	assert.Regexp(t, `nodekeys: warning: certificates/server\.pem: the certificate expires in (9|10) days: renew it with 'nodekeys certgen --force'`, r.stderr)
+	r = nk(t, dir, "", "inspect", "certificates/ca.crt")
+	assert.Empty(t, r.stderr, "the CA has years left")
+}
+
+// On a terminal, a long keygen draws a progress bar on stderr; elsewhere
+// it draws none.
+func TestKeygenProgressBar(t *testing.T) {
+	script := peer.Command(t, "script")
+	dir := t.TempDir()
+	out, err := exec.Command(script, "-q", "-c", bin+" keygen --clients 400 --out "+filepath.Join(dir, "k"), "/dev/null").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), "keygen")
+	assert.Regexp(t, `\(\d+/400`, string(out))
+	r := nk(t, dir, "", "keygen", "--clients", "400", "--out", "k2")
+	require.Equal(t, 0, r.code)
+	assert.NotContains(t, r.stderr, "/400")
 }
