@@ -6,13 +6,14 @@ set -euo pipefail
 secs=${1:-3}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cores=$(nproc)
+py_cmd=${NODEKEYS_PYTHON:-python3}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 go build -o "$work/nodekeys" "$root/cmd/nodekeys"
 
 # 64 SuperNodes; Python's cryptography signs 1024 calls as SuperNodes do.
 "$work/nodekeys" keygen --quiet --clients 64 --out "$work/keys" --seed 6e6f64656b6579732d62656e63682d7079 2>/dev/null
-python3 - "$work/keys" >"$work/calls.jsonl" <<'PY'
+"$py_cmd" - "$work/keys" >"$work/calls.jsonl" <<'PY'
 import base64, json, sys
 from datetime import datetime, timedelta, timezone
 from cryptography.hazmat.primitives import hashes, serialization as s
@@ -28,11 +29,11 @@ for i in range(1024):
                       "flwr-signature-bin": base64.b64encode(sig).decode()}))
 PY
 
-py=$(python3 "$root/scripts/flower_verify.py" "$work/calls.jsonl" "$work/keys/client_public_keys.csv" "$secs" "$cores")
+py=$("$py_cmd" "$root/scripts/flower_verify.py" "$work/calls.jsonl" "$work/keys/client_public_keys.csv" "$secs" "$cores")
 go=$("$work/nodekeys" bench --headers "$work/calls.jsonl" --allowlist "$work/keys/client_public_keys.csv" \
   --duration "${secs}s" --workers "$cores" --json)
 
-python3 - "$py" "$go" "$cores" <<'PY'
+"$py_cmd" - "$py" "$go" "$cores" <<'PY'
 import json, sys
 py, go, cores = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])
 import cryptography, ssl

@@ -66,16 +66,26 @@ var (
 	pyErr  error
 )
 
+// PythonCommand is the Python 3 interpreter the peer tests run:
+// $NODEKEYS_PYTHON, or python3 on the PATH.
+func PythonCommand() string {
+	if p := os.Getenv("NODEKEYS_PYTHON"); p != "" {
+		return p
+	}
+	return "python3"
+}
+
 // Python runs a Python 3 script that may import cryptography, with args, and
 // returns its stdout. The test fails if the script fails.
 func Python(t testing.TB, stdin []byte, script string, args ...string) []byte {
 	t.Helper()
-	Command(t, "python3")
+	py := PythonCommand()
+	Command(t, py)
 	pyOnce.Do(func() {
-		pyErr = exec.Command("python3", "-c", "import cryptography").Run()
+		pyErr = exec.Command(py, "-c", "import cryptography").Run()
 	})
 	if pyErr != nil {
-		missing(t, "python3 cannot import cryptography: %v", pyErr)
+		missing(t, "%s cannot import cryptography: %v", py, pyErr)
 	}
-	return Run(t, stdin, "python3", append([]string{"-c", script}, args...)...)
+	return Run(t, stdin, py, append([]string{"-c", script}, args...)...)
 }
