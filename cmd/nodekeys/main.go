@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -22,8 +23,17 @@ const (
 	exitInternal = 3
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
+// version is set at build time with -ldflags "-X main.version=..."; a
+// binary from `go install ...@vX.Y.Z` reports the module version.
 var version = "dev"
+
+// versionString is the version set at build time, else the module's.
+func versionString() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && version == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return version
+}
 
 func main() {
 	os.Exit(run(os.Args, os.Stdin, os.Stdout, os.Stderr))
@@ -61,7 +71,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			"certificates that Flower's SuperLink and SuperNodes use, and signs and verifies\n" +
 			"Flower's signed-timestamp node authentication.\n\n" +
 			"Exit codes: 0 success, 1 failure or rejected input, 2 bad usage.",
-		Version:              version,
+		Version:              versionString(),
 		Reader:               stdin,
 		Writer:               stdout,
 		ErrWriter:            stderr,
@@ -164,7 +174,7 @@ func versionCommand() *cli.Command {
 		Name:  "version",
 		Usage: "print the nodekeys version",
 		Action: func(c *cli.Context) error {
-			fmt.Fprintf(c.App.Writer, "nodekeys %s\n", version)
+			fmt.Fprintf(c.App.Writer, "nodekeys %s\n", versionString())
 			return nil
 		},
 	}
