@@ -131,3 +131,12 @@ func TestCertgenSurvivesSIGKILL(t *testing.T) {
 		}
 	}
 }
+
+// After a killed run, the next keygen names what it left behind.
+func TestKeygenNamesLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(dir, ".keys.tmp-123"), 0o700))
+	r := nk(t, dir, "", "keygen", "-q")
+	require.Equal(t, 0, r.code)
+	assert.Equal(t, "nodekeys: warning: .keys.tmp-123 is left from an interrupted run and may hold private keys: remove it\n", r.stderr)
+}

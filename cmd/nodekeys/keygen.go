@@ -83,6 +83,9 @@ func keygenAction(c *cli.Context) error {
 		}
 		return err
 	}
+	for _, l := range res.Leftovers {
+		fmt.Fprintf(stderr, "nodekeys: warning: %s is left from an interrupted run and may hold private keys: remove it\n", l)
+	}
 	out := c.App.Writer
 	switch {
 	case c.Bool("json"):

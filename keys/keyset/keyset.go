@@ -79,6 +79,9 @@ type Result struct {
 	// CSVKeys is how many keys the CSV holds now.
 	CSVKeys int  `json:"csv_keys"`
 	Seeded  bool `json:"seeded"`
+	// Leftovers are temporary files and folders of an earlier run that was
+	// killed before it finished; they may hold private keys.
+	Leftovers []string `json:"leftovers,omitempty"`
 }
 
 func (o *Options) defaults() {
@@ -252,7 +255,17 @@ func Write(opts Options) (*Result, error) {
 			return nil, fmt.Errorf("keyset: writing the allowlist: %w", err)
 		}
 	}
+	res.Leftovers = leftovers(opts.Dir)
 	return res, nil
+}
+
+// leftovers finds what a killed run left: staging folders beside dir and
+// temporary files in it (see package atomicfile for the names).
+func leftovers(dir string) []string {
+	clean := filepath.Clean(dir)
+	a, _ := filepath.Glob(filepath.Join(filepath.Dir(clean), "."+filepath.Base(clean)+".tmp-*"))
+	b, _ := filepath.Glob(filepath.Join(clean, ".*.tmp-*"))
+	return append(a, b...)
 }
 
 // addPair makes pair index and adds its two files to the batch.
