@@ -78,6 +78,7 @@ type ExistError struct {
 	Hint string
 }
 
+// Error says which file is in the way.
 func (e *ExistError) Error() string { return "refusing to overwrite " + e.Path }
 
 // Unwrap makes errors.Is(err, fs.ErrExist) true.

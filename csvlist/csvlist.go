@@ -53,6 +53,7 @@ type Problem struct {
 	BreaksFlower bool
 }
 
+// Error returns "FILE:LINE:COLUMN: what is wrong".
 func (p *Problem) Error() string {
 	if p.Line == 0 {
 		return fmt.Sprintf("%s: %v", p.File, p.Err)
@@ -60,12 +61,14 @@ func (p *Problem) Error() string {
 	return fmt.Sprintf("%s:%d:%d: %v", p.File, p.Line, p.Column, p.Err)
 }
 
+// Unwrap returns what is wrong, for errors.Is.
 func (p *Problem) Unwrap() error { return p.Err }
 
 // Problems is every error found in a file, in file order. Its Error names
 // the first and counts the rest.
 type Problems []*Problem
 
+// Error names the first problem and counts the others.
 func (ps Problems) Error() string {
 	if len(ps) == 1 {
 		return ps[0].Error()

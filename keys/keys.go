@@ -57,6 +57,7 @@ func (e *ParseError) Reason() string {
 	return e.Err.Error() + ": " + e.Detail
 }
 
+// Unwrap returns one of the Err variables.
 func (e *ParseError) Unwrap() error { return e.Err }
 
 // curveInfo ties the OpenSSH names of a NIST curve to crypto/elliptic,

@@ -59,6 +59,7 @@ type Error struct {
 	Detail string
 }
 
+// Error returns "verify: REASON: DETAIL".
 func (e *Error) Error() string {
 	if e.Detail == "" {
 		return "verify: " + string(e.Reason)
