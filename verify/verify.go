@@ -195,6 +195,11 @@ func (a *Allowlist) Keys(f func(*Key)) {
 	}
 }
 
+// Lookup returns the allowed key whose flwr-public-key-bin value is h, or
+// nil. A key that differs from an allowed one only in PEM formatting is
+// found too.
+func (a *Allowlist) Lookup(h []byte) *Key { return a.lookup(h) }
+
 // lookup finds the key for a header value: the bytes as they are first,
 // then, on a miss, the canonical PEM of the same DER, so a key that differs
 // only in PEM formatting (line lengths, CRLF) is still recognised.

@@ -64,7 +64,7 @@ func benchAction(c *cli.Context) error {
 		return printJSON(c.App.Writer, r)
 	}
 	out := c.App.Writer
-	fmt.Fprintf(out, "allowlist: %d P-384 keys, loaded in %.2f s, %.0f bytes per key\n", r.Nodes, r.LoadSeconds, r.BytesPerKey)
+	fmt.Fprintf(out, "allowlist: %d P-384 keys, loaded in %.2f s, %.0f bytes per key, %.0f ns a lookup\n", r.Nodes, r.LoadSeconds, r.BytesPerKey, r.LookupNs)
 	fmt.Fprintf(out, "%-22s %14s %14s %8s\n", "verify (calls/s)", "nodekeys", "crypto/ecdsa", "ratio")
 	fmt.Fprintf(out, "%-22s %14.0f %14.0f %7.2fx\n", "one core", r.FastOneCore, r.StdOneCore, r.SpeedupOneCore)
 	fmt.Fprintf(out, "%-22s %14.0f %14.0f %7.2fx\n", fmt.Sprintf("%d workers", r.Workers), r.FastAllCores, r.StdAllCores, r.SpeedupAllCores)

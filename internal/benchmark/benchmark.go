@@ -53,6 +53,8 @@ type Report struct {
 	// Scaling is FastAllCores / (FastOneCore × Workers).
 	Scaling float64 `json:"scaling_efficiency"`
 
+	// LookupNs is one allowlist lookup of a known key's header bytes.
+	LookupNs  float64 `json:"lookup_ns"`
 	ValidNs   float64 `json:"valid_ns_per_call"`
 	StaleNs   float64 `json:"stale_flood_ns_per_call"`
 	UnknownNs float64 `json:"unknown_key_flood_ns_per_call"`
@@ -124,6 +126,8 @@ func Run(cfg Config) (*Report, error) {
 	logf("verifying on %d workers", cfg.Workers)
 	r.FastAllCores = rate(fast, valid, now, cfg.Workers, cfg.Duration, true)
 	r.StdAllCores = rate(std, valid, now, cfg.Workers, cfg.Duration, true)
+	logf("looking keys up")
+	r.LookupNs = lookupNs(list, valid, cfg.Duration/2)
 	logf("refusing floods")
 	r.StaleNs = 1e9 / rate(fast, stale, now, 1, cfg.Duration/2, false)
 	r.UnknownNs = 1e9 / rate(fast, unknown, now, 1, cfg.Duration/2, false)
@@ -255,4 +259,21 @@ func Rates(v *verify.Verifier, hs []sign.Headers, workers int, d time.Duration) 
 		}
 	}
 	return rate(v, hs, now, 1, d, true), rate(v, hs, now, workers, d, true), nil
+}
+
+// lookupNs measures allowlist lookups of the calls' keys, in ns each.
+func lookupNs(list *verify.Allowlist, hs []sign.Headers, d time.Duration) float64 {
+	n := 0
+	start := time.Now()
+	deadline := start.Add(d)
+	for i := 0; ; i++ {
+		if list.Lookup(hs[i%len(hs)].PublicKey) == nil {
+			return 0
+		}
+		n++
+		if n%1024 == 0 && time.Now().After(deadline) {
+			break
+		}
+	}
+	return float64(time.Since(start).Nanoseconds()) / float64(n)
 }

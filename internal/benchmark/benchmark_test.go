@@ -15,7 +15,7 @@ func TestRunSmall(t *testing.T) {
 	require.NoError(t, err)
 	for name, f := range map[string]float64{
 		"load": r.LoadSeconds, "bytes": r.BytesPerKey, "fast1": r.FastOneCore, "fastN": r.FastAllCores,
-		"std1": r.StdOneCore, "stdN": r.StdAllCores, "stale": r.StaleNs, "unknown": r.UnknownNs,
+		"std1": r.StdOneCore, "stdN": r.StdAllCores, "lookup": r.LookupNs, "stale": r.StaleNs, "unknown": r.UnknownNs,
 	} {
 		assert.Positive(t, f, name)
 	}
