@@ -60,9 +60,6 @@ type Result struct {
 	KeyType           KeyType   `json:"key_type"`
 }
 
-// ErrExist is wrapped by the error for a file in the way.
-var ErrExist = fs.ErrExist
-
 func exists(p string) bool {
 	_, err := os.Lstat(p)
 	return err == nil

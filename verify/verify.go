@@ -188,13 +188,6 @@ func NewAllowlist(ks []*keys.PublicKey) (*Allowlist, error) {
 // Len returns the number of keys.
 func (a *Allowlist) Len() int { return len(a.byPEM) }
 
-// Keys calls f for each key, in no order.
-func (a *Allowlist) Keys(f func(*Key)) {
-	for _, k := range a.byPEM {
-		f(k)
-	}
-}
-
 // Lookup returns the allowed key whose flwr-public-key-bin value is h, or
 // nil. A key that differs from an allowed one only in PEM formatting is
 // found too.
@@ -268,9 +261,6 @@ func (v *Verifier) SetAllowlist(a *Allowlist) { v.list.Store(a) }
 
 // Allowlist returns the current allowlist.
 func (v *Verifier) Allowlist() *Allowlist { return v.list.Load() }
-
-// Window returns the accepted window.
-func (v *Verifier) Window() Window { return v.window }
 
 // Verify checks h at the Verifier's clock's time. It returns the node's key,
 // or nil and an *Error.

@@ -36,9 +36,6 @@ const (
 	ServerName    = "server_credentials"
 )
 
-// ErrExist is wrapped by the error for a file that is in the way.
-var ErrExist = fs.ErrExist
-
 // Options say what to write. Zero values take the defaults above.
 type Options struct {
 	Dir    string
