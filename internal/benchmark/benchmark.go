@@ -42,6 +42,13 @@ type Report struct {
 
 	LoadSeconds float64 `json:"allowlist_load_seconds"`
 	BytesPerKey float64 `json:"allowlist_bytes_per_key"`
+	// ActiveKeyBytes is what a key holds on to after its first
+	// verification (the precomputed 2^192·Q of the P-384 path), on top of
+	// BytesPerKey.
+	ActiveKeyBytes float64 `json:"active_key_extra_bytes"`
+	// FirstCallNs is a valid call by a key that has not verified before,
+	// which pays for that precomputation once.
+	FirstCallNs float64 `json:"first_call_ns"`
 
 	FastOneCore  float64 `json:"verify_per_second_one_core"`
 	FastAllCores float64 `json:"verify_per_second_all_cores"`
@@ -90,6 +97,7 @@ func Run(cfg Config) (*Report, error) {
 		return nil, err
 	}
 	data := csvlist.Marshal(pubs)
+	signerKeys := append([]*keys.PublicKey(nil), pubs[:signers]...)
 	pubs = nil
 
 	logf("loading the allowlist (%d MB of CSV)", len(data)>>20)
@@ -126,6 +134,10 @@ func Run(cfg Config) (*Report, error) {
 	logf("verifying on %d workers", cfg.Workers)
 	r.FastAllCores = rate(fast, valid, now, cfg.Workers, cfg.Duration, true)
 	r.StdAllCores = rate(std, valid, now, cfg.Workers, cfg.Duration, true)
+	logf("verifying keys' first calls")
+	if r.FirstCallNs, r.ActiveKeyBytes, err = firstCalls(signerKeys, valid[:signers], now, cfg.Duration/2); err != nil {
+		return nil, err
+	}
 	logf("looking keys up")
 	r.LookupNs = lookupNs(list, valid, cfg.Duration/2)
 	logf("refusing floods")
@@ -259,6 +271,36 @@ func Rates(v *verify.Verifier, hs []sign.Headers, workers int, d time.Duration) 
 		}
 	}
 	return rate(v, hs, now, 1, d, true), rate(v, hs, now, workers, d, true), nil
+}
+
+// firstCalls measures the first valid call of each of keys, on fresh
+// allowlists of them, for about d: the time per call, and the heap each
+// key keeps afterwards. hs[i] is a call by keys[i].
+func firstCalls(ks []*keys.PublicKey, hs []sign.Headers, now time.Time, d time.Duration) (ns, bytes float64, err error) {
+	var spent time.Duration
+	calls := 0
+	var before, after runtime.MemStats
+	for spent < d || calls == 0 {
+		list, err := verify.NewAllowlist(ks)
+		if err != nil {
+			return 0, 0, err
+		}
+		v := verify.New(list)
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		start := time.Now()
+		for _, h := range hs {
+			if _, err := v.VerifyAt(h, now); err != nil {
+				return 0, 0, fmt.Errorf("benchmark: a first call is refused: %w", err)
+			}
+		}
+		spent += time.Since(start)
+		calls += len(hs)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		runtime.KeepAlive(v)
+	}
+	return float64(spent.Nanoseconds()) / float64(calls), float64(after.HeapAlloc-before.HeapAlloc) / float64(len(hs)), nil
 }
 
 // lookupNs measures allowlist lookups of the calls' keys, in ns each.

@@ -6,6 +6,8 @@ import (
 	"crypto/elliptic"
 	"errors"
 	"math/big"
+	"sync"
+	"sync/atomic"
 )
 
 // oneM is 1 in Montgomery form, R mod p. Multiplying by it reduces a value.
@@ -17,9 +19,14 @@ var oneM = func() fp384 {
 
 var curveP = elliptic.P384().Params().P
 
-// PublicKey is a P-384 public key in the form Verify takes: 96 bytes.
+// PublicKey is a P-384 public key in the form Verify takes: the point Q
+// and, once the key has verified a signature, 2^192·Q.
 type PublicKey struct {
 	q affinePoint
+	// high is 2^192·Q, computed on the key's first verification and
+	// kept: it halves the doublings of every later one. Racing first
+	// calls compute the same value, so either store is right.
+	high atomic.Pointer[jacobianPoint]
 }
 
 // NewPublicKey takes an uncompressed point, 0x04 || X || Y, that the caller
@@ -38,6 +45,19 @@ func NewPublicKey(point []byte) (*PublicKey, error) {
 	return &k, nil
 }
 
+// highQ returns 2^192·Q, computing it on the first call.
+func (k *PublicKey) highQ() *jacobianPoint {
+	if h := k.high.Load(); h != nil {
+		return h
+	}
+	h := k.q.toJacobian()
+	for range 192 {
+		h.double()
+	}
+	k.high.Store(&h)
+	return &h
+}
+
 // Verify reports whether (r, s), big-endian integers already known to lie
 // in [1, n-1], is an ECDSA signature by k of digest (SEC 1 section 4.1.4).
 func Verify(k *PublicKey, digest, r, s []byte) bool {
@@ -49,7 +69,7 @@ func Verify(k *PublicKey, digest, r, s []byte) bool {
 	rr.SetBytes(r)
 
 	var P jacobianPoint
-	combinedMult(&P, &k.q, &k1, &k2)
+	combinedMult(&P, k, &k1, &k2)
 	if P.z == (fp384{}) {
 		return false // the point at infinity
 	}
@@ -78,41 +98,123 @@ func xEquals(x, z2 *fp384, v *big.Int) bool {
 	return t == *x
 }
 
-// combinedMult sets P = m·G + n·Q with interleaved width-w NAFs: width 7
-// over circl's table of odd multiples of G, width 5 over eight odd
-// multiples of Q computed here.
-func combinedMult(P *jacobianPoint, q *affinePoint, m, n *[48]byte) {
+// combinedMult sets P = m·G + n·Q. Each scalar is split into 192-bit
+// halves, m = m0 + 2^192·m1, so that P = m0·G + m1·G' + n0·Q + n1·Q' with
+// G' = 2^192·G and Q' = 2^192·Q, and the four products are interleaved
+// over width-w NAFs: 192 doublings instead of 384. G and G' use width 7
+// over tables of 64 odd multiples, Q and Q' width 5 over eight odd
+// multiples computed here.
+func combinedMult(P *jacobianPoint, k *PublicKey, m, n *[48]byte) {
 	const qOmega = 5
-	var nafM, nafN [386]int8
-	lm := wnaf(&nafM, m, baseOmega)
-	ln := wnaf(&nafN, n, qOmega)
+	var m0, m1, n0, n1 [48]byte
+	copy(m0[24:], m[24:])
+	copy(m1[24:], m[:24])
+	copy(n0[24:], n[24:])
+	copy(n1[24:], n[:24])
+	var nafM0, nafM1, nafN0, nafN1 [386]int8
+	top := max(wnaf(&nafM0, &m0, baseOmega), wnaf(&nafM1, &m1, baseOmega),
+		wnaf(&nafN0, &n0, qOmega), wnaf(&nafN1, &n1, qOmega))
 
-	var tab [1 << (qOmega - 2)]jacobianPoint
-	tab[0] = q.toJacobian()
-	twoQ := tab[0]
+	var tab0, tab1 [1 << (qOmega - 2)]jacobianPoint
+	oddMultiples(tab0[:], k.q.toJacobian())
+	oddMultiples(tab1[:], *k.highQ())
+	gHigh := baseHighOddMultiples()
+
+	*P = jacobianPoint{x: oneM, y: oneM} // infinity
+	for i := top - 1; i >= 0; i-- {
+		P.double()
+		addAffine(P, &baseOddMultiples, nafM0[i])
+		addAffine(P, gHigh, nafM1[i])
+		addJacobian(P, &tab0, nafN0[i])
+		addJacobian(P, &tab1, nafN1[i])
+	}
+}
+
+// oddMultiples sets tab[i] = (2i+1)·Q.
+func oddMultiples(tab []jacobianPoint, q jacobianPoint) {
+	tab[0] = q
+	twoQ := q
 	twoQ.double()
 	for i := 1; i < len(tab); i++ {
 		tab[i].add(&tab[i-1], &twoQ)
 	}
+}
 
-	*P = jacobianPoint{x: oneM, y: oneM} // infinity
-	for i := max(lm, ln) - 1; i >= 0; i-- {
-		P.double()
-		if d := nafM[i]; d != 0 {
-			a := baseOddMultiples[abs8(d)>>1]
-			if d < 0 {
-				a.neg()
-			}
-			P.mixadd(P, &a)
+// addAffine adds d·A to P for a NAF digit d, where tab[i] = (2i+1)·A.
+func addAffine(P *jacobianPoint, tab *[1 << (baseOmega - 1)]affinePoint, d int8) {
+	if d == 0 {
+		return
+	}
+	a := tab[abs8(d)>>1]
+	if d < 0 {
+		a.neg()
+	}
+	P.mixadd(P, &a)
+}
+
+// addJacobian adds d·Q to P for a NAF digit d, where tab[i] = (2i+1)·Q.
+func addJacobian(P *jacobianPoint, tab *[8]jacobianPoint, d int8) {
+	if d == 0 {
+		return
+	}
+	j := tab[abs8(d)>>1]
+	if d < 0 {
+		j.neg()
+	}
+	P.add(P, &j)
+}
+
+// baseHighOddMultiples returns the table of (2i+1)·2^192·G, affine, built
+// on first use from G's own table.
+var baseHighOddMultiples = sync.OnceValue(func() *[1 << (baseOmega - 1)]affinePoint {
+	var jac [1 << (baseOmega - 1)]jacobianPoint
+	g := baseOddMultiples[0].toJacobian()
+	for range 192 {
+		g.double()
+	}
+	oddMultiples(jac[:], g)
+	var tab [1 << (baseOmega - 1)]affinePoint
+	toAffine(tab[:], jac[:])
+	return &tab
+})
+
+// toAffine sets out[i] to in[i] in affine form, for finite points, with one
+// field inversion for all of them (Montgomery's trick).
+func toAffine(out []affinePoint, in []jacobianPoint) {
+	prefix := make([]fp384, len(in))
+	prefix[0] = in[0].z
+	for i := 1; i < len(in); i++ {
+		fp384Mul(&prefix[i], &prefix[i-1], &in[i].z)
+	}
+	var inv fp384
+	fp384Inv(&inv, &prefix[len(in)-1])
+	for i := len(in) - 1; i >= 0; i-- {
+		var zInv, zInv2, zInv3 fp384
+		if i > 0 {
+			fp384Mul(&zInv, &inv, &prefix[i-1])
+			fp384Mul(&inv, &inv, &in[i].z)
+		} else {
+			zInv = inv
 		}
-		if d := nafN[i]; d != 0 {
-			j := tab[abs8(d)>>1]
-			if d < 0 {
-				j.neg()
-			}
-			P.add(P, &j)
+		fp384Sqr(&zInv2, &zInv)
+		fp384Mul(&zInv3, &zInv2, &zInv)
+		fp384Mul(&out[i].x, &in[i].x, &zInv2)
+		fp384Mul(&out[i].y, &in[i].y, &zInv3)
+	}
+}
+
+// fp384Inv sets c = 1/a (a ≠ 0) by Fermat's little theorem, a^(p-2), in
+// variable time: it only ever sees public values.
+func fp384Inv(c, a *fp384) {
+	e := new(big.Int).Sub(curveP, big.NewInt(2))
+	x := oneM
+	for i := e.BitLen() - 1; i >= 0; i-- {
+		fp384Sqr(&x, &x)
+		if e.Bit(i) == 1 {
+			fp384Mul(&x, &x, a)
 		}
 	}
+	*c = x
 }
 
 func abs8(d int8) int8 {

@@ -1,0 +1,125 @@
+//go:build amd64 && !purego
+
+package p384
+
+import (
+	"crypto/ecdh"
+	"crypto/rand"
+	"math/big"
+	"testing"
+)
+
+var two192 = new(big.Int).Lsh(big.NewInt(1), 192)
+
+// mulBase returns k·G, uncompressed, from crypto/ecdh, or nil for k ≡ 0.
+func mulBase(t *testing.T, k *big.Int) []byte {
+	t.Helper()
+	k = new(big.Int).Mod(k, curveN)
+	if k.Sign() == 0 {
+		return nil
+	}
+	priv, err := ecdh.P384().NewPrivateKey(k.FillBytes(make([]byte, 48)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return priv.PublicKey().Bytes()
+}
+
+// encode returns P, finite, as an uncompressed point.
+func encode(P jacobianPoint) []byte {
+	var a [1]affinePoint
+	toAffine(a[:], []jacobianPoint{P})
+	out := []byte{4}
+	for _, c := range []*fp384{&a[0].x, &a[0].y} {
+		var d fp384
+		fp384Mul(&d, c, &fp384{1}) // out of Montgomery form
+		for i := range 48 {
+			out = append(out, d[47-i])
+		}
+	}
+	return out
+}
+
+func publicKey(t *testing.T, d *big.Int) *PublicKey {
+	t.Helper()
+	k, err := NewPublicKey(mulBase(t, d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// TestBaseHighTable checks the table built at run time, (2i+1)·2^192·G,
+// against crypto/ecdh.
+func TestBaseHighTable(t *testing.T) {
+	tab := baseHighOddMultiples()
+	for i, a := range tab {
+		want := mulBase(t, new(big.Int).Mul(big.NewInt(int64(2*i+1)), two192))
+		if got := encode(a.toJacobian()); string(got) != string(want) {
+			t.Fatalf("entry %d: got %x, want %x", i, got, want)
+		}
+	}
+}
+
+// TestHighQ checks the cached 2^192·Q against crypto/ecdh.
+func TestHighQ(t *testing.T) {
+	for range 20 {
+		d, _ := rand.Int(rand.Reader, curveN)
+		d.Add(d, big.NewInt(1)).Mod(d, curveN)
+		k := publicKey(t, d)
+		want := mulBase(t, new(big.Int).Mul(d, two192))
+		for range 2 { // computed, then cached
+			if got := encode(*k.highQ()); string(got) != string(want) {
+				t.Fatalf("d=%x: got %x, want %x", d, got, want)
+			}
+		}
+	}
+}
+
+// TestCombinedMultEdges compares m·G + n·Q with (m + n·d)·G from
+// crypto/ecdh where the four split products collide: Q is ±G, ±2^192·G or
+// 2^192·G + G, and the halves of m and n are equal, opposite or zero, down
+// to results at infinity.
+func TestCombinedMultEdges(t *testing.T) {
+	one := big.NewInt(1)
+	neg := func(v *big.Int) *big.Int { return new(big.Int).Sub(curveN, v) }
+	keys := []*big.Int{one, neg(one), two192, neg(two192), new(big.Int).Add(two192, one), big.NewInt(2)}
+	halves := func(lo, hi int64) *big.Int {
+		v := new(big.Int).Mul(big.NewInt(hi), two192)
+		return v.Add(v, big.NewInt(lo))
+	}
+	scalars := []*big.Int{one, two192, halves(1, 1), halves(5, 3), halves(0, 7), neg(one), neg(two192), neg(halves(1, 1)), big.NewInt(0)}
+	for range 5 {
+		r, _ := rand.Int(rand.Reader, curveN)
+		scalars = append(scalars, r)
+	}
+	checked := 0
+	for _, d := range keys {
+		k := publicKey(t, d)
+		for _, m := range scalars {
+			for _, n := range scalars {
+				if n.Sign() == 0 {
+					continue // Verify never sees u2 = 0: r is in [1, n-1]
+				}
+				// And m·G + n·Q at infinity: m = -n·d.
+				for _, mm := range []*big.Int{m, new(big.Int).Mod(new(big.Int).Neg(new(big.Int).Mul(n, d)), curveN)} {
+					var mb, nb [48]byte
+					mm.FillBytes(mb[:])
+					n.FillBytes(nb[:])
+					var P jacobianPoint
+					combinedMult(&P, k, &mb, &nb)
+					want := mulBase(t, new(big.Int).Add(mm, new(big.Int).Mul(n, d)))
+					if want == nil {
+						if P.z != (fp384{}) {
+							t.Fatalf("d=%x m=%x n=%x: want infinity", d, mm, n)
+						}
+					} else if P.z == (fp384{}) || string(encode(P)) != string(want) {
+						t.Fatalf("d=%x m=%x n=%x: wrong point", d, mm, n)
+					}
+					checked++
+				}
+			}
+		}
+	}
+	t.Logf("%d products agree with crypto/ecdh", checked)
+}
