@@ -54,12 +54,13 @@ func create(path string, data []byte, perm fs.FileMode, direct, sync bool) (name
 		f, err = os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	}
 	if err != nil {
-		return "", err
+		return "", finalPath(err, path)
 	}
 	defer func() {
 		if err != nil {
 			f.Close()
 			os.Remove(f.Name())
+			err = finalPath(err, path)
 		}
 	}()
 	// The mode is set explicitly: the umask must not loosen or tighten it.
@@ -75,6 +76,16 @@ func create(path string, data []byte, perm fs.FileMode, direct, sync bool) (name
 		}
 	}
 	return f.Name(), f.Close()
+}
+
+// finalPath makes an error about the temporary file of path name path
+// itself: the temporary file is gone by the time anyone reads the error.
+func finalPath(err error, path string) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		pe.Path = path
+	}
+	return err
 }
 
 // place moves the temporary file tmp to path: rename(2) when overwriting,

@@ -105,3 +105,18 @@ func TestMkdirPrivate(t *testing.T) {
 	require.NoError(t, os.WriteFile(f, nil, 0o644))
 	assert.ErrorIs(t, MkdirPrivate(f), syscall.ENOTDIR)
 }
+
+// TestErrorsNameTheFinalPath: a failure while writing the temporary file is
+// reported against the path the caller asked for.
+func TestErrorsNameTheFinalPath(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "missing", "key")
+	err := Write(path, []byte("x"), 0o600, false)
+	var pe *fs.PathError
+	require.ErrorAs(t, err, &pe)
+	assert.Equal(t, path, pe.Path)
+
+	b := &Batch{}
+	err = b.Add(path, []byte("x"), 0o600)
+	require.ErrorAs(t, err, &pe)
+	assert.Equal(t, path, pe.Path)
+}

@@ -20,6 +20,7 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -228,10 +229,10 @@ func Write(opts Options) (*Result, error) {
 	}
 	if errOut != nil {
 		batch.Abort()
-		return nil, fmt.Errorf("keyset: %w", errOut)
+		return nil, fmt.Errorf("keyset: %w", unstage(errOut, staging, opts.Dir))
 	}
 	if err := batch.Commit(); err != nil {
-		return nil, fmt.Errorf("keyset: %w", err)
+		return nil, fmt.Errorf("keyset: %w", unstage(err, staging, opts.Dir))
 	}
 	all := append(old, pubs...)
 	res.CSVKeys = len(all)
@@ -254,6 +255,19 @@ func Write(opts Options) (*Result, error) {
 	}
 	res.Leftovers = leftovers(opts.Dir)
 	return res, nil
+}
+
+// unstage makes an error about a file in the staging folder name the file's
+// final path in dir: the staging folder is gone when the error is read.
+func unstage(err error, staging, dir string) error {
+	var pe *fs.PathError
+	if staging == "" || !errors.As(err, &pe) {
+		return err
+	}
+	if rel, e := filepath.Rel(staging, pe.Path); e == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+		pe.Path = filepath.Join(dir, rel)
+	}
+	return err
 }
 
 // leftovers finds what a killed run left: staging folders beside dir and
