@@ -72,12 +72,14 @@ func (r *Reloader) Reload() (added, removed int, err error) {
 		r.log.Error("allowlist reload failed; the old list stays", "file", r.path, "error", err)
 		return 0, 0, err
 	}
+	// Remembered even if the file is broken: Watch then tries it once,
+	// not at every look, and again when it changes.
+	r.last = stampOf(fi)
 	next, err := LoadAllowlist(r.path)
 	if err != nil {
 		r.log.Error("allowlist reload failed; the old list stays", "file", r.path, "error", err)
 		return 0, 0, err
 	}
-	r.last = stampOf(fi)
 	old := r.v.Allowlist()
 	for pem := range next.byPEM {
 		if _, ok := old.byPEM[pem]; !ok {
@@ -94,7 +96,7 @@ func (r *Reloader) Reload() (added, removed int, err error) {
 	return added, removed, nil
 }
 
-// changed reports whether the file differs from the one last loaded.
+// changed reports whether the file differs from the one last read.
 func (r *Reloader) changed() bool {
 	fi, err := os.Stat(r.path)
 	if err != nil {
