@@ -69,8 +69,9 @@ func TestWycheproof(t *testing.T) {
 					require.NotEqual(t, "acceptable", tc.Result, "no acceptable vectors expected")
 					got := k.verifyDigest(sum, sig) == nil
 					assert.Equal(t, want, got, "tcId %d %s %v", tc.TcID, tc.Comment, tc.Flags)
-					// A key's first verification computes what later
-					// ones reuse; judge each vector on a fresh key too.
+					// A key's first verification takes the plain path,
+					// later ones the split path (internal/p384): judge
+					// each vector on a fresh key too.
 					fresh, err := newKey(pub)
 					require.NoError(t, err)
 					assert.Equal(t, want, fresh.verifyDigest(sum, sig) == nil, "fresh key, tcId %d", tc.TcID)

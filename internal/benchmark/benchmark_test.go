@@ -16,7 +16,7 @@ func TestRunSmall(t *testing.T) {
 	for name, f := range map[string]float64{
 		"load": r.LoadSeconds, "bytes": r.BytesPerKey, "fast1": r.FastOneCore, "fastN": r.FastAllCores,
 		"std1": r.StdOneCore, "stdN": r.StdAllCores, "lookup": r.LookupNs, "stale": r.StaleNs, "unknown": r.UnknownNs,
-		"first": r.FirstCallNs, "active": r.ActiveKeyBytes,
+		"first": r.FirstCallNs, "second": r.SecondCallNs, "active": r.ActiveKeyBytes,
 	} {
 		assert.Positive(t, f, name)
 	}

@@ -20,12 +20,15 @@ var oneM = func() fp384 {
 var curveP = elliptic.P384().Params().P
 
 // PublicKey is a P-384 public key in the form Verify takes: the point Q
-// and, once the key has verified a signature, 2^192·Q.
+// and, once the key has verified twice, 2^192·Q.
 type PublicKey struct {
 	q affinePoint
-	// high is 2^192·Q, computed on the key's first verification and
-	// kept: it halves the doublings of every later one. Racing first
-	// calls compute the same value, so either store is right.
+	// seen is set by the key's first verification.
+	seen atomic.Bool
+	// high is 2^192·Q, computed on the key's second verification and kept:
+	// it halves the doublings of every later one. A key verified only once
+	// (Flower's no-allowlist mode parses a key per call) never pays for
+	// it. Racing calls compute the same value, so either store is right.
 	high atomic.Pointer[jacobianPoint]
 }
 
@@ -45,16 +48,26 @@ func NewPublicKey(point []byte) (*PublicKey, error) {
 	return &k, nil
 }
 
-// highQ returns 2^192·Q, computing it on the first call.
+// highQ returns 2^192·Q, computing it on the key's second verification,
+// or nil on its first.
 func (k *PublicKey) highQ() *jacobianPoint {
 	if h := k.high.Load(); h != nil {
 		return h
 	}
-	h := k.q.toJacobian()
+	if !k.seen.Swap(true) {
+		return nil
+	}
+	h := shifted(&k.q)
+	k.high.Store(h)
+	return h
+}
+
+// shifted returns 2^192·q.
+func shifted(q *affinePoint) *jacobianPoint {
+	h := q.toJacobian()
 	for range 192 {
 		h.double()
 	}
-	k.high.Store(&h)
 	return &h
 }
 
@@ -69,7 +82,11 @@ func Verify(k *PublicKey, digest, r, s []byte) bool {
 	rr.SetBytes(r)
 
 	var P jacobianPoint
-	combinedMult(&P, k, &k1, &k2)
+	if h := k.highQ(); h != nil {
+		splitMult(&P, &k.q, h, &k1, &k2)
+	} else {
+		combinedMult(&P, &k.q, &k1, &k2)
+	}
 	if P.z == (fp384{}) {
 		return false // the point at infinity
 	}
@@ -98,14 +115,31 @@ func xEquals(x, z2 *fp384, v *big.Int) bool {
 	return t == *x
 }
 
-// combinedMult sets P = m·G + n·Q. Each scalar is split into 192-bit
-// halves, m = m0 + 2^192·m1, so that P = m0·G + m1·G' + n0·Q + n1·Q' with
-// G' = 2^192·G and Q' = 2^192·Q, and the four products are interleaved
-// over width-w NAFs: 192 doublings instead of 384. G and G' use width 7
-// over tables of 64 odd multiples, Q and Q' width 5 over eight odd
-// multiples computed here.
-func combinedMult(P *jacobianPoint, k *PublicKey, m, n *[48]byte) {
-	const qOmega = 5
+// qOmega is the NAF width for Q: eight odd multiples, built per call.
+const qOmega = 5
+
+// combinedMult sets P = m·G + n·Q with interleaved width-w NAFs: width 7
+// over circl's table of 64 odd multiples of G, width 5 over eight odd
+// multiples of Q computed here. It takes 384 doublings.
+func combinedMult(P *jacobianPoint, q *affinePoint, m, n *[48]byte) {
+	var nafM, nafN [386]int8
+	top := max(wnaf(&nafM, m, baseOmega), wnaf(&nafN, n, qOmega))
+	var tab [1 << (qOmega - 2)]jacobianPoint
+	oddMultiples(tab[:], q.toJacobian())
+
+	*P = jacobianPoint{x: oneM, y: oneM} // infinity
+	for i := top - 1; i >= 0; i-- {
+		P.double()
+		addAffine(P, &baseOddMultiples, nafM[i])
+		addJacobian(P, &tab, nafN[i])
+	}
+}
+
+// splitMult sets P = m·G + n·Q given qHigh = 2^192·Q. Each scalar is split
+// into 192-bit halves, m = m0 + 2^192·m1, so that P = m0·G + m1·G' + n0·Q +
+// n1·Q' with G' = 2^192·G and Q' = qHigh, and the four products are
+// interleaved as in combinedMult: 192 doublings instead of 384.
+func splitMult(P *jacobianPoint, q *affinePoint, qHigh *jacobianPoint, m, n *[48]byte) {
 	var m0, m1, n0, n1 [48]byte
 	copy(m0[24:], m[24:])
 	copy(m1[24:], m[:24])
@@ -116,8 +150,8 @@ func combinedMult(P *jacobianPoint, k *PublicKey, m, n *[48]byte) {
 		wnaf(&nafN0, &n0, qOmega), wnaf(&nafN1, &n1, qOmega))
 
 	var tab0, tab1 [1 << (qOmega - 2)]jacobianPoint
-	oddMultiples(tab0[:], k.q.toJacobian())
-	oddMultiples(tab1[:], *k.highQ())
+	oddMultiples(tab0[:], q.toJacobian())
+	oddMultiples(tab1[:], *qHigh)
 	gHigh := baseHighOddMultiples()
 
 	*P = jacobianPoint{x: oneM, y: oneM} // infinity
