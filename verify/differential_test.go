@@ -118,11 +118,20 @@ func FuzzVerifyP384(f *testing.F) {
 	f.Add(sum[:], sig)
 	f.Add(sum[:], []byte{0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01})
 	f.Add([]byte{}, []byte{0x30, 0x00})
+	// k soon takes the split path of a key seen before; a fresh key each
+	// time takes the plain path of a key's first call.
+	k.verifyDigest(sum[:], sig)
+	k.verifyDigest(sum[:], sig)
 	f.Fuzz(func(t *testing.T, digest, sig []byte) {
 		want := ecdsa.VerifyASN1(&priv.PublicKey, digest, sig)
-		got := k.verifyDigest(digest, sig) == nil
-		if want != got {
-			t.Fatalf("crypto/ecdsa says %v, the fast path %v", want, got)
+		fresh, err := newKey(&priv.PublicKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, k := range map[string]*Key{"warm": k, "fresh": fresh} {
+			if got := k.verifyDigest(digest, sig) == nil; want != got {
+				t.Fatalf("crypto/ecdsa says %v, the fast path (%s key) %v", want, name, got)
+			}
 		}
 	})
 }

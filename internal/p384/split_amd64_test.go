@@ -40,6 +40,24 @@ func encode(P jacobianPoint) []byte {
 	return out
 }
 
+// checkProducts computes m·G + n·Q with both multiplications and fails t
+// unless each is the uncompressed point want, or infinity for a nil want.
+func checkProducts(t *testing.T, k *PublicKey, high *jacobianPoint, m, n *[48]byte, want []byte) {
+	t.Helper()
+	var plain, split jacobianPoint
+	combinedMult(&plain, &k.q, m, n)
+	splitMult(&split, &k.q, high, m, n)
+	for name, P := range map[string]jacobianPoint{"combinedMult": plain, "splitMult": split} {
+		if want == nil {
+			if P.z != (fp384{}) {
+				t.Fatalf("%s m=%x n=%x: want infinity", name, m, n)
+			}
+		} else if P.z == (fp384{}) || string(encode(P)) != string(want) {
+			t.Fatalf("%s m=%x n=%x: got %x, want %x", name, m, n, encode(P), want)
+		}
+	}
+}
+
 func publicKey(t *testing.T, d *big.Int) *PublicKey {
 	t.Helper()
 	k, err := NewPublicKey(mulBase(t, d))
@@ -114,22 +132,38 @@ func TestCombinedMultEdges(t *testing.T) {
 					mm.FillBytes(mb[:])
 					n.FillBytes(nb[:])
 					want := mulBase(t, new(big.Int).Add(mm, new(big.Int).Mul(n, d)))
-					var plain, split jacobianPoint
-					combinedMult(&plain, &k.q, &mb, &nb)
-					splitMult(&split, &k.q, high, &mb, &nb)
-					for name, P := range map[string]jacobianPoint{"combinedMult": plain, "splitMult": split} {
-						if want == nil {
-							if P.z != (fp384{}) {
-								t.Fatalf("%s d=%x m=%x n=%x: want infinity", name, d, mm, n)
-							}
-						} else if P.z == (fp384{}) || string(encode(P)) != string(want) {
-							t.Fatalf("%s d=%x m=%x n=%x: wrong point", name, d, mm, n)
-						}
-						checked++
-					}
+					checkProducts(t, k, high, &mb, &nb, want)
+					checked += 2
 				}
 			}
 		}
 	}
 	t.Logf("%d products agree with crypto/ecdh", checked)
+}
+
+// FuzzMult compares both multiplications, m·G + n·Q for Q = d·G, with
+// (m + n·d)·G from crypto/ecdh, on arbitrary scalars.
+func FuzzMult(f *testing.F) {
+	f.Add([]byte{1}, []byte{1}, []byte{1})
+	f.Add(two192.Bytes(), two192.Bytes(), []byte{1})
+	f.Add(new(big.Int).Sub(curveN, big.NewInt(1)).Bytes(), []byte{1}, []byte{1})
+	f.Add([]byte{2}, new(big.Int).Sub(curveN, big.NewInt(2)).Bytes(), []byte{1})
+	f.Fuzz(func(t *testing.T, d, m, n []byte) {
+		scalar := func(b []byte) (*big.Int, [48]byte) {
+			v := new(big.Int).SetBytes(b)
+			v.Mod(v, curveN)
+			var out [48]byte
+			v.FillBytes(out[:])
+			return v, out
+		}
+		dv, _ := scalar(d)
+		mv, mb := scalar(m)
+		nv, nb := scalar(n)
+		if dv.Sign() == 0 || nv.Sign() == 0 {
+			return // no key is the identity; Verify never has u2 = 0
+		}
+		k := publicKey(t, dv)
+		want := mulBase(t, new(big.Int).Add(mv, new(big.Int).Mul(nv, dv)))
+		checkProducts(t, k, shifted(&k.q), &mb, &nb, want)
+	})
 }
