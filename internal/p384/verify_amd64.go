@@ -78,8 +78,6 @@ func Verify(k *PublicKey, digest, r, s []byte) bool {
 	if !ok {
 		return false
 	}
-	var rr big.Int
-	rr.SetBytes(r)
 
 	var P jacobianPoint
 	if h := k.highQ(); h != nil {
@@ -95,20 +93,26 @@ func Verify(k *PublicKey, digest, r, s []byte) bool {
 	var z2, x fp384
 	fp384Sqr(&z2, &P.z)
 	fp384Mul(&x, &P.x, &oneM)
-	if xEquals(&x, &z2, &rr) {
+	var v [48]byte
+	copy(v[48-len(r):], r)
+	if xEquals(&x, &z2, &v) {
 		return true
 	}
-	rr.Add(&rr, curveN)
-	return rr.Cmp(curveP) < 0 && xEquals(&x, &z2, &rr)
+	var rn big.Int
+	rn.SetBytes(r).Add(&rn, curveN)
+	if rn.Cmp(curveP) >= 0 {
+		return false
+	}
+	rn.FillBytes(v[:])
+	return xEquals(&x, &z2, &v)
 }
 
-// xEquals reports whether x = v·z2, all in Montgomery form, x reduced.
-func xEquals(x, z2 *fp384, v *big.Int) bool {
-	var be [48]byte
-	v.FillBytes(be[:])
+// xEquals reports whether x = v·z2, x and z2 in Montgomery form, x
+// reduced, v a big-endian integer below p.
+func xEquals(x, z2 *fp384, v *[48]byte) bool {
 	var vm, t fp384
 	for i := range 48 {
-		vm[i] = be[47-i]
+		vm[i] = v[47-i]
 	}
 	montEncode(&vm, &vm)
 	fp384Mul(&t, &vm, z2)
