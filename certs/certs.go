@@ -319,29 +319,25 @@ func readFile(path string) ([]byte, error) {
 }
 
 // ReadKey reads a PEM private key file.
-func ReadKey(path string) (crypto.Signer, error) {
-	b, err := readFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("certs: %w", err)
-	}
-	k, err := ParseKey(b)
-	if err != nil {
-		return nil, fmt.Errorf("certs: %s: %w", path, err)
-	}
-	return k, nil
-}
+func ReadKey(path string) (crypto.Signer, error) { return readParsed(path, ParseKey) }
 
 // ReadCertificate reads a PEM certificate file.
 func ReadCertificate(path string) (*x509.Certificate, error) {
+	return readParsed(path, ParseCertificate)
+}
+
+// readParsed reads path and parses it, naming path in any error.
+func readParsed[T any](path string, parse func([]byte) (T, error)) (T, error) {
+	var zero T
 	b, err := readFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("certs: %w", err)
+		return zero, fmt.Errorf("certs: %w", err)
 	}
-	c, err := ParseCertificate(b)
+	v, err := parse(b)
 	if err != nil {
-		return nil, fmt.Errorf("certs: %s: %w", path, err)
+		return zero, fmt.Errorf("certs: %s: %w", path, err)
 	}
-	return c, nil
+	return v, nil
 }
 
 // KeyMatches reports whether key is the private key of cert.
