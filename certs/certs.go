@@ -16,9 +16,10 @@ import (
 	"fmt"
 	"math/big"
 	"net"
-	"os"
 	"strings"
 	"time"
+
+	"github.com/nodekeys/nodekeys/internal/safefile"
 )
 
 // KeyType names a key algorithm for certificates.
@@ -303,19 +304,10 @@ func ParseCertificate(b []byte) (*x509.Certificate, error) {
 	return x509.ParseCertificate(block.Bytes)
 }
 
-// readFile reads a small PEM file.
+// readFile reads a PEM file of at most 1 MiB; it refuses folders, FIFOs
+// and devices.
 func readFile(path string) ([]byte, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if fi.IsDir() {
-		return nil, fmt.Errorf("%s: is a folder", path)
-	}
-	if fi.Size() > 1<<20 {
-		return nil, fmt.Errorf("%s: larger than 1 MiB, not a PEM file", path)
-	}
-	return os.ReadFile(path)
+	return safefile.ReadRegular(path, 1<<20)
 }
 
 // ReadKey reads a PEM private key file.

@@ -18,12 +18,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"sort"
 	"strings"
 
 	"github.com/nodekeys/nodekeys/internal/parallel"
+	"github.com/nodekeys/nodekeys/internal/safefile"
 	"github.com/nodekeys/nodekeys/keys"
 )
 
@@ -102,19 +101,15 @@ type List struct {
 	Warnings []*Problem
 }
 
-// ReadFile reads and parses the allowlist at path.
+// ReadFile reads and parses the allowlist at path. A folder, FIFO or
+// device is refused, and at most MaxFileSize bytes are read.
 func ReadFile(path string) (*List, error) {
-	f, err := os.Open(path)
+	data, err := safefile.ReadRegular(path, MaxFileSize)
+	if errors.Is(err, safefile.ErrTooLarge) {
+		return &List{File: path}, Problems{{File: path, Err: fmt.Errorf("%w: larger than %d MiB", ErrTooLarge, MaxFileSize>>20)}}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("csvlist: %w", err)
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.IsDir() {
-		return nil, fmt.Errorf("csvlist: %s: is a folder, not a CSV file", path)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("csvlist: reading %s: %w", path, err)
 	}
 	return Parse(path, data)
 }

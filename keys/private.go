@@ -15,12 +15,13 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 
 	"golang.org/x/crypto/cryptobyte"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/nodekeys/nodekeys/internal/safefile"
 )
 
 // ErrEncrypted is returned for a private key protected by a passphrase:
@@ -219,28 +220,10 @@ func ParsePrivateKey(b []byte) (*ecdsa.PrivateKey, error) {
 // files are a few hundred bytes.
 const MaxKeyFileSize = 64 << 10
 
-// readSmall reads a key file of at most MaxKeyFileSize bytes.
+// readSmall reads a key file of at most MaxKeyFileSize bytes; it refuses
+// folders, FIFOs and devices.
 func readSmall(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if fi.IsDir() {
-		return nil, fmt.Errorf("%s: is a folder, not a key file", path)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, MaxKeyFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	if len(b) > MaxKeyFileSize {
-		return nil, fmt.Errorf("%s: larger than %d KiB, not a key file", path, MaxKeyFileSize>>10)
-	}
-	return b, nil
+	return safefile.ReadRegular(path, MaxKeyFileSize)
 }
 
 // ReadPublicKey reads a .pub file holding one OpenSSH public key line.

@@ -35,11 +35,26 @@ func WithLogger(l *slog.Logger, perSecond int) InterceptorOption {
 	return func(i *interceptor) { i.log = l; i.limiter.perSecond = perSecond }
 }
 
+// WithNodeBinding refuses a unary call whose request names a node that the
+// call's key does not own, with codes.Unauthenticated "Invalid node ID", as
+// Flower's SuperLink does after it has checked the signature. nodeID
+// returns the node id a request names (ok false for a request that names
+// none, such as ActivateNode's); owner returns the flwr-public-key-bin
+// bytes the server recorded for a node id (ok false for an unknown id).
+// The two must be byte-equal. Without this option the interceptors check
+// only the key, the timestamp and the signature: which node the request
+// speaks for is then the handler's to check.
+func WithNodeBinding(nodeID func(req any) (id uint64, ok bool), owner func(ctx context.Context, id uint64) (pemKey []byte, ok bool)) InterceptorOption {
+	return func(i *interceptor) { i.nodeID, i.owner = nodeID, owner }
+}
+
 type interceptor struct {
 	v       *Verifier
 	prefix  string
 	log     *slog.Logger
 	limiter logLimiter
+	nodeID  func(req any) (uint64, bool)
+	owner   func(ctx context.Context, id uint64) ([]byte, bool)
 }
 
 func (v *Verifier) newInterceptor(opts []InterceptorOption) *interceptor {
@@ -59,6 +74,48 @@ func NodeFromContext(ctx context.Context) (*Key, bool) {
 	return k, ok
 }
 
+var errDuplicate = &Error{Malformed, "a flwr-* header has more than one value"}
+
+// HeadersFromMetadata takes the three authentication values from a call's
+// metadata. A header sent more than once is refused as Malformed: Flower's
+// SuperLink reads the last value, so a check of the first would let one
+// key be verified and another admitted. A missing header is left empty
+// (Verify refuses it as MissingMetadata).
+func HeadersFromMetadata(md metadata.MD) (sign.Headers, error) {
+	var vals [3]string
+	for n, k := range [3]string{sign.HeaderPublicKey, sign.HeaderTimestamp, sign.HeaderSignature} {
+		vs := md[k]
+		if len(vs) > 1 {
+			return sign.Headers{}, errDuplicate
+		}
+		if len(vs) == 1 {
+			vals[n] = vs[0]
+		}
+	}
+	return sign.Headers{PublicKey: []byte(vals[0]), Timestamp: vals[1], Signature: []byte(vals[2])}, nil
+}
+
+// StatusOf returns the gRPC status a refused call ends with: the code
+// Flower's SuperLink uses (Unauthenticated; ResourceExhausted for
+// RateLimited, which Flower has no counterpart of) and Flower's message.
+func StatusOf(err error) *status.Status {
+	reason := ReasonOf(err)
+	code := codes.Unauthenticated
+	if reason == RateLimited {
+		code = codes.ResourceExhausted
+	}
+	return status.New(code, reason.FlowerMessage())
+}
+
+// ReasonOf returns the Reason of an *Error, or "" for any other error.
+func ReasonOf(err error) Reason {
+	var ve *Error
+	if errors.As(err, &ve) {
+		return ve.Reason
+	}
+	return ""
+}
+
 // authenticate checks the call's metadata and returns the context for the
 // handler, or a gRPC status error.
 func (i *interceptor) authenticate(ctx context.Context, method string) (context.Context, error) {
@@ -66,28 +123,36 @@ func (i *interceptor) authenticate(ctx context.Context, method string) (context.
 		return ctx, nil
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
-	first := func(k string) string {
-		if vs := md.Get(k); len(vs) > 0 {
-			return vs[0]
-		}
-		return ""
+	h, err := HeadersFromMetadata(md)
+	var k *Key
+	if err == nil {
+		k, err = i.v.Verify(h)
 	}
-	h := sign.Headers{
-		PublicKey: []byte(first(sign.HeaderPublicKey)),
-		Timestamp: first(sign.HeaderTimestamp),
-		Signature: []byte(first(sign.HeaderSignature)),
-	}
-	k, err := i.v.Verify(h)
 	if err != nil {
-		var ve *Error
-		reason := Reason("")
-		if errors.As(err, &ve) {
-			reason = ve.Reason
-		}
-		i.logRefusal(method, reason, h, err)
-		return nil, status.Error(codes.Unauthenticated, reason.FlowerMessage())
+		i.logRefusal(method, ReasonOf(err), h, err)
+		return nil, StatusOf(err).Err()
 	}
 	return context.WithValue(ctx, nodeKeyCtx{}, k), nil
+}
+
+var errNodeID = &Error{InvalidNodeID, "the request's node id belongs to another key, or to none"}
+
+// bind checks that the request speaks for a node the call's key owns.
+func (i *interceptor) bind(ctx context.Context, method string, req any) error {
+	if i.nodeID == nil || !strings.HasPrefix(method, i.prefix) {
+		return nil
+	}
+	id, ok := i.nodeID(req)
+	if !ok {
+		return nil
+	}
+	k, _ := NodeFromContext(ctx)
+	pemKey, found := i.owner(ctx, id)
+	if k == nil || !found || string(pemKey) != k.PEM {
+		i.logRefusal(method, InvalidNodeID, sign.Headers{}, errNodeID)
+		return StatusOf(errNodeID).Err()
+	}
+	return nil
 }
 
 func (i *interceptor) logRefusal(method string, reason Reason, h sign.Headers, err error) {
@@ -96,7 +161,7 @@ func (i *interceptor) logRefusal(method string, reason Reason, h sign.Headers, e
 		return
 	}
 	attrs := []any{"method", method, "reason", string(reason), "detail", err.Error()}
-	if k := i.v.Allowlist().lookup(h.PublicKey); k != nil {
+	if k := i.v.lookupKey(h.PublicKey); k != nil {
 		attrs = append(attrs, "fingerprint", k.Fingerprint())
 	}
 	if dropped > 0 {
@@ -115,11 +180,17 @@ func (v *Verifier) UnaryServerInterceptor(opts ...InterceptorOption) grpc.UnaryS
 		if err != nil {
 			return nil, err
 		}
+		if err := i.bind(ctx, info.FullMethod, req); err != nil {
+			return nil, err
+		}
 		return handler(ctx, req)
 	}
 }
 
-// StreamServerInterceptor authenticates streaming calls when they open.
+// StreamServerInterceptor authenticates streaming calls when they open, and
+// only then: a key removed from the allowlist later keeps a stream it
+// opened before. Flower's Fleet methods are all unary; a server with long
+// streams should bound their age (the gateway's --max-stream-age does).
 func (v *Verifier) StreamServerInterceptor(opts ...InterceptorOption) grpc.StreamServerInterceptor {
 	i := v.newInterceptor(opts)
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {

@@ -2,82 +2,201 @@ package verify
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"sort"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/nodekeys/nodekeys/csvlist"
+	"github.com/nodekeys/nodekeys/keys"
 )
 
-// Reloader keeps a Verifier's allowlist in step with a CSV file: it reloads
-// on SIGHUP and when the file changes. A file that fails to parse leaves
-// the old allowlist serving; a reload never blocks calls in flight.
+// Reloader keeps a Verifier's allowlist in step with its files: a CSV
+// allowlist, a folder of .pub files, or several of either. It reloads on
+// SIGHUP and when a file changes. A reload that fails (a file that does
+// not parse, is not a regular file, is too large, or gives an empty list)
+// leaves the old allowlist serving; a reload never blocks calls in flight,
+// and no lock is held while files are read, so a stuck file system cannot
+// stop later reloads from being tried.
 type Reloader struct {
-	v    *Verifier
-	path string
-	log  *slog.Logger
+	v          *Verifier
+	paths      []string
+	log        *slog.Logger
+	allowEmpty bool
+	onLoad     func(keys int, err error)
 
-	mu   sync.Mutex
-	last fileStamp
+	mu      sync.Mutex // guards last and applied
+	last    []fileStamp
+	applied uint64 // the generation of the list in force
+	gen     uint64 // the generation of the newest reload started
 }
 
 // fileStamp tells whether a file changed: editors and atomic writers
 // replace it (another inode), others rewrite it (another size or time).
 type fileStamp struct {
+	name  string
 	ino   uint64
 	size  int64
 	mtime time.Time
 }
 
-func stampOf(fi os.FileInfo) fileStamp {
-	s := fileStamp{size: fi.Size(), mtime: fi.ModTime()}
+func stampOf(name string, fi os.FileInfo) fileStamp {
+	s := fileStamp{name: name, size: fi.Size(), mtime: fi.ModTime()}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		s.ino = st.Ino
 	}
 	return s
 }
 
-// LoadAllowlist reads a CSV allowlist and builds an Allowlist from it.
+// ReloadOption configures a Reloader.
+type ReloadOption func(*Reloader)
+
+// AlsoFrom adds more allowlist sources, each a CSV file or a folder of
+// .pub files; the allowlist is the union of all.
+func AlsoFrom(paths ...string) ReloadOption {
+	return func(r *Reloader) { r.paths = append(r.paths, paths...) }
+}
+
+// AllowEmpty accepts an allowlist with no keys, which refuses every node.
+// Without it an empty result is a failed reload (a truncated file is more
+// likely than an operator removing every node).
+func AllowEmpty() ReloadOption { return func(r *Reloader) { r.allowEmpty = true } }
+
+// OnLoad calls f after every reload with the number of keys in force and
+// the reload's error (nil on success): for metrics.
+func OnLoad(f func(keys int, err error)) ReloadOption {
+	return func(r *Reloader) { r.onLoad = f }
+}
+
+// LoadAllowlist reads a CSV allowlist, or a folder of .pub files, and
+// builds an Allowlist from it.
 func LoadAllowlist(path string) (*Allowlist, error) {
-	l, err := csvlist.ReadFile(path)
+	ks, _, err := readSource(path)
 	if err != nil {
 		return nil, err
 	}
-	return NewAllowlist(l.Keys())
+	return NewAllowlist(ks)
 }
 
-// NewReloader loads path into v now and returns a Reloader for it; log
-// may be nil for slog.Default().
-func NewReloader(v *Verifier, path string, log *slog.Logger) (*Reloader, error) {
+// maxPubFiles bounds how many .pub files a folder source may hold.
+const maxPubFiles = 1_000_000
+
+// readSource reads one source: a CSV file, or every *.pub in a folder. It
+// returns the keys and the stamps of the files it read.
+func readSource(path string) ([]*keys.PublicKey, []fileStamp, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !fi.IsDir() {
+		l, err := csvlist.ReadFile(path)
+		if err != nil {
+			return nil, []fileStamp{stampOf(path, fi)}, err
+		}
+		return l.Keys(), []fileStamp{stampOf(path, fi)}, nil
+	}
+	names, err := filepath.Glob(filepath.Join(path, "*.pub"))
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(names) > maxPubFiles {
+		return nil, nil, fmt.Errorf("%s: more than %d .pub files", path, maxPubFiles)
+	}
+	sort.Strings(names)
+	// Every file is looked at before any is parsed, so that a broken one
+	// is tried once, not at every look (see Reloader.changed).
+	stamps := []fileStamp{stampOf(path, fi)}
+	for _, name := range names {
+		if fi, err := os.Stat(name); err == nil {
+			stamps = append(stamps, stampOf(name, fi))
+		}
+	}
+	ks := make([]*keys.PublicKey, 0, len(names))
+	for _, name := range names {
+		k, err := keys.ReadPublicKey(name)
+		if err != nil {
+			return nil, stamps, err
+		}
+		ks = append(ks, k)
+	}
+	return ks, stamps, nil
+}
+
+// stamps looks at every file of every source without reading them.
+func (r *Reloader) stamps() []fileStamp {
+	var out []fileStamp
+	for _, p := range r.paths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			out = append(out, fileStamp{name: p})
+			continue
+		}
+		out = append(out, stampOf(p, fi))
+		if !fi.IsDir() {
+			continue
+		}
+		names, _ := filepath.Glob(filepath.Join(p, "*.pub"))
+		sort.Strings(names)
+		for _, name := range names {
+			if fi, err := os.Stat(name); err == nil {
+				out = append(out, stampOf(name, fi))
+			}
+		}
+	}
+	return out
+}
+
+// NewReloader loads path (a CSV file or a folder of .pub files) into v now
+// and returns a Reloader for it; log may be nil for slog.Default().
+func NewReloader(v *Verifier, path string, log *slog.Logger, opts ...ReloadOption) (*Reloader, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	r := &Reloader{v: v, path: path, log: log}
+	r := &Reloader{v: v, paths: []string{path}, log: log}
+	for _, o := range opts {
+		o(r)
+	}
 	if _, _, err := r.Reload(); err != nil {
 		return nil, err
 	}
 	return r, nil
 }
 
-// Reload reads the file and, if it parses, swaps it in, returning how many
-// keys were added and removed. On an error the old allowlist stays.
+var errEmpty = errors.New("the allowlist holds no keys; keeping the old one (an empty allowlist refuses every node)")
+
+// Reload reads the files and, if they parse, swaps the allowlist in,
+// returning how many keys were added and removed. On an error the old
+// allowlist stays. Reloads may run at once: the list of the newest one to
+// start is the one left in force.
 func (r *Reloader) Reload() (added, removed int, err error) {
 	r.mu.Lock()
+	r.gen++
+	gen := r.gen
+	r.mu.Unlock()
+
+	next, stamps, err := r.read()
+	r.mu.Lock()
 	defer r.mu.Unlock()
-	fi, err := os.Stat(r.path)
-	if err != nil {
-		r.log.Error("allowlist reload failed; the old list stays", "file", r.path, "error", err)
-		return 0, 0, err
+	// Remembered even if a file is broken: Watch then tries it once, not
+	// at every look, and again when it changes.
+	if gen == r.gen {
+		r.last = stamps
 	}
-	// Remembered even if the file is broken: Watch then tries it once,
-	// not at every look, and again when it changes.
-	r.last = stampOf(fi)
-	next, err := LoadAllowlist(r.path)
+	if err == nil && gen < r.applied {
+		return 0, 0, nil // a newer reload already put a newer list in force
+	}
 	if err != nil {
-		r.log.Error("allowlist reload failed; the old list stays", "file", r.path, "error", err)
+		r.log.Error("allowlist reload failed; the old list stays", "files", r.paths, "error", err)
+		if r.onLoad != nil {
+			r.onLoad(r.v.Allowlist().Len(), err)
+		}
 		return 0, 0, err
 	}
 	old := r.v.Allowlist()
@@ -92,22 +211,53 @@ func (r *Reloader) Reload() (added, removed int, err error) {
 		}
 	}
 	r.v.SetAllowlist(next)
-	r.log.Info("allowlist loaded", "file", r.path, "keys", next.Len(), "added", added, "removed", removed)
+	r.applied = gen
+	r.log.Info("allowlist loaded", "files", r.paths, "keys", next.Len(), "added", added, "removed", removed)
+	if r.onLoad != nil {
+		r.onLoad(next.Len(), nil)
+	}
 	return added, removed, nil
 }
 
-// changed reports whether the file differs from the one last read.
-func (r *Reloader) changed() bool {
-	fi, err := os.Stat(r.path)
-	if err != nil {
-		return false
+// read reads every source, with no lock held.
+func (r *Reloader) read() (*Allowlist, []fileStamp, error) {
+	var all []*keys.PublicKey
+	var stamps []fileStamp
+	for _, p := range r.paths {
+		ks, st, err := readSource(p)
+		stamps = append(stamps, st...)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				stamps = append(stamps, fileStamp{name: p})
+			}
+			return nil, stamps, err
+		}
+		all = append(all, ks...)
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return stampOf(fi) != r.last
+	if len(all) == 0 && !r.allowEmpty {
+		return nil, stamps, errEmpty
+	}
+	next, err := NewAllowlist(all)
+	return next, stamps, err
 }
 
-// Watch reloads on SIGHUP and when a look every interval finds the file
+// changed reports whether any file differs from the ones last read.
+func (r *Reloader) changed() bool {
+	now := r.stamps()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(now) != len(r.last) {
+		return true
+	}
+	for i := range now {
+		if now[i] != r.last[i] {
+			return true
+		}
+	}
+	return false
+}
+
+// Watch reloads on SIGHUP and when a look every interval finds a file
 // changed, until ctx ends. One stat a second (the default, for interval 0)
 // costs nothing and sees atomic renames that file watchers can miss.
 func (r *Reloader) Watch(ctx context.Context, interval time.Duration) {

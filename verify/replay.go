@@ -2,6 +2,7 @@ package verify
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"sync"
 	"time"
 )
@@ -16,31 +17,71 @@ import (
 // would let a replay through with the other s. A node that signs the same
 // microsecond twice (two calls at once) sees the second refused.
 //
-// Each tracked call costs about 64 bytes (a 16-byte digest and an expiry
-// time in a map). At most MaxEntries calls are tracked; when full, it
-// refuses new calls rather than forget old ones (fail closed).
+// Each key has a quota: at most KeyQuota of its calls are tracked at once.
+// A key over its quota has its further calls refused, with reason
+// RateLimited, until its own entries expire; other keys are not affected,
+// so one allowlisted node flooding valid calls cannot fill the guard and
+// lock out the rest. Across all keys at most MaxEntries calls are tracked;
+// when full, it refuses new calls rather than forget old ones (fail
+// closed). Each tracked call costs about 80 bytes.
 type ReplayGuard struct {
-	max    int
-	shards [replayShards]replayShard
+	max, quota int
+	onQuota    func(pemKey string)
+	shards     [replayShards]replayShard
 }
 
 const replayShards = 32
 
+// DefaultKeyQuota is the default number of calls of one key tracked at
+// once: a SuperNode that calls ten times a second for the whole 305 s
+// window stays well inside it.
+const DefaultKeyQuota = 8192
+
+type replayEntry struct {
+	expiry time.Time
+	key    uint64 // the key's id in the shard's counts
+}
+
 type replayShard struct {
-	mu    sync.Mutex
-	seen  map[[16]byte]time.Time // digest -> expiry
-	sweep time.Time              // next sweep of expired entries
+	mu     sync.Mutex
+	seen   map[[16]byte]replayEntry
+	perKey map[uint64]int
+	sweep  time.Time // next sweep of expired entries
+}
+
+// ReplayOption configures a ReplayGuard.
+type ReplayOption func(*ReplayGuard)
+
+// WithKeyQuota sets how many calls of one key are tracked at once (default
+// DefaultKeyQuota). It bounds what one node can take of the guard.
+func WithKeyQuota(n int) ReplayOption {
+	return func(g *ReplayGuard) {
+		if n > 0 {
+			g.quota = n
+		}
+	}
+}
+
+// OnKeyQuota calls f, with the key's PEM, for each call refused because
+// its key is over quota: a metric or a log line per abusive node. f must
+// be fast and safe for concurrent use; it runs under the guard's lock.
+func OnKeyQuota(f func(pemKey string)) ReplayOption {
+	return func(g *ReplayGuard) { g.onQuota = f }
 }
 
 // NewReplayGuard returns a guard tracking at most maxEntries calls (0 means
-// 1,000,000: about 64 MB).
-func NewReplayGuard(maxEntries int) *ReplayGuard {
+// 1,000,000: about 80 MB).
+func NewReplayGuard(maxEntries int, opts ...ReplayOption) *ReplayGuard {
 	if maxEntries <= 0 {
 		maxEntries = 1_000_000
 	}
-	g := &ReplayGuard{max: maxEntries}
+	g := &ReplayGuard{max: maxEntries, quota: DefaultKeyQuota}
+	for _, o := range opts {
+		o(g)
+	}
 	for i := range g.shards {
-		g.shards[i].seen = make(map[[16]byte]time.Time)
+		g.shards[i].seen = make(map[[16]byte]replayEntry)
+		g.shards[i].perKey = make(map[uint64]int)
 	}
 	return g
 }
@@ -60,6 +101,7 @@ func (g *ReplayGuard) Len() int {
 var (
 	errReplayed   = &Error{Replayed, "the same key and timestamp were accepted before, inside the window"}
 	errGuardFull  = &Error{Replayed, "the replay guard is full; refusing calls it cannot track"}
+	errKeyQuota   = &Error{RateLimited, "this key has more calls inside the window than its replay-guard quota"}
 	replayContext = []byte("nodekeys replay guard v1")
 )
 
@@ -69,34 +111,51 @@ func (g *ReplayGuard) check(pemKey, ts string, now, expiry time.Time) error {
 	h := sha256.New()
 	h.Write(replayContext)
 	h.Write([]byte(pemKey))
+	sumKey := h.Sum(nil) // the key alone: which shard, and its quota
 	h.Write([]byte{0})
 	h.Write([]byte(ts))
 	var sum [32]byte
 	h.Sum(sum[:0])
 	var d [16]byte
 	copy(d[:], sum[:16])
+	keyID := binary.LittleEndian.Uint64(sumKey[:8])
 
-	s := &g.shards[d[0]%replayShards]
+	// All calls of one key land in one shard, so its count is exact.
+	s := &g.shards[sumKey[8]%replayShards]
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if exp, ok := s.seen[d]; ok && now.Before(exp) {
+	if e, ok := s.seen[d]; ok && now.Before(e.expiry) {
 		return errReplayed
 	}
-	limit := g.max / replayShards
-	if limit < 1 {
-		limit = 1
+	// Expired entries go once a second, not at every call: a key or a
+	// shard that is full costs a map lookup per refused call, not a sweep.
+	if now.After(s.sweep) {
+		s.expire(now)
 	}
-	if len(s.seen) >= limit || now.After(s.sweep) {
-		for k, exp := range s.seen {
-			if !now.Before(exp) {
-				delete(s.seen, k)
+	if s.perKey[keyID] >= g.quota {
+		if g.onQuota != nil {
+			g.onQuota(pemKey)
+		}
+		return errKeyQuota
+	}
+	if len(s.seen) >= max(g.max/replayShards, 1) {
+		return errGuardFull
+	}
+	s.seen[d] = replayEntry{expiry: expiry, key: keyID}
+	s.perKey[keyID]++
+	return nil
+}
+
+// expire drops the entries whose window has passed, and sets the next
+// sweep a second later: an entry outlives its window by at most that.
+func (s *replayShard) expire(now time.Time) {
+	for k, e := range s.seen {
+		if !now.Before(e.expiry) {
+			delete(s.seen, k)
+			if s.perKey[e.key]--; s.perKey[e.key] <= 0 {
+				delete(s.perKey, e.key)
 			}
 		}
-		s.sweep = now.Add(time.Second)
-		if len(s.seen) >= limit {
-			return errGuardFull
-		}
 	}
-	s.seen[d] = expiry
-	return nil
+	s.sweep = now.Add(time.Second)
 }

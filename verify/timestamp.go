@@ -2,18 +2,27 @@ package verify
 
 import "time"
 
-// MaxTimestampLen bounds flwr-timestamp: Python's isoformat() with
-// nanosecond digits and a seconds offset is 41 bytes.
+// MaxTimestampLen bounds flwr-timestamp: the longest accepted form is 32
+// bytes.
 const MaxTimestampLen = 64
 
-// ParseTimestamp parses a flwr-timestamp value as Python's
-// datetime.fromisoformat() does for the forms a SuperNode sends:
-// "YYYY-MM-DDTHH:MM:SS[.fraction](+HH:MM|-HH:MM|Z)", with 1 to 9 fraction
-// digits and "T" or a space between date and time. A timestamp without a
-// UTC offset, which Flower's SuperLink crashes on, is refused, as is
-// anything longer than MaxTimestampLen or not ASCII. It does not allocate.
+// ParseTimestamp parses a flwr-timestamp value. It accepts exactly
+//
+//	YYYY-MM-DD(T| )HH:MM:SS[.fff|.ffffff](+|-)HH:MM
+//
+// the forms that every Python from 3.10 to 3.13 reads with
+// datetime.fromisoformat() to the same instant, and that a SuperNode sends
+// (isoformat() of an aware UTC time: "T", six digits or none, "+00:00").
+// Flower's decision depends on its SuperLink's Python: 3.11 and later also
+// read "Z", 1 to 9 fraction digits (truncating past 6), ",", basic and week
+// dates, hour-only times and any separator, which 3.10 refuses. Refusing
+// those here means nodekeys never accepts a timestamp that some Flower
+// SuperLink refuses, and loses no SuperNode, which never sends them. A
+// timestamp without a UTC offset (Flower's SuperLink crashes on it), one
+// longer than MaxTimestampLen, or one not ASCII is refused. It does not
+// allocate.
 func ParseTimestamp(s string) (time.Time, bool) {
-	if len(s) < 20 || len(s) > MaxTimestampLen {
+	if len(s) < 25 || len(s) > MaxTimestampLen {
 		return time.Time{}, false
 	}
 	year, ok1 := digits(s, 0, 4)
@@ -31,43 +40,35 @@ func ParseTimestamp(s string) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	i := 19
-	nsec := 0
-	if i < len(s) && s[i] == '.' {
+	usec := 0
+	if s[i] == '.' {
 		i++
 		start := i
 		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			if i-start < 9 {
-				nsec = nsec*10 + int(s[i]-'0')
-			}
+			usec = usec*10 + int(s[i]-'0')
 			i++
 		}
-		n := i - start
-		if n == 0 || n > 9 {
-			return time.Time{}, false
-		}
-		for ; n < 9; n++ {
-			nsec *= 10
+		switch i - start {
+		case 3:
+			usec *= 1000
+		case 6:
+		default:
+			return time.Time{}, false // Python 3.10 reads 3 or 6 digits only
 		}
 	}
-	var offset int
-	switch {
-	case i == len(s):
-		return time.Time{}, false // naive: no UTC offset
-	case s[i] == 'Z' && i+1 == len(s):
-	case (s[i] == '+' || s[i] == '-') && len(s)-i == 6 && s[i+3] == ':':
-		oh, okh := digits(s, i+1, 2)
-		om, okm := digits(s, i+4, 2)
-		if !okh || !okm || oh > 23 || om > 59 {
-			return time.Time{}, false
-		}
-		offset = oh*3600 + om*60
-		if s[i] == '-' {
-			offset = -offset
-		}
-	default:
+	if len(s)-i != 6 || (s[i] != '+' && s[i] != '-') || s[i+3] != ':' {
 		return time.Time{}, false
 	}
-	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC).Add(-time.Duration(offset) * time.Second)
+	oh, okh := digits(s, i+1, 2)
+	om, okm := digits(s, i+4, 2)
+	if !okh || !okm || oh > 23 || om > 59 {
+		return time.Time{}, false
+	}
+	offset := oh*3600 + om*60
+	if s[i] == '-' {
+		offset = -offset
+	}
+	t := time.Date(year, time.Month(month), day, hour, minute, sec, usec*1000, time.UTC).Add(-time.Duration(offset) * time.Second)
 	if y := t.Year(); y < 1 || y > 9999 {
 		return time.Time{}, false // outside Python's datetime once in UTC
 	}

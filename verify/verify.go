@@ -34,6 +34,8 @@ const (
 	StaleTimestamp  Reason = "stale-timestamp"  // the timestamp is too far in the past
 	FutureTimestamp Reason = "future-timestamp" // the timestamp is too far in the future
 	Replayed        Reason = "replayed"         // the same signature was seen inside the window
+	RateLimited     Reason = "rate-limited"     // the key sent more calls than it is allowed
+	InvalidNodeID   Reason = "invalid-node-id"  // the request names a node the key does not own
 )
 
 // FlowerMessage returns the message Flower's SuperLink aborts the call with
@@ -48,6 +50,10 @@ func (r Reason) FlowerMessage() string {
 		return "Invalid signature"
 	case StaleTimestamp, FutureTimestamp, Replayed:
 		return "Invalid timestamp"
+	case RateLimited:
+		return "Too many calls"
+	case InvalidNodeID:
+		return "Invalid node ID"
 	}
 	return "Unauthenticated"
 }
@@ -212,12 +218,14 @@ func (a *Allowlist) lookup(h []byte) *Key {
 // concurrent use, and its allowlist can be replaced while calls are in
 // flight: each call sees the old list or the new one, whole.
 type Verifier struct {
-	list   atomic.Pointer[Allowlist]
-	anyKey bool
-	stdlib bool
-	replay *ReplayGuard
-	window Window
-	now    func() time.Time
+	list     atomic.Pointer[Allowlist]
+	anyKey   bool
+	stdlib   bool
+	exact    bool
+	replay   *ReplayGuard
+	keyCheck func(*Key, time.Time) error
+	window   Window
+	now      func() time.Time
 }
 
 // Option configures a Verifier.
@@ -242,6 +250,22 @@ func StandardLibrary() Option { return func(v *Verifier) { v.stdlib = true } }
 // timestamp were accepted before inside the window. Off by default, as in
 // Flower.
 func WithReplayGuard(g *ReplayGuard) Option { return func(v *Verifier) { v.replay = g } }
+
+// ExactPEM matches flwr-public-key-bin against the allowlist byte for
+// byte, as Flower's SuperLink does, instead of also recognising a key that
+// differs only in PEM formatting (CRLF, line widths, white space). A
+// gateway in front of a Flower SuperLink wants it, so that the two never
+// decide differently about the same bytes.
+func ExactPEM() Option { return func(v *Verifier) { v.exact = true } }
+
+// WithKeyCheck calls check for every call whose key is allowed and whose
+// timestamp is inside the window, before the signature is verified: a
+// per-key rate limit there makes a flood of bad signatures under an
+// allowed key cost a map lookup, not a verification. A non-nil error
+// refuses the call; return an *Error (RateLimited) to give a reason.
+func WithKeyCheck(check func(k *Key, now time.Time) error) Option {
+	return func(v *Verifier) { v.keyCheck = check }
+}
 
 // New returns a Verifier that accepts the keys of list.
 func New(list *Allowlist, opts ...Option) *Verifier {
@@ -287,7 +311,7 @@ func (v *Verifier) VerifyAt(h sign.Headers, now time.Time) (*Key, error) {
 		if k, err = parseAnyKey(h.PublicKey); err != nil {
 			return nil, err
 		}
-	} else if k = v.list.Load().lookup(h.PublicKey); k == nil {
+	} else if k = v.lookupKey(h.PublicKey); k == nil {
 		return nil, errUnknown
 	}
 	ts, ok := ParseTimestamp(h.Timestamp)
@@ -301,6 +325,11 @@ func (v *Verifier) VerifyAt(h sign.Headers, now time.Time) (*Key, error) {
 	if d <= -v.window.Future {
 		return nil, errFuture
 	}
+	if v.keyCheck != nil {
+		if err := v.keyCheck(k, now); err != nil {
+			return nil, err
+		}
+	}
 	if err := k.verify(h.Timestamp, h.Signature, v.stdlib); err != nil {
 		return nil, err
 	}
@@ -310,6 +339,16 @@ func (v *Verifier) VerifyAt(h sign.Headers, now time.Time) (*Key, error) {
 		}
 	}
 	return k, nil
+}
+
+// lookupKey finds the allowed key of a header value, exactly or, unless
+// ExactPEM, in any PEM formatting.
+func (v *Verifier) lookupKey(h []byte) *Key {
+	l := v.list.Load()
+	if v.exact {
+		return l.byPEM[string(h)]
+	}
+	return l.lookup(h)
 }
 
 // parseAnyKey parses a PEM key for AnyKey mode: P-384 only.
