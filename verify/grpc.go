@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -13,6 +12,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/nodekeys/nodekeys/internal/ratelog"
 	"github.com/nodekeys/nodekeys/sign"
 )
 
@@ -32,7 +32,7 @@ func WithMethodPrefix(prefix string) InterceptorOption {
 // WithLogger logs each refused call through l (default slog.Default()),
 // at most perSecond lines a second, with a count of the lines left out.
 func WithLogger(l *slog.Logger, perSecond int) InterceptorOption {
-	return func(i *interceptor) { i.log = l; i.limiter.perSecond = perSecond }
+	return func(i *interceptor) { i.log = l; i.limiter.PerSecond = perSecond }
 }
 
 // WithNodeBinding refuses a unary call whose request names a node that the
@@ -52,13 +52,13 @@ type interceptor struct {
 	v       *Verifier
 	prefix  string
 	log     *slog.Logger
-	limiter logLimiter
+	limiter ratelog.Limiter
 	nodeID  func(req any) (uint64, bool)
 	owner   func(ctx context.Context, id uint64) ([]byte, bool)
 }
 
 func (v *Verifier) newInterceptor(opts []InterceptorOption) *interceptor {
-	i := &interceptor{v: v, prefix: FleetPrefix, log: slog.Default(), limiter: logLimiter{perSecond: 10}}
+	i := &interceptor{v: v, prefix: FleetPrefix, log: slog.Default(), limiter: ratelog.Limiter{PerSecond: 10}}
 	for _, o := range opts {
 		o(i)
 	}
@@ -156,7 +156,7 @@ func (i *interceptor) bind(ctx context.Context, method string, req any) error {
 }
 
 func (i *interceptor) logRefusal(method string, reason Reason, h sign.Headers, err error) {
-	ok, dropped := i.limiter.allow(time.Now())
+	ok, dropped := i.limiter.Allow(time.Now())
 	if !ok {
 		return
 	}
@@ -208,31 +208,3 @@ type authedStream struct {
 }
 
 func (s *authedStream) Context() context.Context { return s.ctx }
-
-// logLimiter lets perSecond log lines through each second and counts the
-// rest, so a flood of refused calls cannot fill a disk.
-type logLimiter struct {
-	perSecond int
-	mu        sync.Mutex
-	second    int64
-	n         int
-	dropped   int
-}
-
-// allow reports whether a line may be logged now and how many were
-// dropped since the last one that was.
-func (l *logLimiter) allow(now time.Time) (bool, int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if s := now.Unix(); s != l.second {
-		l.second, l.n = s, 0
-	}
-	if l.n >= l.perSecond {
-		l.dropped++
-		return false, 0
-	}
-	l.n++
-	d := l.dropped
-	l.dropped = 0
-	return true, d
-}

@@ -33,9 +33,10 @@ type ReplayGuard struct {
 const replayShards = 32
 
 // DefaultKeyQuota is the default number of calls of one key tracked at
-// once: a SuperNode that calls ten times a second for the whole 305 s
-// window stays well inside it.
-const DefaultKeyQuota = 8192
+// once: a SuperNode may call 100 times a second for the whole 305 s window
+// (the pace of a run moving a large model in objects) and stay inside it;
+// a key at its quota holds about 2.6 MB of the guard.
+const DefaultKeyQuota = 32768
 
 type replayEntry struct {
 	expiry time.Time

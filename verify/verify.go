@@ -224,6 +224,7 @@ type Verifier struct {
 	exact    bool
 	replay   *ReplayGuard
 	keyCheck func(*Key, time.Time) error
+	slots    chan struct{}
 	window   Window
 	now      func() time.Time
 }
@@ -265,6 +266,17 @@ func ExactPEM() Option { return func(v *Verifier) { v.exact = true } }
 // refuses the call; return an *Error (RateLimited) to give a reason.
 func WithKeyCheck(check func(k *Key, now time.Time) error) Option {
 	return func(v *Verifier) { v.keyCheck = check }
+}
+
+// WithMaxConcurrent lets at most n signature verifications run at once;
+// further calls wait for a slot. The cheap checks before it are not
+// bounded, so a flood of calls that fail them never waits.
+func WithMaxConcurrent(n int) Option {
+	return func(v *Verifier) {
+		if n > 0 {
+			v.slots = make(chan struct{}, n)
+		}
+	}
 }
 
 // New returns a Verifier that accepts the keys of list.
@@ -330,7 +342,14 @@ func (v *Verifier) VerifyAt(h sign.Headers, now time.Time) (*Key, error) {
 			return nil, err
 		}
 	}
-	if err := k.verify(h.Timestamp, h.Signature, v.stdlib); err != nil {
+	if v.slots != nil {
+		v.slots <- struct{}{}
+	}
+	err := k.verify(h.Timestamp, h.Signature, v.stdlib)
+	if v.slots != nil {
+		<-v.slots
+	}
+	if err != nil {
 		return nil, err
 	}
 	if v.replay != nil {

@@ -1,0 +1,209 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/nodekeys/nodekeys/internal/safefile"
+	"github.com/nodekeys/nodekeys/verify"
+)
+
+// Config is what a gateway serves and where it forwards. The zero value of
+// a field takes its default (see Defaults); LoadConfig reads it from YAML,
+// with the field names given in the yaml tags.
+type Config struct {
+	// ListenFleet and ListenControl are the public addresses, Flower's
+	// ports by default: ":9092" and ":9093". An empty ListenControl after
+	// defaults means no Control listener ("-" in the file or flag).
+	ListenFleet   string `yaml:"listen_fleet"`
+	ListenControl string `yaml:"listen_control"`
+	// Upstream is the SuperLink's Fleet API, UpstreamControl its Control
+	// API (default: Upstream's host, port 9093 moved by the same offset).
+	Upstream        string `yaml:"upstream"`
+	UpstreamControl string `yaml:"upstream_control"`
+	// UpstreamCA verifies an upstream that speaks TLS; UpstreamInsecure
+	// speaks plaintext to it, for a SuperLink on loopback. One is needed.
+	UpstreamCA       string `yaml:"upstream_ca"`
+	UpstreamInsecure bool   `yaml:"upstream_insecure"`
+	// UpstreamServerName overrides the name checked in the upstream's
+	// certificate (default: the host of the upstream address).
+	UpstreamServerName string `yaml:"upstream_server_name"`
+
+	// TLSCert and TLSKey are the PEM certificate (chain) and key served to
+	// SuperNodes and the CLI; they are reloaded when their files change.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+
+	// Allowlist lists the allowed keys' sources: CSV files and folders of
+	// .pub files, reloaded on change and on SIGHUP. AllowEmpty accepts an
+	// empty allowlist (which refuses every node) at start and on reload.
+	Allowlist  []string `yaml:"allowlist"`
+	AllowEmpty bool     `yaml:"allow_empty"`
+	// FlowerVersion picks the timestamp window of a SuperLink version
+	// ("1.19"); the default is Flower's current window.
+	FlowerVersion string `yaml:"flower_version"`
+
+	// ReplayGuard refuses a signed timestamp seen before; on by default.
+	ReplayGuard *bool `yaml:"replay_guard"`
+	// ReplayEntries and ReplayKeyQuota size the guard: calls tracked in
+	// all, and per key.
+	ReplayEntries  int `yaml:"replay_entries"`
+	ReplayKeyQuota int `yaml:"replay_key_quota"`
+	// KeyRate and KeyBurst are the per-key token bucket applied before the
+	// signature is checked (calls a second, and the bucket's size); a
+	// KeyRate below 0 turns it off.
+	KeyRate  float64 `yaml:"key_rate"`
+	KeyBurst int     `yaml:"key_burst"`
+	// MaxVerifications bounds the signature verifications running at once
+	// (default: 4 per core).
+	MaxVerifications int `yaml:"max_verifications"`
+	// MaxHeaderBytes caps a call's metadata (default 16 KiB; Flower's
+	// three headers take about 1 KiB).
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// MaxStreamAge ends a Fleet stream this long after it opened: streams
+	// are authenticated when they open, so a removed key keeps a stream
+	// only this long (default 1h; Flower's Fleet methods are unary).
+	MaxStreamAge time.Duration `yaml:"max_stream_age"`
+	// MaxMessageBytes bounds one message either way (default 512 MiB).
+	MaxMessageBytes int `yaml:"max_message_bytes"`
+
+	// Metrics is the address of /metrics, /healthz and /readyz (default
+	// 127.0.0.1:9094, loopback only); "-" turns it off.
+	Metrics string `yaml:"metrics"`
+	// LogFormat is "text" (default) or "json"; LogLevel "info" (default),
+	// "debug", "warn" or "error".
+	LogFormat string `yaml:"log_format"`
+	LogLevel  string `yaml:"log_level"`
+	// RefusalLogsPerSecond bounds the refusal log lines (default 10).
+	RefusalLogsPerSecond int `yaml:"refusal_logs_per_second"`
+	// DrainTimeout is how long SIGTERM waits for calls in flight (30 s).
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
+}
+
+// Defaults of a Config, also shown by nodekeys gateway --help.
+const (
+	DefaultListenFleet    = ":9092"
+	DefaultListenControl  = ":9093"
+	DefaultUpstream       = "127.0.0.1:19092"
+	DefaultMetrics        = "127.0.0.1:9094"
+	DefaultKeyRate        = 100
+	DefaultKeyBurst       = 1000
+	DefaultMaxHeaderBytes = 16 << 10
+	DefaultMaxStreamAge   = time.Hour
+	DefaultMaxMessage     = 512 << 20
+	DefaultDrainTimeout   = 30 * time.Second
+	DefaultReplayEntries  = 1_000_000
+)
+
+// Off is the value that turns an address off.
+const Off = "-"
+
+// MaxConfigSize bounds a config file.
+const MaxConfigSize = 1 << 20
+
+// LoadConfig reads a YAML config file. Unknown keys are errors, so a typo
+// does not silently leave a protection at its default.
+func LoadConfig(path string) (*Config, error) {
+	b, err := safefile.ReadRegular(path, MaxConfigSize)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	c := &Config{}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("gateway: %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Defaults fills the zero fields.
+func (c *Config) Defaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&c.ListenFleet, DefaultListenFleet)
+	def(&c.ListenControl, DefaultListenControl)
+	def(&c.Upstream, DefaultUpstream)
+	def(&c.Metrics, DefaultMetrics)
+	def(&c.LogFormat, "text")
+	def(&c.LogLevel, "info")
+	if c.UpstreamControl == "" {
+		if host, port, err := net.SplitHostPort(c.Upstream); err == nil {
+			var p int
+			fmt.Sscan(port, &p)
+			c.UpstreamControl = net.JoinHostPort(host, fmt.Sprint(p+1))
+		}
+	}
+	if c.ReplayGuard == nil {
+		on := true
+		c.ReplayGuard = &on
+	}
+	if c.ReplayEntries <= 0 {
+		c.ReplayEntries = DefaultReplayEntries
+	}
+	if c.ReplayKeyQuota <= 0 {
+		c.ReplayKeyQuota = verify.DefaultKeyQuota
+	}
+	if c.KeyRate == 0 {
+		c.KeyRate = DefaultKeyRate
+	}
+	if c.KeyBurst <= 0 {
+		c.KeyBurst = DefaultKeyBurst
+	}
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if c.MaxStreamAge <= 0 {
+		c.MaxStreamAge = DefaultMaxStreamAge
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = DefaultMaxMessage
+	}
+	if c.RefusalLogsPerSecond <= 0 {
+		c.RefusalLogsPerSecond = 10
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = DefaultDrainTimeout
+	}
+}
+
+// Validate says what is missing or contradictory, after Defaults.
+func (c *Config) Validate() error {
+	switch {
+	case c.TLSCert == "" || c.TLSKey == "":
+		return errors.New("gateway: a TLS certificate and key are needed (tls_cert, tls_key); SuperNodes authenticate only over TLS")
+	case len(c.Allowlist) == 0:
+		return errors.New("gateway: no allowlist: name a CSV file or a folder of .pub files")
+	case c.UpstreamCA == "" && !c.UpstreamInsecure:
+		return errors.New("gateway: say how to reach the upstream: upstream_ca for TLS, or upstream_insecure for plaintext on loopback")
+	case c.UpstreamCA != "" && c.UpstreamInsecure:
+		return errors.New("gateway: upstream_ca and upstream_insecure contradict each other")
+	case c.LogFormat != "text" && c.LogFormat != "json":
+		return fmt.Errorf("gateway: log_format must be text or json, got %q", c.LogFormat)
+	case c.MaxHeaderBytes < 4096:
+		return fmt.Errorf("gateway: max_header_bytes must be at least 4096, got %d", c.MaxHeaderBytes)
+	}
+	for _, a := range []string{c.ListenFleet, c.ListenControl, c.Upstream, c.UpstreamControl, c.Metrics} {
+		if a == Off {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("gateway: %q is not a HOST:PORT address", a)
+		}
+	}
+	if c.FlowerVersion != "" {
+		if _, err := verify.FlowerWindow(c.FlowerVersion); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,399 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/nodekeys/nodekeys/internal/ratelog"
+	"github.com/nodekeys/nodekeys/internal/safefile"
+	"github.com/nodekeys/nodekeys/sign"
+	"github.com/nodekeys/nodekeys/verify"
+)
+
+// Gateway is a running front door: its verifier, upstream connections and
+// servers. Make one with New, then Serve or Run it.
+type Gateway struct {
+	cfg     Config
+	log     *slog.Logger
+	v       *verify.Verifier
+	reload  *verify.Reloader
+	certs   *certReloader
+	limiter *keyLimiter
+	m       *metrics
+	refusal ratelog.Limiter
+
+	fleetUp, controlUp   *grpc.ClientConn
+	fleetSrv, controlSrv *grpc.Server
+	httpSrv              *http.Server
+	closeOnce            sync.Once
+}
+
+var errKeyRate = &verify.Error{Reason: verify.RateLimited, Detail: "this key sent more calls than its rate limit allows"}
+
+// New checks cfg, loads the allowlist and the certificate, and connects
+// (lazily) to the upstream. log may be nil for slog.Default().
+func New(cfg Config, log *slog.Logger) (*Gateway, error) {
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	g := &Gateway{cfg: cfg, log: log, m: newMetrics(), refusal: ratelog.Limiter{PerSecond: cfg.RefusalLogsPerSecond}}
+
+	window := verify.DefaultWindow
+	if cfg.FlowerVersion != "" {
+		window, _ = verify.FlowerWindow(cfg.FlowerVersion)
+	}
+	maxVerify := cfg.MaxVerifications
+	if maxVerify <= 0 {
+		maxVerify = 4 * runtime.GOMAXPROCS(0)
+	}
+	opts := []verify.Option{verify.ExactPEM(), verify.WithWindow(window), verify.WithMaxConcurrent(maxVerify)}
+	if cfg.KeyRate > 0 {
+		g.limiter = newKeyLimiter(cfg.KeyRate, cfg.KeyBurst)
+		opts = append(opts, verify.WithKeyCheck(func(k *verify.Key, now time.Time) error {
+			if !g.limiter.allow(k.PEM, now) {
+				return errKeyRate
+			}
+			return nil
+		}))
+	}
+	if *cfg.ReplayGuard {
+		opts = append(opts, verify.WithReplayGuard(verify.NewReplayGuard(cfg.ReplayEntries,
+			verify.WithKeyQuota(cfg.ReplayKeyQuota), verify.OnKeyQuota(g.overQuota))))
+	}
+	g.v = verify.New(nil, opts...)
+	reloadOpts := []verify.ReloadOption{verify.AlsoFrom(cfg.Allowlist[1:]...), verify.OnLoad(g.allowlistLoaded)}
+	if cfg.AllowEmpty {
+		reloadOpts = append(reloadOpts, verify.AllowEmpty())
+	}
+	var err error
+	if g.reload, err = verify.NewReloader(g.v, cfg.Allowlist[0], log, reloadOpts...); err != nil {
+		return nil, fmt.Errorf("gateway: allowlist: %w", err)
+	}
+	if g.certs, err = newCertReloader(cfg.TLSCert, cfg.TLSKey, log, g.m.certLoaded); err != nil {
+		return nil, fmt.Errorf("gateway: server certificate: %w", err)
+	}
+
+	upCreds, err := upstreamCreds(cfg)
+	if err != nil {
+		return nil, err
+	}
+	dial := func(addr string) (*grpc.ClientConn, error) {
+		return grpc.NewClient(addr, grpc.WithTransportCredentials(upCreds),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(cfg.MaxMessageBytes), grpc.MaxCallSendMsgSize(cfg.MaxMessageBytes)))
+	}
+	if g.fleetUp, err = dial(cfg.Upstream); err != nil {
+		return nil, fmt.Errorf("gateway: upstream %s: %w", cfg.Upstream, err)
+	}
+	if cfg.ListenControl != Off {
+		if g.controlUp, err = dial(cfg.UpstreamControl); err != nil {
+			return nil, fmt.Errorf("gateway: upstream %s: %w", cfg.UpstreamControl, err)
+		}
+	}
+
+	tlsConf := &tls.Config{GetCertificate: g.certs.get, MinVersion: tls.VersionTLS12}
+	serverOpts := func(h grpc.StreamHandler) []grpc.ServerOption {
+		return []grpc.ServerOption{
+			grpc.Creds(credentials.NewTLS(tlsConf)),
+			grpc.ForceServerCodec(rawCodec{}),
+			grpc.UnknownServiceHandler(h),
+			grpc.MaxHeaderListSize(uint32(cfg.MaxHeaderBytes)),
+			grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
+			grpc.MaxSendMsgSize(cfg.MaxMessageBytes),
+			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		}
+	}
+	g.fleetSrv = grpc.NewServer(serverOpts(g.fleet)...)
+	if g.controlUp != nil {
+		g.controlSrv = grpc.NewServer(serverOpts(g.control)...)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(g.m.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", g.ready)
+	g.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	return g, nil
+}
+
+// upstreamCreds returns the transport credentials for the upstream.
+func upstreamCreds(cfg Config) (credentials.TransportCredentials, error) {
+	if cfg.UpstreamInsecure {
+		return insecure.NewCredentials(), nil
+	}
+	pem, err := safefile.ReadRegular(cfg.UpstreamCA, 1<<20)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: upstream CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("gateway: upstream CA %s: no PEM certificate in it", cfg.UpstreamCA)
+	}
+	conf := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12, ServerName: cfg.UpstreamServerName}
+	return credentials.NewTLS(conf), nil
+}
+
+// Verifier returns the gateway's verifier, whose allowlist is the one in
+// force.
+func (g *Gateway) Verifier() *verify.Verifier { return g.v }
+
+// Reload reloads the allowlist now, as SIGHUP does.
+func (g *Gateway) Reload() error { _, _, err := g.reload.Reload(); return err }
+
+func (g *Gateway) allowlistLoaded(keys int, err error) {
+	if err != nil {
+		g.m.reloadErrors.Inc()
+		return
+	}
+	g.m.allowlistKeys.Set(float64(keys))
+	g.m.allowlistTime.SetToCurrentTime()
+}
+
+// overQuota counts and logs a call refused for its key's replay quota.
+func (g *Gateway) overQuota(pemKey string) {
+	g.m.keyQuota.Inc()
+	if ok, dropped := g.refusal.Allow(time.Now()); ok {
+		attrs := []any{"reason", string(verify.RateLimited), "detail", "replay-guard quota"}
+		if k := g.v.Allowlist().Lookup([]byte(pemKey)); k != nil {
+			attrs = append(attrs, "fingerprint", k.Fingerprint())
+		}
+		if dropped > 0 {
+			attrs = append(attrs, "suppressed", dropped)
+		}
+		g.log.Warn("a node is over its replay-guard quota", attrs...)
+	}
+}
+
+// fleet handles every call on the Fleet listener: Fleet methods are
+// authenticated and forwarded; nothing else is served there.
+func (g *Gateway) fleet(_ any, ss grpc.ServerStream) error {
+	method, _ := grpc.MethodFromServerStream(ss)
+	svc, name := labels(method)
+	ctx := ss.Context()
+	if !strings.HasPrefix(method, verify.FleetPrefix) {
+		g.m.calls.WithLabelValues(svc, name, "refused").Inc()
+		return status.Errorf(codes.Unimplemented, "unknown service: the Fleet port serves %s only", fleetService)
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	start := time.Now()
+	h, err := verify.HeadersFromMetadata(md)
+	if err == nil {
+		_, err = g.v.VerifyAt(h, start)
+	}
+	g.m.verifySeconds.Observe(time.Since(start).Seconds())
+	if err != nil {
+		reason := verify.ReasonOf(err)
+		g.m.refusals.WithLabelValues(string(reason)).Inc()
+		g.m.calls.WithLabelValues(svc, name, "refused").Inc()
+		g.logRefusal(ctx, method, h, err)
+		return verify.StatusOf(err).Err()
+	}
+	// The three headers go upstream exactly as verified.
+	set := metadata.MD{
+		sign.HeaderPublicKey: {string(h.PublicKey)},
+		sign.HeaderTimestamp: {h.Timestamp},
+		sign.HeaderSignature: {string(h.Signature)},
+	}
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.MaxStreamAge)
+	defer cancel()
+	return g.finish(svc, name, forward(ctx, ss, g.fleetUp, method, outgoing(md, set)))
+}
+
+// control forwards every call on the Control listener unchanged.
+func (g *Gateway) control(_ any, ss grpc.ServerStream) error {
+	method, _ := grpc.MethodFromServerStream(ss)
+	svc, name := labels(method)
+	md, _ := metadata.FromIncomingContext(ss.Context())
+	return g.finish(svc, name, forward(ss.Context(), ss, g.controlUp, method, outgoing(md, nil)))
+}
+
+// finish counts a forwarded call by its result.
+func (g *Gateway) finish(svc, name string, err error) error {
+	if err == nil {
+		g.m.calls.WithLabelValues(svc, name, "ok").Inc()
+		return nil
+	}
+	code, transport := transportFailure(err)
+	g.m.calls.WithLabelValues(svc, name, code.String()).Inc()
+	if transport {
+		g.m.upstreamErrors.WithLabelValues(svc, code.String()).Inc()
+	}
+	return err
+}
+
+func (g *Gateway) logRefusal(ctx context.Context, method string, h sign.Headers, err error) {
+	ok, dropped := g.refusal.Allow(time.Now())
+	if !ok {
+		return
+	}
+	attrs := []any{"method", method, "reason", string(verify.ReasonOf(err)), "detail", err.Error()}
+	if p, ok := peer.FromContext(ctx); ok {
+		attrs = append(attrs, "peer", p.Addr.String())
+	}
+	if k := g.v.Allowlist().Lookup(h.PublicKey); k != nil {
+		attrs = append(attrs, "fingerprint", k.Fingerprint())
+	}
+	if dropped > 0 {
+		attrs = append(attrs, "suppressed", dropped)
+	}
+	g.log.Warn("refused a node call", attrs...)
+}
+
+// ready answers /readyz: 200 once the allowlist is loaded and the
+// upstream connections are up; a connection that is not is asked to
+// connect, so the next look may find it ready.
+func (g *Gateway) ready(w http.ResponseWriter, _ *http.Request) {
+	var down []string
+	for _, c := range []*grpc.ClientConn{g.fleetUp, g.controlUp} {
+		if c == nil {
+			continue
+		}
+		if s := c.GetState(); s != connectivity.Ready {
+			c.Connect()
+			down = append(down, fmt.Sprintf("upstream %s: %s", c.Target(), strings.ToLower(s.String())))
+		}
+	}
+	if len(down) > 0 {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, strings.Join(down, "\n"))
+		return
+	}
+	fmt.Fprintf(w, "ok: %d keys\n", g.v.Allowlist().Len())
+}
+
+// Listeners are where a gateway serves; a nil Control or Metrics listener
+// serves nothing there.
+type Listeners struct {
+	Fleet, Control, Metrics net.Listener
+}
+
+// Listen opens the configured addresses.
+func (g *Gateway) Listen() (*Listeners, error) {
+	var ls Listeners
+	var err error
+	if ls.Fleet, err = net.Listen("tcp", g.cfg.ListenFleet); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	if g.controlSrv != nil {
+		if ls.Control, err = net.Listen("tcp", g.cfg.ListenControl); err != nil {
+			ls.Fleet.Close()
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
+	}
+	if g.cfg.Metrics != Off {
+		if ls.Metrics, err = net.Listen("tcp", g.cfg.Metrics); err != nil {
+			ls.Fleet.Close()
+			if ls.Control != nil {
+				ls.Control.Close()
+			}
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
+	}
+	return &ls, nil
+}
+
+// Serve serves on ls until ctx ends, then stops taking calls, waits up to
+// the drain timeout for calls in flight, and returns. The allowlist is
+// reloaded on SIGHUP and when its files change.
+func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go g.reload.Watch(ctx, time.Second)
+
+	errs := make(chan error, 3)
+	var wg sync.WaitGroup
+	serve := func(f func() error) {
+		wg.Go(func() {
+			if err := f(); err != nil && !errors.Is(err, grpc.ErrServerStopped) && !errors.Is(err, http.ErrServerClosed) {
+				errs <- err
+			}
+		})
+	}
+	serve(func() error { return g.fleetSrv.Serve(ls.Fleet) })
+	if ls.Control != nil && g.controlSrv != nil {
+		serve(func() error { return g.controlSrv.Serve(ls.Control) })
+	}
+	if ls.Metrics != nil {
+		serve(func() error { return g.httpSrv.Serve(ls.Metrics) })
+	}
+	g.log.Info("gateway serving", "fleet", ls.Fleet.Addr().String(), "upstream", g.cfg.Upstream,
+		"keys", g.v.Allowlist().Len(), "replay_guard", *g.cfg.ReplayGuard, "key_rate", g.cfg.KeyRate)
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errs:
+	}
+	g.shutdown()
+	wg.Wait()
+	return err
+}
+
+// shutdown drains the servers: new calls are refused at once, calls in
+// flight get up to the drain timeout.
+func (g *Gateway) shutdown() {
+	g.closeOnce.Do(func() {
+		g.log.Info("gateway draining", "timeout", g.cfg.DrainTimeout.String())
+		done := make(chan struct{})
+		go func() {
+			var wg sync.WaitGroup
+			for _, s := range []*grpc.Server{g.fleetSrv, g.controlSrv} {
+				if s != nil {
+					wg.Go(s.GracefulStop)
+				}
+			}
+			wg.Wait()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(g.cfg.DrainTimeout):
+			g.log.Warn("drain timeout: ending the calls still in flight")
+			g.fleetSrv.Stop()
+			if g.controlSrv != nil {
+				g.controlSrv.Stop()
+			}
+			<-done
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		g.httpSrv.Shutdown(ctx)
+		g.fleetUp.Close()
+		if g.controlUp != nil {
+			g.controlUp.Close()
+		}
+		g.log.Info("gateway stopped")
+	})
+}
+
+// Run listens on the configured addresses and serves until ctx ends.
+func (g *Gateway) Run(ctx context.Context) error {
+	ls, err := g.Listen()
+	if err != nil {
+		return err
+	}
+	return g.Serve(ctx, ls)
+}

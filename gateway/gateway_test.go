@@ -1,0 +1,467 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/nodekeys/nodekeys/certs"
+	"github.com/nodekeys/nodekeys/csvlist"
+	"github.com/nodekeys/nodekeys/gateway"
+	"github.com/nodekeys/nodekeys/internal/standin"
+	"github.com/nodekeys/nodekeys/keys"
+	"github.com/nodekeys/nodekeys/keys/keyset"
+	"github.com/nodekeys/nodekeys/sign"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// rig is a gateway in front of a stand-in SuperLink, on loopback.
+type rig struct {
+	dir      string
+	tls      *certs.Result
+	keys     *keyset.Result
+	up       *standin.Server
+	gw       *gateway.Gateway
+	fleet    string
+	control  string
+	metrics  string
+	logs     *syncBuffer
+	cancel   context.CancelFunc
+	done     chan error
+	caPool   *x509.CertPool
+	upstream string
+}
+
+func newRig(t *testing.T, nodes int, tweak ...func(*gateway.Config)) *rig {
+	t.Helper()
+	dir := t.TempDir()
+	tlsRes, err := certs.Write(certs.Options{Dir: filepath.Join(dir, "certificates")})
+	require.NoError(t, err)
+	ks, err := keyset.Write(keyset.Options{Dir: filepath.Join(dir, "keys"), Count: nodes})
+	require.NoError(t, err)
+	up, err := standin.Listen()
+	require.NoError(t, err)
+	t.Cleanup(up.Stop)
+	r := &rig{dir: dir, tls: tlsRes, keys: ks, up: up, logs: &syncBuffer{}, upstream: up.Addr}
+	cfg := gateway.Config{
+		Upstream: up.Addr, UpstreamControl: up.Addr, UpstreamInsecure: true,
+		TLSCert: tlsRes.ServerCert, TLSKey: tlsRes.ServerKey,
+		Allowlist:    []string{ks.CSV},
+		DrainTimeout: 5 * time.Second,
+	}
+	for _, f := range tweak {
+		f(&cfg)
+	}
+	r.start(t, cfg)
+	pem, err := os.ReadFile(tlsRes.CACert)
+	require.NoError(t, err)
+	r.caPool = x509.NewCertPool()
+	r.caPool.AppendCertsFromPEM(pem)
+	return r
+}
+
+func (r *rig) start(t *testing.T, cfg gateway.Config) {
+	t.Helper()
+	gw, err := gateway.New(cfg, slog.New(slog.NewTextHandler(r.logs, nil)))
+	require.NoError(t, err)
+	listen := func() net.Listener {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		return ln
+	}
+	ls := &gateway.Listeners{Fleet: listen(), Control: listen(), Metrics: listen()}
+	r.gw, r.fleet, r.control, r.metrics = gw, ls.Fleet.Addr().String(), ls.Control.Addr().String(), ls.Metrics.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel, r.done = cancel, make(chan error, 1)
+	go func() { r.done <- gw.Serve(ctx, ls) }()
+	t.Cleanup(func() { r.stop(t) })
+}
+
+func (r *rig) stop(t *testing.T) {
+	r.cancel()
+	select {
+	case err := <-r.done:
+		require.NoError(t, err)
+		r.done <- nil
+	case <-time.After(10 * time.Second):
+		t.Fatal("the gateway did not stop")
+	}
+}
+
+// dial connects to addr over TLS with the federation's CA; creds may be nil.
+func (r *rig) dial(t *testing.T, addr string, creds credentials.PerRPCCredentials) *grpc.ClientConn {
+	t.Helper()
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: r.caPool, ServerName: "localhost"})),
+		grpc.WithDefaultCallOptions(grpc.ForceCodec(standin.Codec())),
+	}
+	if creds != nil {
+		opts = append(opts, grpc.WithPerRPCCredentials(creds))
+	}
+	c, err := grpc.NewClient(addr, opts...)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func (r *rig) signer(t *testing.T, i int, opts ...sign.Option) *sign.Signer {
+	t.Helper()
+	s, err := sign.ReadKey(r.keys.Pairs[i].Private, opts...)
+	require.NoError(t, err)
+	return s
+}
+
+func call(c *grpc.ClientConn, method, body string, md ...string) (string, metadata.MD, metadata.MD, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if len(md) > 0 {
+		ctx = metadata.AppendToOutgoingContext(ctx, md...)
+	}
+	req, out := []byte(body), []byte{}
+	var header, trailer metadata.MD
+	err := c.Invoke(ctx, method, &req, &out, grpc.Header(&header), grpc.Trailer(&trailer))
+	return string(out), header, trailer, err
+}
+
+func headerPairs(h sign.Headers) []string {
+	return []string{sign.HeaderPublicKey, string(h.PublicKey), sign.HeaderTimestamp, h.Timestamp, sign.HeaderSignature, string(h.Signature)}
+}
+
+func wantStatus(t *testing.T, err error, code codes.Code, msg string) {
+	t.Helper()
+	require.Error(t, err)
+	st, _ := status.FromError(err)
+	assert.Equal(t, code, st.Code(), err.Error())
+	if msg != "" {
+		assert.Equal(t, msg, st.Message())
+	}
+}
+
+const heartbeat = "/flwr.proto.Fleet/SendNodeHeartbeat"
+
+func TestAllowedNodePassesWithHeadersIntact(t *testing.T) {
+	r := newRig(t, 2)
+	s := r.signer(t, 0)
+	h, err := s.Sign()
+	require.NoError(t, err)
+	c := r.dial(t, r.fleet, nil)
+	out, header, trailer, err := call(c, heartbeat, "echo:hello", append(headerPairs(h), "x-node-extra", "kept")...)
+	require.NoError(t, err)
+	assert.Equal(t, "echo:hello", out)
+	assert.Equal(t, []string{heartbeat}, header.Get("standin-method"))
+	assert.Equal(t, []string{"done"}, trailer.Get("standin-trailer"))
+
+	calls := r.up.Calls()
+	require.Len(t, calls, 1)
+	got := calls[0]
+	assert.Equal(t, heartbeat, got.Method)
+	assert.Equal(t, []string{string(h.PublicKey)}, got.Metadata.Get(sign.HeaderPublicKey))
+	assert.Equal(t, []string{h.Timestamp}, got.Metadata.Get(sign.HeaderTimestamp))
+	assert.Equal(t, []string{string(h.Signature)}, got.Metadata.Get(sign.HeaderSignature))
+	assert.Equal(t, []string{"kept"}, got.Metadata.Get("x-node-extra"))
+	assert.Equal(t, "echo:hello", string(got.Request))
+
+	// Call credentials, as a Go SuperNode uses them, every Fleet method.
+	signed := r.dial(t, r.fleet, s.PerRPCCredentials())
+	for _, m := range standin.FleetMethods {
+		out, _, _, err := call(signed, "/flwr.proto.Fleet/"+m, "echo:"+m)
+		require.NoError(t, err, m)
+		assert.Equal(t, "echo:"+m, out)
+	}
+}
+
+func TestRefusedCallsNeverReachUpstream(t *testing.T) {
+	r := newRig(t, 2)
+	s := r.signer(t, 0)
+	c := r.dial(t, r.fleet, nil)
+	stranger, err := keys.Generator{}.Pair(0)
+	require.NoError(t, err)
+	strangerSigner, err := sign.New(stranger.Private)
+	require.NoError(t, err)
+	now := time.Now()
+	at := func(signer *sign.Signer, t0 time.Time) sign.Headers {
+		h, err := signer.SignTimestamp(sign.FormatTimestamp(t0))
+		require.NoError(t, err)
+		return h
+	}
+	good := at(s, now)
+	tampered := at(s, now)
+	tampered.Signature = bytes.Clone(tampered.Signature)
+	tampered.Signature[len(tampered.Signature)-1] ^= 1
+	other := at(r.signer(t, 1), now)
+	crlf := at(s, now)
+	crlf.PublicKey = []byte(strings.ReplaceAll(string(crlf.PublicKey), "\n", "\r\n"))
+
+	_, _, _, err = call(c, heartbeat, "x", headerPairs(good)...)
+	require.NoError(t, err)
+	base := r.up.Count()
+	for _, tc := range []struct {
+		name string
+		md   []string
+		msg  string
+	}{
+		{"unknown key", headerPairs(at(strangerSigner, now)), "Public key not recognized"},
+		{"PEM variant Flower would not match", headerPairs(crlf), "Public key not recognized"},
+		{"stale", headerPairs(at(s, now.Add(-306*time.Second))), "Invalid timestamp"},
+		{"future", headerPairs(at(s, now.Add(6*time.Second))), "Invalid timestamp"},
+		{"tampered", headerPairs(tampered), "Invalid signature"},
+		{"replayed", headerPairs(good), "Invalid timestamp"},
+		{"duplicated key header", append(headerPairs(good), sign.HeaderPublicKey, string(other.PublicKey)), "Invalid signature"},
+		{"duplicated signature", append(headerPairs(at(s, now.Add(-time.Second))), sign.HeaderSignature, string(good.Signature)), "Invalid signature"},
+		{"missing metadata", []string{sign.HeaderTimestamp, good.Timestamp}, "Missing authentication metadata"},
+		{"no metadata", nil, "Missing authentication metadata"},
+	} {
+		_, _, _, err := call(c, heartbeat, "x", tc.md...)
+		wantStatus(t, err, codes.Unauthenticated, tc.msg)
+	}
+	assert.Equal(t, base, r.up.Count(), "no refused call reached the upstream")
+	// Only Fleet methods are served on the Fleet port.
+	_, _, _, err = call(c, "/flwr.proto.Control/ListRuns", "x", headerPairs(at(s, now.Add(-2*time.Second)))...)
+	wantStatus(t, err, codes.Unimplemented, "")
+	assert.Equal(t, base, r.up.Count())
+	logs := r.logs.String()
+	for _, reason := range []string{"unknown-key", "stale-timestamp", "future-timestamp", "bad-signature", "replayed", "malformed", "missing-metadata"} {
+		assert.Contains(t, logs, "reason="+reason)
+	}
+	assert.NotContains(t, logs, string(good.Signature), "no header value in the logs")
+}
+
+func TestControlStatusesStreamsAndDeadlines(t *testing.T) {
+	r := newRig(t, 1)
+	c := r.dial(t, r.control, nil)
+	out, header, trailer, err := call(c, "/flwr.proto.Control/ListRuns", "echo:runs", "x-cli", "1")
+	require.NoError(t, err)
+	assert.Equal(t, "echo:runs", out)
+	assert.Equal(t, []string{"/flwr.proto.Control/ListRuns"}, header.Get("standin-method"))
+	assert.Equal(t, []string{"done"}, trailer.Get("standin-trailer"))
+	calls := r.up.Calls()
+	assert.Equal(t, []string{"1"}, calls[len(calls)-1].Metadata.Get("x-cli"))
+
+	// A status with details and trailers comes back whole.
+	_, _, trailer, err = call(c, "/flwr.proto.Control/StopRun", "fail")
+	wantStatus(t, err, codes.NotFound, "no such run")
+	st, _ := status.FromError(err)
+	require.Len(t, st.Details(), 1)
+	info, ok := st.Details()[0].(*errdetails.ErrorInfo)
+	require.True(t, ok)
+	assert.Equal(t, "RUN_NOT_FOUND", info.Reason)
+	assert.Equal(t, []string{"done"}, trailer.Get("standin-trailer"))
+
+	// A streamed response arrives whole, in order.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cs, err := c.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, "/flwr.proto.Control/StreamLogs")
+	require.NoError(t, err)
+	req := []byte("stream:200")
+	require.NoError(t, cs.SendMsg(&req))
+	require.NoError(t, cs.CloseSend())
+	var got []string
+	for {
+		var m []byte
+		if err := cs.RecvMsg(&m); err == io.EOF {
+			break
+		} else {
+			require.NoError(t, err)
+		}
+		got = append(got, string(m))
+	}
+	require.Len(t, got, 200)
+	assert.Equal(t, "log-1", got[0])
+	assert.Equal(t, "log-200", got[199])
+	assert.Equal(t, []string{"done"}, cs.Trailer().Get("standin-trailer"))
+
+	// The caller's deadline reaches the upstream, and cancels the call there.
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel2()
+	req, resp := []byte("sleep:5000"), []byte{}
+	start := time.Now()
+	err = c.Invoke(ctx2, "/flwr.proto.Control/ListRuns", &req, &resp)
+	wantStatus(t, err, codes.DeadlineExceeded, "")
+	assert.Less(t, time.Since(start), 2*time.Second)
+}
+
+func TestUpstreamDownIsUnavailable(t *testing.T) {
+	r := newRig(t, 1)
+	r.up.Stop()
+	c := r.dial(t, r.fleet, r.signer(t, 0).PerRPCCredentials())
+	start := time.Now()
+	_, _, _, err := call(c, heartbeat, "x")
+	wantStatus(t, err, codes.Unavailable, "")
+	assert.Less(t, time.Since(start), 4*time.Second, "no hang")
+	resp, err := http.Get("http://" + r.metrics + "/readyz")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+}
+
+func TestAllowlistChangesWithoutRestart(t *testing.T) {
+	r := newRig(t, 3)
+	one := r.dial(t, r.fleet, r.signer(t, 0).PerRPCCredentials())
+	three := r.dial(t, r.fleet, r.signer(t, 2).PerRPCCredentials())
+	_, _, _, err := call(three, heartbeat, "x")
+	require.NoError(t, err)
+
+	l, err := csvlist.ReadFile(r.keys.CSV)
+	require.NoError(t, err)
+	all := l.Keys()
+	require.NoError(t, os.WriteFile(r.keys.CSV, csvlist.Marshal(all[:2]), 0o600))
+	require.Eventually(t, func() bool {
+		_, _, _, err := call(three, heartbeat, "x")
+		return status.Code(err) == codes.Unauthenticated
+	}, 5*time.Second, 50*time.Millisecond, "a removed key is refused")
+	_, _, _, err = call(one, heartbeat, "x")
+	require.NoError(t, err)
+
+	// A broken file keeps the last good list.
+	require.NoError(t, os.WriteFile(r.keys.CSV, []byte("not a key\n"), 0o600))
+	require.Error(t, r.gw.Reload())
+	_, _, _, err = call(one, heartbeat, "x")
+	require.NoError(t, err)
+
+	require.NoError(t, os.WriteFile(r.keys.CSV, csvlist.Marshal(all), 0o600))
+	require.Eventually(t, func() bool { _, _, _, err := call(three, heartbeat, "x"); return err == nil },
+		5*time.Second, 50*time.Millisecond, "an added key is accepted")
+
+	resp, err := http.Get("http://" + r.metrics + "/metrics")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		"nodekeys_gateway_allowlist_keys 3",
+		"nodekeys_gateway_allowlist_reload_errors_total 1",
+		`nodekeys_gateway_calls_total{method="SendNodeHeartbeat",result="ok",service="flwr.proto.Fleet"}`,
+		`nodekeys_gateway_refusals_total{reason="unknown-key"}`,
+		"nodekeys_gateway_verify_seconds_count",
+		"nodekeys_gateway_certificate_not_after_timestamp_seconds",
+	} {
+		assert.Contains(t, string(body), want)
+	}
+}
+
+func TestRenewedCertificateServedWithoutRestart(t *testing.T) {
+	r := newRig(t, 1)
+	serial := func() string {
+		conn, err := tls.Dial("tcp", r.fleet, &tls.Config{RootCAs: r.caPool, ServerName: "localhost", NextProtos: []string{"h2"}})
+		require.NoError(t, err)
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	}
+	before := serial()
+	_, err := certs.Write(certs.Options{Dir: filepath.Dir(r.tls.ServerCert), Force: true})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return serial() != before }, 5*time.Second, 100*time.Millisecond)
+	c := r.dial(t, r.fleet, r.signer(t, 0).PerRPCCredentials())
+	_, _, _, err = call(c, heartbeat, "x")
+	require.NoError(t, err, "the renewed certificate chains to the same CA")
+}
+
+func TestShutdownDrainsCallsInFlight(t *testing.T) {
+	r := newRig(t, 1)
+	c := r.dial(t, r.fleet, r.signer(t, 0).PerRPCCredentials())
+	_, _, _, err := call(c, heartbeat, "warm")
+	require.NoError(t, err)
+	res := make(chan error, 1)
+	go func() {
+		out, _, _, err := call(c, heartbeat, "sleep:700")
+		if err == nil && out != "sleep:700" {
+			err = fmt.Errorf("got %q", out)
+		}
+		res <- err
+	}()
+	require.Eventually(t, func() bool { return r.up.Count() == 2 }, 5*time.Second, 10*time.Millisecond)
+	r.cancel()
+	require.NoError(t, <-res, "the call in flight finished")
+	select {
+	case err := <-r.done:
+		require.NoError(t, err)
+		r.done <- nil
+	case <-time.After(5 * time.Second):
+		t.Fatal("no stop after the drain")
+	}
+	_, _, _, err = call(r.dial(t, r.fleet, r.signer(t, 0).PerRPCCredentials()), heartbeat, "x")
+	require.Error(t, err, "a stopped gateway takes no calls")
+}
+
+func TestKeyRateLimitBeforeSignature(t *testing.T) {
+	r := newRig(t, 2, func(c *gateway.Config) { c.KeyRate, c.KeyBurst = 1, 5 })
+	s := r.signer(t, 0)
+	c := r.dial(t, r.fleet, nil)
+	limited := 0
+	for i := range 20 {
+		h, err := s.SignTimestamp(sign.FormatTimestamp(time.Now().Add(-time.Duration(i) * time.Millisecond)))
+		require.NoError(t, err)
+		h.Signature = bytes.Clone(h.Signature)
+		h.Signature[len(h.Signature)-1] ^= 1 // a flood of bad signatures under an allowed key
+		_, _, _, err = call(c, heartbeat, "x", headerPairs(h)...)
+		if status.Code(err) == codes.ResourceExhausted {
+			limited++
+		} else {
+			wantStatus(t, err, codes.Unauthenticated, "Invalid signature")
+		}
+	}
+	assert.Equal(t, 15, limited, "past the burst, refused before any verification")
+	other := r.dial(t, r.fleet, r.signer(t, 1).PerRPCCredentials())
+	_, _, _, err := call(other, heartbeat, "x")
+	require.NoError(t, err, "another key has its own bucket")
+	assert.Equal(t, 1, r.up.Count(), "only the other key's call reached the upstream")
+}
+
+func TestConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "gateway.yaml")
+	require.NoError(t, os.WriteFile(p, []byte("upstream: 127.0.0.1:7000\nallowlist: [a.csv, pubs/]\nkey_rate: 5\nmax_stream_age: 10m\nreplay_guard: false\n"), 0o600))
+	c, err := gateway.LoadConfig(p)
+	require.NoError(t, err)
+	assert.Equal(t, "127.0.0.1:7000", c.Upstream)
+	assert.Equal(t, []string{"a.csv", "pubs/"}, c.Allowlist)
+	assert.Equal(t, 10*time.Minute, c.MaxStreamAge)
+	require.NotNil(t, c.ReplayGuard)
+	assert.False(t, *c.ReplayGuard)
+	c.Defaults()
+	assert.Equal(t, "127.0.0.1:7001", c.UpstreamControl)
+	assert.Equal(t, gateway.DefaultListenFleet, c.ListenFleet)
+
+	require.NoError(t, os.WriteFile(p, []byte("upstream: x:1\nreplay_gaurd: false\n"), 0o600))
+	_, err = gateway.LoadConfig(p)
+	require.ErrorContains(t, err, "replay_gaurd", "a misspelt protection is an error, not a default")
+
+	_, err = gateway.New(gateway.Config{TLSCert: "c", TLSKey: "k", Allowlist: []string{"a"}}, nil)
+	require.ErrorContains(t, err, "upstream_insecure")
+}

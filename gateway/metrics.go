@@ -1,0 +1,117 @@
+package gateway
+
+import (
+	"crypto/tls"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the gateway's Prometheus series. Method labels are Flower's
+// method names; any other method is counted as "other", so a client
+// cannot grow the series without bound.
+type metrics struct {
+	reg            *prometheus.Registry
+	calls          *prometheus.CounterVec
+	refusals       *prometheus.CounterVec
+	keyQuota       prometheus.Counter
+	verifySeconds  prometheus.Histogram
+	allowlistKeys  prometheus.Gauge
+	allowlistTime  prometheus.Gauge
+	reloadErrors   prometheus.Counter
+	upstreamErrors *prometheus.CounterVec
+	certNotAfter   prometheus.Gauge
+	inflight       *prometheus.GaugeVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nodekeys_gateway_calls_total",
+			Help: "Calls by service, method and result (ok, refused, or the upstream's gRPC code).",
+		}, []string{"service", "method", "result"}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nodekeys_gateway_refusals_total",
+			Help: "Fleet calls refused by the gateway, by reason.",
+		}, []string{"reason"}),
+		keyQuota: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "nodekeys_gateway_replay_key_quota_refusals_total",
+			Help: "Calls refused because their key had used its share of the replay guard (the log names the key).",
+		}),
+		verifySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "nodekeys_gateway_verify_seconds",
+			Help:    "Time to check a Fleet call's authentication, refusals included.",
+			Buckets: []float64{1e-6, 1e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 5e-3, 2e-2, 0.1},
+		}),
+		allowlistKeys: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "nodekeys_gateway_allowlist_keys",
+			Help: "Keys in the allowlist in force.",
+		}),
+		allowlistTime: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "nodekeys_gateway_allowlist_last_reload_timestamp_seconds",
+			Help: "When the allowlist in force was loaded (Unix time).",
+		}),
+		reloadErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "nodekeys_gateway_allowlist_reload_errors_total",
+			Help: "Allowlist reloads that failed and left the old list serving.",
+		}),
+		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nodekeys_gateway_upstream_errors_total",
+			Help: "Forwarded calls that the upstream could not be reached for, or that failed in transit, by gRPC code.",
+		}, []string{"service", "code"}),
+		certNotAfter: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "nodekeys_gateway_certificate_not_after_timestamp_seconds",
+			Help: "When the served certificate expires (Unix time).",
+		}),
+		inflight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "nodekeys_gateway_calls_in_flight",
+			Help: "Calls being forwarded now.",
+		}, []string{"service"}),
+	}
+	m.reg.MustRegister(m.calls, m.refusals, m.keyQuota, m.verifySeconds, m.allowlistKeys, m.allowlistTime,
+		m.reloadErrors, m.upstreamErrors, m.certNotAfter, m.inflight,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) certLoaded(c *tls.Certificate) {
+	if c.Leaf != nil {
+		m.certNotAfter.Set(float64(c.Leaf.NotAfter.Unix()))
+	}
+}
+
+// The services and methods a label may name.
+const (
+	fleetService   = "flwr.proto.Fleet"
+	controlService = "flwr.proto.Control"
+)
+
+// knownMethods is built once and only read.
+var knownMethods = func() map[string]bool {
+	known := map[string]bool{}
+	for _, m := range []string{
+		"RegisterNode", "ActivateNode", "DeactivateNode", "UnregisterNode", "SendNodeHeartbeat", "PullMessages",
+		"PushMessages", "GetRun", "GetFab", "PushObject", "PullObject", "ConfirmMessageReceived",
+		"CreateNode", "DeleteNode", "Ping",
+	} {
+		known["/"+fleetService+"/"+m] = true
+	}
+	for _, m := range []string{
+		"StartRun", "StopRun", "StreamLogs", "ListRuns", "GetLoginDetails", "GetAuthTokens", "PullArtifacts",
+		"RegisterNode", "UnregisterNode", "ListNodes", "GetAccountInfo",
+	} {
+		known["/"+controlService+"/"+m] = true
+	}
+	return known
+}()
+
+// labels returns the service and method labels of a full method name.
+func labels(fullMethod string) (service, method string) {
+	if !knownMethods[fullMethod] {
+		return "other", "other"
+	}
+	s, m, _ := strings.Cut(strings.TrimPrefix(fullMethod, "/"), "/")
+	return s, m
+}

@@ -1,0 +1,101 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// streamDesc lets one handler forward any method: unary calls are streams
+// of one message each way.
+var streamDesc = &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
+
+// hopHeaders are metadata keys that belong to one connection, not to the
+// call, and are set anew by the gateway's client.
+func hopHeader(k string) bool {
+	return strings.HasPrefix(k, ":") || k == "content-type" || k == "user-agent" || k == "te" ||
+		strings.HasPrefix(k, "grpc-")
+}
+
+// outgoing returns the metadata to send upstream: the call's own, less the
+// connection's headers, with any extra pairs set in place of theirs.
+func outgoing(in metadata.MD, set metadata.MD) metadata.MD {
+	out := make(metadata.MD, len(in))
+	for k, v := range in {
+		if hopHeader(k) {
+			continue
+		}
+		out[k] = v
+	}
+	for k, v := range set {
+		out[k] = v
+	}
+	return out
+}
+
+// forward relays one call between the SuperNode or CLI (ss) and the
+// upstream connection, in both directions, until either side ends it. It
+// returns the status to end ss with.
+func forward(ctx context.Context, ss grpc.ServerStream, conn *grpc.ClientConn, method string, md metadata.MD) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cs, err := conn.NewStream(metadata.NewOutgoingContext(ctx, md), streamDesc, method, grpc.ForceCodec(rawCodec{}))
+	if err != nil {
+		return err
+	}
+	// Client to upstream. A client that goes away cancels the upstream
+	// call; one that has sent all closes the upstream's send side.
+	go func() {
+		for {
+			f := &frame{}
+			if err := ss.RecvMsg(f); err != nil {
+				if errors.Is(err, io.EOF) {
+					cs.CloseSend()
+				} else {
+					cancel()
+				}
+				return
+			}
+			if err := cs.SendMsg(f); err != nil {
+				return // the upstream ended the call; RecvMsg below has its status
+			}
+		}
+	}()
+	// Upstream to client: headers as soon as they come, then messages,
+	// then the status and trailers.
+	if h, err := cs.Header(); err == nil && len(h) > 0 {
+		if err := ss.SendHeader(h); err != nil {
+			return err
+		}
+	}
+	for {
+		f := &frame{}
+		if err := cs.RecvMsg(f); err != nil {
+			ss.SetTrailer(cs.Trailer())
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		if err := ss.SendMsg(f); err != nil {
+			return err
+		}
+	}
+}
+
+// transportFailure reports whether err means the upstream was not reached
+// or the call broke in transit, as opposed to a status the upstream sent.
+func transportFailure(err error) (codes.Code, bool) {
+	st := status.Convert(err)
+	switch st.Code() {
+	case codes.Unavailable, codes.Internal, codes.Unknown:
+		return st.Code(), true
+	}
+	return st.Code(), false
+}

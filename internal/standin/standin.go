@@ -1,0 +1,234 @@
+// Package standin is a stand-in for a Flower SuperLink's Fleet and Control
+// APIs, for tests and benchmarks of what sits in front of one. Flower's
+// SuperLink is Python and cannot run here; this server registers the
+// flwr.proto.Fleet and flwr.proto.Control methods by name, keeps Flower's
+// per-call rules for Fleet calls (the three flwr-* headers, the signature
+// over the timestamp, the window; any key, as a SuperLink without an
+// allowlist), and records what reaches it.
+//
+// Messages are raw bytes. What a method does is told by its request:
+//
+//	"echo:..."    the request back (the default for any other bytes)
+//	"stream:N"    N messages "log-1" ... "log-N" (server-streaming methods)
+//	"sleep:MS"    the request back after MS milliseconds, or the deadline
+//	"fail"        status NotFound with a detail, header and trailer
+//
+// Every response carries the header "standin-method" and the trailer
+// "standin-trailer".
+package standin
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/nodekeys/nodekeys/verify"
+)
+
+// FleetMethods and ControlMethods are Flower's method names.
+var (
+	FleetMethods = []string{"RegisterNode", "ActivateNode", "DeactivateNode", "UnregisterNode", "SendNodeHeartbeat",
+		"PullMessages", "PushMessages", "GetRun", "GetFab", "PushObject", "PullObject", "ConfirmMessageReceived"}
+	ControlMethods = []string{"StartRun", "StopRun", "ListRuns", "GetLoginDetails", "GetAuthTokens", "PullArtifacts",
+		"RegisterNode", "UnregisterNode", "ListNodes"}
+	// ControlStreams are the server-streaming Control methods.
+	ControlStreams = []string{"StreamLogs"}
+)
+
+// Call is one call that reached the stand-in.
+type Call struct {
+	Method   string
+	Metadata metadata.MD
+	Request  []byte
+}
+
+// Server is a running stand-in.
+type Server struct {
+	Addr string
+	grpc *grpc.Server
+	v    *verify.Verifier
+
+	mu    sync.Mutex
+	calls []Call
+	n     int
+	keep  bool
+}
+
+// Option configures a Server.
+type Option func(*Server)
+
+// Forgetful keeps a count of calls but not the calls: for load.
+func Forgetful() Option { return func(s *Server) { s.keep = false } }
+
+// Start serves the stand-in on ln (plaintext, as a SuperLink behind a
+// gateway on loopback) until Stop.
+func Start(ln net.Listener, opts ...Option) *Server {
+	s := &Server{Addr: ln.Addr().String(), keep: true, v: verify.New(nil, verify.AnyKey(), verify.ExactPEM())}
+	for _, o := range opts {
+		o(s)
+	}
+	s.grpc = grpc.NewServer(grpc.ForceServerCodec(codec{}))
+	s.grpc.RegisterService(s.desc("flwr.proto.Fleet", FleetMethods, nil), s)
+	s.grpc.RegisterService(s.desc("flwr.proto.Control", ControlMethods, ControlStreams), s)
+	go s.grpc.Serve(ln)
+	return s
+}
+
+// Listen starts a stand-in on a free loopback port.
+func Listen() (*Server, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	return Start(ln), nil
+}
+
+// Stop ends the server at once.
+func (s *Server) Stop() { s.grpc.Stop() }
+
+// Calls returns the calls that reached the server so far.
+func (s *Server) Calls() []Call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Call(nil), s.calls...)
+}
+
+// Count returns how many calls reached the server.
+func (s *Server) Count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n
+}
+
+func (s *Server) record(method string, ctx context.Context, req []byte) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.n++
+	if s.keep {
+		s.calls = append(s.calls, Call{Method: method, Metadata: md.Copy(), Request: append([]byte(nil), req...)})
+	}
+}
+
+func (s *Server) desc(service string, unary, streams []string) *grpc.ServiceDesc {
+	d := &grpc.ServiceDesc{ServiceName: service, HandlerType: (*any)(nil)}
+	for _, m := range unary {
+		full := "/" + service + "/" + m
+		d.Methods = append(d.Methods, grpc.MethodDesc{MethodName: m,
+			Handler: func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+				var req []byte
+				if err := dec(&req); err != nil {
+					return nil, err
+				}
+				return s.unary(ctx, full, req)
+			}})
+	}
+	for _, m := range streams {
+		full := "/" + service + "/" + m
+		d.Streams = append(d.Streams, grpc.StreamDesc{StreamName: m, ServerStreams: true,
+			Handler: func(_ any, ss grpc.ServerStream) error { return s.stream(ss, full) }})
+	}
+	return d
+}
+
+// fleetCheck does a Flower SuperLink's per-call check of a Fleet call.
+func (s *Server) fleetCheck(ctx context.Context, method string) error {
+	if !strings.HasPrefix(method, verify.FleetPrefix) {
+		return nil
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	h, err := verify.HeadersFromMetadata(md)
+	if err == nil {
+		_, err = s.v.Verify(h)
+	}
+	if err != nil {
+		return verify.StatusOf(err).Err()
+	}
+	return nil
+}
+
+func (s *Server) unary(ctx context.Context, method string, req []byte) (any, error) {
+	if err := s.fleetCheck(ctx, method); err != nil {
+		return nil, err
+	}
+	s.record(method, ctx, req)
+	grpc.SetHeader(ctx, metadata.Pairs("standin-method", method))
+	grpc.SetTrailer(ctx, metadata.Pairs("standin-trailer", "done"))
+	body := string(req)
+	switch {
+	case body == "fail":
+		st, _ := status.New(codes.NotFound, "no such run").WithDetails(&errdetails.ErrorInfo{Reason: "RUN_NOT_FOUND", Domain: "flwr"})
+		return nil, st.Err()
+	case strings.HasPrefix(body, "sleep:"):
+		ms, _ := strconv.Atoi(strings.TrimPrefix(body, "sleep:"))
+		select {
+		case <-time.After(time.Duration(ms) * time.Millisecond):
+		case <-ctx.Done():
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+	}
+	return &req, nil
+}
+
+func (s *Server) stream(ss grpc.ServerStream, method string) error {
+	var req []byte
+	if err := ss.RecvMsg(&req); err != nil {
+		return err
+	}
+	s.record(method, ss.Context(), req)
+	ss.SetHeader(metadata.Pairs("standin-method", method))
+	ss.SetTrailer(metadata.Pairs("standin-trailer", "done"))
+	n := 3
+	if v, ok := strings.CutPrefix(string(req), "stream:"); ok {
+		n, _ = strconv.Atoi(v)
+	}
+	for i := 1; i <= n; i++ {
+		out := []byte(fmt.Sprintf("log-%d", i))
+		if err := ss.SendMsg(&out); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// codec passes messages as *[]byte.
+type codec struct{}
+
+func (codec) Marshal(v any) ([]byte, error) {
+	b, ok := v.(*[]byte)
+	if !ok {
+		return nil, fmt.Errorf("standin: cannot marshal %T", v)
+	}
+	return *b, nil
+}
+
+func (codec) Unmarshal(data []byte, v any) error {
+	b, ok := v.(*[]byte)
+	if !ok {
+		return fmt.Errorf("standin: cannot unmarshal into %T", v)
+	}
+	*b = append((*b)[:0], data...)
+	return nil
+}
+
+func (codec) Name() string { return "proto" }
+
+// Codec is the client-side codec for calling through raw bytes: pass
+// grpc.ForceCodec(standin.Codec()) and *[]byte messages.
+func Codec() interface {
+	Marshal(any) ([]byte, error)
+	Unmarshal([]byte, any) error
+	Name() string
+} {
+	return codec{}
+}
