@@ -263,16 +263,15 @@ func (g *Gateway) logRefusal(ctx context.Context, method string, h sign.Headers,
 }
 
 // ready answers /readyz: 200 once the allowlist is loaded and the
-// upstream connections are up; a connection that is not is asked to
-// connect, so the next look may find it ready.
-func (g *Gateway) ready(w http.ResponseWriter, _ *http.Request) {
+// upstream connections are up. A connection that is not is asked to
+// connect, and given up to a second.
+func (g *Gateway) ready(w http.ResponseWriter, r *http.Request) {
 	var down []string
 	for _, c := range []*grpc.ClientConn{g.fleetUp, g.controlUp} {
 		if c == nil {
 			continue
 		}
-		if s := c.GetState(); s != connectivity.Ready {
-			c.Connect()
+		if s := upState(r.Context(), c); s != connectivity.Ready {
 			down = append(down, fmt.Sprintf("upstream %s: %s", c.Target(), strings.ToLower(s.String())))
 		}
 	}
@@ -282,6 +281,25 @@ func (g *Gateway) ready(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	fmt.Fprintf(w, "ok: %d keys\n", g.v.Allowlist().Len())
+}
+
+// upState connects c if it is idle and waits up to a second for it to be
+// ready, returning the state it is in then.
+func upState(ctx context.Context, c *grpc.ClientConn) connectivity.State {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	for {
+		s := c.GetState()
+		switch s {
+		case connectivity.Ready, connectivity.TransientFailure, connectivity.Shutdown:
+			return s
+		case connectivity.Idle:
+			c.Connect()
+		}
+		if !c.WaitForStateChange(ctx, s) {
+			return s
+		}
+	}
 }
 
 // Listeners are where a gateway serves; a nil Control or Metrics listener
@@ -338,6 +356,11 @@ func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 	}
 	if ls.Metrics != nil {
 		serve(func() error { return g.httpSrv.Serve(ls.Metrics) })
+	}
+	for _, c := range []*grpc.ClientConn{g.fleetUp, g.controlUp} {
+		if c != nil {
+			c.Connect() // be ready before the first call
+		}
 	}
 	g.log.Info("gateway serving", "fleet", ls.Fleet.Addr().String(), "upstream", g.cfg.Upstream,
 		"keys", g.v.Allowlist().Len(), "replay_guard", *g.cfg.ReplayGuard, "key_rate", g.cfg.KeyRate)

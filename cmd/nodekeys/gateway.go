@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/nodekeys/nodekeys/gateway"
+)
+
+func gatewayCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "gateway",
+		Usage: "serve an authenticating TLS front door before a Flower SuperLink",
+		Description: "The gateway listens with TLS on Flower's ports, checks every Fleet call's\n" +
+			"signed timestamp against the allowlist before it reaches the SuperLink, and\n" +
+			"forwards what it accepts, and every Control call, to the SuperLink unchanged.\n\n" +
+			"Run the SuperLink on loopback ports, and the gateway on the public ones:\n\n" +
+			"   flower-superlink --fleet-api-address 127.0.0.1:19092 --control-api-address 127.0.0.1:19093 \\\n" +
+			"     --ssl-ca-certfile certificates/ca.crt --ssl-certfile certificates/server.pem \\\n" +
+			"     --ssl-keyfile certificates/server.key --auth-list-public-keys keys/client_public_keys.csv\n" +
+			"   nodekeys gateway --allowlist keys/client_public_keys.csv --upstream-ca certificates/ca.crt\n\n" +
+			"SuperNodes and the flwr CLI keep their addresses and CA.\n\n" +
+			"On by default (see the flags to change them): the replay guard, which Flower\n" +
+			"lacks (a signed timestamp is accepted once; each key may hold at most\n" +
+			"--replay-key-quota entries, so one node cannot crowd out the rest); a per-key\n" +
+			"rate limit checked before the signature (--key-rate calls a second, bursts of\n" +
+			"--key-burst); a bound on concurrent verifications; a cap on metadata size;\n" +
+			"refusal logs at most --refusal-logs-per-second a second.\n\n" +
+			"The allowlist (CSV files and folders of .pub files) reloads when its files\n" +
+			"change and on SIGHUP; a broken file keeps the last good list. The server\n" +
+			"certificate reloads when its files change (certgen --force needs no restart).\n" +
+			"SIGTERM or SIGINT stops taking calls and waits --drain-timeout for those in\n" +
+			"flight. Metrics, /healthz and /readyz are served on --metrics (loopback).\n\n" +
+			"Settings may come from a YAML file (--config); flags win over the file.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML `FILE` with the settings below (snake_case keys: listen_fleet, upstream, allowlist, ...)"},
+			&cli.StringFlag{Name: "listen-fleet", Value: gateway.DefaultListenFleet, Usage: "`ADDR` for SuperNodes (Fleet API)"},
+			&cli.StringFlag{Name: "listen-control", Value: gateway.DefaultListenControl, Usage: "`ADDR` for the flwr CLI (Control API); - for none"},
+			&cli.StringFlag{Name: "upstream", Value: gateway.DefaultUpstream, Usage: "the SuperLink's Fleet API `ADDR`"},
+			&cli.StringFlag{Name: "upstream-control", Usage: "the SuperLink's Control API `ADDR` (default: --upstream's host, its port + 1)"},
+			&cli.StringFlag{Name: "upstream-ca", Usage: "CA certificate `FILE` that the SuperLink's certificate chains to"},
+			&cli.BoolFlag{Name: "upstream-insecure", Usage: "speak plaintext to the SuperLink (loopback only)"},
+			&cli.StringFlag{Name: "upstream-server-name", Usage: "`NAME` to check in the SuperLink's certificate (default: its host)"},
+			&cli.StringSliceFlag{Name: "allowlist", Aliases: []string{"a"}, Usage: "allowlist CSV `FILE` or folder of .pub files (repeat for several)"},
+			&cli.BoolFlag{Name: "allow-empty", Usage: "accept an allowlist with no keys (it refuses every node)"},
+			&cli.StringFlag{Name: "tls-cert", Value: "certificates/server.pem", Usage: "server certificate `FILE` (PEM, chain allowed)"},
+			&cli.StringFlag{Name: "tls-key", Value: "certificates/server.key", Usage: "server key `FILE` (PEM)"},
+			&cli.StringFlag{Name: "flower", Usage: "the SuperLink's Flower `VERSION`, for its timestamp window (default: current, -5 s < age < 305 s)"},
+			&cli.BoolFlag{Name: "no-replay-guard", Usage: "accept a signed timestamp more than once, as Flower does"},
+			&cli.IntFlag{Name: "replay-key-quota", Value: 32768, Usage: "replay-guard entries one key may hold (its calls inside the window)"},
+			&cli.Float64Flag{Name: "key-rate", Value: gateway.DefaultKeyRate, Usage: "calls a second one key may make; -1 turns the limit off"},
+			&cli.IntFlag{Name: "key-burst", Value: gateway.DefaultKeyBurst, Usage: "calls one key may make at once"},
+			&cli.IntFlag{Name: "max-verifications", Usage: "signature verifications at once (default: 4 per core)"},
+			&cli.IntFlag{Name: "max-header-bytes", Value: gateway.DefaultMaxHeaderBytes, Usage: "largest metadata a call may carry"},
+			&cli.DurationFlag{Name: "max-stream-age", Value: gateway.DefaultMaxStreamAge, Usage: "end a Fleet stream this long after it opened"},
+			&cli.StringFlag{Name: "metrics", Value: gateway.DefaultMetrics, Usage: "`ADDR` of /metrics, /healthz and /readyz; - for none"},
+			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json"},
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
+			&cli.IntFlag{Name: "refusal-logs-per-second", Value: 10, Usage: "refused calls logged a second at most"},
+			&cli.DurationFlag{Name: "drain-timeout", Value: gateway.DefaultDrainTimeout, Usage: "how long SIGTERM waits for calls in flight"},
+		},
+		Action: runGateway,
+	}
+}
+
+// gatewayConfig reads --config, then lets every flag that was set win.
+func gatewayConfig(c *cli.Context) (*gateway.Config, error) {
+	cfg := &gateway.Config{}
+	if p := c.String("config"); p != "" {
+		var err error
+		if cfg, err = gateway.LoadConfig(p); err != nil {
+			return nil, err
+		}
+	}
+	str := func(flag string, dst *string) {
+		if c.IsSet(flag) || *dst == "" {
+			*dst = c.String(flag)
+		}
+	}
+	str("listen-fleet", &cfg.ListenFleet)
+	str("listen-control", &cfg.ListenControl)
+	str("upstream", &cfg.Upstream)
+	str("upstream-control", &cfg.UpstreamControl)
+	str("upstream-ca", &cfg.UpstreamCA)
+	str("upstream-server-name", &cfg.UpstreamServerName)
+	str("tls-cert", &cfg.TLSCert)
+	str("tls-key", &cfg.TLSKey)
+	str("flower", &cfg.FlowerVersion)
+	str("metrics", &cfg.Metrics)
+	str("log-format", &cfg.LogFormat)
+	str("log-level", &cfg.LogLevel)
+	if c.IsSet("upstream-insecure") {
+		cfg.UpstreamInsecure = c.Bool("upstream-insecure")
+	}
+	if c.IsSet("allow-empty") {
+		cfg.AllowEmpty = c.Bool("allow-empty")
+	}
+	if c.IsSet("allowlist") {
+		cfg.Allowlist = c.StringSlice("allowlist")
+	}
+	if c.IsSet("no-replay-guard") {
+		on := !c.Bool("no-replay-guard")
+		cfg.ReplayGuard = &on
+	}
+	num := func(flag string, dst *int) {
+		if c.IsSet(flag) || *dst == 0 {
+			*dst = c.Int(flag)
+		}
+	}
+	num("replay-key-quota", &cfg.ReplayKeyQuota)
+	num("key-burst", &cfg.KeyBurst)
+	num("max-verifications", &cfg.MaxVerifications)
+	num("max-header-bytes", &cfg.MaxHeaderBytes)
+	num("refusal-logs-per-second", &cfg.RefusalLogsPerSecond)
+	if c.IsSet("key-rate") || cfg.KeyRate == 0 {
+		cfg.KeyRate = c.Float64("key-rate")
+	}
+	if c.IsSet("max-stream-age") || cfg.MaxStreamAge == 0 {
+		cfg.MaxStreamAge = c.Duration("max-stream-age")
+	}
+	if c.IsSet("drain-timeout") || cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = c.Duration("drain-timeout")
+	}
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, &cliError{err: err, code: exitUsage}
+	}
+	return cfg, nil
+}
+
+func newLogger(format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, usageErr("--log-level must be debug, info, warn or error, got %q", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+}
+
+func runGateway(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usageErr("gateway takes no arguments, got %q", c.Args().First())
+	}
+	cfg, err := gatewayConfig(c)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg.LogFormat, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	gw, err := gateway.New(*cfg, log)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return gw.Run(ctx)
+}
