@@ -72,6 +72,17 @@ type Config struct {
 	MaxStreamAge time.Duration `yaml:"max_stream_age"`
 	// MaxMessageBytes bounds one message either way (default 512 MiB).
 	MaxMessageBytes int `yaml:"max_message_bytes"`
+	// MaxStreamsPerConn bounds the calls one connection may have open at
+	// once (default 1000; a SuperNode has a few).
+	MaxStreamsPerConn int `yaml:"max_streams_per_conn"`
+	// RefusalDelay holds a refused Fleet call this long before answering
+	// (default 100ms; "0s" answers at once), for at most RefusalDelaySlots
+	// calls at once (default 4096; past that, refusals are answered at
+	// once). A flooder that waits for answers, as gRPC clients do, is
+	// slowed to its number of calls in flight per delay, at no CPU cost; a
+	// SuperNode with a real problem learns it a moment later.
+	RefusalDelay      *time.Duration `yaml:"refusal_delay"`
+	RefusalDelaySlots int            `yaml:"refusal_delay_slots"`
 
 	// Metrics is the address of /metrics, /healthz and /readyz (default
 	// 127.0.0.1:9094, loopback only); "-" turns it off.
@@ -98,6 +109,9 @@ const (
 	DefaultMaxStreamAge   = time.Hour
 	DefaultMaxMessage     = 512 << 20
 	DefaultDrainTimeout   = 30 * time.Second
+	DefaultStreamsPerConn = 1000
+	DefaultRefusalDelay   = 100 * time.Millisecond
+	DefaultRefusalSlots   = 4096
 	DefaultReplayEntries  = 1_000_000
 )
 
@@ -168,6 +182,16 @@ func (c *Config) Defaults() {
 	if c.MaxMessageBytes <= 0 {
 		c.MaxMessageBytes = DefaultMaxMessage
 	}
+	if c.MaxStreamsPerConn <= 0 {
+		c.MaxStreamsPerConn = DefaultStreamsPerConn
+	}
+	if c.RefusalDelay == nil {
+		d := DefaultRefusalDelay
+		c.RefusalDelay = &d
+	}
+	if c.RefusalDelaySlots <= 0 {
+		c.RefusalDelaySlots = DefaultRefusalSlots
+	}
 	if c.RefusalLogsPerSecond <= 0 {
 		c.RefusalLogsPerSecond = 10
 	}
@@ -189,6 +213,8 @@ func (c *Config) Validate() error {
 		return errors.New("gateway: upstream_ca and upstream_insecure contradict each other")
 	case c.LogFormat != "text" && c.LogFormat != "json":
 		return fmt.Errorf("gateway: log_format must be text or json, got %q", c.LogFormat)
+	case *c.RefusalDelay < 0 || *c.RefusalDelay > 10*time.Second:
+		return fmt.Errorf("gateway: refusal_delay must be 0 to 10s, got %s", *c.RefusalDelay)
 	case c.MaxHeaderBytes < 4096:
 		return fmt.Errorf("gateway: max_header_bytes must be at least 4096, got %d", c.MaxHeaderBytes)
 	}

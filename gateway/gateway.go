@@ -42,6 +42,7 @@ type Gateway struct {
 	limiter *keyLimiter
 	m       *metrics
 	refusal ratelog.Limiter
+	tarpit  chan struct{} // slots for refused calls held back
 
 	fleetUp, controlUp   *grpc.ClientConn
 	fleetSrv, controlSrv *grpc.Server
@@ -61,7 +62,8 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	g := &Gateway{cfg: cfg, log: log, m: newMetrics(), refusal: ratelog.Limiter{PerSecond: cfg.RefusalLogsPerSecond}}
+	g := &Gateway{cfg: cfg, log: log, m: newMetrics(), refusal: ratelog.Limiter{PerSecond: cfg.RefusalLogsPerSecond},
+		tarpit: make(chan struct{}, cfg.RefusalDelaySlots)}
 
 	window := verify.DefaultWindow
 	if cfg.FlowerVersion != "" {
@@ -122,6 +124,7 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 			grpc.ForceServerCodec(rawCodec{}),
 			grpc.UnknownServiceHandler(h),
 			grpc.MaxHeaderListSize(uint32(cfg.MaxHeaderBytes)),
+			grpc.MaxConcurrentStreams(uint32(cfg.MaxStreamsPerConn)),
 			grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
 			grpc.MaxSendMsgSize(cfg.MaxMessageBytes),
 			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
@@ -209,6 +212,7 @@ func (g *Gateway) fleet(_ any, ss grpc.ServerStream) error {
 		g.m.refusals.WithLabelValues(string(reason)).Inc()
 		g.m.calls.WithLabelValues(svc, name, "refused").Inc()
 		g.logRefusal(ctx, method, h, err)
+		g.holdBack(ctx)
 		return verify.StatusOf(err).Err()
 	}
 	// The three headers go upstream exactly as verified.
@@ -220,6 +224,26 @@ func (g *Gateway) fleet(_ any, ss grpc.ServerStream) error {
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.MaxStreamAge)
 	defer cancel()
 	return g.finish(svc, name, forward(ctx, ss, g.fleetUp, method, outgoing(md, set)))
+}
+
+// holdBack delays a refusal by the configured delay, if a slot is free.
+func (g *Gateway) holdBack(ctx context.Context) {
+	d := *g.cfg.RefusalDelay
+	if d <= 0 {
+		return
+	}
+	select {
+	case g.tarpit <- struct{}{}:
+	default:
+		return // every slot is taken: answer now rather than hold more
+	}
+	defer func() { <-g.tarpit }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 // control forwards every call on the Control listener unchanged.

@@ -420,7 +420,8 @@ func TestShutdownDrainsCallsInFlight(t *testing.T) {
 }
 
 func TestKeyRateLimitBeforeSignature(t *testing.T) {
-	r := newRig(t, 2, func(c *gateway.Config) { c.KeyRate, c.KeyBurst = 1, 5 })
+	noDelay := time.Duration(0)
+	r := newRig(t, 2, func(c *gateway.Config) { c.KeyRate, c.KeyBurst, c.RefusalDelay = 1, 5, &noDelay })
 	s := r.signer(t, 0)
 	c := r.dial(t, r.fleet, nil)
 	limited := 0
@@ -464,4 +465,31 @@ func TestConfigFile(t *testing.T) {
 
 	_, err = gateway.New(gateway.Config{TLSCert: "c", TLSKey: "k", Allowlist: []string{"a"}}, nil)
 	require.ErrorContains(t, err, "upstream_insecure")
+}
+
+// A refused call is answered after the refusal delay, for as many calls
+// as there are slots; past that, at once. Accepted calls are not delayed.
+func TestRefusalDelay(t *testing.T) {
+	delay := 400 * time.Millisecond
+	r := newRig(t, 1, func(c *gateway.Config) { c.RefusalDelay, c.RefusalDelaySlots = &delay, 1 })
+	c := r.dial(t, r.fleet, nil)
+	signed := r.dial(t, r.fleet, r.signer(t, 0).PerRPCCredentials())
+	start := time.Now()
+	_, _, _, err := call(signed, heartbeat, "x")
+	require.NoError(t, err)
+	assert.Less(t, time.Since(start), delay)
+
+	took := make(chan time.Duration, 2)
+	for range 2 {
+		go func() {
+			t0 := time.Now()
+			_, _, _, err := call(c, heartbeat, "x")
+			wantStatus(t, err, codes.Unauthenticated, "Missing authentication metadata")
+			took <- time.Since(t0)
+		}()
+	}
+	a, b := <-took, <-took
+	fast, slow := min(a, b), max(a, b)
+	assert.GreaterOrEqual(t, slow, delay, "one refusal held back")
+	assert.Less(t, fast, delay, "no slot left: the other answered at once")
 }

@@ -29,8 +29,10 @@ func gatewayCommand() *cli.Command {
 			"lacks (a signed timestamp is accepted once; each key may hold at most\n" +
 			"--replay-key-quota entries, so one node cannot crowd out the rest); a per-key\n" +
 			"rate limit checked before the signature (--key-rate calls a second, bursts of\n" +
-			"--key-burst); a bound on concurrent verifications; a cap on metadata size;\n" +
-			"refusal logs at most --refusal-logs-per-second a second.\n\n" +
+			"--key-burst); a bound on concurrent verifications; a cap on metadata size\n" +
+			"and on calls per connection; refused calls answered after --refusal-delay\n" +
+			"(which slows a flooder that waits for answers); refusal logs at most\n" +
+			"--refusal-logs-per-second a second.\n\n" +
 			"The allowlist (CSV files and folders of .pub files) reloads when its files\n" +
 			"change and on SIGHUP; a broken file keeps the last good list. The server\n" +
 			"certificate reloads when its files change (certgen --force needs no restart).\n" +
@@ -58,6 +60,8 @@ func gatewayCommand() *cli.Command {
 			&cli.IntFlag{Name: "max-verifications", Usage: "signature verifications at once (default: 4 per core)"},
 			&cli.IntFlag{Name: "max-header-bytes", Value: gateway.DefaultMaxHeaderBytes, Usage: "largest metadata a call may carry"},
 			&cli.DurationFlag{Name: "max-stream-age", Value: gateway.DefaultMaxStreamAge, Usage: "end a Fleet stream this long after it opened"},
+			&cli.DurationFlag{Name: "refusal-delay", Value: gateway.DefaultRefusalDelay, Usage: "hold a refused Fleet call this long before answering (0 answers at once)"},
+			&cli.IntFlag{Name: "max-streams-per-conn", Value: gateway.DefaultStreamsPerConn, Usage: "calls one connection may have open at once"},
 			&cli.StringFlag{Name: "metrics", Value: gateway.DefaultMetrics, Usage: "`ADDR` of /metrics, /healthz and /readyz; - for none"},
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
@@ -122,6 +126,11 @@ func gatewayConfig(c *cli.Context) (*gateway.Config, error) {
 	}
 	if c.IsSet("max-stream-age") || cfg.MaxStreamAge == 0 {
 		cfg.MaxStreamAge = c.Duration("max-stream-age")
+	}
+	num("max-streams-per-conn", &cfg.MaxStreamsPerConn)
+	if c.IsSet("refusal-delay") || cfg.RefusalDelay == nil {
+		d := c.Duration("refusal-delay")
+		cfg.RefusalDelay = &d
 	}
 	if c.IsSet("drain-timeout") || cfg.DrainTimeout == 0 {
 		cfg.DrainTimeout = c.Duration("drain-timeout")

@@ -19,6 +19,7 @@ package standin
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"strconv"
@@ -29,6 +30,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -62,6 +64,7 @@ type Server struct {
 	calls []Call
 	n     int
 	keep  bool
+	tls   *tls.Certificate
 }
 
 // Option configures a Server.
@@ -70,6 +73,11 @@ type Option func(*Server)
 // Forgetful keeps a count of calls but not the calls: for load.
 func Forgetful() Option { return func(s *Server) { s.keep = false } }
 
+// WithTLS serves over TLS with cert, as a SuperLink reached directly does.
+func WithTLS(cert tls.Certificate) Option {
+	return func(s *Server) { s.tls = &cert }
+}
+
 // Start serves the stand-in on ln (plaintext, as a SuperLink behind a
 // gateway on loopback) until Stop.
 func Start(ln net.Listener, opts ...Option) *Server {
@@ -77,7 +85,11 @@ func Start(ln net.Listener, opts ...Option) *Server {
 	for _, o := range opts {
 		o(s)
 	}
-	s.grpc = grpc.NewServer(grpc.ForceServerCodec(codec{}))
+	sopts := []grpc.ServerOption{grpc.ForceServerCodec(codec{})}
+	if s.tls != nil {
+		sopts = append(sopts, grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{*s.tls}})))
+	}
+	s.grpc = grpc.NewServer(sopts...)
 	s.grpc.RegisterService(s.desc("flwr.proto.Fleet", FleetMethods, nil), s)
 	s.grpc.RegisterService(s.desc("flwr.proto.Control", ControlMethods, ControlStreams), s)
 	go s.grpc.Serve(ln)

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# nodekeys gateway side by side in one run, on loopback: valid Fleet calls a
+# second and added latency through the gateway against straight to a Go
+# stand-in SuperLink; goodput while a flooder sends stale, unknown-key and
+# bad-signature calls at full speed, for the gateway in front of a Python
+# SuperLink stand-in (Flower's own per-call checks, Debian's python3-grpcio
+# and python3-cryptography) against that stand-in alone.
+# Usage: scripts/bench-gateway.sh [SECONDS_PER_PHASE] [extra gwbench flags]
+set -euo pipefail
+secs=${1:-4}
+shift || true
+root=$(cd "$(dirname "$0")/.." && pwd)
+py=${NODEKEYS_PYTHON:-/usr/bin/python3}
+if ! "$py" -c 'import grpc, cryptography' 2>/dev/null; then
+  echo "bench-gateway: $py cannot import grpc and cryptography (apt-get install python3-grpcio python3-cryptography)" >&2
+  exit 1
+fi
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+go build -o "$work/nodekeys" "$root/cmd/nodekeys"
+go build -o "$work/gwbench" "$root/internal/cmd/gwbench"
+"$work/gwbench" -nodekeys "$work/nodekeys" -python "$py" -script "$root/scripts/flower_superlink_standin.py" \
+  -duration "${secs}s" "$@"
