@@ -7,7 +7,7 @@
 # and python3-cryptography) against that stand-in alone.
 # Usage: scripts/bench-gateway.sh [SECONDS_PER_PHASE] [extra gwbench flags]
 set -euo pipefail
-secs=${1:-4}
+secs=${1:-3}
 shift || true
 root=$(cd "$(dirname "$0")/.." && pwd)
 py=${NODEKEYS_PYTHON:-/usr/bin/python3}

@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -46,19 +47,24 @@ type opts struct {
 	duration                 time.Duration
 	nodes, clients, flooders int
 	jsonOut                  bool
+	only                     string
+	rounds                   int
 }
 
 // phase is one measured configuration.
 type phase struct {
-	Name     string  `json:"name"`
-	Target   string  `json:"target"`
-	Flood    string  `json:"flood"`
-	Calls    int     `json:"valid_calls"`
-	Errors   int     `json:"valid_errors"`
-	PerSec   float64 `json:"valid_per_second"`
-	P50us    float64 `json:"p50_us"`
-	P99us    float64 `json:"p99_us"`
-	FloodSec float64 `json:"flood_per_second"`
+	Name      string  `json:"name"`
+	Target    string  `json:"target"`
+	Flood     string  `json:"flood"`
+	Calls     int     `json:"valid_calls"`
+	Errors    int     `json:"valid_errors"`
+	PerSec    float64 `json:"valid_per_second"`
+	P50us     float64 `json:"p50_us"`
+	P99us     float64 `json:"p99_us"`
+	FloodSec  float64 `json:"flood_per_second"`
+	MinPerSec float64 `json:"valid_per_second_min"`
+	MaxPerSec float64 `json:"valid_per_second_max"`
+	Rounds    int     `json:"rounds"`
 	// FirstError is the first valid call's error, if any failed.
 	FirstError string `json:"first_error,omitempty"`
 }
@@ -73,6 +79,8 @@ func main() {
 	flag.IntVar(&o.clients, "clients", 32, "valid calls in flight at once")
 	flag.IntVar(&o.flooders, "flooders", 256, "flood calls in flight at once")
 	flag.BoolVar(&o.jsonOut, "json", false, "print JSON")
+	flag.IntVar(&o.rounds, "rounds", 3, "times each phase runs, interleaved; figures are medians")
+	flag.StringVar(&o.only, "only", "", "run only the phases whose names contain this (go-direct, py-gateway-stale, ...)")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "gwbench:", err)
@@ -165,7 +173,8 @@ func run(o opts) error {
 		return err
 	}
 
-	var phases []phase
+	runs := map[string][]phase{}
+	var order []string
 	add := func(name, target, addr, flood string) error {
 		clients := o.clients
 		if name == "go-direct-1" || name == "go-gateway-1" {
@@ -176,10 +185,13 @@ func run(o opts) error {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		p.Name, p.Target, p.Flood = name, target, flood
-		phases = append(phases, p)
+		if runs[name] == nil {
+			order = append(order, name)
+		}
+		runs[name] = append(runs[name], p)
 		return nil
 	}
-	for _, s := range []struct{ name, target, addr, flood string }{
+	plan := []struct{ name, target, addr, flood string }{
 		{"go-direct-1", "Go stand-in, direct, 1 call", goDirect.Addr, ""},
 		{"go-gateway-1", "gateway -> Go stand-in, 1 call", gwGo, ""},
 		{"go-direct", "Go stand-in SuperLink, direct", goDirect.Addr, ""},
@@ -193,10 +205,22 @@ func run(o opts) error {
 		{"py-direct-unknown", "Python SuperLink, direct", pyDirect, "unknown-key"},
 		{"py-direct-badsig", "Python SuperLink, direct", pyDirect, "bad-signature"},
 		{"go-gateway-badsig", "gateway -> Go stand-in", gwGo, "bad-signature"},
-	} {
-		if err := add(s.name, s.target, s.addr, s.flood); err != nil {
-			return err
+	}
+	// Rounds interleave the phases, so that a slow minute of the machine
+	// falls on every configuration alike; each figure is the median.
+	for range o.rounds {
+		for _, s := range plan {
+			if o.only != "" && !strings.Contains(s.name, o.only) {
+				continue
+			}
+			if err := add(s.name, s.target, s.addr, s.flood); err != nil {
+				return err
+			}
 		}
+	}
+	var phases []phase
+	for _, name := range order {
+		phases = append(phases, median(runs[name]))
 	}
 	if o.jsonOut {
 		enc := json.NewEncoder(os.Stdout)
@@ -205,6 +229,37 @@ func run(o opts) error {
 	}
 	report(phases, o)
 	return nil
+}
+
+// median returns the phase with each figure the median of the runs, the
+// range of valid calls a second, and the errors of all runs.
+func median(ps []phase) phase {
+	out := ps[0]
+	pick := func(get func(phase) float64) float64 {
+		v := make([]float64, len(ps))
+		for i, p := range ps {
+			v[i] = get(p)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	out.PerSec = pick(func(p phase) float64 { return p.PerSec })
+	out.P50us = pick(func(p phase) float64 { return p.P50us })
+	out.P99us = pick(func(p phase) float64 { return p.P99us })
+	out.FloodSec = pick(func(p phase) float64 { return p.FloodSec })
+	out.MinPerSec, out.MaxPerSec = out.PerSec, out.PerSec
+	out.Calls, out.Errors = 0, 0
+	for _, p := range ps {
+		out.Calls += p.Calls
+		out.Errors += p.Errors
+		out.MinPerSec = min(out.MinPerSec, p.PerSec)
+		out.MaxPerSec = max(out.MaxPerSec, p.PerSec)
+		if out.FirstError == "" {
+			out.FirstError = p.FirstError
+		}
+	}
+	out.Rounds = len(ps)
+	return out
 }
 
 func listenStandin(opts ...standin.Option) (*standin.Server, error) {
@@ -444,18 +499,21 @@ func report(ps []phase, o opts) {
 	for _, p := range ps {
 		by[p.Name] = p
 	}
-	fmt.Printf("%d signing SuperNodes, %d valid calls in flight, %d flood calls in flight, %s a phase, loopback, %d cores shared by all processes\n\n",
-		o.nodes, o.clients, o.flooders, o.duration, runtimeCores())
-	fmt.Printf("%-30s %-14s %12s %9s %9s %12s %7s\n", "target", "flood", "valid/s", "p50 us", "p99 us", "flood/s", "errors")
+	fmt.Printf("%d signing SuperNodes, %d valid calls in flight, %d flood calls in flight, %s a phase, medians of %d interleaved rounds,\nloopback, %d cores shared by the load, the gateway and the stand-ins\n\n",
+		o.nodes, o.clients, o.flooders, o.duration, o.rounds, runtimeCores())
+	fmt.Printf("%-30s %-14s %12s %13s %9s %9s %9s %7s\n", "target", "flood", "valid/s", "range", "p50 us", "p99 us", "flood/s", "errors")
 	for _, p := range ps {
 		fl := p.Flood
 		if fl == "" {
 			fl = "-"
 		}
-		fmt.Printf("%-30s %-14s %12.0f %9.0f %9.0f %12.0f %7d\n", p.Target, fl, p.PerSec, p.P50us, p.P99us, p.FloodSec, p.Errors)
+		fmt.Printf("%-30s %-14s %12.0f %6.0f-%-6.0f %9.0f %9.0f %9.0f %7d\n", p.Target, fl, p.PerSec, p.MinPerSec, p.MaxPerSec, p.P50us, p.P99us, p.FloodSec, p.Errors)
 		if p.FirstError != "" {
 			fmt.Printf("    first error: %s\n", p.FirstError)
 		}
+	}
+	if o.only != "" {
+		return
 	}
 	d, g := by["go-direct"], by["go-gateway"]
 	d1, g1 := by["go-direct-1"], by["go-gateway-1"]
