@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -24,14 +25,13 @@ func fixturesCommand() *cli.Command {
 			"fingerprint. Every key derives from --seed: the same seed gives the same keys on\n" +
 			"every run and machine (the certificates are issued afresh, valid from now).\n" +
 			"FOR TESTS ONLY: anyone with the seed has every private key.",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Required: true, Usage: "output folder (must not exist, unless --force)"},
 			&cli.IntFlag{Name: "clients", Aliases: []string{"n"}, Value: 2, Usage: "SuperNode key pairs"},
-			&cli.StringFlag{Name: "seed", Required: true, Usage: "hex seed, at least 16 bytes"},
 			&cli.StringSliceFlag{Name: "san", Usage: "server certificate SANs (default localhost, 127.0.0.1, ::1)"},
 			&cli.BoolFlag{Name: "force", Usage: "replace an existing fixture folder's files"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors"},
-		},
+		}, seedFlags()...),
 		Action: fixturesAction,
 	}
 }
@@ -47,9 +47,12 @@ func fixturesAction(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usageErr("fixtures takes no arguments, got %q", c.Args().First())
 	}
-	seed, err := parseSeed(c.String("seed"))
+	seed, err := seedOf(c, c.App.ErrWriter)
 	if err != nil {
 		return err
+	}
+	if seed == nil {
+		return usageErr("fixtures needs a seed: --seed-file FILE, %s or --seed", seedEnv)
 	}
 	n := c.Int("clients")
 	if n < 0 || n > maxClients {
@@ -59,7 +62,7 @@ func fixturesAction(c *cli.Context) error {
 	if _, err := os.Lstat(out); err == nil && !force {
 		return withHint(fmt.Errorf("refusing to overwrite %s", out), "fixtures writes a new folder; use --force to replace its files")
 	}
-	fmt.Fprintln(c.App.ErrWriter, "nodekeys: warning: fixtures derive every key from --seed: for tests only.")
+	fmt.Fprintln(c.App.ErrWriter, "nodekeys: warning: fixtures derive every key from the seed: for tests only.")
 	start := time.Now()
 	ks, err := keyset.Write(keyset.Options{
 		Dir: filepath.Join(out, "keys"), Count: n, Force: force, Generator: keys.Generator{Seed: seed},
@@ -81,7 +84,7 @@ func fixturesAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	m := manifest{Seed: c.String("seed"), Certificates: cs, Keys: ks}
+	m := manifest{Seed: hex.EncodeToString(seed), Certificates: cs, Keys: ks}
 	var b []byte
 	if b, err = marshalIndent(m); err != nil {
 		return err

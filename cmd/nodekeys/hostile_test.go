@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -171,4 +172,43 @@ func TestNoSecretsInOutput(t *testing.T) {
 		}
 	}
 	assert.NotContains(t, out.String(), "PRIVATE KEY")
+}
+
+// A seed may come from a file or the environment, out of the process
+// list; on the command line it draws a warning; the same seed gives the
+// same keys whichever way it came.
+func TestSeedSources(t *testing.T) {
+	const seed = "00112233445566778899aabbccddeeff"
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "seed"), []byte(seed+"\n"), 0o600))
+	fromFlag := nk(t, dir, "", "keygen", "--out", "a", "--seed", seed, "-q")
+	require.Equal(t, 0, fromFlag.code, fromFlag.stderr)
+	assert.Contains(t, fromFlag.stderr, "visible to other local users")
+	fromFile := nk(t, dir, "", "keygen", "--out", "b", "--seed-file", "seed", "-q")
+	require.Equal(t, 0, fromFile.code, fromFile.stderr)
+	assert.NotContains(t, fromFile.stderr, "visible to other local users")
+
+	cmd := exec.Command(bin, "keygen", "--out", "c", "-q")
+	cmd.Dir, cmd.Env = dir, append(os.Environ(), "NODEKEYS_SEED="+seed)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, string(out))
+	assert.NotContains(t, string(out), "visible to other local users")
+	for _, d := range []string{"b", "c"} {
+		for _, f := range []string{"client_credentials_1", "client_credentials_2.pub"} {
+			x, _ := os.ReadFile(filepath.Join(dir, "a", f))
+			y, _ := os.ReadFile(filepath.Join(dir, d, f))
+			assert.Equal(t, x, y, "%s/%s", d, f)
+		}
+	}
+	r := nk(t, dir, "", "keygen", "--out", "d", "--seed", seed, "--seed-file", "seed")
+	assert.Equal(t, 2, r.code)
+	assert.Contains(t, r.stderr, "give the seed one way")
+	r = nk(t, dir, "", "fixtures", "--out", "e")
+	assert.Equal(t, 2, r.code)
+	assert.Contains(t, r.stderr, "fixtures needs a seed")
+	r = nk(t, dir, "", "fixtures", "--out", "e", "--seed-file", "seed", "-q")
+	assert.Equal(t, 0, r.code, r.stderr)
+	r = nk(t, dir, "", "keygen", "--out", "f", "--seed-file", "/dev/zero")
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "not a regular file")
 }

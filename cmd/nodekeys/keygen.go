@@ -29,18 +29,17 @@ func keygenCommand() *cli.Command {
 			"'ecdsa-sha2-nistp384 <base64> ' .pub file) and client_public_keys.csv, one line\n" +
 			"of the public keys joined by ',', in a folder of mode 0700. Existing files are\n" +
 			"never replaced without --force; --append adds pairs after the highest existing one.",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.IntFlag{Name: "clients", Aliases: []string{"n"}, Value: 2, Usage: "how many SuperNode key pairs to write"},
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Value: keyset.DefaultDir, Usage: "output folder"},
 			&cli.StringFlag{Name: "prefix", Value: keyset.DefaultPrefix, Usage: "file name prefix (supernode_credentials for newer Flower examples)"},
 			&cli.StringFlag{Name: "csv", Value: keyset.DefaultCSV, Usage: "allowlist file; a bare name is put in the output folder"},
 			&cli.BoolFlag{Name: "append", Usage: "add pairs numbered after the highest existing one and extend the CSV"},
 			&cli.BoolFlag{Name: "force", Usage: "replace files that are in the way"},
-			&cli.StringFlag{Name: "seed", Usage: "derive every key from this hex seed: reproducible, for TEST FIXTURES ONLY"},
 			&cli.BoolFlag{Name: "server-key", Usage: "also write server_credentials and .pub (Flower before 1.15)"},
 			&cli.BoolFlag{Name: "json", Usage: "print a JSON summary (paths and fingerprints) on stdout"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors"},
-		},
+		}, seedFlags()...),
 		Action: keygenAction,
 	}
 }
@@ -61,13 +60,13 @@ func keygenAction(c *cli.Context) error {
 		Append: c.Bool("append"), Force: c.Bool("force"), ServerKey: c.Bool("server-key"),
 	}
 	stderr := c.App.ErrWriter
-	if s := c.String("seed"); c.IsSet("seed") {
-		seed, err := parseSeed(s)
-		if err != nil {
-			return err
-		}
+	seed, err := seedOf(c, stderr)
+	if err != nil {
+		return err
+	}
+	if seed != nil {
 		opts.Generator = keys.Generator{Seed: seed}
-		fmt.Fprintln(stderr, "nodekeys: warning: --seed derives every key from the seed: anyone who knows it has the private keys. Use these keys for tests only.")
+		fmt.Fprintln(stderr, "nodekeys: warning: the seed derives every key: anyone who knows it has the private keys. Use these keys for tests only.")
 	}
 	if bar := progressBar(stderr, n, "keygen", c.Bool("quiet")); bar != nil {
 		var mu sync.Mutex
@@ -118,15 +117,15 @@ func keygenAction(c *cli.Context) error {
 	return nil
 }
 
-// parseSeed reads a --seed value: hex, at least 16 bytes for keys that do
-// not collide across fixtures.
+// parseSeed reads a seed: hex, at least 16 bytes for keys that do not
+// collide across fixtures.
 func parseSeed(s string) ([]byte, error) {
 	seed, err := hex.DecodeString(strings.TrimPrefix(s, "0x"))
 	if err != nil {
-		return nil, usageErr("--seed must be hexadecimal: %v", err)
+		return nil, usageErr("the seed must be hexadecimal: %v", err)
 	}
 	if len(seed) < 16 {
-		return nil, usageErr("--seed must be at least 16 bytes (32 hex digits), got %d bytes", len(seed))
+		return nil, usageErr("the seed must be at least 16 bytes (32 hex digits), got %d bytes", len(seed))
 	}
 	return seed, nil
 }
