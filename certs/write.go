@@ -174,6 +174,13 @@ func Write(opts Options) (*Result, error) {
 	if err := atomicfile.MkdirPrivate(opts.Dir); err != nil {
 		return nil, fmt.Errorf("certs: %w", err)
 	}
+	// Every file goes in through one open descriptor of the folder, which
+	// refuses a symbolic link and a folder others can write to.
+	dir, err := atomicfile.OpenDir(opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("certs: %w", err)
+	}
+	defer dir.Close()
 	newKey := opts.NewKey
 	if newKey == nil {
 		newKey = func(string) (crypto.Signer, error) { return GenerateKey(opts.KeyType) }
@@ -186,12 +193,12 @@ func Write(opts Options) (*Result, error) {
 		if ca, err = NewCA(key, opts.CADays, opts.Now); err != nil {
 			return nil, err
 		}
-		if err := writePair(res.CAKey, res.CACert, key, ca.Cert, opts.Force); err != nil {
+		if err := writePair(dir, CAKeyFile, CACertFile, key, ca.Cert, opts.Force); err != nil {
 			return nil, err
 		}
 		res.CACreated = true
 	} else if copyCA {
-		if err := atomicfile.Write(res.CACert, MarshalCertificate(ca.Cert), 0o644, true); err != nil {
+		if err := dir.Write(CACertFile, MarshalCertificate(ca.Cert), 0o644, true); err != nil {
 			return nil, fmt.Errorf("certs: %w", err)
 		}
 	}
@@ -204,7 +211,7 @@ func Write(opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writePair(res.ServerKey, res.ServerCert, key, cert, opts.Force); err != nil {
+	if err := writePair(dir, ServerKeyFile, ServerCertFile, key, cert, opts.Force); err != nil {
 		return nil, err
 	}
 	res.CAFingerprint = SHA256Fingerprint(ca.Cert)
@@ -216,17 +223,17 @@ func Write(opts Options) (*Result, error) {
 
 // writePair writes a key (0600) and its certificate (0644); both land after
 // one sync, so a crash leaves the old pair or the new one.
-func writePair(keyPath, certPath string, key crypto.Signer, cert *x509.Certificate, force bool) error {
+func writePair(dir *atomicfile.Dir, keyName, certName string, key crypto.Signer, cert *x509.Certificate, force bool) error {
 	keyPEM, err := MarshalKey(key)
 	if err != nil {
 		return err
 	}
-	b := &atomicfile.Batch{Overwrite: force}
-	if err := b.Add(keyPath, keyPEM, 0o600); err != nil {
+	b := &atomicfile.Batch{Dir: dir, Overwrite: force}
+	if err := b.Add(keyName, keyPEM, 0o600); err != nil {
 		b.Abort()
 		return fmt.Errorf("certs: %w", err)
 	}
-	if err := b.Add(certPath, MarshalCertificate(cert), 0o644); err != nil {
+	if err := b.Add(certName, MarshalCertificate(cert), 0o644); err != nil {
 		b.Abort()
 		return fmt.Errorf("certs: %w", err)
 	}

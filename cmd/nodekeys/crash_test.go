@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -132,11 +133,49 @@ func TestCertgenSurvivesSIGKILL(t *testing.T) {
 	}
 }
 
-// After a killed run, the next keygen names what it left behind.
-func TestKeygenNamesLeftovers(t *testing.T) {
+// After a killed run, the next keygen removes what it left behind and says
+// so in one line.
+func TestKeygenCleansAfterSIGKILL(t *testing.T) {
 	dir := t.TempDir()
-	require.NoError(t, os.Mkdir(filepath.Join(dir, ".keys.tmp-123"), 0o700))
-	r := nk(t, dir, "", "keygen", "-q")
-	require.Equal(t, 0, r.code)
-	assert.Equal(t, "nodekeys: warning: .keys.tmp-123 is left from an interrupted run and may hold private keys: remove it\n", r.stderr)
+	require.Equal(t, 0, nk(t, dir, "", "keygen", "--clients", "1", "-q").code)
+	killAfter(t, dir, 150*time.Millisecond, "keygen", "--append", "--clients", "200000", "-q")
+	killAfter(t, dir, 150*time.Millisecond, "keygen", "--clients", "200000", "-q", "--out", "fresh")
+	r := nk(t, dir, "", "keygen", "--append", "--clients", "1", "-q")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.LessOrEqual(t, strings.Count(r.stderr, "\n"), 1, r.stderr)
+	ents, _ := os.ReadDir(filepath.Join(dir, "keys"))
+	for _, e := range ents {
+		assert.False(t, strings.HasPrefix(e.Name(), "."), "left: %s", e.Name())
+	}
+	r = nk(t, dir, "", "keygen", "--clients", "1", "-q", "--out", "fresh")
+	require.Equal(t, 0, r.code, r.stderr)
+	ents, _ = os.ReadDir(dir)
+	for _, e := range ents {
+		assert.False(t, strings.HasPrefix(e.Name(), ".fresh.tmp-"), "left: %s", e.Name())
+	}
+}
+
+// SIGINT or SIGTERM during a large keygen removes what it wrote: no
+// temporary file, no staging folder, the folder as it was.
+func TestKeygenCleansUpOnSignals(t *testing.T) {
+	for _, sig := range []os.Signal{os.Interrupt, syscall.SIGTERM} {
+		dir := t.TempDir()
+		require.Equal(t, 0, nk(t, dir, "", "keygen", "--clients", "2", "-q").code)
+		before := snapshot(t, dir)
+		for _, args := range [][]string{{"keygen", "--append", "--clients", "200000", "-q"}, {"keygen", "--out", "fresh", "--clients", "200000", "-q"}} {
+			cmd := exec.Command(bin, args...)
+			cmd.Dir = dir
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			require.NoError(t, cmd.Start())
+			time.Sleep(300 * time.Millisecond)
+			require.NoError(t, cmd.Process.Signal(sig))
+			err := cmd.Wait()
+			require.Error(t, err, "an interrupted keygen fails")
+			assert.Contains(t, stderr.String(), "interrupted")
+		}
+		assert.Equal(t, before, snapshot(t, dir), "%v: nothing left behind", sig)
+		ents, _ := os.ReadDir(dir)
+		assert.Len(t, ents, 1, "no staging folder")
+	}
 }

@@ -4,7 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -135,8 +138,41 @@ func readForEdit(path string, create bool) (*csvlist.List, error) {
 	return l, nil
 }
 
-func writeList(path string, ks []*keys.PublicKey) error {
-	return atomicfile.Write(path, csvlist.Marshal(ks), 0o644, true)
+// editList reads the allowlist at path, lets edit change its keys, and
+// writes it back atomically, under a lock on its folder so that
+// concurrent edits (and keygen) take turns. A symbolic link is written
+// through to its target, which keeps its mode and owner.
+func editList(path string, create bool, edit func(l *csvlist.List) ([]*keys.PublicKey, error)) error {
+	target := path
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		if target, err = filepath.EvalSymlinks(path); err != nil {
+			return fmt.Errorf("%s: a symbolic link to nowhere: %w", path, err)
+		}
+	}
+	folder, err := atomicfile.OpenFolder(filepath.Dir(target))
+	if err != nil {
+		return err
+	}
+	defer folder.Close()
+	if err := folder.Lock(time.Minute, func() {
+		fmt.Fprintf(os.Stderr, "nodekeys: waiting for another nodekeys writing %s\n", filepath.Dir(target))
+	}); err != nil {
+		return err
+	}
+	l, err := readForEdit(target, create)
+	if err != nil {
+		return err
+	}
+	l.File = path
+	ks, err := edit(l)
+	if err != nil {
+		return err
+	}
+	data, name := csvlist.Marshal(ks), filepath.Base(target)
+	if fi, err := os.Stat(target); err == nil {
+		return folder.WriteLike(name, data, fi)
+	}
+	return folder.Write(name, data, 0o644, false)
 }
 
 func csvAdd(c *cli.Context) error {
@@ -144,31 +180,37 @@ func csvAdd(c *cli.Context) error {
 		return usageErr("csv add takes FILE and at least one KEY.pub")
 	}
 	path := c.Args().First()
-	l, err := readForEdit(path, true)
+	var added []string
+	var total int
+	err := editList(path, true, func(l *csvlist.List) ([]*keys.PublicKey, error) {
+		ks := l.Keys()
+		for _, p := range c.Args().Slice()[1:] {
+			k, err := keys.ReadPublicKey(p)
+			if err != nil {
+				return nil, err
+			}
+			for _, o := range ks {
+				if o.Equal(k) {
+					return nil, fmt.Errorf("%s: the key %s is already in %s; nothing was changed", p, k.Fingerprint(), path)
+				}
+			}
+			if k.Curve() != "P-384" {
+				fmt.Fprintf(c.App.ErrWriter, "nodekeys: warning: %s: %s key: Flower accepts it, but its SuperNodes make P-384 keys\n", p, k.Curve())
+			}
+			ks = append(ks, k)
+			added = append(added, fmt.Sprintf("added %s (%s)", k.Fingerprint(), p))
+		}
+		total = len(ks)
+		return ks, nil
+	})
 	if err != nil {
 		return err
 	}
-	ks := l.Keys()
-	for _, p := range c.Args().Slice()[1:] {
-		k, err := keys.ReadPublicKey(p)
-		if err != nil {
-			return err
-		}
-		for _, o := range ks {
-			if o.Equal(k) {
-				return fmt.Errorf("%s: the key %s is already in %s; nothing was changed", p, k.Fingerprint(), path)
-			}
-		}
-		if k.Curve() != "P-384" {
-			fmt.Fprintf(c.App.ErrWriter, "nodekeys: warning: %s: %s key: Flower accepts it, but its SuperNodes make P-384 keys\n", p, k.Curve())
-		}
-		ks = append(ks, k)
-		fmt.Fprintf(c.App.Writer, "added %s (%s)\n", k.Fingerprint(), p)
+	// Said only once the file is written.
+	for _, a := range added {
+		fmt.Fprintln(c.App.Writer, a)
 	}
-	if err := writeList(path, ks); err != nil {
-		return err
-	}
-	fmt.Fprintf(c.App.Writer, "%s: %d keys\n", path, len(ks))
+	fmt.Fprintf(c.App.Writer, "%s: %d keys\n", path, total)
 	return nil
 }
 
@@ -177,30 +219,35 @@ func csvRemove(c *cli.Context) error {
 		return usageErr("csv remove takes FILE and at least one FINGERPRINT or KEY.pub")
 	}
 	path := c.Args().First()
-	l, err := readForEdit(path, false)
+	var removed []string
+	var total int
+	err := editList(path, false, func(l *csvlist.List) ([]*keys.PublicKey, error) {
+		for _, a := range c.Args().Slice()[1:] {
+			i := -1
+			if strings.HasPrefix(a, "SHA256:") {
+				i = l.IndexFingerprint(a)
+			} else {
+				k, err := keys.ReadPublicKey(a)
+				if err != nil {
+					return nil, err
+				}
+				i = l.Index(k)
+			}
+			if i < 0 {
+				return nil, fmt.Errorf("%s is not in %s; nothing was changed", a, path)
+			}
+			removed = append(removed, "removed "+l.Entries[i].Key.Fingerprint())
+			l.Entries = append(l.Entries[:i], l.Entries[i+1:]...)
+		}
+		total = len(l.Entries)
+		return l.Keys(), nil
+	})
 	if err != nil {
 		return err
 	}
-	for _, a := range c.Args().Slice()[1:] {
-		i := -1
-		if strings.HasPrefix(a, "SHA256:") {
-			i = l.IndexFingerprint(a)
-		} else {
-			k, err := keys.ReadPublicKey(a)
-			if err != nil {
-				return err
-			}
-			i = l.Index(k)
-		}
-		if i < 0 {
-			return fmt.Errorf("%s is not in %s; nothing was changed", a, path)
-		}
-		fmt.Fprintf(c.App.Writer, "removed %s\n", l.Entries[i].Key.Fingerprint())
-		l.Entries = append(l.Entries[:i], l.Entries[i+1:]...)
+	for _, r := range removed {
+		fmt.Fprintln(c.App.Writer, r)
 	}
-	if err := writeList(path, l.Keys()); err != nil {
-		return err
-	}
-	fmt.Fprintf(c.App.Writer, "%s: %d keys\n", path, len(l.Entries))
+	fmt.Fprintf(c.App.Writer, "%s: %d keys\n", path, total)
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -71,4 +72,42 @@ func TestReadOnlyOutput(t *testing.T) {
 		assert.Contains(t, r.stderr, "read-only file system", args)
 	}
 	assert.Empty(t, entries(t, fs))
+}
+
+// csv add and remove: success is printed only once the file is written; a
+// symbolic link is written through to its target, which keeps its mode and
+// owner; the link stays a link.
+func TestCSVEditsWriteThrough(t *testing.T) {
+	dir := t.TempDir()
+	require.Equal(t, 0, nk(t, dir, "", "keygen", "--clients", "3", "-q").code)
+	real := filepath.Join(dir, "keys", "client_public_keys.csv")
+	require.NoError(t, os.Chmod(real, 0o640))
+	require.NoError(t, os.Chown(real, 1234, 5678))
+	require.NoError(t, os.Symlink(real, filepath.Join(dir, "allow.csv")))
+
+	r := nk(t, dir, "", "csv", "remove", "allow.csv", "keys/client_credentials_2.pub")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "removed SHA256:")
+	fi, err := os.Lstat(filepath.Join(dir, "allow.csv"))
+	require.NoError(t, err)
+	assert.True(t, fi.Mode()&os.ModeSymlink != 0, "the link is still a link")
+	fi, err = os.Stat(real)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o640), fi.Mode().Perm())
+	st := fi.Sys().(*syscall.Stat_t)
+	assert.Equal(t, []uint32{1234, 5678}, []uint32{st.Uid, st.Gid})
+	r = nk(t, dir, "", "csv", "check", "keys/client_public_keys.csv")
+	assert.Contains(t, r.stdout, "2 keys")
+
+	// A failed write prints no success.
+	full := smallFS(t, "size=4k")
+	b, err := os.ReadFile(real)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(full, "allow.csv"), b, 0o644))
+	r = nk(t, dir, "", "csv", "add", filepath.Join(full, "allow.csv"), "keys/client_credentials_2.pub")
+	assert.Equal(t, 1, r.code)
+	assert.NotContains(t, r.stdout, "added")
+	assert.Contains(t, r.stderr, "no space left on device")
+	got, _ := os.ReadFile(filepath.Join(full, "allow.csv"))
+	assert.Equal(t, b, got, "the allowlist is as it was")
 }

@@ -1,14 +1,17 @@
 package main
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"os/signal"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
@@ -73,6 +76,13 @@ func keygenAction(c *cli.Context) error {
 		opts.Progress = func(int) { mu.Lock(); bar.Add(1); mu.Unlock() }
 		defer bar.Close()
 	}
+	// SIGINT or SIGTERM stops the work and removes what it wrote so far.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	opts.Context = ctx
+	opts.Waiting = func() {
+		fmt.Fprintf(stderr, "nodekeys: waiting for another nodekeys writing %s\n", opts.Dir)
+	}
 	res, err := keyset.Write(opts)
 	if err != nil {
 		var pe *fs.PathError
@@ -82,8 +92,15 @@ func keygenAction(c *cli.Context) error {
 		}
 		return err
 	}
-	for _, l := range res.Leftovers {
-		fmt.Fprintf(stderr, "nodekeys: warning: %s is left from an interrupted run and may hold private keys: remove it\n", l)
+	if n := len(res.Cleaned); n > 0 {
+		fmt.Fprintf(stderr, "nodekeys: removed %d temporary %s left by an interrupted run (%s)\n", n, plural(n, "file", "files"), res.Cleaned[0])
+	}
+	if n := len(res.Dropped); n > 0 {
+		fmt.Fprintf(stderr, "nodekeys: warning: %d %s left the allowlist: %s\n", n, plural(n, "key", "keys"), strings.Join(res.Dropped, ", "))
+	}
+	if n := len(res.NotInCSV); n > 0 {
+		fmt.Fprintf(stderr, "nodekeys: note: %d key %s in %s %s not in the allowlist, and stay out: %s\n",
+			n, plural(n, "pair", "pairs"), res.Dir, plural(n, "is", "are"), strings.Join(res.NotInCSV, ", "))
 	}
 	out := c.App.Writer
 	switch {
@@ -115,6 +132,14 @@ func keygenAction(c *cli.Context) error {
 		fmt.Fprintf(out, "SuperNode: flower-supernode ... --auth-supernode-private-key %s --auth-supernode-public-key %s.pub\n", first, first)
 	}
 	return nil
+}
+
+// plural picks the word for n.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // parseSeed reads a seed: hex, at least 16 bytes for keys that do not

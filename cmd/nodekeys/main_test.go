@@ -151,7 +151,7 @@ func TestKeygenOutputInTheWay(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "keys"), []byte("a file"), 0o644))
 	r := nk(t, dir, "", "keygen")
 	assert.Equal(t, 1, r.code)
-	assert.Equal(t, "nodekeys: error: keyset: mkdir keys: not a directory\n", r.stderr)
+	assert.Equal(t, "nodekeys: error: keyset: keys: is a file, not a folder\n", r.stderr)
 }
 
 func TestCSVCommands(t *testing.T) {

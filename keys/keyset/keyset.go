@@ -11,6 +11,7 @@
 package keyset
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -23,6 +24,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
+	"time"
 
 	"github.com/nodekeys/nodekeys/csvlist"
 	"github.com/nodekeys/nodekeys/internal/atomicfile"
@@ -44,10 +47,12 @@ type Options struct {
 	// CSV is the allowlist path; a relative path is taken inside Dir.
 	CSV   string
 	Count int
-	// Append numbers the new pairs after the highest existing one and
-	// rewrites the CSV to hold the old keys and the new.
+	// Append numbers the new pairs after the highest existing one and adds
+	// their keys to the CSV. The CSV is the allowlist: its keys stay as
+	// they are, and a key removed from it is not put back.
 	Append bool
-	// Force replaces files that are in the way.
+	// Force replaces files that are in the way; the CSV then names the new
+	// keys only, and Result.Dropped says which keys left it.
 	Force bool
 	// ServerKey also writes server_credentials and its .pub, the SuperLink
 	// pair Flower before 1.15 asked for.
@@ -58,6 +63,14 @@ type Options struct {
 	// Progress, if set, is called after each pair is written, from any
 	// goroutine, with the count written so far.
 	Progress func(done int)
+	// Context, if set, stops the work when it ends (an interrupt): what
+	// was written so far is removed, and the folder is as it was.
+	Context context.Context
+	// LockTimeout is how long to wait for another writer of the folder
+	// (default one minute); Waiting, if set, is called once when waiting
+	// starts.
+	LockTimeout time.Duration
+	Waiting     func()
 }
 
 // File describes one written key pair.
@@ -77,9 +90,15 @@ type Result struct {
 	// CSVKeys is how many keys the CSV holds now.
 	CSVKeys int  `json:"csv_keys"`
 	Seeded  bool `json:"seeded"`
-	// Leftovers are temporary files and folders of an earlier run that was
-	// killed before it finished; they may hold private keys.
-	Leftovers []string `json:"leftovers,omitempty"`
+	// Dropped are the fingerprints of keys the CSV held before and does
+	// not now (Force writes a new allowlist).
+	Dropped []string `json:"dropped,omitempty"`
+	// NotInCSV are the .pub files in the folder whose keys the CSV does
+	// not name: removed from the allowlist, or never added.
+	NotInCSV []string `json:"not_in_csv,omitempty"`
+	// Cleaned are the temporary files and folders of earlier runs that
+	// were killed before they finished, removed now.
+	Cleaned []string `json:"cleaned,omitempty"`
 }
 
 func (o *Options) defaults() {
@@ -98,11 +117,26 @@ func (o *Options) defaults() {
 	if o.Workers <= 0 {
 		o.Workers = runtime.GOMAXPROCS(0)
 	}
+	if o.Context == nil {
+		o.Context = context.Background()
+	}
+	if o.LockTimeout <= 0 {
+		o.LockTimeout = time.Minute
+	}
 }
+
+// stagingPrefix names the hidden folder a new key folder is built in; the
+// process id in it tells a later run whether its maker is still alive.
+func stagingPrefix(base string) string {
+	return "." + base + ".tmp-" + strconv.Itoa(os.Getpid()) + "-"
+}
+
+var stagingRe = regexp.MustCompile(`^\.(.+)\.tmp-([0-9]+)-[0-9a-z]+$`)
 
 // Write makes opts.Count key pairs and the allowlist. Before writing
 // anything it checks that no file it would write exists (unless Force), so
-// a refusal leaves the folder untouched.
+// a refusal leaves the folder untouched. Writers of one folder take turns
+// (an advisory lock on it), so concurrent runs each add their keys.
 func Write(opts Options) (*Result, error) {
 	opts.defaults()
 	if opts.Count < 0 {
@@ -111,26 +145,80 @@ func Write(opts Options) (*Result, error) {
 	if opts.Prefix != filepath.Base(opts.Prefix) || opts.Prefix == "." || opts.Prefix == ".." {
 		return nil, fmt.Errorf("keyset: the prefix %q must be a plain file name", opts.Prefix)
 	}
-	// A new folder is built as a hidden staging folder beside it and renamed
-	// into place whole: no one sees a part of it, and each file needs no
-	// temporary file of its own.
-	staging := ""
-	if _, err := os.Lstat(opts.Dir); errors.Is(err, fs.ErrNotExist) {
-		parent := filepath.Dir(filepath.Clean(opts.Dir))
-		if err := os.MkdirAll(parent, 0o755); err != nil {
-			return nil, fmt.Errorf("keyset: %w", err)
-		}
-		if staging, err = os.MkdirTemp(parent, "."+filepath.Base(opts.Dir)+".tmp-*"); err != nil {
-			return nil, fmt.Errorf("keyset: %w", err)
-		}
-		defer os.RemoveAll(staging) // gone after the rename; else the debris
-	} else if err := atomicfile.MkdirPrivate(opts.Dir); err != nil {
+	clean := filepath.Clean(opts.Dir)
+	parentPath, base := filepath.Dir(clean), filepath.Base(clean)
+	if err := os.MkdirAll(parentPath, 0o755); err != nil {
 		return nil, fmt.Errorf("keyset: %w", err)
 	}
+	parent, err := atomicfile.OpenFolder(parentPath)
+	if err != nil {
+		return nil, fmt.Errorf("keyset: %w", err)
+	}
+	defer parent.Close()
+	w := &writer{opts: opts, parent: parent, base: base}
+	res, err := w.write()
+	if err != nil {
+		return nil, fmt.Errorf("keyset: %w", err)
+	}
+	return res, nil
+}
+
+type writer struct {
+	opts   Options
+	parent *atomicfile.Dir
+	base   string
+	dir    *atomicfile.Dir // the key folder, or the staging folder of a new one
+	// staging is the name, in parent, of the folder a new key folder is
+	// built in and renamed into place whole; "" for an existing folder.
+	staging string
+}
+
+func (w *writer) write() (*Result, error) {
+	opts := w.opts
+	// A new folder is made under a lock on its parent, an existing one is
+	// written under a lock on itself: either way one writer at a time.
+	mode, statErr := w.parent.Lstat(w.base)
+	if statErr != nil {
+		if err := w.parent.Lock(opts.LockTimeout, opts.Waiting); err != nil {
+			return nil, err
+		}
+		defer w.parent.Unlock()
+		mode, statErr = w.parent.Lstat(w.base) // another writer may have made it
+	}
+	res := &Result{Dir: opts.Dir, CSV: opts.CSV, Seeded: opts.Generator.Seed != nil}
+	res.Cleaned = w.cleanStaging()
+	switch {
+	case statErr != nil:
+		name, d, err := w.parent.MkdirTemp(stagingPrefix(w.base))
+		if err != nil {
+			return nil, err
+		}
+		w.dir, w.staging = d, name
+		defer func() {
+			d.Close()
+			if w.staging != "" {
+				w.parent.RemoveAll(w.staging) // the debris of a failed run
+			}
+		}()
+	case !mode.IsDir():
+		return nil, fmt.Errorf("%s: is %s, not a folder", opts.Dir, kindOf(mode))
+	default:
+		d, err := atomicfile.OpenDir(opts.Dir)
+		if err != nil {
+			return nil, err
+		}
+		defer d.Close()
+		if err := d.Lock(opts.LockTimeout, opts.Waiting); err != nil {
+			return nil, err
+		}
+		w.dir = d
+		res.Cleaned = append(res.Cleaned, w.cleanTemporary()...)
+	}
+
 	var existing []int
-	if staging == "" {
+	if w.staging == "" {
 		var err error
-		if existing, err = Existing(opts.Dir, opts.Prefix); err != nil {
+		if existing, err = w.existing(); err != nil {
 			return nil, err
 		}
 	}
@@ -138,7 +226,6 @@ func Write(opts Options) (*Result, error) {
 	if opts.Append && len(existing) > 0 {
 		first = existing[len(existing)-1] + 1
 	}
-	res := &Result{Dir: opts.Dir, CSV: opts.CSV, Seeded: opts.Generator.Seed != nil}
 	for i := range opts.Count {
 		p := filepath.Join(opts.Dir, opts.Prefix+"_"+strconv.Itoa(first+i))
 		res.Pairs = append(res.Pairs, File{Index: first + i, Private: p, Public: p + ".pub"})
@@ -148,34 +235,69 @@ func Write(opts Options) (*Result, error) {
 		res.Server = &File{Private: p, Public: p + ".pub"}
 	}
 
-	// The old allowlist: kept and extended with --append.
-	var (
-		old []*keys.PublicKey
-		err error
-	)
-	if opts.Append {
-		if old, err = previousKeys(opts, existing); err != nil {
-			return nil, err
-		}
+	// The allowlist before: extended with Append, compared with Force.
+	csvInside := filepath.Dir(opts.CSV) == filepath.Clean(opts.Dir)
+	old, oldFound, err := w.readCSV(csvInside)
+	if err != nil {
+		return nil, fmt.Errorf("the allowlist %s: %w", opts.CSV, err)
 	}
 	if !opts.Force {
-		in := []string{}
+		var in []string
 		for _, f := range res.Pairs {
-			in = append(in, f.Private, f.Public)
+			in = append(in, filepath.Base(f.Private), filepath.Base(f.Public))
 		}
 		if res.Server != nil {
-			in = append(in, res.Server.Private, res.Server.Public)
+			in = append(in, ServerName, ServerName+".pub")
 		}
-		if !opts.Append {
-			in = append(in, opts.CSV)
-		}
-		for _, p := range in {
-			if _, err := os.Lstat(p); err == nil {
-				return nil, &fs.PathError{Op: "refusing to overwrite", Path: p, Err: fs.ErrExist}
+		for _, name := range in {
+			if w.staging == "" && w.dir.Exists(name) {
+				return nil, &fs.PathError{Op: "refusing to overwrite", Path: filepath.Join(opts.Dir, name), Err: fs.ErrExist}
 			}
+		}
+		if !opts.Append && oldFound {
+			return nil, &fs.PathError{Op: "refusing to overwrite", Path: opts.CSV, Err: fs.ErrExist}
 		}
 	}
 
+	pubs, err := w.pairs(res)
+	if err != nil {
+		return nil, err
+	}
+	all := pubs
+	if opts.Append {
+		all = append(old, pubs...)
+	}
+	res.CSVKeys = len(all)
+	if opts.Force {
+		res.Dropped = dropped(old, all)
+	}
+	if err := w.commit(csvlist.Marshal(all), csvInside); err != nil {
+		return nil, err
+	}
+	if opts.Append {
+		res.NotInCSV = w.notInCSV(all, existing)
+	}
+	return res, nil
+}
+
+// readCSV reads the allowlist as it is before this run.
+func (w *writer) readCSV(inside bool) (ks []*keys.PublicKey, found bool, err error) {
+	if w.staging != "" && inside {
+		return nil, false, nil // a new folder has no allowlist yet
+	}
+	l, err := csvlist.ReadFile(w.opts.CSV)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, true, err
+	}
+	return l.Keys(), true, nil
+}
+
+// pairs makes the key pairs and puts their files in place, all or none.
+func (w *writer) pairs(res *Result) ([]*keys.PublicKey, error) {
+	opts := w.opts
 	var (
 		wg     sync.WaitGroup
 		next   atomic.Int64
@@ -184,13 +306,13 @@ func Write(opts Options) (*Result, error) {
 		errOut error
 	)
 	pubs := make([]*keys.PublicKey, len(res.Pairs))
-	batch := &atomicfile.Batch{Overwrite: opts.Force, Direct: staging != ""}
-	// at maps a final path to where it is written now.
-	at := func(p string) string {
-		if staging == "" {
-			return p
+	batch := &atomicfile.Batch{Dir: w.dir, Overwrite: opts.Force, Direct: w.staging != ""}
+	fail := func(err error) {
+		mu.Lock()
+		if errOut == nil {
+			errOut = err
 		}
-		return filepath.Join(staging, filepath.Base(p))
+		mu.Unlock()
 	}
 	for range min(opts.Workers, max(len(res.Pairs), 1)) {
 		wg.Go(func() {
@@ -199,6 +321,9 @@ func Write(opts Options) (*Result, error) {
 				if i >= len(res.Pairs) {
 					return
 				}
+				if err := opts.Context.Err(); err != nil {
+					fail(fmt.Errorf("interrupted: %w", err))
+				}
 				mu.Lock()
 				failed := errOut != nil
 				mu.Unlock()
@@ -206,13 +331,9 @@ func Write(opts Options) (*Result, error) {
 					return
 				}
 				f := &res.Pairs[i]
-				pub, err := addPair(batch, at, opts.Generator, f.Index, f)
+				pub, err := addPair(batch, opts.Generator, f.Index, f)
 				if err != nil {
-					mu.Lock()
-					if errOut == nil {
-						errOut = err
-					}
-					mu.Unlock()
+					fail(err)
 					return
 				}
 				pubs[i] = pub
@@ -225,99 +346,172 @@ func Write(opts Options) (*Result, error) {
 	wg.Wait()
 	if errOut == nil && res.Server != nil {
 		// Index 0 is never a client index: the server pair has its own key.
-		_, errOut = addPair(batch, at, opts.Generator, 0, res.Server)
+		_, errOut = addPair(batch, opts.Generator, 0, res.Server)
+	}
+	if errOut == nil {
+		errOut = opts.Context.Err()
 	}
 	if errOut != nil {
 		batch.Abort()
-		return nil, fmt.Errorf("keyset: %w", unstage(errOut, staging, opts.Dir))
+		return nil, w.unstage(errOut)
 	}
 	if err := batch.Commit(); err != nil {
-		return nil, fmt.Errorf("keyset: %w", unstage(err, staging, opts.Dir))
+		return nil, w.unstage(err)
 	}
-	all := append(old, pubs...)
-	res.CSVKeys = len(all)
-	csvData := csvlist.Marshal(all)
-	csvInside := filepath.Dir(opts.CSV) == filepath.Clean(opts.Dir)
-	if staging != "" && csvInside {
-		if err := atomicfile.Write(at(opts.CSV), csvData, 0o644, false); err != nil {
-			return nil, fmt.Errorf("keyset: writing the allowlist: %w", err)
+	return pubs, nil
+}
+
+// commit writes the allowlist and, for a new folder, moves it into place.
+func (w *writer) commit(csvData []byte, csvInside bool) error {
+	opts := w.opts
+	if csvInside {
+		if err := w.dir.Write(filepath.Base(opts.CSV), csvData, 0o644, w.staging == "" && (opts.Force || opts.Append)); err != nil {
+			return fmt.Errorf("writing the allowlist: %w", w.unstage(err))
 		}
 	}
-	if staging != "" {
-		if err := os.Rename(staging, opts.Dir); err != nil {
-			return nil, fmt.Errorf("keyset: moving the new folder into place: %w", err)
-		}
+	if err := opts.Context.Err(); err != nil {
+		return fmt.Errorf("interrupted: %w", err)
 	}
-	if staging == "" || !csvInside {
+	if w.staging != "" {
+		if err := w.parent.RenameNoReplace(w.staging, w.base); err != nil {
+			return fmt.Errorf("moving the new folder into place: %w", err)
+		}
+		w.staging = ""
+	}
+	if !csvInside {
 		if err := atomicfile.Write(opts.CSV, csvData, 0o644, opts.Force || opts.Append); err != nil {
-			return nil, fmt.Errorf("keyset: writing the allowlist: %w", err)
+			return fmt.Errorf("writing the allowlist: %w", err)
 		}
 	}
-	res.Leftovers = leftovers(opts.Dir)
-	return res, nil
+	return nil
 }
 
 // unstage makes an error about a file in the staging folder name the file's
-// final path in dir: the staging folder is gone when the error is read.
-func unstage(err error, staging, dir string) error {
+// final path: the staging folder is gone when the error is read.
+func (w *writer) unstage(err error) error {
 	var pe *fs.PathError
-	if staging == "" || !errors.As(err, &pe) {
+	if w.staging == "" || !errors.As(err, &pe) {
 		return err
 	}
-	if rel, e := filepath.Rel(staging, pe.Path); e == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
-		pe.Path = filepath.Join(dir, rel)
+	stagingPath := w.parent.Join(w.staging)
+	if rel, e := filepath.Rel(stagingPath, pe.Path); e == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+		pe.Path = filepath.Join(w.opts.Dir, rel)
 	}
 	return err
 }
 
-// leftovers finds what a killed run left: staging folders beside dir and
-// temporary files in it (see package atomicfile for the names).
-func leftovers(dir string) []string {
-	clean := filepath.Clean(dir)
-	a, _ := filepath.Glob(filepath.Join(filepath.Dir(clean), "."+filepath.Base(clean)+".tmp-*"))
-	b, _ := filepath.Glob(filepath.Join(clean, ".*.tmp-*"))
-	return append(a, b...)
+// cleanStaging removes the staging folders of runs whose process is gone.
+func (w *writer) cleanStaging() []string {
+	names, _ := w.parent.Names()
+	var out []string
+	for _, n := range names {
+		m := stagingRe.FindStringSubmatch(n)
+		if m == nil || m[1] != w.base {
+			continue
+		}
+		pid, _ := strconv.Atoi(m[2])
+		if pid == os.Getpid() || processAlive(pid) {
+			continue
+		}
+		if w.parent.RemoveAll(n) == nil {
+			out = append(out, w.parent.Join(n))
+		}
+	}
+	return out
+}
+
+// cleanTemporary removes the temporary files of writers that died: with
+// the folder's lock held, no live writer has any.
+func (w *writer) cleanTemporary() []string {
+	names, _ := w.dir.Names()
+	var out []string
+	for _, n := range names {
+		if strings.HasPrefix(n, ".") && strings.Contains(n, ".tmp-") {
+			if w.dir.Remove(n) == nil {
+				out = append(out, w.dir.Join(n))
+			}
+		}
+	}
+	return out
+}
+
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// dropped returns the fingerprints of old keys not in now.
+func dropped(old, now []*keys.PublicKey) []string {
+	in := map[string]bool{}
+	for _, k := range now {
+		in[k.Fingerprint()] = true
+	}
+	var out []string
+	for _, k := range old {
+		if fp := k.Fingerprint(); !in[fp] {
+			out = append(out, fp)
+		}
+	}
+	return out
+}
+
+// notInCSV returns the existing .pub files whose keys the allowlist lacks.
+func (w *writer) notInCSV(csv []*keys.PublicKey, existing []int) []string {
+	in := map[string]bool{}
+	for _, k := range csv {
+		in[k.Fingerprint()] = true
+	}
+	var out []string
+	for _, i := range existing {
+		p := filepath.Join(w.opts.Dir, w.opts.Prefix+"_"+strconv.Itoa(i)+".pub")
+		k, err := keys.ReadPublicKey(p)
+		if err != nil {
+			continue
+		}
+		if !in[k.Fingerprint()] {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // addPair makes pair index and adds its two files to the batch.
-func addPair(batch *atomicfile.Batch, at func(string) string, g keys.Generator, index int, f *File) (*keys.PublicKey, error) {
+func addPair(batch *atomicfile.Batch, g keys.Generator, index int, f *File) (*keys.PublicKey, error) {
 	p, err := g.Pair(index)
 	if err != nil {
 		return nil, err
 	}
-	if err := batch.Add(at(f.Private), p.PrivateFile, 0o600); err != nil {
+	if err := batch.Add(filepath.Base(f.Private), p.PrivateFile, 0o600); err != nil {
 		return nil, err
 	}
-	if err := batch.Add(at(f.Public), p.PublicFile, 0o644); err != nil {
+	if err := batch.Add(filepath.Base(f.Public), p.PublicFile, 0o644); err != nil {
 		return nil, err
 	}
 	f.Fingerprint = p.Public.Fingerprint()
 	return p.Public, nil
 }
 
-// previousKeys returns the keys the appended CSV starts with: those of the
-// existing CSV, or, where there is none, those of the existing .pub files.
-func previousKeys(opts Options, existing []int) ([]*keys.PublicKey, error) {
-	l, err := csvlist.ReadFile(opts.CSV)
-	if err == nil {
-		return l.Keys(), nil
+func kindOf(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
 	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("keyset: the allowlist to append to: %w", err)
+	return "a file"
+}
+
+// existing returns the sorted indexes of the PREFIX_N files in the folder.
+func (w *writer) existing() ([]int, error) {
+	names, err := w.dir.Names()
+	if err != nil {
+		return nil, err
 	}
-	var ks []*keys.PublicKey
-	for _, i := range existing {
-		p := filepath.Join(opts.Dir, opts.Prefix+"_"+strconv.Itoa(i)+".pub")
-		k, err := keys.ReadPublicKey(p)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("keyset: %w", err)
-		}
-		ks = append(ks, k)
-	}
-	return ks, nil
+	return indexes(names, w.opts.Prefix), nil
 }
 
 // Existing returns the sorted indexes of the PREFIX_N private key files (or
@@ -327,20 +521,28 @@ func Existing(dir, prefix string) ([]int, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keyset: %w", err)
 	}
+	names := make([]string, len(ents))
+	for i, e := range ents {
+		names[i] = e.Name()
+	}
+	return indexes(names, prefix), nil
+}
+
+func indexes(names []string, prefix string) []int {
 	re := regexp.MustCompile(`^` + regexp.QuoteMeta(prefix) + `_([1-9][0-9]{0,8})(\.pub)?$`)
 	seen := map[int]bool{}
 	var idx []int
-	for _, e := range ents {
-		m := re.FindStringSubmatch(e.Name())
+	for _, n := range names {
+		m := re.FindStringSubmatch(n)
 		if m == nil {
 			continue
 		}
-		n, _ := strconv.Atoi(m[1])
-		if !seen[n] {
-			seen[n] = true
-			idx = append(idx, n)
+		i, _ := strconv.Atoi(m[1])
+		if !seen[i] {
+			seen[i] = true
+			idx = append(idx, i)
 		}
 	}
 	sort.Ints(idx)
-	return idx, nil
+	return idx
 }

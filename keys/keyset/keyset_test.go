@@ -1,11 +1,13 @@
 package keyset_test
 
 import (
+	"context"
 	"flag"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -120,12 +122,168 @@ func TestAppend(t *testing.T) {
 	assert.Equal(t, first.Pairs[0].Fingerprint, l.Entries[0].Key.Fingerprint())
 	assert.Equal(t, res.Pairs[2].Fingerprint, l.Entries[4].Key.Fingerprint())
 
-	// Without a CSV, append builds it from the .pub files.
+	// The CSV is the allowlist: without one, append starts a new one with
+	// the new key only, and says which pairs it does not name.
 	require.NoError(t, os.Remove(filepath.Join(dir, "client_public_keys.csv")))
 	res, err = keyset.Write(keyset.Options{Dir: dir, Count: 1, Append: true})
 	require.NoError(t, err)
 	assert.Equal(t, 6, res.Pairs[0].Index)
-	assert.Equal(t, 6, res.CSVKeys)
+	assert.Equal(t, 1, res.CSVKeys)
+	assert.Len(t, res.NotInCSV, 5)
+}
+
+// A key removed from the allowlist is not put back by a later append, nor
+// by a --force run; --force says which keys left.
+func TestRemovedKeyStaysRemoved(t *testing.T) {
+	dir := t.TempDir()
+	first, err := keyset.Write(keyset.Options{Dir: dir, Count: 3})
+	require.NoError(t, err)
+	csv := filepath.Join(dir, "client_public_keys.csv")
+	l, err := csvlist.ReadFile(csv)
+	require.NoError(t, err)
+	kept := []*keys.PublicKey{l.Entries[0].Key, l.Entries[2].Key} // node 2 removed
+	require.NoError(t, os.WriteFile(csv, csvlist.Marshal(kept), 0o644))
+
+	res, err := keyset.Write(keyset.Options{Dir: dir, Count: 1, Append: true})
+	require.NoError(t, err)
+	l, err = csvlist.ReadFile(csv)
+	require.NoError(t, err)
+	var fps []string
+	for _, e := range l.Entries {
+		fps = append(fps, e.Key.Fingerprint())
+	}
+	assert.Equal(t, []string{first.Pairs[0].Fingerprint, first.Pairs[2].Fingerprint, res.Pairs[0].Fingerprint}, fps)
+	assert.Equal(t, []string{first.Pairs[1].Public}, res.NotInCSV, "said once")
+
+	res, err = keyset.Write(keyset.Options{Dir: dir, Count: 2, Force: true})
+	require.NoError(t, err)
+	assert.Equal(t, 2, res.CSVKeys)
+	assert.ElementsMatch(t, []string{first.Pairs[0].Fingerprint, first.Pairs[2].Fingerprint, fps[2]}, res.Dropped)
+}
+
+// Concurrent appenders take turns: every key any of them reports is in the
+// CSV and on disk, and no pair lacks its .pub.
+func TestConcurrentAppenders(t *testing.T) {
+	dir := t.TempDir()
+	_, err := keyset.Write(keyset.Options{Dir: dir, Count: 1})
+	require.NoError(t, err)
+	const writers = 20
+	results := make(chan *keyset.Result, writers)
+	errs := make(chan error, writers)
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Go(func() {
+			res, err := keyset.Write(keyset.Options{Dir: dir, Count: 2, Append: true, Workers: 1})
+			if err != nil {
+				errs <- err
+				return
+			}
+			results <- res
+		})
+	}
+	wg.Wait()
+	close(results)
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	l, err := csvlist.ReadFile(filepath.Join(dir, "client_public_keys.csv"))
+	require.NoError(t, err)
+	inCSV := map[string]bool{}
+	for _, e := range l.Entries {
+		inCSV[e.Key.Fingerprint()] = true
+	}
+	n := 0
+	for res := range results {
+		for _, p := range res.Pairs {
+			n++
+			assert.True(t, inCSV[p.Fingerprint], "%s is in the CSV", p.Private)
+			pub, err := keys.ReadPublicKey(p.Public)
+			require.NoError(t, err)
+			assert.Equal(t, p.Fingerprint, pub.Fingerprint())
+			_, err = keys.ReadPrivateKey(p.Private)
+			require.NoError(t, err)
+		}
+	}
+	assert.Equal(t, writers*2, n)
+	assert.Len(t, l.Entries, writers*2+1)
+	idx, err := keyset.Existing(dir, keyset.DefaultPrefix)
+	require.NoError(t, err)
+	assert.Len(t, idx, writers*2+1)
+}
+
+// An interrupted run leaves the folder as it was; one killed outright
+// leaves debris that the next run removes and reports.
+func TestInterruptedAndKilledRuns(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "keys")
+	ctx, cancel := context.WithCancel(context.Background())
+	var once sync.Once
+	_, err := keyset.Write(keyset.Options{Dir: dir, Count: 200, Context: ctx, Workers: 2,
+		Progress: func(done int) {
+			if done == 20 {
+				once.Do(cancel)
+			}
+		}})
+	require.ErrorContains(t, err, "interrupted")
+	ents, _ := os.ReadDir(root)
+	assert.Empty(t, ents, "no staging folder, no key folder")
+
+	_, err = keyset.Write(keyset.Options{Dir: dir, Count: 1})
+	require.NoError(t, err)
+	before := readAll(t, dir)
+	ctx, cancel = context.WithCancel(context.Background())
+	once = sync.Once{}
+	_, err = keyset.Write(keyset.Options{Dir: dir, Count: 200, Append: true, Context: ctx, Workers: 2,
+		Progress: func(done int) {
+			if done == 20 {
+				once.Do(cancel)
+			}
+		}})
+	require.ErrorContains(t, err, "interrupted")
+	assert.Equal(t, before, readAll(t, dir), "no temporary file left in the folder")
+
+	// What a SIGKILL leaves: a staging folder of a dead process beside the
+	// folder, a temporary file inside it.
+	dead := filepath.Join(root, ".keys.tmp-999999999-abc")
+	require.NoError(t, os.Mkdir(dead, 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(dead, "client_credentials_1"), []byte("key"), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, ".client_credentials_9.tmp-xyz"), []byte("key"), 0o600))
+	res, err := keyset.Write(keyset.Options{Dir: dir, Count: 1, Append: true})
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{dead, filepath.Join(dir, ".client_credentials_9.tmp-xyz")}, res.Cleaned)
+	_, err = os.Stat(dead)
+	assert.ErrorIs(t, err, fs.ErrNotExist)
+}
+
+// The output folder is opened once, never through a symbolic link, and
+// refused when others can write to it; a device or FIFO is never replaced.
+func TestUnsafeOutputs(t *testing.T) {
+	old := syscall.Umask(0)
+	defer syscall.Umask(old)
+	root := t.TempDir()
+	open := filepath.Join(root, "open")
+	require.NoError(t, os.Mkdir(open, 0o777))
+	_, err := keyset.Write(keyset.Options{Dir: open, Count: 1})
+	require.ErrorContains(t, err, "other users can write to it (mode 0777)")
+
+	real := filepath.Join(root, "real")
+	require.NoError(t, os.Mkdir(real, 0o700))
+	link := filepath.Join(root, "link")
+	require.NoError(t, os.Symlink(real, link))
+	_, err = keyset.Write(keyset.Options{Dir: link, Count: 1})
+	require.ErrorContains(t, err, "symbolic link")
+	ents, _ := os.ReadDir(real)
+	assert.Empty(t, ents)
+
+	_, err = keyset.Write(keyset.Options{Dir: filepath.Join(root, "k"), Count: 1, CSV: "/dev/null", Force: true})
+	require.ErrorContains(t, err, "character device, not a regular file")
+	fifo := filepath.Join(root, "fifo")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+	_, err = keyset.Write(keyset.Options{Dir: filepath.Join(root, "k2"), Count: 1, CSV: fifo, Force: true})
+	require.Error(t, err)
+	_, err = keyset.Write(keyset.Options{Dir: fifo, Count: 1, Force: true})
+	require.ErrorContains(t, err, "is a FIFO, not a folder")
 }
 
 func TestAppendRefusesBrokenCSV(t *testing.T) {
@@ -184,15 +342,17 @@ func TestOutputIsAFile(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "file")
 	require.NoError(t, os.WriteFile(f, nil, 0o644))
 	_, err := keyset.Write(keyset.Options{Dir: f, Count: 1})
-	require.ErrorContains(t, err, "not a directory")
+	require.ErrorContains(t, err, "is a file, not a folder")
 }
 
 // A folder on a read-only file system (procfs here, read-only even for
 // root) gets a clear error and nothing is written.
 func TestReadOnlyFolder(t *testing.T) {
-	_, err := keyset.Write(keyset.Options{Dir: "/proc/self", Count: 1})
+	self, err := filepath.EvalSymlinks("/proc/self")
+	require.NoError(t, err)
+	_, err = keyset.Write(keyset.Options{Dir: self, Count: 1})
 	require.Error(t, err)
-	assert.Regexp(t, `keyset: open /proc/self/.*: (permission denied|read-only file system|no such file or directory)`, err.Error())
+	assert.Regexp(t, `keyset: open /proc/[0-9]+/.*: (permission denied|read-only file system|no such file or directory)`, err.Error())
 	_, err = keyset.Write(keyset.Options{Dir: "/proc/nodekeys-new", Count: 1})
 	require.Error(t, err)
 }
