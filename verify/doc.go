@@ -12,6 +12,12 @@
 // and later; see Window for older versions). Verify returns nil or an
 // *Error whose Reason says why the call was refused.
 //
+// A key is found in the allowlist by its exact header bytes and, unless
+// ExactPEM is given, also in another PEM formatting of the same key (CRLF,
+// line widths, spaces): captured headers and hand-made test clients
+// reformat PEM, and the key is the same. Flower matches exact bytes; a
+// gateway in front of it should too, so that the two never disagree.
+//
 // P-384 signatures, what SuperNodes make, are verified with a variable-time
 // double-scalar multiplication (github.com/cloudflare/circl/ecc/p384):
 // everything it touches is public. P-256 and P-521 keys go through
