@@ -1,7 +1,6 @@
 package certs
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -11,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -359,16 +359,22 @@ func ReadCA(certPath, keyPath string) (*CA, error) {
 	return &CA{Cert: cert, Key: key}, nil
 }
 
-// SHA256Fingerprint returns the SHA-256 of cert's DER, in colon hex as
-// openssl x509 -fingerprint -sha256 prints it.
+// SHA256Fingerprint returns the SHA-256 of cert's DER as "SHA256:" and
+// unpadded base64, the form ssh-keygen prints key fingerprints in, so that
+// nodekeys shows one fingerprint format everywhere. (openssl x509
+// -fingerprint -sha256 prints the same digest in colon hex.)
 func SHA256Fingerprint(cert *x509.Certificate) string {
 	sum := sha256.Sum256(cert.Raw)
-	var b bytes.Buffer
-	for i, c := range sum {
-		if i > 0 {
-			b.WriteByte(':')
-		}
-		fmt.Fprintf(&b, "%02X", c)
+	return "SHA256:" + base64.RawStdEncoding.EncodeToString(sum[:])
+}
+
+// DaysLeft returns the whole days from now until t, rounded up: a
+// certificate issued for 365 days has 365 days left when issued, and one
+// with an hour left has 1. It is 0 or less once t has passed.
+func DaysLeft(t, now time.Time) int {
+	d := t.Sub(now)
+	if d <= 0 {
+		return -int(-d / (24 * time.Hour))
 	}
-	return b.String()
+	return int((d + 24*time.Hour - 1) / (24 * time.Hour))
 }

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/nodekeys/nodekeys/internal/parallel"
 	"github.com/nodekeys/nodekeys/internal/safefile"
@@ -101,6 +102,35 @@ type List struct {
 	Warnings []*Problem
 }
 
+// ErrNotText is wrapped by the one problem of a file that is not text.
+var ErrNotText = errors.New("not a text file")
+
+// notText returns the offset of the first NUL byte or invalid UTF-8 in b
+// and what it is, or -1.
+func notText(b []byte) (int, string) {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		if j := invalidUTF8(b[:i]); j >= 0 {
+			return j, "invalid UTF-8"
+		}
+		return i, "a NUL byte"
+	}
+	if j := invalidUTF8(b); j >= 0 {
+		return j, "invalid UTF-8"
+	}
+	return -1, ""
+}
+
+func invalidUTF8(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n == 1 {
+			return i
+		}
+		i += n
+	}
+	return -1
+}
+
 // ReadFile reads and parses the allowlist at path. A folder, FIFO or
 // device is refused, and at most MaxFileSize bytes are read.
 func ReadFile(path string) (*List, error) {
@@ -136,6 +166,12 @@ func Parse(name string, data []byte) (*List, error) {
 	if rest, ok := bytes.CutPrefix(data, []byte("\xef\xbb\xbf")); ok {
 		warn(1, 1, true, "UTF-8 byte order mark: Flower's SuperLink fails on it")
 		data = rest
+	}
+	// A binary file gets one line, not one per garbage field echoing bytes.
+	if at, what := notText(data); at >= 0 {
+		line := 1 + bytes.Count(data[:at], []byte("\n"))
+		col := at - bytes.LastIndexByte(data[:at], '\n')
+		return l, Problems{{File: name, Line: line, Column: col, Err: fmt.Errorf("%w: %s; an allowlist is text", ErrNotText, what)}}
 	}
 	// The CSV structure is read in order; the keys of each batch of
 	// elements are parsed on all cores; duplicates are found in order. A

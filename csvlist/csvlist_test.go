@@ -112,7 +112,8 @@ func TestParseErrors(t *testing.T) {
 		{"empty element", a + ",," + b + "\n", "allow.csv:1:" + col2 + ": empty element", csvlist.ErrEmpty},
 		{"blank element", "  \n", "allow.csv:1:1: empty element", csvlist.ErrEmpty},
 		{"huge element", a + "," + strings.Repeat("A", csvlist.MaxElementSize+1) + "\n", "allow.csv:1:" + col2 + ": too large", csvlist.ErrTooLarge},
-		{"binary", "\x00\x01\x02\xff\xfe", "allow.csv:1:1: malformed key", keys.ErrFormat},
+		{"binary", "\x00\x01\x02\xff\xfe", "allow.csv:1:1: not a text file: a NUL byte", csvlist.ErrNotText},
+		{"latin-1", "ecdsa-sha2-nistp384 AAAA,\ncaf\xe9\n", "allow.csv:2:4: not a text file: invalid UTF-8", csvlist.ErrNotText},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := csvlist.Parse("allow.csv", []byte(tc.data))

@@ -81,6 +81,8 @@ func certgenAction(c *cli.Context) error {
 		int(time.Until(res.ServerNotAfter).Hours()/24+0.5))
 	fmt.Fprintf(out, "\nSuperLink: flower-superlink --ssl-ca-certfile %s --ssl-certfile %s --ssl-keyfile %s ...\n", res.CACert, res.ServerCert, res.ServerKey)
 	fmt.Fprintf(out, "SuperNode: flower-supernode --root-certificates %s ...\n", res.CACert)
-	fmt.Fprintf(out, "flwr CLI (~/.flwr/config.toml, under the federation): root-certificate = %q\n", absPath(res.CACert))
+	fmt.Fprintf(out, "flwr CLI: root-certificates = %q\n", absPath(res.CACert))
+	fmt.Fprintf(out, "  (Flower 1.26 and later: in ~/.flwr/config.toml under [superlink.<name>];\n")
+	fmt.Fprintf(out, "   before: in the project's pyproject.toml under [tool.flwr.federations.<name>])\n")
 	return nil
 }

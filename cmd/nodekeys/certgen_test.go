@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -21,7 +23,11 @@ func TestCertgenEndToEnd(t *testing.T) {
 	assert.Contains(t, r.stdout, "new CA: certificates/ca.crt")
 	assert.Contains(t, r.stdout, "flower-superlink --ssl-ca-certfile certificates/ca.crt --ssl-certfile certificates/server.pem --ssl-keyfile certificates/server.key")
 	assert.Contains(t, r.stdout, "flower-supernode --root-certificates certificates/ca.crt")
-	assert.Contains(t, r.stdout, `root-certificate = "`+filepath.Join(dir, "certificates/ca.crt")+`"`)
+	// Flower's CLI reads the plural key; the singular fails its handshake.
+	assert.Contains(t, r.stdout, `root-certificates = "`+filepath.Join(dir, "certificates/ca.crt")+`"`)
+	assert.NotContains(t, r.stdout, "root-certificate =")
+	assert.Contains(t, r.stdout, "[superlink.<name>]")
+	assert.Contains(t, r.stdout, "[tool.flwr.federations.<name>]")
 	peer.Run(t, nil, "openssl", "verify", "-CAfile", filepath.Join(dir, "certificates/ca.crt"), filepath.Join(dir, "certificates/server.pem"))
 
 	ca, _ := os.ReadFile(filepath.Join(dir, "certificates/ca.crt"))
@@ -94,9 +100,82 @@ func TestInspectKeysAndCSV(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "junk"), []byte("\x00\x01"), 0o644))
 	r = nk(t, dir, "", "inspect", "junk", "missing", "keys")
 	assert.Equal(t, 1, r.code)
-	assert.Equal(t, "nodekeys: error: junk: not a PEM file, an OpenSSH key or a CSV allowlist\n"+
+	assert.Equal(t, "nodekeys: error: junk: not a text file, nor a DER certificate or key\n"+
 		"nodekeys: error: missing: no such file or directory\n"+
-		"nodekeys: error: keys: is a folder\n", r.stderr)
+		"nodekeys: error: keys: is a folder, not a regular file\n", r.stderr)
+}
+
+// inspect recognises files by content: a CSV named anything, a chain with
+// every certificate, DER from openssl; it says whether a private key
+// matches its .pub and whether certificates chain to a CA; one fingerprint
+// format (ssh-keygen's) for keys and certificates alike.
+func TestInspectByContent(t *testing.T) {
+	dir := t.TempDir()
+	require.Equal(t, 0, nk(t, dir, "", "certgen").code)
+	require.Equal(t, 0, nk(t, dir, "", "keygen", "--clients", "2", "-q").code)
+	copyFile := func(from, to string) {
+		b, err := os.ReadFile(filepath.Join(dir, from))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, to), b, 0o600))
+	}
+	copyFile("keys/client_public_keys.csv", "allowlist.txt")
+	server, _ := os.ReadFile(filepath.Join(dir, "certificates/server.pem"))
+	ca, _ := os.ReadFile(filepath.Join(dir, "certificates/ca.crt"))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "chain.pem"), append(server, ca...), 0o644))
+	peer.Run(t, nil, "openssl", "x509", "-in", filepath.Join(dir, "certificates/server.pem"), "-outform", "DER", "-out", filepath.Join(dir, "server.der"))
+	// A .pub that is not the private key's.
+	copyFile("keys/client_credentials_2.pub", "keys/client_credentials_1.pub")
+
+	r := nk(t, dir, "", "inspect", "--json", "--ca", "certificates/ca.crt", "allowlist.txt", "chain.pem", "server.der", "keys/client_credentials_1", "certificates/server.key")
+	require.Equal(t, 0, r.code, r.stderr)
+	var got []struct {
+		Kind, Fingerprint string
+		ChainsTo          string `json:"chains_to"`
+		Keys              *int
+		Matches, Warnings []string
+		Certificates      []struct {
+			Subject, Fingerprint string
+			KeyPrint             string `json:"key_fingerprint"`
+			DaysLeft             int    `json:"days_left"`
+		}
+	}
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &got))
+	require.Len(t, got, 5)
+	assert.Equal(t, "Flower allowlist CSV", got[0].Kind)
+	require.NotNil(t, got[0].Keys)
+	assert.Equal(t, 2, *got[0].Keys)
+
+	assert.Equal(t, "certificate chain of 2", got[1].Kind)
+	require.Len(t, got[1].Certificates, 2)
+	assert.Contains(t, got[1].Certificates[1].Subject, "CA")
+	assert.Equal(t, "certificates/ca.crt", got[1].ChainsTo)
+	assert.Equal(t, 365, got[1].Certificates[0].DaysLeft, "as certgen counts")
+	// openssl's digest of the same DER, in ssh-keygen's form.
+	hexFP := strings.TrimSpace(strings.SplitN(string(peer.Run(t, nil, "openssl", "x509", "-in", filepath.Join(dir, "chain.pem"), "-noout", "-fingerprint", "-sha256")), "=", 2)[1])
+	raw, err := hex.DecodeString(strings.ReplaceAll(hexFP, ":", ""))
+	require.NoError(t, err)
+	assert.Equal(t, "SHA256:"+base64.RawStdEncoding.EncodeToString(raw), got[1].Certificates[0].Fingerprint)
+	assert.True(t, strings.HasPrefix(got[1].Certificates[0].KeyPrint, "SHA256:"))
+
+	assert.Equal(t, "DER certificate", got[2].Kind)
+	assert.Equal(t, got[1].Certificates[0].Fingerprint, got[2].Fingerprint)
+	assert.Equal(t, "certificates/ca.crt", got[2].ChainsTo)
+
+	assert.Equal(t, "OpenSSH private key", got[3].Kind)
+	require.NotEmpty(t, got[3].Warnings)
+	assert.Contains(t, got[3].Warnings[0], "does NOT match keys/client_credentials_1.pub")
+	// The server key matches both certificate files, by key.
+	assert.ElementsMatch(t, []string{"chain.pem", "server.der"}, got[4].Matches)
+
+	// A leaf that does not chain to the given CA is said so.
+	require.Equal(t, 0, nk(t, dir, "", "certgen", "--out", "other").code)
+	r = nk(t, dir, "", "inspect", "--ca", "other/ca.crt", "certificates/server.pem")
+	assert.Equal(t, 0, r.code)
+	assert.Contains(t, r.stderr, "does not chain to other/ca.crt")
+	// A private key and its own .pub: "matches", no warning.
+	r = nk(t, dir, "", "inspect", "keys/client_credentials_2")
+	assert.Contains(t, r.stdout, "matches:     keys/client_credentials_2.pub")
+	assert.Empty(t, r.stderr)
 }
 
 func TestFixtures(t *testing.T) {

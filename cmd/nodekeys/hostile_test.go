@@ -107,8 +107,11 @@ func TestHostileInputs(t *testing.T) {
 		// certgen and inspect.
 		{[]string{"certgen", "--out", "c2", "--ca-cert", "certificates/ca.crt", "--ca-key", "garbage.bin"}, "", 1, "nodekeys: error: certs: garbage.bin: no PEM private key found"},
 		{[]string{"certgen", "--out", "c3", "--ca-cert", "certificates/server.pem", "--ca-key", "certificates/server.key"}, "", 1, "nodekeys: error: certs: certificates/server.pem: the certificate is not a CA"},
-		{[]string{"inspect", "huge"}, "", 1, "nodekeys: error: huge: larger than 1 MiB: not a key or certificate"},
-		{[]string{"inspect", "truncated.key"}, "", 1, "nodekeys: error: truncated.key: not a PEM file, an OpenSSH key or a CSV allowlist"},
+		{[]string{"inspect", "huge"}, "", 1, "nodekeys: error: huge: not a key, a certificate or an allowlist"},
+		{[]string{"inspect", "garbage.bin"}, "", 1, "nodekeys: error: garbage.bin: not a text file, nor a DER certificate or key"},
+		{[]string{"inspect", "/dev/zero"}, "", 1, "nodekeys: error: /dev/zero: is a character device, not a regular file"},
+		{[]string{"csv", "check", "/dev/zero"}, "", 1, "nodekeys: error: csvlist: /dev/zero: is a character device, not a regular file"},
+		{[]string{"inspect", "truncated.key"}, "", 1, "nodekeys: error: truncated.key: a PEM header without a readable block"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			r := nk(t, dir, tc.stdin, tc.args...)

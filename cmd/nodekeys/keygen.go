@@ -129,7 +129,8 @@ func keygenAction(c *cli.Context) error {
 		fmt.Fprintf(out, "\nSuperLink (Flower 1.9 to 1.22):  flower-superlink ... --auth-list-public-keys %s\n", res.CSV)
 		fmt.Fprintf(out, "SuperLink (Flower 1.23 and later): flower-superlink ... --enable-supernode-auth\n")
 		fmt.Fprintf(out, "                                   flwr supernode register %s.pub\n", first)
-		fmt.Fprintf(out, "SuperNode: flower-supernode ... --auth-supernode-private-key %s --auth-supernode-public-key %s.pub\n", first, first)
+		fmt.Fprintf(out, "SuperNode: flower-supernode ... --auth-supernode-private-key %s\n", first)
+		fmt.Fprintf(out, "           (before Flower 1.23 also --auth-supernode-public-key %s.pub)\n", first)
 	}
 	return nil
 }
