@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -113,8 +114,10 @@ func verifyCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "verify",
 		Usage: "check authentication metadata (JSON on stdin) as a SuperLink does",
-		Description: "Reads one JSON object, or JSON Lines, of the form 'nodekeys sign' prints, and\n" +
-			"prints one line per input: 'ok <fingerprint>' or 'rejected <reason>: <detail>'.\n" +
+		Description: "Reads JSON objects of the form 'nodekeys sign' prints (one, or JSON Lines), or\n" +
+			"the grpcurl -H form of 'sign --format grpcurl', and prints one line per input, in\n" +
+			"order: 'ok <fingerprint>' or 'rejected <reason>: <detail>'. A bad input is reported\n" +
+			"as malformed and the next ones are still checked. Inputs are verified on every core.\n" +
 			"Reasons: missing-metadata, malformed, unknown-key, bad-signature, stale-timestamp,\n" +
 			"future-timestamp. Exit 0 only when every input was accepted.",
 		Flags: []cli.Flag{
@@ -177,18 +180,19 @@ func verifyAction(c *cli.Context) error {
 	}
 	opts = append(opts, verify.WithWindow(w))
 	if c.IsSet("now") {
-		now, ok := verify.ParseTimestamp(c.String("now"))
-		if !ok {
+		if _, ok := verify.ParseTimestamp(c.String("now")); !ok {
 			return usageErr("--now %q is not an ISO 8601 time with a UTC offset", c.String("now"))
 		}
-		opts = append(opts, verify.WithClock(func() time.Time { return now }))
 	}
 	v := verify.New(list, opts...)
+	now := time.Now
+	if c.IsSet("now") {
+		t, _ := verify.ParseTimestamp(c.String("now"))
+		now = func() time.Time { return t }
+	}
 
 	out := bufio.NewWriter(c.App.Writer)
 	defer out.Flush()
-	lim := &perValueLimit{r: bufio.NewReader(c.App.Reader)}
-	dec := json.NewDecoder(lim)
 	all, n := true, 0
 	report := func(res verifyResultJSON) error {
 		all = all && res.OK
@@ -204,42 +208,58 @@ func verifyAction(c *cli.Context) error {
 		_, err := fmt.Fprintf(out, "rejected %s: %s\n", res.Reason, res.Detail)
 		return err
 	}
-	for {
-		lim.n = 0
-		var w wireHeaders
-		err := dec.Decode(&w)
-		if err == io.EOF {
-			break
-		}
-		n++
-		if err != nil {
-			detail := fmt.Sprintf("input %d is not a JSON object of flwr-* headers", n)
-			if errors.Is(err, errValueTooLarge) {
-				detail = fmt.Sprintf("input %d is larger than %d KiB", n, maxHeaderJSON>>10)
+	// Inputs are verified in batches on every core; results keep the
+	// input's order.
+	var batch []verifyInput
+	flush := func() error {
+		var hs []sign.Headers
+		for _, in := range batch {
+			if in.err == nil {
+				hs = append(hs, in.h)
 			}
-			if rerr := report(verifyResultJSON{Reason: string(verify.Malformed), Detail: detail}); rerr != nil {
-				return rerr
-			}
-			break // the stream cannot be resynchronised
 		}
-		h, err := fromWire(w)
-		if err != nil {
-			if err := report(verifyResultJSON{Reason: string(verify.Malformed), Detail: err.Error()}); err != nil {
+		results := v.VerifyBatch(hs, now(), 0)
+		j := 0
+		for _, in := range batch {
+			var res verifyResultJSON
+			if in.err != nil {
+				res = verifyResultJSON{Reason: string(verify.Malformed), Detail: in.err.Error()}
+			} else {
+				r := results[j]
+				j++
+				var ve *verify.Error
+				switch {
+				case r.Err == nil:
+					res = verifyResultJSON{OK: true, Fingerprint: r.Key.Fingerprint()}
+				case errors.As(r.Err, &ve):
+					res = verifyResultJSON{Reason: string(ve.Reason), Detail: ve.Detail}
+				default:
+					res = verifyResultJSON{Reason: string(verify.Malformed), Detail: r.Err.Error()}
+				}
+			}
+			if err := report(res); err != nil {
 				return err
 			}
-			continue
 		}
-		k, err := v.Verify(h)
-		var ve *verify.Error
-		switch {
-		case err == nil:
-			err = report(verifyResultJSON{OK: true, Fingerprint: k.Fingerprint()})
-		case errors.As(err, &ve):
-			err = report(verifyResultJSON{Reason: string(ve.Reason), Detail: ve.Detail})
+		batch = batch[:0]
+		return nil
+	}
+	err := readInputs(c.App.Reader, func(in verifyInput) error {
+		n++
+		if in.err != nil {
+			in.err = fmt.Errorf("input %d (line %d): %w", n, in.line, in.err)
 		}
-		if err != nil {
-			return err
+		batch = append(batch, in)
+		if len(batch) == verifyBatch {
+			return flush()
 		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	if err != nil {
+		return err
 	}
 	if n == 0 {
 		out.Flush()
@@ -251,26 +271,205 @@ func verifyAction(c *cli.Context) error {
 	return nil
 }
 
+// verifyBatch is how many inputs are verified at once.
+const verifyBatch = 1024
+
+// verifyInput is one input of verify: headers, or why they could not be
+// read, and the line it started on.
+type verifyInput struct {
+	h    sign.Headers
+	err  error
+	line int
+}
+
+// readInputs reads verify's input and calls fn for each: JSON objects one
+// a line (JSON Lines), or spread over lines as sign prints them, or the
+// grpcurl -H form. A bad input is reported and reading goes on at the next
+// line that starts one. Each input is at most maxHeaderJSON bytes.
+func readInputs(r io.Reader, fn func(verifyInput) error) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var acc []byte
+	start, lineNo := 0, 0
+	emitAcc := func() error {
+		if len(bytes.TrimSpace(acc)) == 0 {
+			acc = acc[:0]
+			return nil
+		}
+		h, err := parseHeadersJSON(acc)
+		acc = acc[:0]
+		return fn(verifyInput{h: h, err: err, line: start})
+	}
+	for {
+		line, err := readLine(br)
+		if len(line) > 0 || err == nil || errors.Is(err, errValueTooLarge) {
+			lineNo++
+			trimmed := bytes.TrimSpace(line)
+			switch {
+			case errors.Is(err, errValueTooLarge):
+				if e := emitAcc(); e != nil {
+					return e
+				}
+				if e := fn(verifyInput{err: fmt.Errorf("larger than %d KiB", maxHeaderJSON>>10), line: lineNo}); e != nil {
+					return e
+				}
+				if err = skipLine(br); err == nil {
+					continue
+				}
+			case bytes.HasPrefix(trimmed, []byte("-H")):
+				if e := emitAcc(); e != nil {
+					return e
+				}
+				h, perr := parseGrpcurl(string(trimmed))
+				if e := fn(verifyInput{h: h, err: perr, line: lineNo}); e != nil {
+					return e
+				}
+			case len(trimmed) == 0 && len(acc) == 0:
+			default:
+				// A line that starts an object ends the one before it.
+				if len(line) > 0 && line[0] == '{' && len(bytes.TrimSpace(acc)) > 0 {
+					if e := emitAcc(); e != nil {
+						return e
+					}
+				}
+				if len(bytes.TrimSpace(acc)) == 0 {
+					start = lineNo
+				}
+				acc = append(acc, line...)
+				acc = append(acc, '\n')
+				if len(acc) > maxHeaderJSON {
+					acc = acc[:0]
+					if e := fn(verifyInput{err: fmt.Errorf("larger than %d KiB", maxHeaderJSON>>10), line: start}); e != nil {
+						return e
+					}
+				} else if json.Valid(acc) {
+					if e := emitAcc(); e != nil {
+						return e
+					}
+				}
+			}
+		}
+		if err == io.EOF {
+			return emitAcc()
+		}
+		if err != nil && !errors.Is(err, errValueTooLarge) {
+			return err
+		}
+	}
+}
+
+// readLine reads one line without its newline, at most maxHeaderJSON bytes.
+func readLine(br *bufio.Reader) ([]byte, error) {
+	var line []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		line = append(line, chunk...)
+		if len(line) > maxHeaderJSON {
+			return nil, errValueTooLarge
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		return bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r")), err
+	}
+}
+
+// skipLine drops the rest of an over-long line.
+func skipLine(br *bufio.Reader) error {
+	for {
+		_, err := br.ReadSlice('\n')
+		if err != bufio.ErrBufferFull {
+			return err
+		}
+	}
+}
+
+var headerNames = []string{sign.HeaderPublicKey, sign.HeaderTimestamp, sign.HeaderSignature}
+
+// parseHeadersJSON reads one JSON object of flwr-* headers strictly: each
+// name exactly as gRPC sends it (lower case) and at most once. Other names
+// are ignored.
+func parseHeadersJSON(b []byte) (sign.Headers, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return sign.Headers{}, errors.New("not a JSON object of flwr-* headers")
+	}
+	vals := map[string]string{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return sign.Headers{}, errors.New("not a JSON object of flwr-* headers")
+		}
+		name, _ := t.(string)
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			return sign.Headers{}, errors.New("not a JSON object of flwr-* headers")
+		}
+		for _, want := range headerNames {
+			if !strings.EqualFold(name, want) {
+				continue
+			}
+			if name != want {
+				return sign.Headers{}, fmt.Errorf("%q: metadata names are lower case (%s)", name, want)
+			}
+			if _, dup := vals[name]; dup {
+				return sign.Headers{}, fmt.Errorf("%s appears twice", name)
+			}
+			s, ok := v.(string)
+			if !ok {
+				return sign.Headers{}, fmt.Errorf("%s is not a string", name)
+			}
+			vals[name] = s
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return sign.Headers{}, errors.New("not a JSON object of flwr-* headers")
+	}
+	if dec.More() {
+		return sign.Headers{}, errors.New("more than one JSON value on the input")
+	}
+	return fromWire(wireHeaders{PublicKey: vals[sign.HeaderPublicKey], Timestamp: vals[sign.HeaderTimestamp], Signature: vals[sign.HeaderSignature]})
+}
+
+// parseGrpcurl reads the -H 'name: value' arguments sign --format grpcurl
+// prints.
+func parseGrpcurl(line string) (sign.Headers, error) {
+	vals := map[string]string{}
+	rest := strings.TrimSpace(line)
+	for rest != "" {
+		after, ok := strings.CutPrefix(rest, "-H")
+		if !ok {
+			return sign.Headers{}, errors.New("not grpcurl -H 'name: value' arguments")
+		}
+		after = strings.TrimLeft(after, " ")
+		var arg string
+		if q := after[:min(1, len(after))]; q == "'" || q == `"` {
+			end := strings.Index(after[1:], q)
+			if end < 0 {
+				return sign.Headers{}, errors.New("an unclosed quote in the -H arguments")
+			}
+			arg, rest = after[1:1+end], strings.TrimSpace(after[2+end:])
+		} else {
+			arg, rest, _ = strings.Cut(after, " ")
+			rest = strings.TrimSpace(rest)
+		}
+		name, value, ok := strings.Cut(arg, ":")
+		if !ok {
+			return sign.Headers{}, fmt.Errorf("-H %q is not 'name: value'", arg)
+		}
+		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+		for _, want := range headerNames {
+			if strings.EqualFold(name, want) {
+				if _, dup := vals[want]; dup {
+					return sign.Headers{}, fmt.Errorf("%s appears twice", want)
+				}
+				vals[want] = value
+			}
+		}
+	}
+	return fromWire(wireHeaders{PublicKey: vals[sign.HeaderPublicKey], Timestamp: vals[sign.HeaderTimestamp], Signature: vals[sign.HeaderSignature]})
+}
+
 var errValueTooLarge = errors.New("JSON value too large")
-
-// perValueLimit fails a read once n bytes have gone by since it was reset,
-// so one huge JSON value cannot take all memory.
-type perValueLimit struct {
-	r io.Reader
-	n int
-}
-
-func (l *perValueLimit) Read(p []byte) (int, error) {
-	if l.n >= maxHeaderJSON {
-		return 0, errValueTooLarge
-	}
-	if len(p) > maxHeaderJSON-l.n {
-		p = p[:maxHeaderJSON-l.n]
-	}
-	m, err := l.r.Read(p)
-	l.n += m
-	return m, err
-}
 
 // warnReadable warns, as ssh does, when others can read a private key.
 func warnReadable(w io.Writer, path string) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -95,9 +96,9 @@ func TestVerifyBadInput(t *testing.T) {
 	for _, tc := range []struct {
 		name, in, want string
 	}{
-		{"not JSON", "hello\n", "rejected malformed: input 1 is not a JSON object of flwr-* headers\n"},
-		{"bad base64", `{"flwr-public-key-bin":"!!","flwr-timestamp":"x","flwr-signature-bin":"AA=="}`, "rejected malformed: flwr-public-key-bin is not base64\n"},
-		{"huge", `{"flwr-timestamp":"` + strings.Repeat("a", 100<<10) + `"}`, "rejected malformed: input 1 is larger than 64 KiB\n"},
+		{"not JSON", "hello\n", "rejected malformed: input 1 (line 1): not a JSON object of flwr-* headers\n"},
+		{"bad base64", `{"flwr-public-key-bin":"!!","flwr-timestamp":"x","flwr-signature-bin":"AA=="}`, "rejected malformed: input 1 (line 1): flwr-public-key-bin is not base64\n"},
+		{"huge", `{"flwr-timestamp":"` + strings.Repeat("a", 100<<10) + `"}`, "rejected malformed: input 1 (line 1): larger than 64 KiB\n"},
 		{"odd timestamp", `{"flwr-public-key-bin":"` + pemB64(t, dir) + `","flwr-timestamp":"yesterday","flwr-signature-bin":"MAYCAQECAQE="}`, "rejected malformed: flwr-timestamp is not an ISO 8601 time with a UTC offset\n"},
 	} {
 		r := nk(t, dir, tc.in, "verify", "-a", csv)
@@ -130,4 +131,58 @@ func pemB64(t *testing.T, dir string) string {
 	var h map[string]string
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &h))
 	return h[sign.HeaderPublicKey]
+}
+
+// verify reads every input and reports each, in order: a bad line in the
+// middle does not stop the later ones; duplicated or upper-case header
+// names are refused; sign's pretty JSON and grpcurl forms are read; a
+// large input keeps its order while verified on every core.
+func TestVerifyEveryInputInOrder(t *testing.T) {
+	dir := t.TempDir()
+	require.Equal(t, 0, nk(t, dir, "", "keygen", "--clients", "2", "-q").code)
+	csv := "keys/client_public_keys.csv"
+	ts := "2026-11-22T17:45:03+00:00"
+	now := "2026-11-22T17:45:04+00:00"
+	pretty := nk(t, dir, "", "sign", "-k", "keys/client_credentials_1", "--timestamp", ts).stdout
+	grpcurl := nk(t, dir, "", "sign", "-k", "keys/client_credentials_2", "--timestamp", ts, "--format", "grpcurl").stdout
+	var h map[string]string
+	require.NoError(t, json.Unmarshal([]byte(pretty), &h))
+	compact, _ := json.Marshal(h)
+	dup := `{"flwr-public-key-bin":"` + h["flwr-public-key-bin"] + `","flwr-timestamp":"` + ts + `","flwr-signature-bin":"` + h["flwr-signature-bin"] + `","flwr-timestamp":"` + ts + `"}`
+	upper := strings.Replace(string(compact), "flwr-timestamp", "FLWR-TIMESTAMP", 1)
+
+	in := pretty + "not json at all\n" + string(compact) + "\n" + dup + "\n" + upper + "\n" + grpcurl + "{\"flwr-timestamp\": \n" + string(compact) + "\n"
+	r := nk(t, dir, in, "verify", "-a", csv, "--now", now)
+	assert.Equal(t, 1, r.code)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	require.Len(t, lines, 8, r.stdout)
+	assert.True(t, strings.HasPrefix(lines[0], "ok SHA256:"), "sign's own output, over several lines")
+	assert.Equal(t, "rejected malformed: input 2 (line 6): not a JSON object of flwr-* headers", lines[1])
+	assert.True(t, strings.HasPrefix(lines[2], "ok SHA256:"), "the line after a bad one is still read")
+	assert.Equal(t, "rejected malformed: input 4 (line 8): flwr-timestamp appears twice", lines[3])
+	assert.Contains(t, lines[4], `"FLWR-TIMESTAMP": metadata names are lower case`)
+	assert.True(t, strings.HasPrefix(lines[5], "ok SHA256:"), "the grpcurl form: %s", lines[5])
+	assert.Contains(t, lines[6], "rejected malformed: input 7 (line 11)")
+	assert.True(t, strings.HasPrefix(lines[7], "ok SHA256:"))
+
+	// 3,000 inputs, every third broken: results in input order.
+	var b strings.Builder
+	for i := range 3000 {
+		if i%3 == 2 {
+			fmt.Fprintf(&b, "{\"n\": %d}\n", i)
+		} else {
+			b.Write(compact)
+			b.WriteByte('\n')
+		}
+	}
+	r = nk(t, dir, b.String(), "verify", "-a", csv, "--now", now)
+	lines = strings.Split(strings.TrimSpace(r.stdout), "\n")
+	require.Len(t, lines, 3000)
+	for i, l := range lines {
+		if i%3 == 2 {
+			assert.True(t, strings.HasPrefix(l, "rejected missing-metadata"), "%d: %s", i, l)
+		} else {
+			assert.True(t, strings.HasPrefix(l, "ok "), "%d: %s", i, l)
+		}
+	}
 }
