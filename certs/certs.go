@@ -18,6 +18,7 @@ import (
 	"net"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nodekeys/nodekeys/internal/safefile"
 )
@@ -162,9 +163,12 @@ func (ca *CA) Issue(pub crypto.PublicKey, hosts []string, days int, now time.Tim
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
-		Subject:      pkix.Name{Organization: []string{"Flower"}, CommonName: hosts[0]},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.AddDate(0, 0, days),
+		// The common name alone: an organization without a country is what
+		// linters flag (zlint e_sub_cert_country_name_must_appear), and the
+		// SANs, not the subject, are what clients check.
+		Subject:   pkix.Name{CommonName: hosts[0]},
+		NotBefore: now.Add(-time.Hour),
+		NotAfter:  now.AddDate(0, 0, days),
 		// keyEncipherment only where the key can encipher: RSA key transport.
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
@@ -200,7 +204,7 @@ func (ca *CA) Issue(pub crypto.PublicKey, hosts []string, days int, now time.Tim
 // name lowercased, or the IP as given.
 func ParseSAN(s string) (string, error) {
 	if ip := net.ParseIP(s); ip != nil {
-		return s, nil
+		return ip.String(), nil
 	}
 	bad := func(why string) (string, error) {
 		return "", fmt.Errorf("certs: invalid SAN %q: %s", printable(s), why)
@@ -233,16 +237,48 @@ func ParseSAN(s string) (string, error) {
 	if strings.Count(s, ":") > 0 {
 		return bad("not an IP address")
 	}
+	// A name whose last label is all digits is no host name (RFC 1123,
+	// RFC 3696): it is a mistyped address, such as 10.0.0.256.
+	if last := labels[len(labels)-1]; strings.Trim(last, "0123456789") == "" {
+		return bad("not an IP address (and a DNS name cannot end in a number)")
+	}
 	return name, nil
 }
 
+// ParseSANs checks every SAN with ParseSAN and refuses a name or address
+// given twice (in any spelling of it).
+func ParseSANs(in []string) ([]string, error) {
+	var out []string
+	seen := map[string]bool{}
+	for _, h := range in {
+		san, err := ParseSAN(h)
+		if err != nil {
+			return nil, err
+		}
+		if seen[san] {
+			return nil, fmt.Errorf("certs: the SAN %q is given twice", printable(h))
+		}
+		seen[san] = true
+		out = append(out, san)
+	}
+	return out, nil
+}
+
+// printable makes s safe to echo in a message: control characters
+// replaced, and cut after 64 characters.
 func printable(s string) string {
 	var b strings.Builder
+	n := 0
 	for _, r := range s {
-		if r < 0x20 || r == 0x7f || b.Len() > 80 {
+		if n == 64 {
+			b.WriteString("...")
+			break
+		}
+		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
 			r = '?'
 		}
 		b.WriteRune(r)
+		n++
 	}
 	return b.String()
 }

@@ -25,11 +25,15 @@ const (
 
 // Options say what Write makes. Zero values take the defaults.
 type Options struct {
-	Dir     string
-	Hosts   []string
-	Days    int
-	CADays  int
-	KeyType KeyType
+	Dir   string
+	Hosts []string
+	// AddHosts are SANs added to Hosts, or to DefaultHosts when Hosts is
+	// empty: renewing with another name keeps localhost and the loopback
+	// addresses.
+	AddHosts []string
+	Days     int
+	CADays   int
+	KeyType  KeyType
 	// CACert and CAKey name an existing CA to issue with; its certificate
 	// is copied into Dir, its key never is.
 	CACert, CAKey string
@@ -114,13 +118,9 @@ func Write(opts Options) (*Result, error) {
 	if opts.CACert != "" && opts.NewCA {
 		return nil, errors.New("certs: --new-ca and --ca-cert do not go together")
 	}
-	var hosts []string
-	for _, h := range opts.Hosts {
-		san, err := ParseSAN(h)
-		if err != nil {
-			return nil, err
-		}
-		hosts = append(hosts, san)
+	hosts, err := ParseSANs(append(append([]string{}, opts.Hosts...), opts.AddHosts...))
+	if err != nil {
+		return nil, err
 	}
 	switch opts.KeyType {
 	case ECDSAP384, ECDSAP256, RSA4096:
@@ -140,7 +140,6 @@ func Write(opts Options) (*Result, error) {
 	}
 
 	var ca *CA
-	var err error
 	copyCA := false
 	switch {
 	case opts.CACert != "":

@@ -45,6 +45,9 @@ type Config struct {
 	// empty allowlist (which refuses every node) at start and on reload.
 	Allowlist  []string `yaml:"allowlist"`
 	AllowEmpty bool     `yaml:"allow_empty"`
+	// ReloadInterval is how often the allowlist's files are looked at for
+	// changes (default 1s; a look is a stat per file).
+	ReloadInterval time.Duration `yaml:"reload_interval"`
 	// FlowerVersion picks the timestamp window of a SuperLink version
 	// ("1.19"); the default is Flower's current window.
 	FlowerVersion string `yaml:"flower_version"`
@@ -181,6 +184,9 @@ func (c *Config) Defaults() {
 	}
 	if c.MaxMessageBytes <= 0 {
 		c.MaxMessageBytes = DefaultMaxMessage
+	}
+	if c.ReloadInterval <= 0 {
+		c.ReloadInterval = time.Second
 	}
 	if c.MaxStreamsPerConn <= 0 {
 		c.MaxStreamsPerConn = DefaultStreamsPerConn

@@ -363,7 +363,7 @@ func (g *Gateway) Listen() (*Listeners, error) {
 func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go g.reload.Watch(ctx, time.Second)
+	go g.reload.Watch(ctx, g.cfg.ReloadInterval)
 
 	errs := make(chan error, 3)
 	var wg sync.WaitGroup

@@ -83,8 +83,9 @@ func newRig(t *testing.T, nodes int, tweak ...func(*gateway.Config)) *rig {
 	cfg := gateway.Config{
 		Upstream: up.Addr, UpstreamControl: up.Addr, UpstreamInsecure: true,
 		TLSCert: tlsRes.ServerCert, TLSKey: tlsRes.ServerKey,
-		Allowlist:    []string{ks.CSV},
-		DrainTimeout: 5 * time.Second,
+		Allowlist:      []string{ks.CSV},
+		DrainTimeout:   5 * time.Second,
+		ReloadInterval: 50 * time.Millisecond,
 	}
 	for _, f := range tweak {
 		f(&cfg)
@@ -177,6 +178,7 @@ func wantStatus(t *testing.T, err error, code codes.Code, msg string) {
 const heartbeat = "/flwr.proto.Fleet/SendNodeHeartbeat"
 
 func TestAllowedNodePassesWithHeadersIntact(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, 2)
 	s := r.signer(t, 0)
 	h, err := s.Sign()
@@ -208,6 +210,7 @@ func TestAllowedNodePassesWithHeadersIntact(t *testing.T) {
 }
 
 func TestRefusedCallsNeverReachUpstream(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, 2)
 	s := r.signer(t, 0)
 	c := r.dial(t, r.fleet, nil)
@@ -264,6 +267,7 @@ func TestRefusedCallsNeverReachUpstream(t *testing.T) {
 }
 
 func TestControlStatusesStreamsAndDeadlines(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, 1)
 	c := r.dial(t, r.control, nil)
 	out, header, trailer, err := call(c, "/flwr.proto.Control/ListRuns", "echo:runs", "x-cli", "1")
@@ -318,6 +322,7 @@ func TestControlStatusesStreamsAndDeadlines(t *testing.T) {
 }
 
 func TestUpstreamDownIsUnavailable(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, 1)
 	r.up.Stop()
 	c := r.dial(t, r.fleet, r.signer(t, 0).PerRPCCredentials())
@@ -332,6 +337,7 @@ func TestUpstreamDownIsUnavailable(t *testing.T) {
 }
 
 func TestAllowlistChangesWithoutRestart(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, 3)
 	one := r.dial(t, r.fleet, r.signer(t, 0).PerRPCCredentials())
 	three := r.dial(t, r.fleet, r.signer(t, 2).PerRPCCredentials())
@@ -376,6 +382,7 @@ func TestAllowlistChangesWithoutRestart(t *testing.T) {
 }
 
 func TestRenewedCertificateServedWithoutRestart(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, 1)
 	serial := func() string {
 		conn, err := tls.Dial("tcp", r.fleet, &tls.Config{RootCAs: r.caPool, ServerName: "localhost", NextProtos: []string{"h2"}})
@@ -393,6 +400,7 @@ func TestRenewedCertificateServedWithoutRestart(t *testing.T) {
 }
 
 func TestShutdownDrainsCallsInFlight(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, 1)
 	c := r.dial(t, r.fleet, r.signer(t, 0).PerRPCCredentials())
 	_, _, _, err := call(c, heartbeat, "warm")
@@ -420,6 +428,7 @@ func TestShutdownDrainsCallsInFlight(t *testing.T) {
 }
 
 func TestKeyRateLimitBeforeSignature(t *testing.T) {
+	t.Parallel()
 	noDelay := time.Duration(0)
 	r := newRig(t, 2, func(c *gateway.Config) { c.KeyRate, c.KeyBurst, c.RefusalDelay = 1, 5, &noDelay })
 	s := r.signer(t, 0)
@@ -445,6 +454,7 @@ func TestKeyRateLimitBeforeSignature(t *testing.T) {
 }
 
 func TestConfigFile(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	p := filepath.Join(dir, "gateway.yaml")
 	require.NoError(t, os.WriteFile(p, []byte("upstream: 127.0.0.1:7000\nallowlist: [a.csv, pubs/]\nkey_rate: 5\nmax_stream_age: 10m\nreplay_guard: false\n"), 0o600))
@@ -470,6 +480,7 @@ func TestConfigFile(t *testing.T) {
 // A refused call is answered after the refusal delay, for as many calls
 // as there are slots; past that, at once. Accepted calls are not delayed.
 func TestRefusalDelay(t *testing.T) {
+	t.Parallel()
 	delay := 400 * time.Millisecond
 	r := newRig(t, 1, func(c *gateway.Config) { c.RefusalDelay, c.RefusalDelaySlots = &delay, 1 })
 	c := r.dial(t, r.fleet, nil)

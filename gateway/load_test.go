@@ -24,6 +24,7 @@ import (
 // certificate renewed, over and over: not one valid call may fail. Bounded
 // in calls and time, on loopback only.
 func TestLoadDuringReloadsAndRenewals(t *testing.T) {
+	t.Parallel()
 	nodes, calls := 24, 40
 	if testing.Short() {
 		nodes, calls = 8, 15

@@ -8,8 +8,18 @@
 # second run stops and names the file in the way. NODEKEYS_FORCE=1 replaces
 # them; NODEKEYS_FLAGS adds keygen flags (e.g. --prefix supernode_credentials).
 set -euo pipefail
+if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
+  sed -n '2,/^$/{/^#/!q;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
+  exit 0
+fi
+n=${1:-2}
+case $n in
+  ''|*[!0-9]*) echo "generate_auth_keys.sh: the number of key pairs must be a whole number, got '$n'" >&2; exit 2 ;;
+esac
+# dest: the folder the script is in, as invoked (a symbolic link to it
+# writes beside the link); here: where its own files are.
+dest=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 here=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
-cd "$(dirname "${BASH_SOURCE[0]}")"
 if [ -f "$here/nodekeys-bin.sh" ]; then
   # shellcheck source=scripts/nodekeys-bin.sh
   source "$here/nodekeys-bin.sh"
@@ -23,8 +33,9 @@ else
   fi
 fi
 
-n=${1:-2}
 force=()
 [ "${NODEKEYS_FORCE:-}" = 1 ] && force=(--force)
+# Paths as the caller sees them, from the folder the script was run in.
+out=$(realpath --relative-to="$PWD" "$dest/keys" 2>/dev/null || echo "$dest/keys")
 # shellcheck disable=SC2086
-exec "$NODEKEYS" keygen --clients "$n" --out keys "${force[@]}" ${NODEKEYS_FLAGS:-}
+exec "$NODEKEYS" keygen --clients "$n" --out "$out" "${force[@]}" ${NODEKEYS_FLAGS:-}

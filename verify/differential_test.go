@@ -68,7 +68,7 @@ func derSig(r, s *big.Int) []byte {
 // valid signatures and their mutations, on every supported curve.
 func TestDifferential(t *testing.T) {
 	rng := mrand.New(mrand.NewPCG(1, 2))
-	rounds := 100
+	rounds := 40 // the fuzz targets, run in CI, go much further
 	if testing.Short() {
 		rounds = 20
 	}

@@ -15,11 +15,14 @@ func certgenCommand() *cli.Command {
 		Name:  "certgen",
 		Usage: "write a development CA and SuperLink server certificate (replaces generate_cert.sh)",
 		Description: "Writes certificates/ca.crt, ca.key, server.pem and server.key, for SANs localhost,\n" +
-			"127.0.0.1 and ::1 unless --san is given. A CA already in the folder (or given with\n" +
-			"--ca-cert and --ca-key) is reused: the server certificate is renewed and SuperNodes\n" +
-			"that trust ca.crt keep working. A new CA needs --new-ca.",
+			"127.0.0.1 and ::1, plus each --add-san; --san replaces those three. A CA already in\n" +
+			"the folder (or given with --ca-cert and --ca-key) is reused: the server certificate\n" +
+			"is renewed and SuperNodes that trust ca.crt keep working. A new CA needs --new-ca.\n\n" +
+			"   nodekeys certgen --add-san superlink.example --add-san 192.0.2.7\n" +
+			"   nodekeys certgen --force --add-san superlink.example   (renew, keep the CA)",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Value: certs.DefaultDir, Usage: "output folder"},
+			&cli.StringSliceFlag{Name: "add-san", Usage: "a DNS name or IP address of the SuperLink, added to the defaults (repeat)"},
 			&cli.StringSliceFlag{Name: "san", Usage: "a DNS name or IP address of the SuperLink (repeat; replaces the defaults)"},
 			&cli.IntFlag{Name: "days", Value: certs.DefaultServerDays, Usage: fmt.Sprintf("server certificate validity, at most %d", certs.MaxServerDays)},
 			&cli.IntFlag{Name: "ca-days", Value: certs.DefaultCADays, Usage: "validity of a new CA"},
@@ -51,13 +54,11 @@ func certgenAction(c *cli.Context) error {
 	default:
 		return usageErr("--key-type must be ecdsa-p384, ecdsa-p256 or rsa-4096, got %q", kt)
 	}
-	for _, s := range c.StringSlice("san") {
-		if _, err := certs.ParseSAN(s); err != nil {
-			return &cliError{err: err, code: exitUsage}
-		}
+	if err := checkSANs(c); err != nil {
+		return err
 	}
 	res, err := certs.Write(certs.Options{
-		Dir: c.String("out"), Hosts: c.StringSlice("san"), Days: days, CADays: c.Int("ca-days"), KeyType: kt,
+		Dir: c.String("out"), Hosts: c.StringSlice("san"), AddHosts: c.StringSlice("add-san"), Days: days, CADays: c.Int("ca-days"), KeyType: kt,
 		CACert: c.String("ca-cert"), CAKey: c.String("ca-key"), NewCA: c.Bool("new-ca"), Force: c.Bool("force"),
 	})
 	if err != nil {
@@ -78,11 +79,24 @@ func certgenAction(c *cli.Context) error {
 	}
 	fmt.Fprintf(out, "server certificate: %s (key %s, 0600) for %v, %s, valid until %s (%d days)\n",
 		res.ServerCert, res.ServerKey, res.Hosts, res.KeyType, res.ServerNotAfter.Format("2006-01-02"),
-		int(time.Until(res.ServerNotAfter).Hours()/24+0.5))
+		certs.DaysLeft(res.ServerNotAfter, time.Now()))
 	fmt.Fprintf(out, "\nSuperLink: flower-superlink --ssl-ca-certfile %s --ssl-certfile %s --ssl-keyfile %s ...\n", res.CACert, res.ServerCert, res.ServerKey)
 	fmt.Fprintf(out, "SuperNode: flower-supernode --root-certificates %s ...\n", res.CACert)
 	fmt.Fprintf(out, "flwr CLI: root-certificates = %q\n", absPath(res.CACert))
 	fmt.Fprintf(out, "  (Flower 1.26 and later: in ~/.flwr/config.toml under [superlink.<name>];\n")
 	fmt.Fprintf(out, "   before: in the project's pyproject.toml under [tool.flwr.federations.<name>])\n")
+	return nil
+}
+
+// checkSANs checks --san and --add-san as certs.Write will, so that a bad
+// name is a usage error (exit 2) in every command that takes them.
+func checkSANs(c *cli.Context) error {
+	hosts := c.StringSlice("san")
+	if len(hosts) == 0 {
+		hosts = certs.DefaultHosts
+	}
+	if _, err := certs.ParseSANs(append(append([]string{}, hosts...), c.StringSlice("add-san")...)); err != nil {
+		return &cliError{err: err, code: exitUsage}
+	}
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 )
 
 func TestCertgenEndToEnd(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	r := nk(t, dir, "", "certgen")
 	require.Equal(t, 0, r.code, r.stderr)
@@ -57,6 +58,7 @@ func TestCertgenEndToEnd(t *testing.T) {
 }
 
 func TestCertgenErrors(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	for _, tc := range []struct {
 		args []string
@@ -79,6 +81,7 @@ func TestCertgenErrors(t *testing.T) {
 }
 
 func TestInspectKeysAndCSV(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	require.Equal(t, 0, nk(t, dir, "", "keygen", "-q").code)
 	r := nk(t, dir, "", "inspect", "--json", "keys/client_credentials_1", "keys/client_credentials_1.pub", "keys/client_public_keys.csv")
@@ -110,6 +113,7 @@ func TestInspectKeysAndCSV(t *testing.T) {
 // matches its .pub and whether certificates chain to a CA; one fingerprint
 // format (ssh-keygen's) for keys and certificates alike.
 func TestInspectByContent(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	require.Equal(t, 0, nk(t, dir, "", "certgen").code)
 	require.Equal(t, 0, nk(t, dir, "", "keygen", "--clients", "2", "-q").code)
@@ -179,6 +183,7 @@ func TestInspectByContent(t *testing.T) {
 }
 
 func TestFixtures(t *testing.T) {
+	t.Parallel()
 	a, b := t.TempDir(), t.TempDir()
 	seed := "00112233445566778899aabbccddeeff"
 	for _, d := range []string{a, b} {
@@ -219,6 +224,7 @@ func TestFixtures(t *testing.T) {
 }
 
 func TestVersionAndCompletion(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	r := nk(t, dir, "", "version")
 	assert.Equal(t, 0, r.code)
@@ -237,6 +243,7 @@ func TestVersionAndCompletion(t *testing.T) {
 }
 
 func TestInspectWarnsBeforeExpiry(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	require.Equal(t, 0, nk(t, dir, "", "certgen", "--days", "10").code)
 	r := nk(t, dir, "", "inspect", "certificates/server.pem")
@@ -249,12 +256,13 @@ func TestInspectWarnsBeforeExpiry(t *testing.T) {
 // On a terminal, a long keygen draws a progress bar on stderr; elsewhere
 // it draws none.
 func TestKeygenProgressBar(t *testing.T) {
+	t.Parallel()
 	script := peer.Command(t, "script")
 	dir := t.TempDir()
-	out, err := exec.Command(script, "-q", "-c", bin+" keygen --clients 400 --out "+filepath.Join(dir, "k"), "/dev/null").CombinedOutput()
+	out, err := exec.Command(script, "-q", "-c", bin+" keygen --clients 250 --out "+filepath.Join(dir, "k"), "/dev/null").CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	assert.Contains(t, string(out), "keygen")
-	assert.Regexp(t, `\(\d+/400`, string(out))
+	assert.Regexp(t, `\(\d+/250`, string(out))
 	r := nk(t, dir, "", "keygen", "--clients", "400", "--out", "k2")
 	require.Equal(t, 0, r.code)
 	assert.NotContains(t, r.stderr, "/400")

@@ -29,6 +29,7 @@ func fixturesCommand() *cli.Command {
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Required: true, Usage: "output folder (must not exist, unless --force)"},
 			&cli.IntFlag{Name: "clients", Aliases: []string{"n"}, Value: 2, Usage: "SuperNode key pairs"},
 			&cli.StringSliceFlag{Name: "san", Usage: "server certificate SANs (default localhost, 127.0.0.1, ::1)"},
+			&cli.StringSliceFlag{Name: "add-san", Usage: "a SAN added to the defaults (repeat)"},
 			&cli.BoolFlag{Name: "force", Usage: "replace an existing fixture folder's files"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors"},
 		}, seedFlags()...),
@@ -53,6 +54,9 @@ func fixturesAction(c *cli.Context) error {
 	}
 	if seed == nil {
 		return usageErr("fixtures needs a seed: --seed-file FILE, %s or --seed", seedEnv)
+	}
+	if err := checkSANs(c); err != nil {
+		return err
 	}
 	n := c.Int("clients")
 	if n < 0 || n > maxClients {
@@ -79,7 +83,7 @@ func fixturesAction(c *cli.Context) error {
 		return p.Private, nil
 	}
 	cs, err := certs.Write(certs.Options{
-		Dir: filepath.Join(out, "certificates"), Hosts: c.StringSlice("san"), Force: force, NewCA: true, NewKey: roleKey,
+		Dir: filepath.Join(out, "certificates"), Hosts: c.StringSlice("san"), AddHosts: c.StringSlice("add-san"), Force: force, NewCA: true, NewKey: roleKey,
 	})
 	if err != nil {
 		return err

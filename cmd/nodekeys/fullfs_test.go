@@ -42,6 +42,7 @@ func entries(t *testing.T, dir string) []string {
 }
 
 func TestFullDisk(t *testing.T) {
+	t.Parallel()
 	fs := smallFS(t, "size=64k")
 	r := nk(t, fs, "", "keygen", "--clients", "300")
 	assert.Equal(t, 1, r.code)
@@ -59,12 +60,13 @@ func TestFullDisk(t *testing.T) {
 	assert.Regexp(t, `^nodekeys: error: keyset: \w+ keys/client_credentials_\d+(\.pub)?: no space left on device\n$`, r.stderr)
 	assert.Equal(t, before, snapshot(t, filepath.Join(fs, "keys")), "old keys and CSV unchanged, no temporary files")
 
-	r = nk(t, smallFS(t, "size=4k"), "", "certgen", "--key-type", "rsa-4096")
+	r = nk(t, smallFS(t, "size=4k"), "", "certgen")
 	assert.Equal(t, 1, r.code)
 	assert.Contains(t, r.stderr, "no space left on device")
 }
 
 func TestReadOnlyOutput(t *testing.T) {
+	t.Parallel()
 	fs := smallFS(t, "size=1m,ro")
 	for _, args := range [][]string{{"keygen"}, {"certgen"}, {"fixtures", "--out", "f", "--seed", "00112233445566778899aabbccddeeff"}} {
 		r := nk(t, fs, "", args...)
@@ -78,6 +80,7 @@ func TestReadOnlyOutput(t *testing.T) {
 // symbolic link is written through to its target, which keeps its mode and
 // owner; the link stays a link.
 func TestCSVEditsWriteThrough(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	require.Equal(t, 0, nk(t, dir, "", "keygen", "--clients", "3", "-q").code)
 	real := filepath.Join(dir, "keys", "client_public_keys.csv")

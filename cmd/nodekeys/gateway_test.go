@@ -59,6 +59,7 @@ func freePort(t *testing.T) string {
 // SuperLink: ready, a signed call passes, an unknown node is refused,
 // metrics answer, SIGTERM stops it with exit 0.
 func TestGatewayCommand(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	require.Equal(t, 0, nk(t, dir, "", "certgen").code)
 	require.Equal(t, 0, nk(t, dir, "", "keygen", "--clients", "2").code)
@@ -138,6 +139,7 @@ func TestGatewayCommand(t *testing.T) {
 }
 
 func TestGatewayUsageErrors(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	for _, tc := range []struct {
 		args []string

@@ -37,7 +37,7 @@ func hostileDir(t *testing.T) string {
 	put("empty", nil, 0o600)
 	put("truncated.key", priv[:200], 0o600)
 	put("garbage.bin", garbage, 0o600)
-	put("huge", bytes.Repeat([]byte("A"), 100<<20), 0o600)
+	put("huge", bytes.Repeat([]byte("A"), 2<<20), 0o600)
 	put("writable.key", priv, 0o666)
 	put("readable.key", priv, 0o644)
 	require.NoError(t, os.Mkdir(filepath.Join(dir, "folder"), 0o700))
@@ -63,11 +63,12 @@ func hostileDir(t *testing.T) string {
 	put("p256.csv", p256pub, 0o644)
 	put("rsa.csv", rsapub, 0o644)
 	put("empty.csv", nil, 0o644)
-	put("huge.csv", bytes.Repeat([]byte("garbage,"), 100<<20/8), 0o644)
+	put("huge.csv", bytes.Repeat([]byte("garbage,"), 2<<20/8), 0o644)
 	return dir
 }
 
 func TestHostileInputs(t *testing.T) {
+	t.Parallel()
 	dir := hostileDir(t)
 	for _, tc := range []struct {
 		args   []string
@@ -102,12 +103,12 @@ func TestHostileInputs(t *testing.T) {
 		{[]string{"csv", "add", "keys/client_public_keys.csv", "ed25519.key.pub"}, "", 1, `nodekeys: error: keys: ed25519.key.pub: not an EC key: the type is "ssh-ed25519"`},
 		{[]string{"csv", "add", "keys/client_public_keys.csv", "keys/client_credentials_1"}, "", 1, "nodekeys: error: keys: keys/client_credentials_1: malformed key: this is PEM, not an OpenSSH public key line"},
 		// verify: hostile stdin.
-		{[]string{"verify", "-a", "keys/client_public_keys.csv"}, strings.Repeat("x", 100<<20), 1, ""},
+		{[]string{"verify", "-a", "keys/client_public_keys.csv"}, strings.Repeat("x", 4<<20), 1, ""},
 		{[]string{"verify", "-a", "huge.csv"}, "{}", 1, "nodekeys: error: huge.csv:1:1: malformed key: no key data after the type (and 100 more problems)"},
 		// certgen and inspect.
 		{[]string{"certgen", "--out", "c2", "--ca-cert", "certificates/ca.crt", "--ca-key", "garbage.bin"}, "", 1, "nodekeys: error: certs: garbage.bin: no PEM private key found"},
 		{[]string{"certgen", "--out", "c3", "--ca-cert", "certificates/server.pem", "--ca-key", "certificates/server.key"}, "", 1, "nodekeys: error: certs: certificates/server.pem: the certificate is not a CA"},
-		{[]string{"inspect", "huge"}, "", 1, "nodekeys: error: huge: not a key, a certificate or an allowlist"},
+		{[]string{"inspect", "huge"}, "", 1, "nodekeys: error: huge: larger than 1 MiB and not an allowlist: not a key or a certificate"},
 		{[]string{"inspect", "garbage.bin"}, "", 1, "nodekeys: error: garbage.bin: not a text file, nor a DER certificate or key"},
 		{[]string{"inspect", "/dev/zero"}, "", 1, "nodekeys: error: /dev/zero: is a character device, not a regular file"},
 		{[]string{"csv", "check", "/dev/zero"}, "", 1, "nodekeys: error: csvlist: /dev/zero: is a character device, not a regular file"},
@@ -134,6 +135,7 @@ func TestHostileInputs(t *testing.T) {
 // with --force it replaces the link itself and the file it pointed to is
 // untouched.
 func TestKeygenSymlinkInTheWay(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	victim := filepath.Join(dir, "victim")
 	require.NoError(t, os.WriteFile(victim, []byte("precious"), 0o644))
@@ -154,6 +156,7 @@ func TestKeygenSymlinkInTheWay(t *testing.T) {
 
 // Secrets never appear in --json output or logs of any command.
 func TestNoSecretsInOutput(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	var out strings.Builder
 	for _, args := range [][]string{
@@ -181,6 +184,7 @@ func TestNoSecretsInOutput(t *testing.T) {
 // list; on the command line it draws a warning; the same seed gives the
 // same keys whichever way it came.
 func TestSeedSources(t *testing.T) {
+	t.Parallel()
 	const seed = "00112233445566778899aabbccddeeff"
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "seed"), []byte(seed+"\n"), 0o600))

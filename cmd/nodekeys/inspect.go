@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -40,7 +41,7 @@ func inspectCommand() *cli.Command {
 			"allowlist CSVs. Fingerprints are SHA256:... as ssh-keygen prints them. Keys and\n" +
 			"certificates given together are matched; a private key is checked against the\n" +
 			".pub beside it; --ca checks that certificates chain to a CA.\n\n" +
-			"   nodekeys inspect certificates/server.pem certificates/server.key --ca certificates/ca.crt\n" +
+			"   nodekeys inspect --ca certificates/ca.crt certificates/server.pem certificates/server.key\n" +
 			"   nodekeys inspect keys/client_credentials_1 keys/client_public_keys.csv",
 		ArgsUsage: "FILE...",
 		Flags: []cli.Flag{
@@ -225,7 +226,17 @@ func inspectFile(path string, now time.Time) *inspected {
 		i.Error = fmt.Sprintf(format, args...)
 		return i
 	}
-	b, err := safefile.ReadRegular(path, csvlist.MaxFileSize)
+	// A key or certificate is small; only an allowlist may be large, and
+	// its first mebibyte says so.
+	b, err := safefile.ReadRegular(path, 1<<20)
+	if errors.Is(err, safefile.ErrTooLarge) {
+		if b, err = readHead(path, 1<<20); err == nil {
+			if t := bytes.TrimSpace(bytes.TrimPrefix(b, []byte("\xef\xbb\xbf"))); !isText(b[:max(0, len(b)-3)]) || !looksLikeKeys(t) && !bytes.HasPrefix(t, []byte("#")) {
+				return fail("larger than 1 MiB and not an allowlist: not a key or a certificate")
+			}
+			b, err = safefile.ReadRegular(path, csvlist.MaxFileSize)
+		}
+	}
 	if err != nil {
 		msg := err.Error()
 		if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
@@ -256,6 +267,21 @@ func inspectFile(path string, now time.Time) *inspected {
 		pubMatch(i, path+".pub")
 	}
 	return i
+}
+
+// readHead reads the first n bytes of a regular file.
+func readHead(path string, n int64) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b := make([]byte, n)
+	m, err := io.ReadFull(f, b)
+	if err == io.ErrUnexpectedEOF {
+		err = nil
+	}
+	return b[:m], err
 }
 
 // isText reports whether b is UTF-8 text without NUL bytes.

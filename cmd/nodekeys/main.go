@@ -93,8 +93,31 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			completionCommand(),
 		},
 	}
+	app.Action = func(c *cli.Context) error { return dispatchUnknown(c, app.Commands, true) }
 	setUsageErrors(app.Commands)
 	return app
+}
+
+// dispatchUnknown is the action of the app and of each command that has
+// subcommands: no argument shows the help; "help TOPIC" shows a command's
+// help; anything else is an unknown command, a usage error (exit 2).
+func dispatchUnknown(c *cli.Context, cmds []*cli.Command, root bool) error {
+	args := c.Args().Slice()
+	if len(args) == 0 {
+		return cli.ShowSubcommandHelp(c)
+	}
+	if args[0] == "help" && root {
+		if len(args) == 1 {
+			return cli.ShowAppHelp(c)
+		}
+		for _, cmd := range cmds {
+			if cmd.HasName(args[1]) {
+				return cli.ShowCommandHelp(c, args[1])
+			}
+		}
+		return usageErr("no command %q", args[1])
+	}
+	return usageErr("unknown command %q", args[0])
 }
 
 // onUsageError turns a flag error into exit code 2 with a one-line message
@@ -106,6 +129,10 @@ func onUsageError(_ *cli.Context, err error, _ bool) error {
 func setUsageErrors(cmds []*cli.Command) {
 	for _, c := range cmds {
 		c.OnUsageError = onUsageError
+		if len(c.Subcommands) > 0 && c.Action == nil {
+			subs := c.Subcommands
+			c.Action = func(ctx *cli.Context) error { return dispatchUnknown(ctx, subs, false) }
+		}
 		setUsageErrors(c.Subcommands)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,20 +12,31 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/urfave/cli/v2"
 )
 
-// bin is the nodekeys binary built once for the end-to-end tests.
+// bin is the nodekeys binary the end-to-end tests run: this test binary
+// itself, under the name nodekeys, which runs the command instead of the
+// tests when NODEKEYS_AS_CLI is set (saving a second build and link).
 var bin string
 
 func TestMain(m *testing.M) {
+	if os.Getenv("NODEKEYS_AS_CLI") == "1" {
+		os.Exit(run(os.Args, os.Stdin, os.Stdout, os.Stderr))
+	}
 	dir, err := os.MkdirTemp("", "nodekeys-bin-")
 	if err != nil {
 		panic(err)
 	}
-	bin = filepath.Join(dir, "nodekeys")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		panic(string(out))
+	self, err := os.Executable()
+	if err != nil {
+		panic(err)
 	}
+	bin = filepath.Join(dir, "nodekeys")
+	if err := os.Symlink(self, bin); err != nil {
+		panic(err)
+	}
+	os.Setenv("NODEKEYS_AS_CLI", "1") // for every process the tests start
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -68,6 +80,7 @@ func snapshot(t *testing.T, dir string) map[string]string {
 }
 
 func TestKeygenEndToEnd(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	r := nk(t, dir, "", "keygen")
 	require.Equal(t, 0, r.code, r.stderr)
@@ -110,6 +123,7 @@ func TestKeygenEndToEnd(t *testing.T) {
 }
 
 func TestKeygenSeedIsReproducible(t *testing.T) {
+	t.Parallel()
 	a, b := t.TempDir(), t.TempDir()
 	seed := "00112233445566778899aabbccddeeff"
 	ra := nk(t, a, "", "keygen", "--clients", "4", "--seed", seed, "--prefix", "supernode_credentials", "--server-key")
@@ -125,6 +139,7 @@ func TestKeygenSeedIsReproducible(t *testing.T) {
 }
 
 func TestKeygenUsageErrors(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	for _, tc := range []struct {
 		args []string
@@ -147,6 +162,7 @@ func TestKeygenUsageErrors(t *testing.T) {
 }
 
 func TestKeygenOutputInTheWay(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "keys"), []byte("a file"), 0o644))
 	r := nk(t, dir, "", "keygen")
@@ -155,6 +171,7 @@ func TestKeygenOutputInTheWay(t *testing.T) {
 }
 
 func TestCSVCommands(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	require.Equal(t, 0, nk(t, dir, "", "keygen", "--clients", "3", "-q").code)
 	csv := "keys/client_public_keys.csv"
@@ -208,4 +225,50 @@ func TestCSVCommands(t *testing.T) {
 	r = nk(t, dir, "", "csv", "check", "missing.csv")
 	assert.Equal(t, 1, r.code)
 	assert.Equal(t, "nodekeys: error: csvlist: open missing.csv: no such file or directory\n", r.stderr)
+}
+
+// One rule for exit codes, for every command: 0 success (and --help), 1 a
+// failure or a rejected input, 2 bad usage (an unknown command or flag, a
+// bad flag value, the wrong arguments).
+func TestExitCodes(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	app := newApp(strings.NewReader(""), io.Discard, io.Discard)
+	var walk func(prefix []string, cmds []*cli.Command)
+	walk = func(prefix []string, cmds []*cli.Command) {
+		for _, c := range cmds {
+			args := append(append([]string{}, prefix...), c.Name)
+			r := nk(t, dir, "", append(args, "--help")...)
+			assert.Equal(t, 0, r.code, "%v --help", args)
+			r = nk(t, dir, "", append(args, "--no-such-flag")...)
+			assert.Equal(t, 2, r.code, "%v --no-such-flag: %s", args, r.stderr)
+			assert.Equal(t, 1, strings.Count(r.stderr, "nodekeys: error:"), "%v: one error line", args)
+			walk(args, c.Subcommands)
+		}
+	}
+	walk(nil, app.Commands)
+	for _, tc := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"no-such-command"}, 2},
+		{[]string{"help", "keygen"}, 0},
+		{[]string{"help", "no-such-command"}, 2},
+		{[]string{"csv", "no-such-subcommand"}, 2},
+		{[]string{"certgen", "--san", "10.0.0.256"}, 2},
+		{[]string{"fixtures", "--out", "f", "--seed", "00112233445566778899aabbccddeeff", "--san", "10.0.0.256"}, 2},
+		{[]string{"certgen", "--add-san", "localhost"}, 2}, // given twice
+		{[]string{"keygen", "extra-argument"}, 2},
+		{[]string{"inspect"}, 2},
+		{[]string{"inspect", "missing-file"}, 1},
+		{[]string{"csv", "check", "missing-file"}, 1},
+		{[]string{"sign", "-k", "missing-file"}, 1},
+		{[]string{"gateway", "--allowlist", "missing.csv", "--upstream-insecure"}, 1},
+	} {
+		r := nk(t, dir, "", tc.args...)
+		assert.Equal(t, tc.code, r.code, "%v: %s", tc.args, r.stderr)
+	}
+	r := nk(t, dir, "", "certgen", "--san", strings.Repeat("a", 100_000))
+	assert.Equal(t, 2, r.code)
+	assert.Less(t, len(r.stderr), 300, "a huge value is cut in the message")
 }

@@ -44,7 +44,7 @@ IP.2 = 127.0.0.1
 func script(t *testing.T, dir string, env []string, name string, args ...string) result {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(dir, name), args...)
-	cmd.Dir = t.TempDir() // the scripts cd to their own folder
+	cmd.Dir = dir // as an operator runs ./generate_cert.sh in the example
 	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()
 	code := 0
@@ -59,6 +59,7 @@ func script(t *testing.T, dir string, env []string, name string, args ...string)
 // TestDropInScripts puts the scripts in a Flower example folder, as copies
 // with nodekeys installed, and checks they write what Flower's do.
 func TestDropInScripts(t *testing.T) {
+	t.Parallel()
 	example := t.TempDir()
 	for _, name := range []string{"generate_auth_keys.sh", "generate_cert.sh"} {
 		b, err := os.ReadFile(filepath.Join("..", "..", "scripts", name))
@@ -110,6 +111,40 @@ func TestDropInScripts(t *testing.T) {
 	assert.Equal(t, 1, r.code)
 	assert.Contains(t, r.stdout, "no such file")
 
+	// Run from another folder: still written beside the script, and the
+	// paths printed are right from where it was run.
+	elsewhere := t.TempDir()
+	cmd := exec.Command(filepath.Join(example, "generate_auth_keys.sh"), "1")
+	cmd.Dir = elsewhere
+	cmd.Env = append(os.Environ(), append(env, "NODEKEYS_FLAGS=--append")...)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	rel, _ := filepath.Rel(elsewhere, filepath.Join(example, "keys", "client_credentials_4"))
+	assert.Contains(t, string(out), rel)
+	assert.FileExists(t, filepath.Join(example, "keys", "client_credentials_4"))
+	ents, _ := os.ReadDir(elsewhere)
+	assert.Empty(t, ents, "nothing written where it was run")
+
+	// An inline subjectAltName, as many openssl configs have it.
+	require.NoError(t, os.WriteFile(conf, []byte("[req_ext]\nsubjectAltName = DNS:inline.example, IP:192.0.2.9, email:x@y\n"), 0o644))
+	r = script(t, example, append(env, "NODEKEYS_FORCE=1"), "generate_cert.sh", conf)
+	require.Equal(t, 0, r.code, r.stdout)
+	cert, err = certs.ReadCertificate(filepath.Join(example, "certificates/server.pem"))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"inline.example"}, cert.DNSNames)
+	require.Len(t, cert.IPAddresses, 1)
+	assert.Equal(t, "192.0.2.9", cert.IPAddresses[0].String())
+
+	// --help says what the script does.
+	for _, name := range []string{"generate_auth_keys.sh", "generate_cert.sh"} {
+		r = script(t, example, env, name, "--help")
+		assert.Equal(t, 0, r.code)
+		assert.True(t, strings.HasPrefix(r.stdout, "Drop-in for Flower's"), r.stdout)
+		assert.Contains(t, r.stdout, "Usage: "+name)
+	}
+	r = script(t, example, env, "generate_auth_keys.sh", "many")
+	assert.Equal(t, 2, r.code)
+
 	// Without nodekeys anywhere, the copied script says how to get it.
 	r = script(t, example, []string{"PATH=/usr/bin:/bin", "NODEKEYS="}, "generate_auth_keys.sh")
 	assert.Equal(t, 1, r.code)
@@ -118,6 +153,7 @@ func TestDropInScripts(t *testing.T) {
 
 // From the checkout, the scripts build nodekeys themselves, once.
 func TestDropInScriptsBuild(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds nodekeys")
 	}

@@ -13,6 +13,7 @@ import (
 )
 
 func TestSignVerifyEndToEnd(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	require.Equal(t, 0, nk(t, dir, "", "keygen", "--clients", "2", "-q").code)
 	csv := "keys/client_public_keys.csv"
@@ -90,6 +91,7 @@ func TestSignVerifyEndToEnd(t *testing.T) {
 }
 
 func TestVerifyBadInput(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	require.Equal(t, 0, nk(t, dir, "", "keygen", "--clients", "1", "-q").code)
 	csv := "keys/client_public_keys.csv"
@@ -138,6 +140,7 @@ func pemB64(t *testing.T, dir string) string {
 // names are refused; sign's pretty JSON and grpcurl forms are read; a
 // large input keeps its order while verified on every core.
 func TestVerifyEveryInputInOrder(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	require.Equal(t, 0, nk(t, dir, "", "keygen", "--clients", "2", "-q").code)
 	csv := "keys/client_public_keys.csv"

@@ -165,8 +165,10 @@ func TestLock(t *testing.T) {
 	err := b.Lock(50*time.Millisecond, func() { waited = true })
 	require.Error(t, err)
 	assert.True(t, waited)
-	go func() { time.Sleep(100 * time.Millisecond); a.Unlock() }()
+	unlocked := make(chan struct{})
+	go func() { time.Sleep(100 * time.Millisecond); a.Unlock(); close(unlocked) }()
 	require.NoError(t, b.Lock(5*time.Second, nil))
+	<-unlocked
 }
 
 func TestMkdirPrivate(t *testing.T) {

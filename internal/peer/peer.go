@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -62,17 +63,29 @@ func Try(t testing.TB, stdin []byte, name string, args ...string) ([]byte, error
 }
 
 var (
-	pyOnce sync.Once
-	pyErr  error
+	pyOnce     sync.Once
+	pyErr      error
+	pyPathOnce sync.Once
+	pyPath     string
 )
 
 // PythonCommand is the Python 3 interpreter the peer tests run:
-// $NODEKEYS_PYTHON, or python3 on the PATH.
+// $NODEKEYS_PYTHON, or python3 on the PATH. A python3 that is a version
+// manager's shim (pyenv's costs a quarter of a second a start) is resolved
+// once to the interpreter it runs.
 func PythonCommand() string {
 	if p := os.Getenv("NODEKEYS_PYTHON"); p != "" {
 		return p
 	}
-	return "python3"
+	pyPathOnce.Do(func() {
+		pyPath = "python3"
+		if out, err := exec.Command("python3", "-c", "import sys; print(sys.executable)").Output(); err == nil {
+			if p := strings.TrimSpace(string(out)); p != "" {
+				pyPath = p
+			}
+		}
+	})
+	return pyPath
 }
 
 // Python runs a Python 3 script that may import cryptography, with args, and

@@ -6,6 +6,7 @@
 package safefile
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -38,7 +39,11 @@ func ReadRegular(path string, limit int64) ([]byte, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s: %w", path, notRegular(Kind(fi.Mode())))
 	}
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	// The size is known for a regular file: one buffer of it (plus a byte
+	// to see growth), not a growing one, and never more than the limit.
+	buf := bytes.NewBuffer(make([]byte, 0, min(fi.Size(), limit)+1))
+	_, err = buf.ReadFrom(io.LimitReader(f, limit+1))
+	b := buf.Bytes()
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
