@@ -147,7 +147,7 @@ func Write(opts Options) (*Result, error) {
 			return nil, err
 		}
 		res.CAKey = ""
-		if b, err := os.ReadFile(res.CACert); err == nil {
+		if b, err := readFile(res.CACert); err == nil {
 			if !bytes.Equal(b, MarshalCertificate(ca.Cert)) && !opts.Force {
 				return nil, refuse(res.CACert, "it holds another CA; use another --out, or --force")
 			}

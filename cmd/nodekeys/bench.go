@@ -1,10 +1,8 @@
 package main
 
 import (
-	"encoding/json"
+	"bytes"
 	"fmt"
-	"io"
-	"os"
 	"runtime"
 	"time"
 
@@ -12,9 +10,13 @@ import (
 
 	"github.com/nodekeys/nodekeys/csvlist"
 	"github.com/nodekeys/nodekeys/internal/benchmark"
+	"github.com/nodekeys/nodekeys/internal/safefile"
 	"github.com/nodekeys/nodekeys/sign"
 	"github.com/nodekeys/nodekeys/verify"
 )
+
+// maxBenchHeaders bounds bench --headers: a million calls of JSON.
+const maxBenchHeaders = 1 << 30
 
 func benchCommand() *cli.Command {
 	return &cli.Command{
@@ -89,25 +91,20 @@ func benchHeaders(c *cli.Context, workers int, d time.Duration) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.Open(c.String("headers"))
+	data, err := safefile.ReadRegular(c.String("headers"), maxBenchHeaders)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
 	var hs []sign.Headers
-	dec := json.NewDecoder(f)
-	for {
-		var w wireHeaders
-		if err := dec.Decode(&w); err == io.EOF {
-			break
-		} else if err != nil {
-			return fmt.Errorf("%s: call %d: %w", c.String("headers"), len(hs)+1, err)
+	err = readInputs(bytes.NewReader(data), func(in verifyInput) error {
+		if in.err != nil {
+			return fmt.Errorf("%s:%d: call %d: %w", c.String("headers"), in.line, len(hs)+1, in.err)
 		}
-		h, err := fromWire(w)
-		if err != nil {
-			return fmt.Errorf("%s: call %d: %w", c.String("headers"), len(hs)+1, err)
-		}
-		hs = append(hs, h)
+		hs = append(hs, in.h)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	one, all, err := benchmark.Rates(verify.New(list), hs, workers, d)
 	if err != nil {
