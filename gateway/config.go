@@ -48,6 +48,17 @@ type Config struct {
 	// ReloadInterval is how often the allowlist's files are looked at for
 	// changes (default 1s; a look is a stat per file).
 	ReloadInterval time.Duration `yaml:"reload_interval"`
+	// RegisterNodes makes the upstream's registrations (Flower 1.23 and
+	// later, RegisterNode on its Control API) follow the allowlist: the
+	// gateway registers the allowed keys the SuperLink lacks on start,
+	// after each reload, and every RegisterInterval (default 10s), which
+	// also re-registers them after a SuperLink with in-memory state
+	// restarts. RegisterPrune also unregisters keys the allowlist no
+	// longer holds; Flower never registers those again, so it is off by
+	// default.
+	RegisterNodes    bool          `yaml:"register_nodes"`
+	RegisterPrune    bool          `yaml:"register_prune"`
+	RegisterInterval time.Duration `yaml:"register_interval"`
 	// FlowerVersion picks the timestamp window of a SuperLink version
 	// ("1.19"); the default is Flower's current window.
 	FlowerVersion string `yaml:"flower_version"`
@@ -185,6 +196,9 @@ func (c *Config) Defaults() {
 	if c.MaxMessageBytes <= 0 {
 		c.MaxMessageBytes = DefaultMaxMessage
 	}
+	if c.RegisterInterval <= 0 {
+		c.RegisterInterval = 10 * time.Second
+	}
 	if c.ReloadInterval <= 0 {
 		c.ReloadInterval = time.Second
 	}
@@ -221,6 +235,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("gateway: log_format must be text or json, got %q", c.LogFormat)
 	case *c.RefusalDelay < 0 || *c.RefusalDelay > 10*time.Second:
 		return fmt.Errorf("gateway: refusal_delay must be 0 to 10s, got %s", *c.RefusalDelay)
+	case c.RegisterNodes && c.ListenControl == Off:
+		return errors.New("gateway: register_nodes needs the Control upstream (listen_control is off)")
 	case c.MaxHeaderBytes < 4096:
 		return fmt.Errorf("gateway: max_header_bytes must be at least 4096, got %d", c.MaxHeaderBytes)
 	}

@@ -43,6 +43,7 @@ type Gateway struct {
 	m       *metrics
 	refusal ratelog.Limiter
 	tarpit  chan struct{} // slots for refused calls held back
+	reg     *registrar    // nil unless register_nodes
 
 	fleetUp, controlUp   *grpc.ClientConn
 	fleetSrv, controlSrv *grpc.Server
@@ -134,6 +135,9 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 	if g.controlUp != nil {
 		g.controlSrv = grpc.NewServer(serverOpts(g.control)...)
 	}
+	if cfg.RegisterNodes {
+		g.reg = newRegistrar(g)
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(g.m.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
@@ -173,6 +177,9 @@ func (g *Gateway) allowlistLoaded(keys int, err error) {
 	}
 	g.m.allowlistKeys.Set(float64(keys))
 	g.m.allowlistTime.SetToCurrentTime()
+	if g.reg != nil {
+		g.reg.poke()
+	}
 }
 
 // overQuota counts and logs a call refused for its key's replay quota.
@@ -364,6 +371,9 @@ func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go g.reload.Watch(ctx, g.cfg.ReloadInterval)
+	if g.reg != nil {
+		go g.reg.run(ctx)
+	}
 
 	errs := make(chan error, 3)
 	var wg sync.WaitGroup

@@ -504,3 +504,29 @@ func TestRefusalDelay(t *testing.T) {
 	assert.GreaterOrEqual(t, slow, delay, "one refusal held back")
 	assert.Less(t, fast, delay, "no slot left: the other answered at once")
 }
+
+// With register_nodes, the upstream's registrations follow the allowlist:
+// registered on start, after a reload, and again after the SuperLink
+// restarts and forgets them.
+func TestGatewayRegistersTheAllowlist(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, 3, func(c *gateway.Config) { c.RegisterNodes, c.RegisterInterval = true, 100*time.Millisecond })
+	require.Eventually(t, func() bool { return r.up.Registered() == 3 }, 5*time.Second, 20*time.Millisecond, "registered on start")
+
+	r.up.Restart() // an in-memory SuperLink restarted: every registration lost
+	require.Equal(t, 0, r.up.Registered())
+	require.Eventually(t, func() bool { return r.up.Registered() == 3 }, 5*time.Second, 20*time.Millisecond, "registered again")
+
+	extra, err := keys.Generator{}.Pair(0)
+	require.NoError(t, err)
+	l, err := csvlist.ReadFile(r.keys.CSV)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(r.keys.CSV, csvlist.Marshal(append(l.Keys(), extra.Public)), 0o600))
+	require.Eventually(t, func() bool { return r.up.Registered() == 4 }, 5*time.Second, 20*time.Millisecond, "a reloaded key is registered")
+
+	resp, err := http.Get("http://" + r.metrics + "/metrics")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Contains(t, string(body), `nodekeys_gateway_registrations_total{action="registered"} 7`)
+}

@@ -23,6 +23,7 @@ type metrics struct {
 	upstreamErrors *prometheus.CounterVec
 	certNotAfter   prometheus.Gauge
 	inflight       *prometheus.GaugeVec
+	registrations  *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -69,8 +70,12 @@ func newMetrics() *metrics {
 			Name: "nodekeys_gateway_calls_in_flight",
 			Help: "Calls being forwarded now.",
 		}, []string{"service"}),
+		registrations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nodekeys_gateway_registrations_total",
+			Help: "Keys the gateway registered or unregistered at the upstream (register_nodes), by outcome.",
+		}, []string{"action"}),
 	}
-	m.reg.MustRegister(m.calls, m.refusals, m.keyQuota, m.verifySeconds, m.allowlistKeys, m.allowlistTime,
+	m.reg.MustRegister(m.registrations, m.calls, m.refusals, m.keyQuota, m.verifySeconds, m.allowlistKeys, m.allowlistTime,
 		m.reloadErrors, m.upstreamErrors, m.certNotAfter, m.inflight,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

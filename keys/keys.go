@@ -300,3 +300,22 @@ func MarshalPEM(pub *ecdsa.PublicKey) ([]byte, error) {
 
 // Equal reports whether k and o are the same key, whatever their comments.
 func (k *PublicKey) Equal(o *PublicKey) bool { return bytes.Equal(k.blob, o.blob) }
+
+// ParsePEMPublicKey parses a PEM SubjectPublicKeyInfo holding an ECDSA key
+// on P-256, P-384 or P-521: the form of flwr-public-key-bin and of the
+// keys a SuperLink lists.
+func ParsePEMPublicKey(b []byte) (*PublicKey, error) {
+	block, rest := pem.Decode(b)
+	if block == nil || block.Type != "PUBLIC KEY" || len(bytes.TrimSpace(rest)) != 0 {
+		return nil, parseErr(ErrFormat, "not one PEM PUBLIC KEY block")
+	}
+	pub, err := x509.ParsePKIXPublicKey(block.Bytes)
+	if err != nil {
+		return nil, parseErr(ErrFormat, "%v", err)
+	}
+	ec, ok := pub.(*ecdsa.PublicKey)
+	if !ok {
+		return nil, parseErr(ErrNotEC, "the key is %T", pub)
+	}
+	return NewPublicKey(ec)
+}

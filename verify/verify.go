@@ -194,6 +194,15 @@ func NewAllowlist(ks []*keys.PublicKey) (*Allowlist, error) {
 // Len returns the number of keys.
 func (a *Allowlist) Len() int { return len(a.byPEM) }
 
+// Keys returns the allowed keys, in no set order.
+func (a *Allowlist) Keys() []*Key {
+	out := make([]*Key, 0, len(a.byPEM))
+	for _, k := range a.byPEM {
+		out = append(out, k)
+	}
+	return out
+}
+
 // Lookup returns the allowed key whose flwr-public-key-bin value is h, or
 // nil. A key that differs from an allowed one only in PEM formatting is
 // found too.

@@ -62,6 +62,8 @@ func gatewayCommand() *cli.Command {
 			&cli.DurationFlag{Name: "max-stream-age", Value: gateway.DefaultMaxStreamAge, Usage: "end a Fleet stream this long after it opened"},
 			&cli.DurationFlag{Name: "refusal-delay", Value: gateway.DefaultRefusalDelay, Usage: "hold a refused Fleet call this long before answering (0 answers at once)"},
 			&cli.IntFlag{Name: "max-streams-per-conn", Value: gateway.DefaultStreamsPerConn, Usage: "calls one connection may have open at once"},
+			&cli.BoolFlag{Name: "register-nodes", Usage: "keep the SuperLink's registrations (Flower 1.23+) equal to the allowlist"},
+			&cli.BoolFlag{Name: "register-prune", Usage: "with --register-nodes, also unregister keys the allowlist drops (Flower never registers them again)"},
 			&cli.StringFlag{Name: "metrics", Value: gateway.DefaultMetrics, Usage: "`ADDR` of /metrics, /healthz and /readyz; - for none"},
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
@@ -103,6 +105,12 @@ func gatewayConfig(c *cli.Context) (*gateway.Config, error) {
 	}
 	if c.IsSet("allow-empty") {
 		cfg.AllowEmpty = c.Bool("allow-empty")
+	}
+	if c.IsSet("register-nodes") {
+		cfg.RegisterNodes = c.Bool("register-nodes")
+	}
+	if c.IsSet("register-prune") {
+		cfg.RegisterPrune = c.Bool("register-prune")
 	}
 	if c.IsSet("allowlist") {
 		cfg.Allowlist = c.StringSlice("allowlist")

@@ -19,6 +19,7 @@ import (
 
 	"github.com/nodekeys/nodekeys/keys"
 	"github.com/nodekeys/nodekeys/keys/keyset"
+	"github.com/nodekeys/nodekeys/supernodes"
 )
 
 // maxClients bounds --clients: a million pairs is 800 MB of files.
@@ -94,6 +95,13 @@ func keygenAction(c *cli.Context) error {
 	}
 	if n := len(res.Cleaned); n > 0 {
 		fmt.Fprintf(stderr, "nodekeys: removed %d temporary %s left by an interrupted run (%s)\n", n, plural(n, "file", "files"), res.Cleaned[0])
+	}
+	if burned, err := supernodes.ReadBurned(res.Dir); err == nil {
+		for _, p := range res.Pairs {
+			if burned[p.Fingerprint] {
+				fmt.Fprintf(stderr, "nodekeys: warning: %s is a key a SuperLink unregistered before (%s): Flower will not register it again; use another seed\n", p.Public, supernodes.BurnedFile)
+			}
+		}
 	}
 	if n := len(res.Dropped); n > 0 {
 		fmt.Fprintf(stderr, "nodekeys: warning: %d %s left the allowlist: %s\n", n, plural(n, "key", "keys"), strings.Join(res.Dropped, ", "))

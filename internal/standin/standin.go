@@ -6,7 +6,9 @@
 // over the timestamp, the window; any key, as a SuperLink without an
 // allowlist), and records what reaches it.
 //
-// Messages are raw bytes. What a method does is told by its request:
+// The Control API's RegisterNode, UnregisterNode and ListNodes keep
+// Flower's registration rules (see nodeRegistry). Other messages are raw
+// bytes, and what a method does is told by its request:
 //
 //	"echo:..."    the request back (the default for any other bytes)
 //	"stream:N"    N messages "log-1" ... "log-N" (server-streaming methods)
@@ -65,6 +67,7 @@ type Server struct {
 	n     int
 	keep  bool
 	tls   *tls.Certificate
+	nodes *nodeRegistry
 }
 
 // Option configures a Server.
@@ -81,7 +84,7 @@ func WithTLS(cert tls.Certificate) Option {
 // Start serves the stand-in on ln (plaintext, as a SuperLink behind a
 // gateway on loopback) until Stop.
 func Start(ln net.Listener, opts ...Option) *Server {
-	s := &Server{Addr: ln.Addr().String(), keep: true, v: verify.New(nil, verify.AnyKey(), verify.ExactPEM())}
+	s := &Server{Addr: ln.Addr().String(), keep: true, v: verify.New(nil, verify.AnyKey(), verify.ExactPEM()), nodes: newNodeRegistry()}
 	for _, o := range opts {
 		o(s)
 	}
@@ -176,6 +179,12 @@ func (s *Server) unary(ctx context.Context, method string, req []byte) (any, err
 	s.record(method, ctx, req)
 	grpc.SetHeader(ctx, metadata.Pairs("standin-method", method))
 	grpc.SetTrailer(ctx, metadata.Pairs("standin-trailer", "done"))
+	if out, ok, err := s.nodes.handle(ctx, method, req); ok {
+		if err != nil {
+			return nil, err
+		}
+		return &out, nil
+	}
 	body := string(req)
 	switch {
 	case body == "fail":

@@ -1,0 +1,426 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/nodekeys/nodekeys/csvlist"
+	"github.com/nodekeys/nodekeys/internal/atomicfile"
+	"github.com/nodekeys/nodekeys/internal/safefile"
+	"github.com/nodekeys/nodekeys/keys"
+	"github.com/nodekeys/nodekeys/keys/keyset"
+	"github.com/nodekeys/nodekeys/supernodes"
+)
+
+// controlFlags say how to reach a SuperLink's Control API.
+func controlFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "superlink", Value: "127.0.0.1:9093", Usage: "the SuperLink's Control API `ADDR` (Flower's default port is 9093)"},
+		&cli.StringFlag{Name: "root-certificates", Aliases: []string{"root-certificate"}, Usage: "CA certificate `FILE` the SuperLink's certificate chains to (TLS)"},
+		&cli.BoolFlag{Name: "insecure", Usage: "speak plaintext to a SuperLink started with --insecure"},
+		&cli.StringFlag{Name: "token-file", Usage: "send the bearer token in `FILE` (a gateway's machine token); or set NODEKEYS_TOKEN"},
+		&cli.StringFlag{Name: "login-file", Usage: "send the tokens of an account login, a JSON `FILE` with access_token and refresh_token"},
+		&cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "give up on one call after this long"},
+	}
+}
+
+// tokenCreds sends the account or machine tokens with every call.
+type tokenCreds struct {
+	md     map[string]string
+	secure bool
+}
+
+func (t tokenCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return t.md, nil
+}
+func (t tokenCreds) RequireTransportSecurity() bool { return t.secure }
+
+// controlConn connects to the Control API as the flags say.
+func controlConn(c *cli.Context) (*grpc.ClientConn, error) {
+	var creds credentials.TransportCredentials
+	switch ca := c.String("root-certificates"); {
+	case ca != "" && c.Bool("insecure"):
+		return nil, usageErr("--root-certificates and --insecure contradict each other")
+	case ca != "":
+		pem, err := safefile.ReadRegular(ca, 1<<20)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s: no PEM certificate in it", ca)
+		}
+		creds = credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+	case c.Bool("insecure"):
+		creds = insecure.NewCredentials()
+	default:
+		return nil, usageErr("say how to reach the SuperLink: --root-certificates CA.crt (TLS) or --insecure")
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	md := map[string]string{}
+	token := os.Getenv("NODEKEYS_TOKEN")
+	if f := c.String("token-file"); f != "" {
+		b, err := safefile.ReadRegular(f, 64<<10)
+		if err != nil {
+			return nil, err
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	if token != "" {
+		md["authorization"] = "Bearer " + token
+	}
+	if f := c.String("login-file"); f != "" {
+		b, err := safefile.ReadRegular(f, 64<<10)
+		if err != nil {
+			return nil, err
+		}
+		var tok struct {
+			Access  string `json:"access_token"`
+			Refresh string `json:"refresh_token"`
+		}
+		if err := json.Unmarshal(b, &tok); err != nil || tok.Access == "" {
+			return nil, fmt.Errorf("%s: not a login file with an access_token", f)
+		}
+		md["flwr-oidc-access-token"] = tok.Access
+		if tok.Refresh != "" {
+			md["flwr-oidc-refresh-token"] = tok.Refresh
+		}
+	}
+	if len(md) > 0 {
+		opts = append(opts, grpc.WithPerRPCCredentials(tokenCreds{md: md, secure: !c.Bool("insecure")}))
+	}
+	return grpc.NewClient(c.String("superlink"), opts...)
+}
+
+func withTimeout(c *cli.Context) (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	tctx, cancel := context.WithTimeout(ctx, c.Duration("timeout"))
+	return tctx, func() { cancel(); stop() }
+}
+
+// keySourceFlags name the wanted keys.
+func keySourceFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "allowlist", Aliases: []string{"a"}, Usage: "the keys of an allowlist `CSV`"},
+		&cli.StringFlag{Name: "dir", Usage: "every *.pub in `DIR`"},
+		&cli.IntFlag{Name: "parallel", Value: 16, Usage: "calls in flight at once"},
+		&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+	}
+}
+
+func registerCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "register",
+		Usage: "register SuperNode keys with a SuperLink (Flower 1.23 and later), many at once",
+		Description: "Registers every key not yet registered, in parallel, and prints the node id and\n" +
+			"fingerprint of each. The key is sent as Flower's CLI sends it (PEM, as OpenSSL\n" +
+			"writes it). Keys the SuperLink already holds are reported, not errors.\n\n" +
+			"   nodekeys register --superlink superlink.example:9093 --root-certificates certificates/ca.crt --dir keys\n" +
+			"   nodekeys register --insecure keys/client_credentials_1.pub keys/client_credentials_2.pub",
+		ArgsUsage: "[KEY.pub...]",
+		Flags:     append(controlFlags(), keySourceFlags()...),
+		Action:    registerAction,
+	}
+}
+
+func registerAction(c *cli.Context) error {
+	want, err := supernodes.ReadWant(c.Args().Slice(), c.String("allowlist"), c.String("dir"))
+	if err != nil {
+		return err
+	}
+	if len(want) == 0 {
+		return usageErr("name the keys: KEY.pub files, --allowlist CSV or --dir DIR")
+	}
+	conn, err := controlConn(c)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := withTimeout(c)
+	defer cancel()
+	warnBurned(c.App.ErrWriter, c.String("dir"), want)
+	res := supernodes.NewClient(conn).RegisterAll(ctx, want, supernodes.Options{Parallel: c.Int("parallel")})
+	return reportResult(c, res, nil)
+}
+
+// warnBurned warns about wanted keys recorded as unregistered in dir.
+func warnBurned(w io.Writer, dir string, want []supernodes.Want) {
+	if dir == "" {
+		return
+	}
+	burned, err := supernodes.ReadBurned(dir)
+	if err != nil {
+		return
+	}
+	for _, k := range want {
+		if burned[k.Key.Fingerprint()] {
+			fmt.Fprintf(w, "nodekeys: warning: %s (%s) was unregistered before: Flower will not register it again; rotate the node's key\n", k.File, k.Key.Fingerprint())
+		}
+	}
+}
+
+// reportResult prints the outcomes (with the plan, for apply) and says
+// what failed; exit 1 when anything did.
+func reportResult(c *cli.Context, res *supernodes.Result, plan *supernodes.Plan) error {
+	out := c.App.Writer
+	if c.Bool("json") {
+		v := map[string]any{"outcomes": res.Outcomes}
+		if plan != nil {
+			v["extra"] = plan.Extra
+		}
+		if err := printJSON(out, v); err != nil {
+			return err
+		}
+	} else {
+		for _, o := range res.Outcomes {
+			fmt.Fprintln(out, o)
+		}
+		fmt.Fprintf(out, "%d registered, %d already registered, %d unregistered, %d burned, %d failed\n",
+			res.Count("registered"), res.Count("already-registered"), res.Count("unregistered"), res.Count("burned"), len(res.Failed()))
+	}
+	if n := len(res.Failed()) + res.Count("burned"); n > 0 {
+		return withHint(fmt.Errorf("%d of %d keys were not done", n, len(res.Outcomes)), "run the same command again: it does only what is left")
+	}
+	return nil
+}
+
+func nodesCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "nodes",
+		Usage: "list the SuperNodes a SuperLink has registered",
+		Flags: append(controlFlags(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}),
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usageErr("nodes takes no arguments, got %q", c.Args().First())
+			}
+			conn, err := controlConn(c)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			ctx, cancel := withTimeout(c)
+			defer cancel()
+			nodes, err := supernodes.NewClient(conn).List(ctx)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(c.App.Writer, nodes)
+			}
+			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NODE ID\tFINGERPRINT\tSTATUS\tOWNER")
+			for _, n := range nodes {
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", n.ID, n.Fingerprint, n.Status, n.Owner)
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func applyCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "apply",
+		Usage: "make a SuperLink's registrations equal the key files",
+		Description: "Registers the keys of --allowlist or --dir the SuperLink lacks; with --prune,\n" +
+			"unregisters the keys the files no longer hold (Flower never registers those\n" +
+			"again: they are recorded in DIR/" + supernodes.BurnedFile + "). Prints the plan first;\n" +
+			"--dry-run stops there. Running it again does only what is left.\n\n" +
+			"   nodekeys apply --superlink superlink.example:9093 --root-certificates certificates/ca.crt --dir keys --prune",
+		Flags: append(append(controlFlags(), keySourceFlags()...),
+			&cli.BoolFlag{Name: "prune", Usage: "unregister keys the files do not hold"},
+			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan and change nothing"}),
+		Action: applyAction,
+	}
+}
+
+func applyAction(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usageErr("apply takes --allowlist or --dir, not arguments")
+	}
+	if c.String("allowlist") == "" && c.String("dir") == "" {
+		return usageErr("name the keys with --allowlist CSV or --dir DIR")
+	}
+	want, err := supernodes.ReadWant(nil, c.String("allowlist"), c.String("dir"))
+	if err != nil {
+		return err
+	}
+	conn, err := controlConn(c)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := withTimeout(c)
+	defer cancel()
+	client := supernodes.NewClient(conn)
+	nodes, err := client.List(ctx)
+	if err != nil {
+		return err
+	}
+	plan := supernodes.MakePlan(nodes, want, c.Bool("prune"))
+	w := c.App.ErrWriter
+	if c.Bool("json") && c.Bool("dry-run") {
+		return printJSON(c.App.Writer, planJSON(plan))
+	}
+	fmt.Fprintf(w, "plan: register %d, unregister %d, keep %d registered", len(plan.Register), len(plan.Unregister), len(plan.Present))
+	if len(plan.Extra) > 0 {
+		fmt.Fprintf(w, ", leave %d not in the files (--prune unregisters them)", len(plan.Extra))
+	}
+	fmt.Fprintln(w)
+	for _, b := range plan.Burned {
+		fmt.Fprintf(w, "  cannot register %s (%s): unregistered before; the node needs a new key (nodekeys rotate)\n", b.Key.Fingerprint(), b.File)
+	}
+	if c.Bool("dry-run") {
+		for _, r := range plan.Register {
+			fmt.Fprintf(c.App.Writer, "would register   %s  %s\n", r.Key.Fingerprint(), r.File)
+		}
+		for _, n := range plan.Unregister {
+			fmt.Fprintf(c.App.Writer, "would unregister %s  node %d\n", n.Fingerprint, n.ID)
+		}
+		return nil
+	}
+	opts := supernodes.Options{Parallel: c.Int("parallel")}
+	var gone []supernodes.Node
+	opts.OnUnregistered = func(n supernodes.Node) { gone = append(gone, n) }
+	res := client.Apply(ctx, plan, opts)
+	if dir := burnedDir(c); dir != "" {
+		if err := supernodes.RecordBurned(dir, gone, time.Now()); err != nil {
+			fmt.Fprintf(w, "nodekeys: warning: recording the unregistered keys: %v\n", err)
+		}
+	}
+	return reportResult(c, res, plan)
+}
+
+// burnedDir is the key folder that records unregistered keys.
+func burnedDir(c *cli.Context) string {
+	if d := c.String("dir"); d != "" {
+		return d
+	}
+	if a := c.String("allowlist"); a != "" {
+		return filepath.Dir(a)
+	}
+	return ""
+}
+
+func planJSON(p *supernodes.Plan) map[string]any {
+	fps := func(ws []supernodes.Want) []map[string]string {
+		out := []map[string]string{}
+		for _, w := range ws {
+			out = append(out, map[string]string{"fingerprint": w.Key.Fingerprint(), "file": w.File})
+		}
+		return out
+	}
+	return map[string]any{"register": fps(p.Register), "burned": fps(p.Burned), "unregister": p.Unregister, "present": p.Present, "extra": p.Extra}
+}
+
+func rotateCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "rotate",
+		Usage: "give SuperNode N a new key pair and register it, keeping the old one until the node has the new",
+		Description: "Writes DIR/PREFIX_N.new and PREFIX_N.new.pub beside the old pair (never over a\n" +
+			"file), adds the new key to the allowlist CSV in DIR if there is one, registers it,\n" +
+			"and prints the two steps left: give the node its new pair, then put the new files\n" +
+			"in place and unregister the old key (nodekeys apply --prune does it).\n\n" +
+			"   nodekeys rotate 3 --superlink superlink.example:9093 --root-certificates certificates/ca.crt",
+		ArgsUsage: "N",
+		Flags: append(controlFlags(),
+			&cli.StringFlag{Name: "dir", Value: keyset.DefaultDir, Usage: "the key folder"},
+			&cli.StringFlag{Name: "prefix", Value: keyset.DefaultPrefix, Usage: "the key files' prefix"},
+			&cli.BoolFlag{Name: "no-register", Usage: "write the new pair only (a SuperLink of Flower 1.22 or older)"}),
+		Action: rotateAction,
+	}
+}
+
+func rotateAction(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return usageErr("rotate takes the node's number N")
+	}
+	n, err := strconv.Atoi(c.Args().First())
+	if err != nil || n < 1 {
+		return usageErr("N must be a node number, got %q", c.Args().First())
+	}
+	dir, prefix := c.String("dir"), c.String("prefix")
+	if prefix != filepath.Base(prefix) {
+		return usageErr("--prefix must be a plain file name")
+	}
+	oldName := prefix + "_" + strconv.Itoa(n)
+	old, err := keys.ReadPublicKey(filepath.Join(dir, oldName+".pub"))
+	if err != nil {
+		return err
+	}
+	var conn *grpc.ClientConn
+	if !c.Bool("no-register") {
+		if conn, err = controlConn(c); err != nil {
+			return err
+		}
+		defer conn.Close()
+	}
+	d, err := atomicfile.OpenDir(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Lock(time.Minute, nil); err != nil {
+		return err
+	}
+	pair, err := keys.Generator{}.Pair(0)
+	if err != nil {
+		return err
+	}
+	newName := oldName + ".new"
+	b := &atomicfile.Batch{Dir: d}
+	if err := b.Add(newName, pair.PrivateFile, 0o600); err != nil {
+		b.Abort()
+		return withHint(err, "a rotation is under way: finish it, or remove "+filepath.Join(dir, newName)+"*")
+	}
+	if err := b.Add(newName+".pub", pair.PublicFile, 0o644); err != nil {
+		b.Abort()
+		return err
+	}
+	if err := b.Commit(); err != nil {
+		return err
+	}
+	out := c.App.Writer
+	fmt.Fprintf(out, "wrote %s (0600) and .pub: %s\n", filepath.Join(dir, newName), pair.Public.Fingerprint())
+	csvPath := filepath.Join(dir, keyset.DefaultCSV)
+	if l, err := csvlist.ReadFile(csvPath); err == nil {
+		if err := d.Write(keyset.DefaultCSV, csvlist.Marshal(append(l.Keys(), pair.Public)), 0o644, true); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "added it to %s (the old key stays until step 2)\n", csvPath)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if conn != nil {
+		ctx, cancel := withTimeout(c)
+		defer cancel()
+		id, err := supernodes.NewClient(conn).Register(ctx, pair.Public.PEM())
+		if err != nil {
+			return withHint(fmt.Errorf("registering the new key: %w", err), "the new pair is written; run 'nodekeys register "+filepath.Join(dir, newName+".pub")+"' again")
+		}
+		fmt.Fprintf(out, "registered the new key as node %d\n", id)
+	}
+	fmt.Fprintf(out, "\nleft to do:\n")
+	fmt.Fprintf(out, "  1. give node %d its new pair (%s) and restart it with it\n", n, filepath.Join(dir, newName))
+	fmt.Fprintf(out, "  2. mv %s %s && mv %s.pub %s.pub\n", filepath.Join(dir, newName), filepath.Join(dir, oldName), filepath.Join(dir, newName), filepath.Join(dir, oldName))
+	fmt.Fprintf(out, "     nodekeys csv remove %s %s\n", csvPath, old.Fingerprint())
+	fmt.Fprintf(out, "     nodekeys apply --prune --dir %s ...   (unregisters the old key %s)\n", dir, old.Fingerprint())
+	return nil
+}

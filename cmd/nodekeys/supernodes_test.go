@@ -1,0 +1,109 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/nodekeys/nodekeys/csvlist"
+	"github.com/nodekeys/nodekeys/internal/standin"
+	"github.com/nodekeys/nodekeys/supernodes"
+)
+
+// register, nodes, apply and rotate as an operator runs them, against a
+// stand-in Control API that keeps Flower's registration rules.
+func TestRegistrationCommands(t *testing.T) {
+	t.Parallel()
+	up, err := standin.Listen()
+	require.NoError(t, err)
+	defer up.Stop()
+	dir := t.TempDir()
+	require.Equal(t, 0, nk(t, dir, "", "keygen", "--clients", "5", "-q").code)
+	sl := []string{"--superlink", up.Addr, "--insecure"}
+	// Flags before the files, as urfave/cli reads them.
+	run := func(args ...string) result {
+		return nk(t, dir, "", append(append([]string{args[0]}, sl...), args[1:]...)...)
+	}
+
+	r := run("register", "keys/client_credentials_1.pub", "keys/client_credentials_2.pub")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "2 registered, 0 already registered")
+	r = run("register", "--dir", "keys", "--json")
+	require.Equal(t, 0, r.code, r.stderr)
+	var reg struct{ Outcomes []supernodes.Outcome }
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &reg))
+	require.Len(t, reg.Outcomes, 5)
+	actions := map[string]int{}
+	for _, o := range reg.Outcomes {
+		actions[o.Action]++
+	}
+	assert.Equal(t, map[string]int{"registered": 3, "already-registered": 2}, actions)
+
+	r = run("nodes", "--json")
+	require.Equal(t, 0, r.code, r.stderr)
+	var nodes []supernodes.Node
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &nodes))
+	assert.Len(t, nodes, 5)
+	r = run("nodes")
+	assert.Contains(t, r.stdout, "NODE ID")
+	assert.Equal(t, 6, strings.Count(r.stdout, "\n"))
+
+	// Node 5 leaves the files: a dry run says so and changes nothing.
+	require.NoError(t, os.Remove(filepath.Join(dir, "keys", "client_credentials_5.pub")))
+	r = run("apply", "--dir", "keys", "--prune", "--dry-run")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "plan: register 0, unregister 1, keep 4 registered")
+	assert.Contains(t, r.stdout, "would unregister")
+	assert.Equal(t, 5, up.Registered())
+	r = run("apply", "--dir", "keys")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "leave 1 not in the files")
+	assert.Equal(t, 5, up.Registered())
+	r = run("apply", "--dir", "keys", "--prune")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Equal(t, 4, up.Registered())
+	burned, err := supernodes.ReadBurned(filepath.Join(dir, "keys"))
+	require.NoError(t, err)
+	assert.Len(t, burned, 1, "the unregistered key is recorded")
+	r = run("apply", "--dir", "keys", "--prune")
+	assert.Contains(t, r.stderr, "plan: register 0, unregister 0, keep 4 registered", "idempotent")
+
+	// Rotate node 2: a new pair beside the old, in the CSV, registered.
+	r = run("rotate", "2")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.FileExists(t, filepath.Join(dir, "keys", "client_credentials_2.new"))
+	assert.Contains(t, r.stdout, "registered the new key as node")
+	assert.Contains(t, r.stdout, "left to do:")
+	assert.Equal(t, 5, up.Registered())
+	l, err := csvlist.ReadFile(filepath.Join(dir, "keys", "client_public_keys.csv"))
+	require.NoError(t, err)
+	assert.Len(t, l.Entries, 6)
+	r = run("rotate", "2")
+	assert.Equal(t, 1, r.code, "a rotation under way is not overwritten")
+	// The steps it printed: move the new pair in place, prune the old key.
+	k := filepath.Join(dir, "keys", "client_credentials_2")
+	require.NoError(t, os.Rename(k+".new", k))
+	require.NoError(t, os.Rename(k+".new.pub", k+".pub"))
+	r = run("apply", "--dir", "keys", "--prune")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Equal(t, 4, up.Registered())
+
+	// A SuperLink restart (in-memory state): apply registers all again.
+	up.Restart()
+	r = run("apply", "--dir", "keys")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Equal(t, 4, up.Registered())
+
+	// Reaching it: one way or the other, said once.
+	r = nk(t, dir, "", "nodes", "--superlink", up.Addr)
+	assert.Equal(t, 2, r.code)
+	assert.Contains(t, r.stderr, "--root-certificates CA.crt (TLS) or --insecure")
+	r = nk(t, dir, "", "register", "--superlink", "127.0.0.1:1", "--insecure", "--timeout", "2s", "keys/client_credentials_1.pub")
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stdout, "failed")
+}

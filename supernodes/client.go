@@ -1,0 +1,106 @@
+// Package supernodes registers SuperNode public keys with a Flower
+// SuperLink (1.23 and later) through its Control API, lists them, and
+// makes the SuperLink's registrations follow a set of key files: what
+// `flwr supernode register` does one key at a time, for a federation.
+//
+// Flower's rules, which the plans here respect: a key is matched as the
+// exact bytes of its PEM SubjectPublicKeyInfo (as OpenSSL writes it); a
+// key registered twice is refused; a key once unregistered stays burned
+// and can never be registered again; a SuperLink with in-memory state
+// forgets every registration when it restarts.
+package supernodes
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/nodekeys/nodekeys/internal/flwrpb"
+	"github.com/nodekeys/nodekeys/keys"
+)
+
+// The Control API methods used here.
+const (
+	MethodRegisterNode   = "/flwr.proto.Control/RegisterNode"
+	MethodUnregisterNode = "/flwr.proto.Control/UnregisterNode"
+	MethodListNodes      = "/flwr.proto.Control/ListNodes"
+)
+
+// ErrAlreadyRegistered is returned by Register for a key the SuperLink
+// already holds, registered or burned ("Public key already in use").
+var ErrAlreadyRegistered = errors.New("supernodes: the SuperLink already holds this key")
+
+// Client calls a SuperLink's Control API.
+type Client struct {
+	conn grpc.ClientConnInterface
+}
+
+// NewClient returns a Client on conn (transport and call credentials are
+// conn's).
+func NewClient(conn grpc.ClientConnInterface) *Client { return &Client{conn: conn} }
+
+// Node is a SuperNode as the SuperLink lists it.
+type Node struct {
+	ID uint64 `json:"node_id"`
+	// Fingerprint is the key's SHA256: fingerprint, "" for a key that does
+	// not parse.
+	Fingerprint  string `json:"fingerprint"`
+	Status       string `json:"status"`
+	Owner        string `json:"owner,omitempty"`
+	RegisteredAt string `json:"registered_at,omitempty"`
+	// Unregistered marks a burned key: it can never be registered again.
+	Unregistered bool   `json:"unregistered"`
+	PEM          []byte `json:"-"`
+}
+
+// Register registers the key whose PEM SubjectPublicKeyInfo is pem and
+// returns its node id.
+func (c *Client) Register(ctx context.Context, pem []byte) (uint64, error) {
+	out := &flwrpb.RegisterNodeResponse{}
+	if err := c.conn.Invoke(ctx, MethodRegisterNode, &flwrpb.RegisterNodeRequest{PublicKey: pem}, out); err != nil {
+		if st, ok := status.FromError(err); ok && st.Code() == codes.FailedPrecondition &&
+			strings.Contains(strings.ToLower(st.Message()), "already in use") {
+			return 0, ErrAlreadyRegistered
+		}
+		return 0, err
+	}
+	if out.NodeId == nil {
+		return 0, errors.New("supernodes: the SuperLink registered the key but sent no node id")
+	}
+	return out.GetNodeId(), nil
+}
+
+// Unregister unregisters a node. Its key is burned from then on.
+func (c *Client) Unregister(ctx context.Context, id uint64) error {
+	return c.conn.Invoke(ctx, MethodUnregisterNode, &flwrpb.UnregisterNodeRequest{NodeId: id}, &flwrpb.UnregisterNodeResponse{})
+}
+
+// List returns the SuperLink's nodes, burned ones included.
+func (c *Client) List(ctx context.Context) ([]Node, error) {
+	out := &flwrpb.ListNodesResponse{}
+	if err := c.conn.Invoke(ctx, MethodListNodes, &flwrpb.ListNodesRequest{}, out); err != nil {
+		return nil, err
+	}
+	nodes := make([]Node, 0, len(out.NodesInfo))
+	for _, n := range out.NodesInfo {
+		nodes = append(nodes, Node{
+			ID: n.NodeId, Fingerprint: fingerprintPEM(n.PublicKey), Status: n.Status, Owner: n.OwnerName,
+			RegisteredAt: n.RegisteredAt, Unregistered: n.UnregisteredAt != nil || n.Status == "unregistered",
+			PEM: n.PublicKey,
+		})
+	}
+	return nodes, nil
+}
+
+// fingerprintPEM is the SHA256: fingerprint of a PEM public key, or "".
+func fingerprintPEM(pem []byte) string {
+	k, err := keys.ParsePEMPublicKey(pem)
+	if err != nil {
+		return ""
+	}
+	return k.Fingerprint()
+}
