@@ -80,6 +80,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		OnUsageError:         onUsageError,
 		ExitErrHandler:       func(*cli.Context, error) {},
 		Commands: []*cli.Command{
+			initCommand(),
 			keygenCommand(),
 			csvCommand(),
 			certgenCommand(),
@@ -88,6 +89,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			verifyCommand(),
 			benchCommand(),
 			fixturesCommand(),
+			exportCommand(),
 			gatewayCommand(),
 			registerCommand(),
 			nodesCommand(),

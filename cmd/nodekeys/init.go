@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/nodekeys/nodekeys/certs"
+	"github.com/nodekeys/nodekeys/keys/keyset"
+)
+
+// initPrefix is the key naming of Flower's current examples
+// (generate_creds.py): supernode_credentials_N.
+const initPrefix = "supernode_credentials"
+
+func initCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "init",
+		Usage: "write every credential of a federation: CA, server certificate, N SuperNode key pairs (replaces generate_creds.py)",
+		Description: "Writes certificates/ (ca.crt, ca.key, server.pem, server.key, as certgen) and keys/\n" +
+			"(supernode_credentials_1 ... _N with .pub files and client_public_keys.csv, as keygen),\n" +
+			"the layout of Flower's generate_creds.py --supernodes N, without ever deleting or\n" +
+			"replacing a file: a second run stops and names the file in the way.\n\n" +
+			"   nodekeys init --supernodes 3 --add-san superlink.example\n" +
+			"   nodekeys init --prefix client_credentials   (the older naming)",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "supernodes", Aliases: []string{"n"}, Value: 2, Usage: "SuperNode key pairs (generate_creds.py's default is 2)"},
+			&cli.StringFlag{Name: "prefix", Value: initPrefix, Usage: "key file prefix"},
+			&cli.StringFlag{Name: "certs-dir", Value: certs.DefaultDir, Usage: "certificate folder"},
+			&cli.StringFlag{Name: "keys-dir", Value: keyset.DefaultDir, Usage: "key folder"},
+			&cli.StringSliceFlag{Name: "add-san", Usage: "a DNS name or IP address of the SuperLink, added to localhost, 127.0.0.1, ::1 (repeat)"},
+			&cli.StringSliceFlag{Name: "san", Usage: "the SuperLink's names and addresses, replacing the defaults (repeat)"},
+			&cli.StringFlag{Name: "key-type", Value: string(certs.ECDSAP384), Usage: "certificate keys: ecdsa-p384, ecdsa-p256 or rsa-4096 (generate_creds.py's)"},
+			&cli.BoolFlag{Name: "json", Usage: "print a JSON summary"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors"},
+		},
+		Action: initAction,
+	}
+}
+
+func initAction(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usageErr("init takes no arguments, got %q", c.Args().First())
+	}
+	n := c.Int("supernodes")
+	if n < 0 || n > maxClients {
+		return usageErr("--supernodes must be between 0 and %d, got %d", maxClients, n)
+	}
+	kt := certs.KeyType(c.String("key-type"))
+	switch kt {
+	case certs.ECDSAP384, certs.ECDSAP256, certs.RSA4096:
+	default:
+		return usageErr("--key-type must be ecdsa-p384, ecdsa-p256 or rsa-4096, got %q", kt)
+	}
+	if err := checkSANs(c); err != nil {
+		return err
+	}
+	certsDir, keysDir, prefix := c.String("certs-dir"), c.String("keys-dir"), c.String("prefix")
+	// Nothing is written unless nothing is in the way, in either folder.
+	for _, f := range []string{certs.CACertFile, certs.CAKeyFile, certs.ServerCertFile, certs.ServerKeyFile} {
+		if p := filepath.Join(certsDir, f); exists(p) {
+			return withHint(fmt.Errorf("refusing to overwrite %s", p), "init writes a new federation; renew with 'nodekeys certgen --force', add nodes with 'nodekeys keygen --append'")
+		}
+	}
+	for i := 1; i <= n; i++ {
+		if p := filepath.Join(keysDir, fmt.Sprintf("%s_%d", prefix, i)); exists(p) || exists(p+".pub") {
+			return withHint(fmt.Errorf("refusing to overwrite %s", p), "init writes a new federation; add nodes with 'nodekeys keygen --append --prefix "+prefix+"'")
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cres, err := certs.Write(certs.Options{Dir: certsDir, Hosts: c.StringSlice("san"), AddHosts: c.StringSlice("add-san"), KeyType: kt})
+	if err != nil {
+		return err
+	}
+	kres, err := keyset.Write(keyset.Options{Dir: keysDir, Prefix: prefix, Count: n, Context: ctx})
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) && errors.Is(err, fs.ErrExist) {
+			return withHint(fmt.Errorf("refusing to overwrite %s", pe.Path), "add nodes with 'nodekeys keygen --append'")
+		}
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(c.App.Writer, map[string]any{"certificates": cres, "keys": kres})
+	}
+	if c.Bool("quiet") {
+		return nil
+	}
+	out := c.App.Writer
+	fmt.Fprintf(out, "wrote %s/: CA (ca.crt, ca.key 0600) and server certificate for %v (server.pem, server.key 0600)\n", cres.Dir, cres.Hosts)
+	fmt.Fprintf(out, "wrote %s/: %d SuperNode key pairs (%s_N, 0600, and .pub) and %s\n", kres.Dir, len(kres.Pairs), prefix, filepath.Base(kres.CSV))
+	fmt.Fprintf(out, "\nSuperLink: flower-superlink --ssl-ca-certfile %s --ssl-certfile %s --ssl-keyfile %s --enable-supernode-auth\n", cres.CACert, cres.ServerCert, cres.ServerKey)
+	if len(kres.Pairs) > 0 {
+		fmt.Fprintf(out, "           then: nodekeys register --insecure|--root-certificates %s --dir %s\n", cres.CACert, kres.Dir)
+		fmt.Fprintf(out, "SuperNode: flower-supernode --root-certificates %s --auth-supernode-private-key %s\n", cres.CACert, kres.Pairs[0].Private)
+	}
+	return nil
+}
+
+func exists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
+}

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/nodekeys/nodekeys/internal/peer"
+)
+
+const pyLoadOpenSSH = `
+import sys
+from cryptography.hazmat.primitives import serialization as s
+for p in sys.argv[1:]:
+    k = s.load_ssh_private_key(open(p, "rb").read(), password=None)
+    print(k.curve.name)
+`
+
+// init writes what generate_creds.py writes, in forms ssh-keygen, openssl
+// and Python's cryptography load; a second run replaces nothing.
+func TestInit(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	r := nk(t, dir, "", "init", "--supernodes", "3", "--add-san", "superlink.example")
+	require.Equal(t, 0, r.code, r.stderr)
+	for _, f := range []string{"certificates/ca.crt", "certificates/ca.key", "certificates/server.pem", "certificates/server.key",
+		"keys/supernode_credentials_1", "keys/supernode_credentials_3.pub", "keys/client_public_keys.csv"} {
+		assert.FileExists(t, filepath.Join(dir, f))
+	}
+	fi, err := os.Stat(filepath.Join(dir, "keys/supernode_credentials_2"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+	peer.Run(t, nil, "openssl", "verify", "-CAfile", filepath.Join(dir, "certificates/ca.crt"), filepath.Join(dir, "certificates/server.pem"))
+	pub := peer.Run(t, nil, "ssh-keygen", "-y", "-f", filepath.Join(dir, "keys/supernode_credentials_1"))
+	want, _ := os.ReadFile(filepath.Join(dir, "keys/supernode_credentials_1.pub"))
+	assert.Equal(t, string(want[:len(want)-2]), string(pub[:len(pub)-1]), "the .pub is ssh-keygen's")
+	out := peer.Python(t, nil, pyLoadOpenSSH, filepath.Join(dir, "keys/supernode_credentials_1"), filepath.Join(dir, "keys/supernode_credentials_3"))
+	assert.Equal(t, "secp384r1\nsecp384r1\n", string(out))
+
+	before := snapshot(t, dir)
+	r = nk(t, dir, "", "init")
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "refusing to overwrite certificates/ca.crt")
+	assert.Equal(t, before, snapshot(t, dir))
+
+	// The drop-in for generate_creds.py.
+	example := t.TempDir()
+	b, err := os.ReadFile(filepath.Join("..", "..", "scripts", "generate_creds.sh"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(example, "generate_creds.sh"), b, 0o755))
+	rs := script(t, example, []string{"NODEKEYS=" + bin}, "generate_creds.sh", "--supernodes", "2")
+	require.Equal(t, 0, rs.code, rs.stdout)
+	assert.FileExists(t, filepath.Join(example, "keys/supernode_credentials_2"))
+	assert.FileExists(t, filepath.Join(example, "certificates/server.pem"))
+}
+
+// export writes 0600 files in a 0700 folder; compose gives private keys to
+// Flower's container user, readable by it alone.
+func TestExport(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	require.Equal(t, 0, nk(t, dir, "", "init", "-q").code)
+	r := nk(t, dir, "", "export", "k8s", "--namespace", "flower")
+	require.Equal(t, 0, r.code, r.stderr)
+	fi, err := os.Stat(filepath.Join(dir, "k8s"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o700), fi.Mode().Perm())
+	fi, err = os.Stat(filepath.Join(dir, "k8s/secrets.yaml"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+	r = nk(t, dir, "", "export", "k8s")
+	assert.Equal(t, 1, r.code, "no file replaced without --force")
+	r = nk(t, dir, "", "export", "k8s", "--force", "--cert-manager")
+	require.Equal(t, 0, r.code, r.stderr)
+
+	r = nk(t, dir, "", "export", "compose")
+	require.Equal(t, 0, r.code, r.stderr)
+	for _, f := range []string{"server.key", "supernode_credentials_1"} {
+		fi, err := os.Stat(filepath.Join(dir, "compose/secrets", f))
+		require.NoError(t, err)
+		assert.Zero(t, fi.Mode().Perm()&0o077, "%s: no one else reads a private key", f)
+		if os.Geteuid() == 0 {
+			st := fi.Sys().(*syscall.Stat_t)
+			assert.EqualValues(t, 49999, st.Uid, "%s belongs to Flower's container user", f)
+			assert.Equal(t, os.FileMode(0o400), fi.Mode().Perm())
+		}
+	}
+	assert.FileExists(t, filepath.Join(dir, "compose/secrets.yaml"))
+}

@@ -1,0 +1,102 @@
+// Package deploy turns a federation's files (the certificates of certgen
+// and the key pairs of keygen) into what Flower's deployments read:
+// Kubernetes Secrets and Helm values for Flower's charts, with an optional
+// cert-manager Issuer backed by the development CA, and the secrets of
+// Flower's Docker Compose files.
+package deploy
+
+import (
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/nodekeys/nodekeys/certs"
+	"github.com/nodekeys/nodekeys/internal/safefile"
+	"github.com/nodekeys/nodekeys/keys"
+	"github.com/nodekeys/nodekeys/keys/keyset"
+)
+
+// Node is one SuperNode's key pair.
+type Node struct {
+	// Index is N of PREFIX_N; Name is the file name, PREFIX_N.
+	Index int
+	Name  string
+	// PrivateKey is the OpenSSH private key file, as written.
+	PrivateKey  []byte
+	Fingerprint string
+}
+
+// Federation is what a deployment needs of a federation's files.
+type Federation struct {
+	CACert, CAKey          []byte // CAKey only for a cert-manager Issuer
+	ServerCert, ServerKey  []byte
+	Hosts                  []string // the server certificate's SANs
+	Nodes                  []Node
+	certsDir, keysDir, pre string
+}
+
+// Load reads the certificates in certsDir and the PREFIX_N pairs in
+// keysDir, checking that each private key parses and matches its .pub.
+// withCAKey also reads the CA's key, for an Issuer.
+func Load(certsDir, keysDir, prefix string, withCAKey bool) (*Federation, error) {
+	f := &Federation{certsDir: certsDir, keysDir: keysDir, pre: prefix}
+	read := func(name string, dst *[]byte) error {
+		b, err := safefile.ReadRegular(filepath.Join(certsDir, name), 1<<20)
+		*dst = b
+		return err
+	}
+	for name, dst := range map[string]*[]byte{certs.CACertFile: &f.CACert, certs.ServerCertFile: &f.ServerCert, certs.ServerKeyFile: &f.ServerKey} {
+		if err := read(name, dst); err != nil {
+			return nil, fmt.Errorf("deploy: %w", err)
+		}
+	}
+	if withCAKey {
+		if err := read(certs.CAKeyFile, &f.CAKey); err != nil {
+			return nil, fmt.Errorf("deploy: the CA key, for the Issuer: %w", err)
+		}
+	}
+	cert, err := certs.ParseCertificate(f.ServerCert)
+	if err != nil {
+		return nil, fmt.Errorf("deploy: %s: %w", filepath.Join(certsDir, certs.ServerCertFile), err)
+	}
+	f.Hosts = append(f.Hosts, cert.DNSNames...)
+	for _, ip := range cert.IPAddresses {
+		f.Hosts = append(f.Hosts, ip.String())
+	}
+	if prefix == "" {
+		prefix = keyset.DefaultPrefix
+	}
+	idx, err := keyset.Existing(keysDir, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("deploy: %w", err)
+	}
+	for _, i := range idx {
+		name := prefix + "_" + strconv.Itoa(i)
+		path := filepath.Join(keysDir, name)
+		priv, err := keys.ReadPrivateKey(path)
+		if err != nil {
+			return nil, fmt.Errorf("deploy: %w", err)
+		}
+		pub, err := keys.ReadPublicKey(path + ".pub")
+		if err != nil {
+			return nil, fmt.Errorf("deploy: %w", err)
+		}
+		if !priv.PublicKey.Equal(pub.Key) {
+			return nil, fmt.Errorf("deploy: %s does not match %s.pub", path, path)
+		}
+		b, err := safefile.ReadRegular(path, keys.MaxKeyFileSize)
+		if err != nil {
+			return nil, fmt.Errorf("deploy: %w", err)
+		}
+		f.Nodes = append(f.Nodes, Node{Index: i, Name: name, PrivateKey: b, Fingerprint: pub.Fingerprint()})
+	}
+	sort.Slice(f.Nodes, func(a, b int) bool { return f.Nodes[a].Index < f.Nodes[b].Index })
+	return f, nil
+}
+
+// dnsLabel makes a Kubernetes object name part: lower case, '-' for '_'.
+func dnsLabel(s string) string {
+	return strings.ReplaceAll(strings.ToLower(s), "_", "-")
+}
