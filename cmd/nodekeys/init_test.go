@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -90,4 +91,26 @@ func TestExport(t *testing.T) {
 		}
 	}
 	assert.FileExists(t, filepath.Join(dir, "compose/secrets.yaml"))
+}
+
+// doctor finds nothing on a fresh init, and exits 1 with each finding
+// (in JSON for scripts) once something is wrong.
+func TestDoctorCommand(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	require.Equal(t, 0, nk(t, dir, "", "init", "-q").code)
+	r := nk(t, dir, "", "doctor")
+	require.Equal(t, 0, r.code, r.stdout+r.stderr)
+	assert.Equal(t, "nothing wrong found\n", r.stdout)
+	require.NoError(t, os.Chmod(filepath.Join(dir, "keys/supernode_credentials_1"), 0o644))
+	r = nk(t, dir, "", "doctor", "--json", "--name", "superlink.example")
+	assert.Equal(t, 1, r.code)
+	var findings []struct{ Check, Severity, File, Problem, Fix string }
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &findings), r.stdout)
+	got := map[string]string{}
+	for _, f := range findings {
+		got[f.Check] = f.File
+	}
+	assert.Equal(t, "keys/supernode_credentials_1", got["file-mode"])
+	assert.Equal(t, "certificates/server.pem", got["certificate-name"])
 }

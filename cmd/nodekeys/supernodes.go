@@ -55,6 +55,12 @@ func (t tokenCreds) RequireTransportSecurity() bool { return t.secure }
 
 // controlConn connects to the Control API as the flags say.
 func controlConn(c *cli.Context) (*grpc.ClientConn, error) {
+	return controlConnTo(c, c.String("superlink"))
+}
+
+// controlConnTo connects to the Control API at addr with the flags'
+// credentials.
+func controlConnTo(c *cli.Context, addr string) (*grpc.ClientConn, error) {
 	var creds credentials.TransportCredentials
 	switch ca := c.String("root-certificates"); {
 	case ca != "" && c.Bool("insecure"):
@@ -107,7 +113,7 @@ func controlConn(c *cli.Context) (*grpc.ClientConn, error) {
 	if len(md) > 0 {
 		opts = append(opts, grpc.WithPerRPCCredentials(tokenCreds{md: md, secure: !c.Bool("insecure")}))
 	}
-	return grpc.NewClient(c.String("superlink"), opts...)
+	return grpc.NewClient(addr, opts...)
 }
 
 func withTimeout(c *cli.Context) (context.Context, context.CancelFunc) {

@@ -1,0 +1,227 @@
+package doctor_test
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/nodekeys/nodekeys/certs"
+	"github.com/nodekeys/nodekeys/doctor"
+	"github.com/nodekeys/nodekeys/internal/peer"
+	"github.com/nodekeys/nodekeys/internal/standin"
+	"github.com/nodekeys/nodekeys/keys/keyset"
+)
+
+type fed struct {
+	dir   string
+	certs *certs.Result
+	keys  *keyset.Result
+}
+
+func newFed(t *testing.T, opts ...func(*certs.Options)) fed {
+	t.Helper()
+	dir := t.TempDir()
+	co := certs.Options{Dir: filepath.Join(dir, "certificates")}
+	for _, o := range opts {
+		o(&co)
+	}
+	c, err := certs.Write(co)
+	require.NoError(t, err)
+	k, err := keyset.Write(keyset.Options{Dir: filepath.Join(dir, "keys"), Prefix: "supernode_credentials", Count: 2})
+	require.NoError(t, err)
+	return fed{dir, c, k}
+}
+
+func (f fed) check(names ...string) []doctor.Finding {
+	return doctor.Files([]string{filepath.Join(f.dir, "certificates"), filepath.Join(f.dir, "keys")}, names, "", time.Now())
+}
+
+func checks(fs []doctor.Finding) []string {
+	var out []string
+	for _, f := range fs {
+		out = append(out, f.Check)
+	}
+	return out
+}
+
+func TestCleanFederationHasNoFindings(t *testing.T) {
+	f := newFed(t)
+	assert.Empty(t, f.check("localhost", "127.0.0.1"))
+}
+
+// One test per planted problem: each is found, with a fix.
+func TestPlantedProblems(t *testing.T) {
+	key1 := func(f fed) string { return f.keys.Pairs[0].Private }
+	for _, tc := range []struct {
+		name  string
+		plant func(t *testing.T, f fed)
+		names []string
+		want  string
+	}{
+		{"PKCS#8 key", func(t *testing.T, f fed) {
+			peer.Run(t, nil, "ssh-keygen", "-p", "-N", "", "-m", "PKCS8", "-f", key1(f))
+		}, nil, "key-format"},
+		{"SEC 1 key", func(t *testing.T, f fed) {
+			peer.Run(t, nil, "ssh-keygen", "-p", "-N", "", "-m", "PEM", "-f", key1(f))
+		}, nil, "key-format"},
+		{"encrypted key", func(t *testing.T, f fed) {
+			peer.Run(t, nil, "ssh-keygen", "-p", "-N", "secret passphrase", "-f", key1(f))
+		}, nil, "key-format"},
+		{"RSA key", func(t *testing.T, f fed) {
+			os.Remove(key1(f))
+			os.Remove(key1(f) + ".pub")
+			peer.Run(t, nil, "ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", key1(f))
+		}, nil, "key-format"},
+		{"Ed25519 key", func(t *testing.T, f fed) {
+			os.Remove(key1(f))
+			os.Remove(key1(f) + ".pub")
+			peer.Run(t, nil, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key1(f))
+		}, nil, "key-format"},
+		{"P-256 key", func(t *testing.T, f fed) {
+			os.Remove(key1(f))
+			os.Remove(key1(f) + ".pub")
+			peer.Run(t, nil, "ssh-keygen", "-q", "-t", "ecdsa", "-b", "256", "-N", "", "-f", key1(f))
+		}, nil, "key-type"},
+		{".pub of another key", func(t *testing.T, f fed) {
+			b, _ := os.ReadFile(f.keys.Pairs[1].Public)
+			require.NoError(t, os.WriteFile(f.keys.Pairs[0].Public, b, 0o644))
+		}, nil, "pub-mismatch"},
+		{"name SuperNodes dial", func(t *testing.T, f fed) {}, []string{"superlink.example"}, "certificate-name"},
+		{"another CA", func(t *testing.T, f fed) {
+			other := t.TempDir()
+			o, err := certs.Write(certs.Options{Dir: other})
+			require.NoError(t, err)
+			b, _ := os.ReadFile(o.ServerCert)
+			k, _ := os.ReadFile(o.ServerKey)
+			require.NoError(t, os.WriteFile(f.certs.ServerCert, b, 0o644))
+			require.NoError(t, os.WriteFile(f.certs.ServerKey, k, 0o600))
+		}, nil, "certificate-chain"},
+		{"server key of another certificate", func(t *testing.T, f fed) {
+			other := t.TempDir()
+			o, err := certs.Write(certs.Options{Dir: other})
+			require.NoError(t, err)
+			k, _ := os.ReadFile(o.ServerKey)
+			require.NoError(t, os.WriteFile(f.certs.ServerKey, k, 0o600))
+		}, nil, "certificate-key"},
+		{"expiring certificate", func(t *testing.T, f fed) {
+			_, err := certs.Write(certs.Options{Dir: filepath.Dir(f.certs.ServerCert), Days: 10, Force: true})
+			require.NoError(t, err)
+		}, nil, "expiry"},
+		{"readable private key", func(t *testing.T, f fed) {
+			require.NoError(t, os.Chmod(key1(f), 0o644))
+		}, nil, "file-mode"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFed(t)
+			tc.plant(t, f)
+			got := f.check(tc.names...)
+			require.Contains(t, checks(got), tc.want, "%+v", got)
+			for _, g := range got {
+				assert.NotEmpty(t, g.Fix)
+				assert.NotEmpty(t, g.File)
+			}
+		})
+	}
+}
+
+// A real TLS handshake against a server whose certificate lacks the name
+// dialled, one of another CA, and one that is not TLS.
+func TestTLSHandshake(t *testing.T) {
+	f := newFed(t, func(o *certs.Options) { o.Hosts = []string{"superlink.example"} })
+	pair, err := tls.LoadX509KeyPair(f.certs.ServerCert, f.certs.ServerKey)
+	require.NoError(t, err)
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{pair}, NextProtos: []string{"h2"}})
+	require.NoError(t, err)
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { c.(*tls.Conn).Handshake(); c.Close() }()
+		}
+	}()
+	ctx := context.Background()
+	got := doctor.TLS(ctx, ln.Addr().String(), f.certs.CACert)
+	require.Equal(t, []string{"tls-name"}, checks(got), "%+v", got)
+	assert.Contains(t, got[0].Fix, "--add-san 127.0.0.1")
+
+	plain, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer plain.Close()
+	go func() {
+		c, err := plain.Accept()
+		if err == nil {
+			c.Write([]byte("HTTP/1.1 400 Bad Request\r\n\r\n"))
+			c.Close()
+		}
+	}()
+	got = doctor.TLS(ctx, plain.Addr().String(), f.certs.CACert)
+	assert.Equal(t, []string{"tls-protocol"}, checks(got), "%+v", got)
+
+	good := newFed(t)
+	gp, err := tls.LoadX509KeyPair(good.certs.ServerCert, good.certs.ServerKey)
+	require.NoError(t, err)
+	ok, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{gp}, NextProtos: []string{"h2"}})
+	require.NoError(t, err)
+	defer ok.Close()
+	go func() {
+		for {
+			c, err := ok.Accept()
+			if err != nil {
+				return
+			}
+			go func() { c.(*tls.Conn).Handshake(); c.Close() }()
+		}
+	}()
+	assert.Empty(t, doctor.TLS(ctx, ok.Addr().String(), good.certs.CACert))
+	// The right name, another CA than the one SuperNodes were given.
+	got = doctor.TLS(ctx, ok.Addr().String(), f.certs.CACert)
+	assert.Equal(t, []string{"tls-authority"}, checks(got), "%+v", got)
+}
+
+// The clock is measured against a server that says its time: a gateway's
+// HTTP Date, a SuperLink's ListNodes "now".
+func TestClockSkew(t *testing.T) {
+	ahead := 0 * time.Second
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Date", time.Now().Add(-ahead).UTC().Format(http.TimeFormat))
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	off, err := doctor.SkewHTTP(ctx, srv.URL)
+	require.NoError(t, err)
+	assert.Less(t, off.Abs(), 1500*time.Millisecond)
+	assert.Empty(t, doctor.Skew(off, srv.URL))
+	ahead = 10 * time.Second // this machine 10 s ahead of the server
+	off, err = doctor.SkewHTTP(ctx, srv.URL)
+	require.NoError(t, err)
+	assert.InDelta(t, 10, off.Seconds(), 1.5)
+	got := doctor.Skew(off, srv.URL)
+	require.Len(t, got, 1)
+	assert.Equal(t, doctor.Error, got[0].Severity)
+	assert.Equal(t, doctor.Warning, doctor.Skew(3*time.Second, "x")[0].Severity)
+	assert.Equal(t, doctor.Error, doctor.Skew(-301*time.Second, "x")[0].Severity)
+
+	up, err := standin.Listen()
+	require.NoError(t, err)
+	defer up.Stop()
+	conn, err := grpc.NewClient(up.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	off, err = doctor.SkewControl(ctx, conn)
+	require.NoError(t, err)
+	assert.Less(t, off.Abs(), 200*time.Millisecond)
+}
