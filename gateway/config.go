@@ -11,6 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/nodekeys/nodekeys/internal/safefile"
+	"github.com/nodekeys/nodekeys/oidcauth"
 	"github.com/nodekeys/nodekeys/verify"
 )
 
@@ -59,6 +60,10 @@ type Config struct {
 	RegisterNodes    bool          `yaml:"register_nodes"`
 	RegisterPrune    bool          `yaml:"register_prune"`
 	RegisterInterval time.Duration `yaml:"register_interval"`
+	// OIDC turns on account login for the Control API (see package
+	// oidcauth): flwr login against this provider, and every other
+	// Control call refused without a valid login.
+	OIDC *oidcauth.Config `yaml:"oidc"`
 	// FlowerVersion picks the timestamp window of a SuperLink version
 	// ("1.19"); the default is Flower's current window.
 	FlowerVersion string `yaml:"flower_version"`
@@ -235,6 +240,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("gateway: log_format must be text or json, got %q", c.LogFormat)
 	case *c.RefusalDelay < 0 || *c.RefusalDelay > 10*time.Second:
 		return fmt.Errorf("gateway: refusal_delay must be 0 to 10s, got %s", *c.RefusalDelay)
+	case c.OIDC != nil && c.ListenControl == Off:
+		return errors.New("gateway: oidc needs the Control listener (listen_control is off)")
 	case c.RegisterNodes && c.ListenControl == Off:
 		return errors.New("gateway: register_nodes needs the Control upstream (listen_control is off)")
 	case c.MaxHeaderBytes < 4096:

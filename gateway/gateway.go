@@ -27,6 +27,7 @@ import (
 
 	"github.com/nodekeys/nodekeys/internal/ratelog"
 	"github.com/nodekeys/nodekeys/internal/safefile"
+	"github.com/nodekeys/nodekeys/oidcauth"
 	"github.com/nodekeys/nodekeys/sign"
 	"github.com/nodekeys/nodekeys/verify"
 )
@@ -43,7 +44,8 @@ type Gateway struct {
 	m       *metrics
 	refusal ratelog.Limiter
 	tarpit  chan struct{} // slots for refused calls held back
-	reg     *registrar    // nil unless register_nodes
+	oidc    *oidcauth.Authenticator
+	reg     *registrar // nil unless register_nodes
 
 	fleetUp, controlUp   *grpc.ClientConn
 	fleetSrv, controlSrv *grpc.Server
@@ -137,6 +139,14 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 	}
 	if cfg.RegisterNodes {
 		g.reg = newRegistrar(g)
+	}
+	if cfg.OIDC != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		g.oidc, err = oidcauth.New(ctx, *cfg.OIDC)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("gateway: account login: %w", err)
+		}
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(g.m.reg, promhttp.HandlerOpts{}))
@@ -253,12 +263,37 @@ func (g *Gateway) holdBack(ctx context.Context) {
 	}
 }
 
-// control forwards every call on the Control listener unchanged.
+// control handles every call on the Control listener: without account
+// login it forwards them unchanged; with it, it answers the login methods
+// itself and forwards the others only for a valid login, without the
+// tokens.
 func (g *Gateway) control(_ any, ss grpc.ServerStream) error {
 	method, _ := grpc.MethodFromServerStream(ss)
 	svc, name := labels(method)
 	md, _ := metadata.FromIncomingContext(ss.Context())
-	return g.finish(svc, name, forward(ss.Context(), ss, g.controlUp, method, outgoing(md, nil)))
+	if g.oidc == nil {
+		return g.finish(svc, name, forward(ss.Context(), ss, g.controlUp, method, outgoing(md, nil)))
+	}
+	if method == methodLoginDetails || method == methodAuthTokens {
+		err := g.login(ss, method)
+		g.count(svc, name, err)
+		return err
+	}
+	ctx, up, err := g.authenticateControl(ss, method, md)
+	if err != nil {
+		g.m.calls.WithLabelValues(svc, name, "refused").Inc()
+		return err
+	}
+	return g.finish(svc, name, forward(ctx, ss, g.controlUp, method, up))
+}
+
+// count counts a call the gateway answered itself.
+func (g *Gateway) count(svc, name string, err error) {
+	result := "ok"
+	if err != nil {
+		result = status.Code(err).String()
+	}
+	g.m.calls.WithLabelValues(svc, name, result).Inc()
 }
 
 // finish counts a forwarded call by its result.

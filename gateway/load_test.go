@@ -25,7 +25,7 @@ import (
 // in calls and time, on loopback only.
 func TestLoadDuringReloadsAndRenewals(t *testing.T) {
 	t.Parallel()
-	nodes, calls := 24, 40
+	nodes, calls := 16, 25
 	if testing.Short() {
 		nodes, calls = 8, 15
 	}

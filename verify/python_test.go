@@ -59,7 +59,7 @@ func calls(t *testing.T) int {
 	if testing.Short() {
 		return 300
 	}
-	return 1000
+	return 600
 }
 
 func TestPythonSignedHeadersVerifyInGo(t *testing.T) {

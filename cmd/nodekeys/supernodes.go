@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/nodekeys/nodekeys/csvlist"
+	"github.com/nodekeys/nodekeys/flwrlogin"
 	"github.com/nodekeys/nodekeys/internal/atomicfile"
 	"github.com/nodekeys/nodekeys/internal/safefile"
 	"github.com/nodekeys/nodekeys/keys"
@@ -37,7 +37,7 @@ func controlFlags() []cli.Flag {
 		&cli.StringFlag{Name: "root-certificates", Aliases: []string{"root-certificate"}, Usage: "CA certificate `FILE` the SuperLink's certificate chains to (TLS)"},
 		&cli.BoolFlag{Name: "insecure", Usage: "speak plaintext to a SuperLink started with --insecure"},
 		&cli.StringFlag{Name: "token-file", Usage: "send the bearer token in `FILE` (a gateway's machine token); or set NODEKEYS_TOKEN"},
-		&cli.StringFlag{Name: "login-file", Usage: "send the tokens of an account login, a JSON `FILE` with access_token and refresh_token"},
+		&cli.StringFlag{Name: "login-file", Usage: "send the tokens of an account login (the `FILE` nodekeys login writes)"},
 		&cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "give up on one call after this long"},
 	}
 }
@@ -94,21 +94,13 @@ func controlConnTo(c *cli.Context, addr string) (*grpc.ClientConn, error) {
 		md["authorization"] = "Bearer " + token
 	}
 	if f := c.String("login-file"); f != "" {
-		b, err := safefile.ReadRegular(f, 64<<10)
+		tok, err := flwrlogin.ReadFile(f)
 		if err != nil {
-			return nil, err
+			return nil, withHint(err, "log in first: nodekeys login --out "+f)
 		}
-		var tok struct {
-			Access  string `json:"access_token"`
-			Refresh string `json:"refresh_token"`
-		}
-		if err := json.Unmarshal(b, &tok); err != nil || tok.Access == "" {
-			return nil, fmt.Errorf("%s: not a login file with an access_token", f)
-		}
-		md["flwr-oidc-access-token"] = tok.Access
-		if tok.Refresh != "" {
-			md["flwr-oidc-refresh-token"] = tok.Refresh
-		}
+		// Tokens the server refreshes are kept, in the file too.
+		creds := flwrlogin.NewCredentials(tok, f, !c.Bool("insecure"))
+		opts = append(opts, grpc.WithPerRPCCredentials(creds), grpc.WithUnaryInterceptor(creds.UnaryInterceptor()))
 	}
 	if len(md) > 0 {
 		opts = append(opts, grpc.WithPerRPCCredentials(tokenCreds{md: md, secure: !c.Bool("insecure")}))

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/nodekeys/nodekeys/internal/oidctest"
+	"github.com/nodekeys/nodekeys/internal/standin"
+)
+
+// nodekeys login through a gateway with account login, against a real
+// OIDC provider; then the token file opens the Control API to nodes.
+func TestLoginCommand(t *testing.T) {
+	t.Parallel()
+	p := oidctest.Start(t, oidctest.State{})
+	dir := t.TempDir()
+	require.Equal(t, 0, nk(t, dir, "", "init", "-q").code)
+	up, err := standin.Listen()
+	require.NoError(t, err)
+	defer up.Stop()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "secret"), []byte(oidctest.ClientSecret+"\n"), 0o600))
+	fleet, control, metrics := freePort(t), freePort(t), freePort(t)
+	conf := fmt.Sprintf("listen_fleet: %s\nlisten_control: %s\nupstream: %s\nupstream_control: %s\nupstream_insecure: true\n"+
+		"tls_cert: certificates/server.pem\ntls_key: certificates/server.key\nallowlist: [keys]\nmetrics: %s\n"+
+		"oidc:\n  issuer: %s\n  client_id: %s\n  client_secret_file: secret\n  audience: %s\n  ca_file: %s\n  scopes: [email, profile]\n",
+		fleet, control, up.Addr, up.Addr, metrics, p.Issuer, oidctest.ClientID, oidctest.Resource, p.CAFile)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "gateway.yaml"), []byte(conf), 0o600))
+	gw := exec.Command(bin, "gateway", "--config", "gateway.yaml")
+	gw.Dir = dir
+	var gwLog lockedBuffer
+	gw.Stderr = &gwLog
+	require.NoError(t, gw.Start())
+	defer func() { gw.Process.Signal(syscall.SIGTERM); gw.Wait() }()
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + metrics + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == 200
+	}, 15*time.Second, 50*time.Millisecond, gwLog.String())
+
+	tokens := filepath.Join(dir, "conf", "login.json")
+	login := exec.Command(bin, "login", "--superlink", control, "--root-certificates", "certificates/ca.crt", "--out", tokens)
+	login.Dir = dir
+	stderr, err := login.StderrPipe()
+	require.NoError(t, err)
+	var stdout strings.Builder
+	login.Stdout = &stdout
+	require.NoError(t, login.Start())
+	sc := bufio.NewScanner(stderr)
+	var uri string
+	for sc.Scan() {
+		if line := strings.TrimSpace(sc.Text()); strings.HasPrefix(line, "https://") {
+			uri = line
+			break
+		}
+	}
+	require.NotEmpty(t, uri, "login prints the address to sign in at")
+	p.CompleteDeviceLogin(t, uri, "alice")
+	require.NoError(t, login.Wait())
+	assert.Contains(t, stdout.String(), "logged in")
+	fi, err := os.Stat(tokens)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+
+	r := nk(t, dir, "", "nodes", "--superlink", control, "--root-certificates", "certificates/ca.crt", "--login-file", tokens)
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "NODE ID")
+	r = nk(t, dir, "", "nodes", "--superlink", control, "--root-certificates", "certificates/ca.crt")
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "run flwr login")
+	assert.Contains(t, gwLog.String(), "sub=alice")
+	b, _ := os.ReadFile(tokens)
+	assert.NotContains(t, gwLog.String(), strings.Split(string(b), "\"")[3], "no token in the logs")
+}

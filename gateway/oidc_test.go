@@ -1,0 +1,228 @@
+package gateway_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/nodekeys/nodekeys/flwrlogin"
+	"github.com/nodekeys/nodekeys/gateway"
+	"github.com/nodekeys/nodekeys/internal/oidctest"
+	"github.com/nodekeys/nodekeys/oidcauth"
+)
+
+func oidcConfig(t *testing.T, p *oidctest.Provider) *oidcauth.Config {
+	secret := filepath.Join(t.TempDir(), "secret")
+	require.NoError(t, os.WriteFile(secret, []byte(oidctest.ClientSecret+"\n"), 0o600))
+	return &oidcauth.Config{Issuer: p.Issuer, ClientID: oidctest.ClientID, ClientSecretFile: secret,
+		Audience: oidctest.Resource, CAFile: p.CAFile, Scopes: []string{"email", "profile"}, Leeway: time.Second}
+}
+
+// login runs flwr login's device flow through the gateway, completing the
+// sign-in at the provider's own pages as account.
+func login(t *testing.T, r *rig, p *oidctest.Provider, account string) *flwrlogin.Tokens {
+	t.Helper()
+	c := r.dialProto(t, r.control, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// The sign-in finishes before the first poll, as a quick user's would.
+	tok, err := flwrlogin.Login(ctx, c, func(uri string, _ time.Duration) {
+		p.CompleteDeviceLogin(t, uri, account)
+	})
+	require.NoError(t, err)
+	return tok
+}
+
+// dialProto dials with the proto codec (for the login methods).
+func (r *rig) dialProto(t *testing.T, addr string, creds *flwrlogin.Credentials) *grpc.ClientConn {
+	t.Helper()
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(tlsCreds(r))}
+	if creds != nil {
+		opts = append(opts, grpc.WithPerRPCCredentials(creds), grpc.WithUnaryInterceptor(creds.UnaryInterceptor()))
+	}
+	c, err := grpc.NewClient(addr, opts...)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func listRuns(c *grpc.ClientConn, md ...string) (metadata.MD, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if len(md) > 0 {
+		ctx = metadata.AppendToOutgoingContext(ctx, md...)
+	}
+	var header metadata.MD
+	req, out := []byte("echo:runs"), []byte{}
+	err := c.Invoke(ctx, "/flwr.proto.Control/ListRuns", &req, &out, grpc.Header(&header))
+	return header, err
+}
+
+func TestAccountLoginWithARealProvider(t *testing.T) {
+	t.Parallel()
+	p := oidctest.Start(t, oidctest.State{AccessTTL: 1})
+	r := newRig(t, 1, func(c *gateway.Config) { c.OIDC = oidcConfig(t, p) })
+	raw := r.dial(t, r.control, nil)
+
+	// Without a login nothing gets through.
+	before := r.up.Count()
+	_, err := listRuns(raw)
+	wantStatus(t, err, codes.Unauthenticated, "not logged in, or the login has expired: run flwr login")
+
+	tok := login(t, r, p, "alice")
+	assert.Contains(t, tok.Access, ".", "a JWT access token")
+	_, err = listRuns(raw, gateway.HeaderAccessToken, tok.Access, gateway.HeaderRefreshToken, tok.Refresh)
+	require.NoError(t, err)
+	assert.Equal(t, before+1, r.up.Count())
+	seen := r.up.Calls()[len(r.up.Calls())-1]
+	assert.Empty(t, seen.Metadata.Get(gateway.HeaderAccessToken), "the tokens stay at the gateway")
+	assert.Empty(t, seen.Metadata.Get(gateway.HeaderRefreshToken))
+	logs := r.logs.String()
+	assert.Contains(t, logs, "sub=alice")
+	assert.Contains(t, logs, "groups=admin")
+	assert.NotContains(t, logs, tok.Access)
+	assert.NotContains(t, logs, tok.Refresh)
+
+	// Forged and foreign tokens, each refused before the upstream.
+	before = r.up.Count()
+	for name, access := range forgedTokens(t, p, tok.Access) {
+		_, err := listRuns(raw, gateway.HeaderAccessToken, access)
+		wantStatus(t, err, codes.Unauthenticated, "")
+		assert.NotContains(t, r.logs.String(), access, name)
+	}
+	assert.Equal(t, before, r.up.Count())
+
+	// Expired: refused without a refresh token; with one, refreshed, and
+	// the new pair comes back in the header, as the CLI reads it.
+	time.Sleep(2200 * time.Millisecond) // past the token's 1 s and the 1 s leeway
+	_, err = listRuns(raw, gateway.HeaderAccessToken, tok.Access)
+	wantStatus(t, err, codes.Unauthenticated, "")
+	c := r.dial(t, r.control, nil)
+	h, err := listRuns(c, gateway.HeaderAccessToken, tok.Access, gateway.HeaderRefreshToken, tok.Refresh)
+	require.NoError(t, err)
+	fresh := h.Get(gateway.HeaderAccessToken)
+	require.Len(t, fresh, 1)
+	assert.NotEqual(t, tok.Access, fresh[0])
+	require.Len(t, h.Get(gateway.HeaderRefreshToken), 1)
+	_, err = listRuns(raw, gateway.HeaderAccessToken, fresh[0])
+	require.NoError(t, err, "the refreshed token works")
+
+	tok2 := login(t, r, p, "bob")
+	// A token the provider really issued, for another audience than the
+	// gateway's, is refused (a second gateway, on the same provider).
+	r2 := newRig(t, 1, func(c *gateway.Config) {
+		c.OIDC = oidcConfig(t, p)
+		c.OIDC.Audience = "https://another-service"
+	})
+	_, err = listRuns(r2.dial(t, r2.control, nil), gateway.HeaderAccessToken, tok2.Access)
+	wantStatus(t, err, codes.Unauthenticated, "")
+	assert.Zero(t, r2.up.Count())
+
+	// The provider down: a valid login keeps working, a new one is
+	// refused with a clear status.
+	p.Stop()
+	_, err = listRuns(raw, gateway.HeaderAccessToken, tok2.Access)
+	require.NoError(t, err, "keys are cached: no call to the provider")
+	_, err = flwrlogin.Login(context.Background(), r.dialProto(t, r.control, nil), func(string, time.Duration) {})
+	wantStatus(t, err, codes.Unavailable, "")
+	assert.Contains(t, err.Error(), "identity provider cannot be reached")
+
+	// A key rotation at the provider (new keys on restart) is picked up
+	// without restarting the gateway.
+	p.Restart(t, oidctest.State{AccessTTL: 60})
+	tok3 := login(t, r, p, "alice")
+	_, err = listRuns(raw, gateway.HeaderAccessToken, tok3.Access)
+	require.NoError(t, err, "a token of the new key verifies")
+}
+
+// forgedTokens returns tokens the gateway must refuse: garbage, alg none,
+// HS256 keyed with the provider's public key, a key the JWKS lacks, a
+// token of another issuer, and one for another audience.
+func forgedTokens(t *testing.T, p *oidctest.Provider, good string) map[string]string {
+	t.Helper()
+	parts := strings.Split(good, ".")
+	var claims map[string]any
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(payload, &claims))
+	enc := func(v any) string { b, _ := json.Marshal(v); return base64.RawURLEncoding.EncodeToString(b) }
+	out := map[string]string{
+		"garbage":  "not-a-token",
+		"alg none": enc(map[string]any{"alg": "none", "typ": "JWT"}) + "." + parts[1] + ".",
+	}
+	// HS256 with the provider's public key (as PEM) as the HMAC secret.
+	resp, err := p.HTTPClient().Get(p.Issuer + "/jwks")
+	require.NoError(t, err)
+	var jwks jose.JSONWebKeySet
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&jwks))
+	resp.Body.Close()
+	der, err := x509.MarshalPKIXPublicKey(jwks.Keys[0].Key)
+	require.NoError(t, err)
+	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	sign := func(alg jose.SignatureAlgorithm, key any, kid string, c map[string]any) string {
+		opts := (&jose.SignerOptions{}).WithType("at+jwt")
+		if kid != "" {
+			opts = opts.WithHeader("kid", kid)
+		}
+		s, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, opts)
+		require.NoError(t, err)
+		b, _ := json.Marshal(c)
+		obj, err := s.Sign(b)
+		require.NoError(t, err)
+		tok, err := obj.CompactSerialize()
+		require.NoError(t, err)
+		return tok
+	}
+	out["HS256 with the public key"] = sign(jose.HS256, pubPEM, jwks.Keys[0].KeyID, claims)
+	stranger, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	out["unknown key"] = sign(jose.ES256, stranger, "not-in-the-jwks", claims)
+	other := map[string]any{}
+	for k, v := range claims {
+		other[k] = v
+	}
+	other["iss"] = "https://127.0.0.1:1"
+	out["another issuer"] = sign(jose.ES256, stranger, "", other)
+	aud := map[string]any{}
+	for k, v := range claims {
+		aud[k] = v
+	}
+	aud["aud"] = "https://another-service"
+	out["another audience (re-signed, so also an unknown key)"] = sign(jose.ES256, stranger, "x", aud)
+	return out
+}
+
+// A provider that issues opaque access tokens: they are checked at its
+// userinfo endpoint, and the answer cached.
+func TestAccountLoginOpaqueTokens(t *testing.T) {
+	t.Parallel()
+	p := oidctest.Start(t, oidctest.State{Opaque: true})
+	r := newRig(t, 1, func(c *gateway.Config) { c.OIDC = oidcConfig(t, p) })
+	tok := login(t, r, p, "bob")
+	assert.NotContains(t, tok.Access, ".", "an opaque token")
+	raw := r.dial(t, r.control, nil)
+	_, err := listRuns(raw, gateway.HeaderAccessToken, tok.Access)
+	require.NoError(t, err)
+	assert.Contains(t, r.logs.String(), "sub=bob")
+	p.Stop()
+	_, err = listRuns(raw, gateway.HeaderAccessToken, tok.Access)
+	require.NoError(t, err, "cached: the provider is not asked again within the cache time")
+	_, err = listRuns(raw, gateway.HeaderAccessToken, tok.Access+"x")
+	wantStatus(t, err, codes.Unauthenticated, "")
+}
