@@ -48,11 +48,9 @@ func certgenAction(c *cli.Context) error {
 	if d := c.Int("ca-days"); d < 1 || d > certs.MaxCADays {
 		return usageErr("--ca-days must be 1 to %d, got %d", certs.MaxCADays, d)
 	}
-	kt := certs.KeyType(c.String("key-type"))
-	switch kt {
-	case certs.ECDSAP384, certs.ECDSAP256, certs.RSA4096:
-	default:
-		return usageErr("--key-type must be ecdsa-p384, ecdsa-p256 or rsa-4096, got %q", kt)
+	kt, err := keyTypeOf(c)
+	if err != nil {
+		return err
 	}
 	if err := checkSANs(c); err != nil {
 		return err
@@ -99,4 +97,14 @@ func checkSANs(c *cli.Context) error {
 		return &cliError{err: err, code: exitUsage}
 	}
 	return nil
+}
+
+// keyTypeOf reads --key-type.
+func keyTypeOf(c *cli.Context) (certs.KeyType, error) {
+	kt := certs.KeyType(c.String("key-type"))
+	switch kt {
+	case certs.ECDSAP384, certs.ECDSAP256, certs.RSA4096:
+		return kt, nil
+	}
+	return "", usageErr("--key-type must be ecdsa-p384, ecdsa-p256 or rsa-4096, got %q", kt)
 }

@@ -53,11 +53,9 @@ func initAction(c *cli.Context) error {
 	if n < 0 || n > maxClients {
 		return usageErr("--supernodes must be between 0 and %d, got %d", maxClients, n)
 	}
-	kt := certs.KeyType(c.String("key-type"))
-	switch kt {
-	case certs.ECDSAP384, certs.ECDSAP256, certs.RSA4096:
-	default:
-		return usageErr("--key-type must be ecdsa-p384, ecdsa-p256 or rsa-4096, got %q", kt)
+	kt, err := keyTypeOf(c)
+	if err != nil {
+		return err
 	}
 	if err := checkSANs(c); err != nil {
 		return err

@@ -167,7 +167,7 @@ func TestKeygenOutputInTheWay(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "keys"), []byte("a file"), 0o644))
 	r := nk(t, dir, "", "keygen")
 	assert.Equal(t, 1, r.code)
-	assert.Equal(t, "nodekeys: error: keyset: keys: is a file, not a folder\n", r.stderr)
+	assert.Equal(t, "nodekeys: error: keyset: keys: is a regular file, not a folder\n", r.stderr)
 }
 
 func TestCSVCommands(t *testing.T) {

@@ -27,6 +27,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nodekeys/nodekeys/internal/safefile"
 )
 
 // ErrUnsafeDir is wrapped by the error of a folder that others can write
@@ -308,23 +310,9 @@ func (d *Dir) check(name string, overwrite bool) error {
 		return &fs.PathError{Op: "create", Path: d.Join(name), Err: fs.ErrExist}
 	}
 	if !mode.IsRegular() && mode&fs.ModeSymlink == 0 {
-		return &fs.PathError{Op: "create", Path: d.Join(name), Err: fmt.Errorf("is %s, not a regular file; refusing to replace it", kind(mode))}
+		return &fs.PathError{Op: "create", Path: d.Join(name), Err: fmt.Errorf("is %s, not a regular file; refusing to replace it", safefile.Kind(mode))}
 	}
 	return nil
-}
-
-func kind(m fs.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "a folder"
-	case m&fs.ModeNamedPipe != 0:
-		return "a FIFO"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	case m&fs.ModeDevice != 0:
-		return "a device"
-	}
-	return "not a regular file"
 }
 
 // create writes data with mode perm to a new temporary file in d, or, when

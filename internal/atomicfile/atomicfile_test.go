@@ -154,7 +154,7 @@ func TestWriteRefusesToReplaceDevicesAndFIFOs(t *testing.T) {
 	assert.Contains(t, err.Error(), "is a FIFO, not a regular file")
 	err = Write("/dev/null", []byte("x"), 0o644, true)
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "is a device, not a regular file")
+	assert.Contains(t, err.Error(), "is a character device, not a regular file")
 }
 
 func TestLock(t *testing.T) {

@@ -29,6 +29,7 @@ import (
 
 	"github.com/nodekeys/nodekeys/csvlist"
 	"github.com/nodekeys/nodekeys/internal/atomicfile"
+	"github.com/nodekeys/nodekeys/internal/safefile"
 	"github.com/nodekeys/nodekeys/keys"
 )
 
@@ -201,7 +202,7 @@ func (w *writer) write() (*Result, error) {
 			}
 		}()
 	case !mode.IsDir():
-		return nil, fmt.Errorf("%s: is %s, not a folder", opts.Dir, kindOf(mode))
+		return nil, fmt.Errorf("%s: is %s, not a folder", opts.Dir, safefile.Kind(mode))
 	default:
 		d, err := atomicfile.OpenDir(opts.Dir)
 		if err != nil {
@@ -489,20 +490,6 @@ func addPair(batch *atomicfile.Batch, g keys.Generator, index int, f *File) (*ke
 	}
 	f.Fingerprint = p.Public.Fingerprint()
 	return p.Public, nil
-}
-
-func kindOf(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeSymlink != 0:
-		return "a symbolic link"
-	case m&fs.ModeNamedPipe != 0:
-		return "a FIFO"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	case m&fs.ModeDevice != 0:
-		return "a device"
-	}
-	return "a file"
 }
 
 // existing returns the sorted indexes of the PREFIX_N files in the folder.

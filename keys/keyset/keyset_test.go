@@ -342,7 +342,7 @@ func TestOutputIsAFile(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "file")
 	require.NoError(t, os.WriteFile(f, nil, 0o644))
 	_, err := keyset.Write(keyset.Options{Dir: f, Count: 1})
-	require.ErrorContains(t, err, "is a file, not a folder")
+	require.ErrorContains(t, err, "is a regular file, not a folder")
 }
 
 // A folder on a read-only file system (procfs here, read-only even for
