@@ -141,7 +141,11 @@ func TestReadFileErrors(t *testing.T) {
 	require.ErrorIs(t, err, os.ErrNotExist)
 	_, err = csvlist.ReadFile(dir)
 	require.ErrorContains(t, err, "is a folder")
-	_, err = csvlist.Parse("big.csv", make([]byte, csvlist.MaxFileSize+1))
+	// A sparse file over the limit: refused by its size, nothing read.
+	big := filepath.Join(dir, "big.csv")
+	require.NoError(t, os.WriteFile(big, nil, 0o644))
+	require.NoError(t, os.Truncate(big, csvlist.MaxFileSize+1))
+	_, err = csvlist.ReadFile(big)
 	require.ErrorIs(t, err, csvlist.ErrTooLarge)
 }
 

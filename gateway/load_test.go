@@ -16,6 +16,7 @@ import (
 
 	"github.com/nodekeys/nodekeys/certs"
 	"github.com/nodekeys/nodekeys/csvlist"
+	"github.com/nodekeys/nodekeys/internal/peer"
 	"github.com/nodekeys/nodekeys/keys"
 )
 
@@ -25,9 +26,9 @@ import (
 // in calls and time, on loopback only.
 func TestLoadDuringReloadsAndRenewals(t *testing.T) {
 	t.Parallel()
-	nodes, calls := 16, 25
-	if testing.Short() {
-		nodes, calls = 8, 15
+	nodes, calls := 8, 15
+	if peer.Long() {
+		nodes, calls = 24, 40
 	}
 	r := newRig(t, nodes)
 	conns := make([]*grpc.ClientConn, nodes)

@@ -10,6 +10,8 @@ import (
 	mrand "math/rand/v2"
 	"testing"
 
+	"github.com/nodekeys/nodekeys/internal/peer"
+
 	"github.com/stretchr/testify/require"
 )
 
@@ -68,9 +70,9 @@ func derSig(r, s *big.Int) []byte {
 // valid signatures and their mutations, on every supported curve.
 func TestDifferential(t *testing.T) {
 	rng := mrand.New(mrand.NewPCG(1, 2))
-	rounds := 40 // the fuzz targets, run in CI, go much further
-	if testing.Short() {
-		rounds = 20
+	rounds := 20 // the fuzz targets, run in CI, go much further
+	if peer.Long() {
+		rounds = 100
 	}
 	for _, curve := range []elliptic.Curve{elliptic.P384(), elliptic.P256(), elliptic.P521()} {
 		n := curve.Params().N

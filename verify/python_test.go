@@ -56,10 +56,10 @@ type wireHeaders struct {
 }
 
 func calls(t *testing.T) int {
-	if testing.Short() {
-		return 300
+	if peer.Long() {
+		return 3000
 	}
-	return 600
+	return 300
 }
 
 func TestPythonSignedHeadersVerifyInGo(t *testing.T) {

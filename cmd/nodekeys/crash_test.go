@@ -15,6 +15,7 @@ import (
 
 	"github.com/nodekeys/nodekeys/certs"
 	"github.com/nodekeys/nodekeys/csvlist"
+	"github.com/nodekeys/nodekeys/internal/peer"
 	"github.com/nodekeys/nodekeys/keys"
 )
 
@@ -72,7 +73,11 @@ func TestKeygenSurvivesSIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills a few hundred ms of keygen runs")
 	}
-	for trial := range 2 {
+	trials := 1
+	if peer.Long() {
+		trials = 6
+	}
+	for trial := range trials {
 		dir := t.TempDir()
 		// A folder with keys that must survive.
 		require.Equal(t, 0, nk(t, dir, "", "keygen", "--clients", "3", "-q").code)
@@ -107,7 +112,11 @@ func TestCertgenSurvivesSIGKILL(t *testing.T) {
 	dir := t.TempDir()
 	require.Equal(t, 0, nk(t, dir, "", "certgen").code)
 	ca := snapshot(t, filepath.Join(dir, "certificates"))
-	for range 8 {
+	rounds := 4
+	if peer.Long() {
+		rounds = 15
+	}
+	for range rounds {
 		killAfter(t, dir, time.Duration(rand.IntN(40))*time.Millisecond, "certgen", "--force", "--key-type", "ecdsa-p256")
 		killAfter(t, dir, time.Duration(rand.IntN(40))*time.Millisecond, "certgen", "--out", "fresh", "--new-ca", "--force")
 		for _, sub := range []string{"certificates", "fresh"} {

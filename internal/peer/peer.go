@@ -15,6 +15,11 @@ import (
 	"testing"
 )
 
+// Long reports whether tests run their long forms (more trials and
+// samples of the same checks): NODEKEYS_LONG=1, as CI sets it. The default
+// forms keep every check and keep go test ./... quick.
+func Long() bool { return os.Getenv("NODEKEYS_LONG") == "1" }
+
 // Required reports whether missing peers fail tests instead of skipping them.
 func Required() bool { return os.Getenv("NODEKEYS_REQUIRE_PEERS") != "" }
 

@@ -39,6 +39,11 @@ func ReadRegular(path string, limit int64) ([]byte, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s: %w", path, notRegular(Kind(fi.Mode())))
 	}
+	// A regular file's size is known: one over the limit is refused before
+	// reading it. The read below is bounded too, for a file that grows.
+	if fi.Size() > limit {
+		return nil, fmt.Errorf("%s: %w: larger than %s", path, ErrTooLarge, Size(limit))
+	}
 	// The size is known for a regular file: one buffer of it (plus a byte
 	// to see growth), not a growing one, and never more than the limit.
 	buf := bytes.NewBuffer(make([]byte, 0, min(fi.Size(), limit)+1))
