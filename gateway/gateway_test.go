@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,27 +29,11 @@ import (
 	"github.com/nodekeys/nodekeys/csvlist"
 	"github.com/nodekeys/nodekeys/gateway"
 	"github.com/nodekeys/nodekeys/internal/standin"
+	"github.com/nodekeys/nodekeys/internal/syncbuf"
 	"github.com/nodekeys/nodekeys/keys"
 	"github.com/nodekeys/nodekeys/keys/keyset"
 	"github.com/nodekeys/nodekeys/sign"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // rig is a gateway in front of a stand-in SuperLink, on loopback.
 type rig struct {
@@ -62,7 +45,7 @@ type rig struct {
 	fleet    string
 	control  string
 	metrics  string
-	logs     *syncBuffer
+	logs     *syncbuf.Buffer
 	cancel   context.CancelFunc
 	done     chan error
 	caPool   *x509.CertPool
@@ -79,7 +62,7 @@ func newRig(t *testing.T, nodes int, tweak ...func(*gateway.Config)) *rig {
 	up, err := standin.Listen()
 	require.NoError(t, err)
 	t.Cleanup(up.Stop)
-	r := &rig{dir: dir, tls: tlsRes, keys: ks, up: up, logs: &syncBuffer{}, upstream: up.Addr}
+	r := &rig{dir: dir, tls: tlsRes, keys: ks, up: up, logs: &syncbuf.Buffer{}, upstream: up.Addr}
 	cfg := gateway.Config{
 		Upstream: up.Addr, UpstreamControl: up.Addr, UpstreamInsecure: true,
 		TLSCert: tlsRes.ServerCert, TLSKey: tlsRes.ServerKey,

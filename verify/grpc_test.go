@@ -1,7 +1,6 @@
 package verify_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -29,6 +28,7 @@ import (
 
 	"github.com/nodekeys/nodekeys/certs"
 	"github.com/nodekeys/nodekeys/csvlist"
+	"github.com/nodekeys/nodekeys/internal/syncbuf"
 	"github.com/nodekeys/nodekeys/keys"
 	"github.com/nodekeys/nodekeys/keys/keyset"
 	"github.com/nodekeys/nodekeys/sign"
@@ -78,24 +78,7 @@ type federation struct {
 	addr   string
 	v      *verify.Verifier
 	reload *verify.Reloader
-	logs   *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs   *syncbuf.Buffer
 }
 
 // newFederation writes certificates and n key pairs, and starts a gRPC
@@ -107,7 +90,7 @@ func newFederation(t *testing.T, n int, vopts ...verify.Option) *federation {
 	require.NoError(t, err)
 	ks, err := keyset.Write(keyset.Options{Dir: filepath.Join(dir, "keys"), Count: n})
 	require.NoError(t, err)
-	f := &federation{dir: dir, csv: ks.CSV, ca: tlsRes.CACert, logs: &syncBuffer{}}
+	f := &federation{dir: dir, csv: ks.CSV, ca: tlsRes.CACert, logs: &syncbuf.Buffer{}}
 	for i := range ks.Pairs {
 		f.pairs = append(f.pairs, &ks.Pairs[i])
 	}

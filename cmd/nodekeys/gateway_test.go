@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -13,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,25 +24,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/nodekeys/nodekeys/internal/standin"
+	"github.com/nodekeys/nodekeys/internal/syncbuf"
 	"github.com/nodekeys/nodekeys/sign"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func freePort(t *testing.T) string {
 	t.Helper()
@@ -74,7 +56,7 @@ func TestGatewayCommand(t *testing.T) {
 
 	cmd := exec.Command(bin, "gateway", "--config", "gateway.yaml", "--upstream", up.Addr)
 	cmd.Dir = dir
-	var stderr lockedBuffer
+	var stderr syncbuf.Buffer
 	cmd.Stderr = &stderr
 	require.NoError(t, cmd.Start())
 	exited := make(chan error, 1)

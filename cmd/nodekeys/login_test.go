@@ -17,6 +17,7 @@ import (
 
 	"github.com/nodekeys/nodekeys/internal/oidctest"
 	"github.com/nodekeys/nodekeys/internal/standin"
+	"github.com/nodekeys/nodekeys/internal/syncbuf"
 )
 
 // nodekeys login through a gateway with account login, against a real
@@ -38,7 +39,7 @@ func TestLoginCommand(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "gateway.yaml"), []byte(conf), 0o600))
 	gw := exec.Command(bin, "gateway", "--config", "gateway.yaml")
 	gw.Dir = dir
-	var gwLog lockedBuffer
+	var gwLog syncbuf.Buffer
 	gw.Stderr = &gwLog
 	require.NoError(t, gw.Start())
 	defer func() { gw.Process.Signal(syscall.SIGTERM); gw.Wait() }()
