@@ -519,3 +519,46 @@ func TestGatewayRegistersTheAllowlist(t *testing.T) {
 	resp.Body.Close()
 	assert.Contains(t, string(body), `nodekeys_gateway_registrations_total{action="registered"} 7`)
 }
+
+// An upstream SuperLink over TLS, verified with its CA, as when the
+// SuperLink keeps its own certificate behind the gateway.
+func TestTLSUpstream(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	upTLS, err := certs.Write(certs.Options{Dir: filepath.Join(dir, "upstream")})
+	require.NoError(t, err)
+	pair, err := tls.LoadX509KeyPair(upTLS.ServerCert, upTLS.ServerKey)
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	up := standin.Start(ln, standin.WithTLS(pair))
+	t.Cleanup(up.Stop)
+	r := newRig(t, 1, func(c *gateway.Config) {
+		c.Upstream, c.UpstreamControl, c.UpstreamInsecure, c.UpstreamCA = up.Addr, up.Addr, false, upTLS.CACert
+	})
+	_, _, _, err = call(r.dial(t, r.fleet, r.signer(t, 0).PerRPCCredentials()), heartbeat, "echo:tls")
+	require.NoError(t, err)
+	assert.Equal(t, 1, up.Count())
+
+	// An upstream whose certificate the CA did not issue is not spoken to.
+	other, err := certs.Write(certs.Options{Dir: filepath.Join(dir, "other")})
+	require.NoError(t, err)
+	r2 := newRig(t, 1, func(c *gateway.Config) {
+		c.Upstream, c.UpstreamControl, c.UpstreamInsecure, c.UpstreamCA = up.Addr, up.Addr, false, other.CACert
+	})
+	_, _, _, err = call(r2.dial(t, r2.fleet, r2.signer(t, 0).PerRPCCredentials()), heartbeat, "x")
+	wantStatus(t, err, codes.Unavailable, "")
+	assert.Equal(t, 1, up.Count())
+}
+
+// Metadata over the cap is refused at the transport, before any check.
+func TestMetadataCap(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, 1)
+	c := r.dial(t, r.fleet, r.signer(t, 0).PerRPCCredentials())
+	_, _, _, err := call(c, heartbeat, "x", "x-padding", strings.Repeat("a", 20<<10))
+	require.Error(t, err)
+	assert.Zero(t, r.up.Count())
+	_, _, _, err = call(c, heartbeat, "x")
+	require.NoError(t, err, "the connection still serves calls within the cap")
+}
