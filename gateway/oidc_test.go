@@ -146,8 +146,10 @@ func TestAccountLoginWithARealProvider(t *testing.T) {
 
 	// A key rotation at the provider (new keys on restart) is picked up
 	// without restarting the gateway.
-	p.Restart(t, oidctest.State{AccessTTL: 60})
+	p.Restart(t, oidctest.State{AccessTTL: 60, AccessAlg: "ES256"}) // new keys, ES256 tokens
 	tok3 := login(t, r, p, "alice")
+	hdr, _ := base64.RawURLEncoding.DecodeString(strings.Split(tok3.Access, ".")[0])
+	assert.Contains(t, string(hdr), `"alg":"ES256"`)
 	_, err = listRuns(raw, gateway.HeaderAccessToken, tok3.Access)
 	require.NoError(t, err, "a token of the new key verifies")
 }

@@ -50,6 +50,8 @@ type State struct {
 	// Keys is "rsa", "ec" or "both" (default): the signing keys, made
 	// afresh at each start (so a restart is a key rotation).
 	Keys string `json:"keys,omitempty"`
+	// AccessAlg signs access tokens: "RS256" (default) or "ES256".
+	AccessAlg string `json:"accessAlg,omitempty"`
 	// AccessTTL is the access tokens' lifetime in seconds (default 60).
 	AccessTTL int `json:"accessTTL,omitempty"`
 	// Accounts maps account names to their groups.

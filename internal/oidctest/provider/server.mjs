@@ -2,7 +2,7 @@
 // nodekeys' account-login tests, on loopback over HTTPS.
 //
 // Usage: node server.mjs PORT CERT KEY STATE_JSON
-// STATE_JSON: {"keys": "rsa"|"ec"|"both", "accessTTL": seconds,
+// STATE_JSON: {"keys": "rsa"|"ec"|"both", "accessAlg": "RS256"|"ES256", "accessTTL": seconds,
 //              "accounts": {"alice": ["admin"], ...}, "opaque": true|false}
 // Prints "ready ISSUER" once listening. Device flow, refresh tokens, JWT
 // access tokens for the resource https://flower-control, RS256 and ES256
@@ -30,7 +30,9 @@ function jwk(kind) {
 }
 const which = state.keys || 'both';
 const keys = which === 'both' ? [jwk('rsa'), jwk('ec')] : [jwk(which)];
-const accessAlg = keys[0].alg;
+// Access tokens are signed RS256 unless accessAlg says ES256 (ID tokens
+// stay RS256, the default every client accepts).
+const accessAlg = state.accessAlg || keys[0].alg;
 const accounts = state.accounts || { alice: ['admin'], bob: ['member'] };
 
 const provider = new Provider(issuer, {
