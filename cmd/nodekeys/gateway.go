@@ -38,7 +38,13 @@ func gatewayCommand() *cli.Command {
 			"certificate reloads when its files change (certgen --force needs no restart).\n" +
 			"SIGTERM or SIGINT stops taking calls and waits --drain-timeout for those in\n" +
 			"flight. Metrics, /healthz and /readyz are served on --metrics (loopback).\n\n" +
-			"Settings may come from a YAML file (--config); flags win over the file.",
+			"Settings may come from a YAML file (--config; snake_case keys); flags win over the\n" +
+			"file. Two features are set there or by flag:\n" +
+			"  oidc:            account login for the Control API, for the unmodified flwr CLI\n" +
+			"                   (issuer, client_id, client_secret_file or client_secret_env,\n" +
+			"                   audience, scopes, groups_claim, ca_file; see the README)\n" +
+			"  register_nodes:  keep a Flower 1.23+ SuperLink's registrations equal to the\n" +
+			"                   allowlist (--register-nodes; pruning with --register-prune)",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML `FILE` with the settings below (snake_case keys: listen_fleet, upstream, allowlist, ...)"},
 			&cli.StringFlag{Name: "listen-fleet", Value: gateway.DefaultListenFleet, Usage: "`ADDR` for SuperNodes (Fleet API)"},
