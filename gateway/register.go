@@ -6,6 +6,7 @@ import (
 
 	"github.com/nodekeys/nodekeys/keys"
 	"github.com/nodekeys/nodekeys/supernodes"
+	"github.com/nodekeys/nodekeys/verify"
 )
 
 // registrar keeps the upstream SuperLink's registrations (Flower 1.23 and
@@ -18,6 +19,10 @@ type registrar struct {
 	g      *Gateway
 	client *supernodes.Client
 	kick   chan struct{}
+	// want is the allowlist list in force as wanted keys, made again only
+	// when a reload puts another list in force.
+	list *verify.Allowlist
+	want []supernodes.Want
 }
 
 func newRegistrar(g *Gateway) *registrar {
@@ -51,14 +56,15 @@ func (r *registrar) run(ctx context.Context) {
 func (r *registrar) sync(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 2*r.g.cfg.RegisterInterval+30*time.Second)
 	defer cancel()
-	var want []supernodes.Want
-	for _, k := range r.g.v.Allowlist().Keys() {
-		pk, err := keys.NewPublicKey(k.Public)
-		if err != nil {
-			continue
+	if l := r.g.v.Allowlist(); l != r.list {
+		r.list, r.want = l, r.want[:0]
+		for _, k := range l.Keys() {
+			if pk, err := keys.NewPublicKey(k.Public); err == nil {
+				r.want = append(r.want, supernodes.Want{Key: pk})
+			}
 		}
-		want = append(want, supernodes.Want{Key: pk})
 	}
+	want := r.want
 	nodes, err := r.client.List(ctx)
 	if err != nil {
 		r.g.m.registrations.WithLabelValues("list-failed").Inc()

@@ -39,7 +39,7 @@ func gatewayCommand() *cli.Command {
 			"SIGTERM or SIGINT stops taking calls and waits --drain-timeout for those in\n" +
 			"flight. Metrics, /healthz and /readyz are served on --metrics (loopback).\n\n" +
 			"Settings may come from a YAML file (--config; snake_case keys); flags win over the\n" +
-			"file. Two features are set there or by flag:\n" +
+			"file. Two features are set there (the second also by flag):\n" +
 			"  oidc:            account login for the Control API, for the unmodified flwr CLI\n" +
 			"                   (issuer, client_id, client_secret_file or client_secret_env,\n" +
 			"                   audience, scopes, groups_claim, ca_file; see the README)\n" +
