@@ -10,8 +10,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/nodekeys/nodekeys/certs"
 	"github.com/nodekeys/nodekeys/internal/flwrpb"
-	"github.com/nodekeys/nodekeys/internal/safefile"
 	"github.com/nodekeys/nodekeys/verify"
 
 	"google.golang.org/grpc"
@@ -29,13 +29,11 @@ func TLS(ctx context.Context, addr, caFile string) []Finding {
 		add("tls", Error, fmt.Sprintf("%q is not HOST:PORT", addr), "give the address SuperNodes dial, e.g. superlink.example:9092")
 		return out
 	}
-	pem, err := safefile.ReadRegular(caFile, 1<<20)
+	pool, err := certs.ReadCertPool(caFile)
 	if err != nil {
 		add("tls", Error, "the CA certificate does not load: "+err.Error(), "give --ca certificates/ca.crt")
 		return out
 	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
 	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second},
 		Config: &tls.Config{RootCAs: pool, ServerName: host, NextProtos: []string{"h2"}, MinVersion: tls.VersionTLS12}}
 	c, err := d.DialContext(ctx, "tcp", addr)

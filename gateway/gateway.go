@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,8 +24,8 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/nodekeys/nodekeys/certs"
 	"github.com/nodekeys/nodekeys/internal/ratelog"
-	"github.com/nodekeys/nodekeys/internal/safefile"
 	"github.com/nodekeys/nodekeys/oidcauth"
 	"github.com/nodekeys/nodekeys/sign"
 	"github.com/nodekeys/nodekeys/verify"
@@ -161,13 +160,9 @@ func upstreamCreds(cfg Config) (credentials.TransportCredentials, error) {
 	if cfg.UpstreamInsecure {
 		return insecure.NewCredentials(), nil
 	}
-	pem, err := safefile.ReadRegular(cfg.UpstreamCA, 1<<20)
+	pool, err := certs.ReadCertPool(cfg.UpstreamCA)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: upstream CA: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("gateway: upstream CA %s: no PEM certificate in it", cfg.UpstreamCA)
 	}
 	conf := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12, ServerName: cfg.UpstreamServerName}
 	return credentials.NewTLS(conf), nil

@@ -18,7 +18,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,6 +32,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
+	"github.com/nodekeys/nodekeys/certs"
 	"github.com/nodekeys/nodekeys/internal/safefile"
 )
 
@@ -154,13 +154,9 @@ func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if cfg.CAFile != "" {
-		pem, err := safefile.ReadRegular(cfg.CAFile, 1<<20)
+		pool, err := certs.ReadCertPool(cfg.CAFile)
 		if err != nil {
 			return nil, fmt.Errorf("oidc: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("oidc: %s: no PEM certificate in it", cfg.CAFile)
 		}
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"google.golang.org/grpc"
 
 	"github.com/nodekeys/nodekeys/flwrlogin"
 )
@@ -33,24 +35,19 @@ func loginCommand() *cli.Command {
 			if c.IsSet("login-file") {
 				return usageErr("login writes --out; --login-file is for the other commands")
 			}
-			conn, err := controlConn(c)
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			ctx, cancel := withTimeout(c)
-			defer cancel()
-			tok, err := flwrlogin.Login(ctx, conn, func(uri string, expires time.Duration) {
-				fmt.Fprintf(c.App.ErrWriter, "Open this address in a browser and sign in (within %s):\n  %s\n", expires.Round(time.Second), uri)
+			return withControl(c, func(ctx context.Context, conn *grpc.ClientConn) error {
+				tok, err := flwrlogin.Login(ctx, conn, func(uri string, expires time.Duration) {
+					fmt.Fprintf(c.App.ErrWriter, "Open this address in a browser and sign in (within %s):\n  %s\n", expires.Round(time.Second), uri)
+				})
+				if err != nil {
+					return err
+				}
+				if err := flwrlogin.WriteFile(c.String("out"), tok); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.App.Writer, "logged in; the tokens are in %s (0600)\n", c.String("out"))
+				return nil
 			})
-			if err != nil {
-				return err
-			}
-			if err := flwrlogin.WriteFile(c.String("out"), tok); err != nil {
-				return err
-			}
-			fmt.Fprintf(c.App.Writer, "logged in; the tokens are in %s (0600)\n", c.String("out"))
-			return nil
 		},
 	}
 }

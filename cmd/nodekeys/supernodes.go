@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/nodekeys/nodekeys/certs"
 	"github.com/nodekeys/nodekeys/csvlist"
 	"github.com/nodekeys/nodekeys/flwrlogin"
 	"github.com/nodekeys/nodekeys/internal/atomicfile"
@@ -66,13 +66,9 @@ func controlConnTo(c *cli.Context, addr string) (*grpc.ClientConn, error) {
 	case ca != "" && c.Bool("insecure"):
 		return nil, usageErr("--root-certificates and --insecure contradict each other")
 	case ca != "":
-		pem, err := safefile.ReadRegular(ca, 1<<20)
+		pool, err := certs.ReadCertPool(ca)
 		if err != nil {
 			return nil, err
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%s: no PEM certificate in it", ca)
 		}
 		creds = credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
 	case c.Bool("insecure"):
@@ -106,6 +102,19 @@ func controlConnTo(c *cli.Context, addr string) (*grpc.ClientConn, error) {
 		opts = append(opts, grpc.WithPerRPCCredentials(tokenCreds{md: md, secure: !c.Bool("insecure")}))
 	}
 	return grpc.NewClient(addr, opts...)
+}
+
+// withControl connects to the Control API as the flags say and runs fn
+// with a context that ends at --timeout or on SIGINT and SIGTERM.
+func withControl(c *cli.Context, fn func(ctx context.Context, conn *grpc.ClientConn) error) error {
+	conn, err := controlConn(c)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := withTimeout(c)
+	defer cancel()
+	return fn(ctx, conn)
 }
 
 func withTimeout(c *cli.Context) (context.Context, context.CancelFunc) {
@@ -147,16 +156,11 @@ func registerAction(c *cli.Context) error {
 	if len(want) == 0 {
 		return usageErr("name the keys: KEY.pub files, --allowlist CSV or --dir DIR")
 	}
-	conn, err := controlConn(c)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	ctx, cancel := withTimeout(c)
-	defer cancel()
 	warnBurned(c.App.ErrWriter, c.String("dir"), want)
-	res := supernodes.NewClient(conn).RegisterAll(ctx, want, supernodes.Options{Parallel: c.Int("parallel")})
-	return reportResult(c, res, nil)
+	return withControl(c, func(ctx context.Context, conn *grpc.ClientConn) error {
+		res := supernodes.NewClient(conn).RegisterAll(ctx, want, supernodes.Options{Parallel: c.Int("parallel")})
+		return reportResult(c, res, nil)
+	})
 }
 
 // warnBurned warns about wanted keys recorded as unregistered in dir.
@@ -209,26 +213,21 @@ func nodesCommand() *cli.Command {
 			if c.NArg() > 0 {
 				return usageErr("nodes takes no arguments, got %q", c.Args().First())
 			}
-			conn, err := controlConn(c)
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			ctx, cancel := withTimeout(c)
-			defer cancel()
-			nodes, err := supernodes.NewClient(conn).List(ctx)
-			if err != nil {
-				return err
-			}
-			if c.Bool("json") {
-				return printJSON(c.App.Writer, nodes)
-			}
-			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NODE ID\tFINGERPRINT\tSTATUS\tOWNER")
-			for _, n := range nodes {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", n.ID, n.Fingerprint, n.Status, n.Owner)
-			}
-			return tw.Flush()
+			return withControl(c, func(ctx context.Context, conn *grpc.ClientConn) error {
+				nodes, err := supernodes.NewClient(conn).List(ctx)
+				if err != nil {
+					return err
+				}
+				if c.Bool("json") {
+					return printJSON(c.App.Writer, nodes)
+				}
+				tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "NODE ID\tFINGERPRINT\tSTATUS\tOWNER")
+				for _, n := range nodes {
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", n.ID, n.Fingerprint, n.Status, n.Owner)
+				}
+				return tw.Flush()
+			})
 		},
 	}
 }
