@@ -1,0 +1,109 @@
+package tokens
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// File is a token file in force: read at start, read again when it
+// changes, on SIGHUP and on SIGUSR1. A file that fails to read keeps the
+// set last read, and says so in the log.
+type File struct {
+	path   string
+	log    *slog.Logger
+	set    atomic.Pointer[Set]
+	onLoad func(n int, err error)
+
+	mu   sync.Mutex
+	last stamp
+}
+
+type stamp struct {
+	size    int64
+	mtime   time.Time
+	ino     uint64
+	missing bool
+}
+
+func stampOf(path string) stamp {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return stamp{missing: true}
+	}
+	s := stamp{size: fi.Size(), mtime: fi.ModTime()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		s.ino = st.Ino
+	}
+	return s
+}
+
+// Open reads the token file at path; it must exist and parse. onLoad, if
+// not nil, is called after each reload with the number of tokens or the
+// error.
+func Open(path string, log *slog.Logger, onLoad func(n int, err error)) (*File, error) {
+	f := &File{path: path, log: log, onLoad: onLoad}
+	if err := f.Reload(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// Set returns the tokens in force.
+func (f *File) Set() *Set { return f.set.Load() }
+
+// Reload reads the file now.
+func (f *File) Reload() error {
+	st := stampOf(f.path)
+	entries, err := ReadFile(f.path)
+	if f.onLoad != nil {
+		f.onLoad(len(entries), err)
+	}
+	f.mu.Lock()
+	f.last = st
+	f.mu.Unlock()
+	if err != nil {
+		if f.set.Load() != nil {
+			f.log.Error("token file not reloaded; the tokens last read stay in force", "error", err)
+		}
+		return err
+	}
+	old := f.set.Swap(NewSet(entries))
+	if old != nil {
+		f.log.Info("token file reloaded", "path", f.path, "tokens", len(entries))
+	}
+	return nil
+}
+
+// Watch reloads on SIGHUP, SIGUSR1, and when a look every interval finds
+// the file changed, until ctx ends.
+func (f *File) Watch(ctx context.Context, interval time.Duration) {
+	if interval <= 0 {
+		interval = time.Second
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGHUP, syscall.SIGUSR1)
+	defer signal.Stop(sig)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sig:
+			f.Reload()
+		case <-t.C:
+			f.mu.Lock()
+			changed := stampOf(f.path) != f.last
+			f.mu.Unlock()
+			if changed {
+				f.Reload()
+			}
+		}
+	}
+}
