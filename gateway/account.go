@@ -14,6 +14,7 @@ import (
 
 	"github.com/nodekeys/nodekeys/internal/flwrpb"
 	"github.com/nodekeys/nodekeys/oidcauth"
+	"github.com/nodekeys/nodekeys/tokens"
 )
 
 // The metadata of Flower's account login.
@@ -24,15 +25,6 @@ const (
 	methodAuthTokens   = "/flwr.proto.Control/GetAuthTokens"
 	authnTypeOIDC      = "oidc"
 )
-
-// accountCtx carries the authenticated account of a Control call.
-type accountCtx struct{}
-
-// AccountFromContext returns the account a Control call was made by.
-func AccountFromContext(ctx context.Context) (*oidcauth.Account, bool) {
-	a, ok := ctx.Value(accountCtx{}).(*oidcauth.Account)
-	return a, ok
-}
 
 // unary reads the one request message of a unary call and answers it with
 // resp, an encoded message.
@@ -92,38 +84,100 @@ func (g *Gateway) login(ss grpc.ServerStream, method string) error {
 	})
 }
 
-// authenticateControl checks a Control call's login and returns the
-// context with the account, and the metadata to send upstream (without
-// the tokens).
-func (g *Gateway) authenticateControl(ss grpc.ServerStream, method string, md metadata.MD) (context.Context, metadata.MD, error) {
+// tokenSubject starts the subject of a bearer token's account; a login
+// whose subject starts so is refused, so that no account can pose as a
+// token's owner.
+const tokenSubject = "token:"
+
+// authenticateControl checks a Control call's login (flwr's token headers)
+// or bearer token (authorization: Bearer), and returns the account and the
+// metadata to send upstream, without any of them.
+func (g *Gateway) authenticateControl(ss grpc.ServerStream, method string, md metadata.MD) (*oidcauth.Account, metadata.MD, error) {
 	ctx := ss.Context()
+	refuse := func(detail string) error {
+		g.m.refusals.WithLabelValues("login").Inc()
+		if ok, dropped := g.refusal.Allow(time.Now()); ok {
+			g.log.Warn("refused a Control call", "method", method, "detail", detail, "suppressed", dropped)
+		}
+		return status.Error(codes.Unauthenticated, "not logged in, or the login has expired: run flwr login")
+	}
+	if len(md.Get(HeaderAccessToken)) > 1 || len(md.Get(HeaderRefreshToken)) > 1 || len(md.Get("authorization")) > 1 {
+		return nil, nil, status.Error(codes.Unauthenticated, "a login header is sent more than once")
+	}
 	first := func(k string) string {
 		if v := md.Get(k); len(v) == 1 {
 			return v[0]
 		}
 		return ""
 	}
-	if len(md.Get(HeaderAccessToken)) > 1 || len(md.Get(HeaderRefreshToken)) > 1 {
-		return nil, nil, status.Error(codes.Unauthenticated, "a login header is sent more than once")
-	}
-	acct, next, err := g.oidc.Authenticate(ctx, first(HeaderAccessToken), first(HeaderRefreshToken))
-	if err != nil {
-		g.m.refusals.WithLabelValues("login").Inc()
-		if ok, dropped := g.refusal.Allow(time.Now()); ok {
-			g.log.Warn("refused a Control call", "method", method, "detail", err.Error(), "suppressed", dropped)
+	access, refresh := first(HeaderAccessToken), first(HeaderRefreshToken)
+	var acct *oidcauth.Account
+	if h := first("authorization"); h != "" {
+		bearer, ok := cutBearer(h)
+		switch {
+		case !ok:
+			return nil, nil, refuse("an authorization header that is not Bearer")
+		case access != "":
+			return nil, nil, refuse("both a bearer token and a login")
+		case strings.HasPrefix(bearer, tokens.Prefix):
+			e := g.lookupToken(bearer)
+			if e == nil {
+				return nil, nil, refuse("an unknown or revoked bearer token")
+			}
+			acct = &oidcauth.Account{Subject: tokenSubject + e.Name, Name: e.Name, Groups: []string{e.Role}}
+		default:
+			access = bearer // an access token from the provider, e.g. a service's
 		}
-		return nil, nil, status.Error(codes.Unauthenticated, "not logged in, or the login has expired: run flwr login")
 	}
-	if next != nil {
-		// The CLI stores the pair it finds in the response's header.
-		ss.SetHeader(metadata.Pairs(HeaderAccessToken, next.Access, HeaderRefreshToken, next.Refresh))
+	if acct == nil {
+		if g.oidc == nil {
+			return nil, nil, refuse("no bearer token, and this gateway has no account login")
+		}
+		var next *oidcauth.Tokens
+		var err error
+		acct, next, err = g.oidc.Authenticate(ctx, access, refresh)
+		if err != nil {
+			return nil, nil, refuse(err.Error())
+		}
+		if strings.HasPrefix(acct.Subject, tokenSubject) {
+			return nil, nil, refuse("a login whose subject poses as a bearer token's")
+		}
+		if next != nil {
+			// The CLI stores the pair it finds in the response's header.
+			ss.SetHeader(metadata.Pairs(HeaderAccessToken, next.Access, HeaderRefreshToken, next.Refresh))
+		}
 	}
-	g.log.Info("control call", append([]any{"method", method}, accountAttrs(acct)...)...)
 	up := outgoing(md, nil)
 	delete(up, HeaderAccessToken)
 	delete(up, HeaderRefreshToken)
 	delete(up, "authorization")
-	return context.WithValue(ctx, accountCtx{}, acct), up, nil
+	return acct, up, nil
+}
+
+// lookupToken returns the token file's entry of tok, or nil.
+func (g *Gateway) lookupToken(tok string) *tokens.Entry {
+	if g.tokens == nil {
+		return nil
+	}
+	return g.tokens.Set().Lookup(tok)
+}
+
+// cutBearer returns the token of an authorization header's value.
+func cutBearer(h string) (string, bool) {
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" || strings.ContainsAny(tok, " \t") {
+		return "", false
+	}
+	return tok, true
+}
+
+// rolesOf returns the roles the policy reads for acct: a bearer token's
+// role, or the policy's roles claim (default: the login's groups).
+func (g *Gateway) rolesOf(acct *oidcauth.Account) []string {
+	if acct.Claims != nil && g.policy.RolesClaim != "" {
+		return oidcauth.Strings(oidcauth.Claim(acct.Claims, g.policy.RolesClaim))
+	}
+	return acct.Groups
 }
 
 func accountAttrs(a *oidcauth.Account) []any {
@@ -136,6 +190,9 @@ func accountAttrs(a *oidcauth.Account) []any {
 	}
 	if len(a.Groups) > 0 {
 		attrs = append(attrs, "groups", strings.Join(a.Groups, ","))
+	}
+	if strings.HasPrefix(a.Subject, tokenSubject) {
+		attrs = append(attrs, "token", a.Name)
 	}
 	if a.ClientID != "" && a.Subject == a.ClientID {
 		attrs = append(attrs, "client", a.ClientID)

@@ -10,6 +10,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/nodekeys/nodekeys/authz"
 	"github.com/nodekeys/nodekeys/internal/safefile"
 	"github.com/nodekeys/nodekeys/oidcauth"
 	"github.com/nodekeys/nodekeys/verify"
@@ -64,6 +65,22 @@ type Config struct {
 	// oidcauth): flwr login against this provider, and every other
 	// Control call refused without a valid login.
 	OIDC *oidcauth.Config `yaml:"oidc"`
+	// TokenFile is a token file (see package tokens and nodekeys token
+	// new): its bearer tokens are accepted on Control calls as
+	// "authorization: Bearer nkt_...", with the role written beside each.
+	// It is reloaded on change, SIGHUP and SIGUSR1.
+	TokenFile string `yaml:"token_file"`
+	// FleetTokenRole, if set, makes every Fleet call also carry a bearer
+	// token of this role from TokenFile, besides its signature.
+	FleetTokenRole string `yaml:"fleet_token_role"`
+	// Policy says which roles may call which Control methods, and which
+	// see every account's runs and nodes (see package authz). Without it,
+	// account login and tokens get authz.Default: admin and member.
+	Policy *authz.Policy `yaml:"policy"`
+	// StateFile is the embedded state store (see package state): who
+	// started each run and registered each node. Needed with oidc or
+	// token_file; made once with nodekeys state init.
+	StateFile string `yaml:"state_file"`
 	// FlowerVersion picks the timestamp window of a SuperLink version
 	// ("1.19"); the default is Flower's current window.
 	FlowerVersion string `yaml:"flower_version"`
@@ -242,6 +259,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("gateway: refusal_delay must be 0 to 10s, got %s", *c.RefusalDelay)
 	case c.OIDC != nil && c.ListenControl == Off:
 		return errors.New("gateway: oidc needs the Control listener (listen_control is off)")
+	case c.TokenFile != "" && c.ListenControl == Off && c.FleetTokenRole == "":
+		return errors.New("gateway: token_file is for the Control listener (listen_control is off) unless fleet_token_role is set")
+	case c.FleetTokenRole != "" && c.TokenFile == "":
+		return errors.New("gateway: fleet_token_role needs a token_file")
+	case c.authenticatesControl() && c.StateFile == "":
+		return errors.New("gateway: oidc and token_file need a state_file, where the owner of each run and node is kept (make one with nodekeys state init FILE)")
 	case c.RegisterNodes && c.ListenControl == Off:
 		return errors.New("gateway: register_nodes needs the Control upstream (listen_control is off)")
 	case c.MaxHeaderBytes < 4096:
@@ -260,5 +283,16 @@ func (c *Config) Validate() error {
 			return err
 		}
 	}
+	if c.Policy != nil {
+		if err := c.Policy.Validate(); err != nil {
+			return fmt.Errorf("gateway: policy: %w", err)
+		}
+	}
 	return nil
+}
+
+// authenticatesControl reports whether Control calls need a login or a
+// token, and so roles and owners.
+func (c *Config) authenticatesControl() bool {
+	return c.ListenControl != Off && (c.OIDC != nil || c.TokenFile != "")
 }

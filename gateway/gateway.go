@@ -24,10 +24,13 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/nodekeys/nodekeys/authz"
 	"github.com/nodekeys/nodekeys/certs"
 	"github.com/nodekeys/nodekeys/internal/ratelog"
 	"github.com/nodekeys/nodekeys/oidcauth"
 	"github.com/nodekeys/nodekeys/sign"
+	"github.com/nodekeys/nodekeys/state"
+	"github.com/nodekeys/nodekeys/tokens"
 	"github.com/nodekeys/nodekeys/verify"
 )
 
@@ -44,7 +47,10 @@ type Gateway struct {
 	refusal ratelog.Limiter
 	tarpit  chan struct{} // slots for refused calls held back
 	oidc    *oidcauth.Authenticator
-	reg     *registrar // nil unless register_nodes
+	tokens  *tokens.File // nil without a token file
+	policy  *authz.Policy
+	store   state.Store // nil unless the Control API is authenticated
+	reg     *registrar  // nil unless register_nodes
 
 	fleetUp, controlUp   *grpc.ClientConn
 	fleetSrv, controlSrv *grpc.Server
@@ -147,6 +153,28 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 			return nil, fmt.Errorf("gateway: account login: %w", err)
 		}
 	}
+	if cfg.TokenFile != "" {
+		g.tokens, err = tokens.Open(cfg.TokenFile, log, func(n int, err error) {
+			if err != nil {
+				g.m.tokenReloadErrors.Inc()
+				return
+			}
+			g.m.tokens.Set(float64(n))
+		})
+		if err != nil {
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
+	}
+	if cfg.authenticatesControl() {
+		g.policy = cfg.Policy
+		if g.policy == nil {
+			g.policy = authz.Default()
+		}
+		// Opened last: it holds a lock on the file until shutdown.
+		if g.store, err = state.Open(cfg.StateFile, false); err != nil {
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(g.m.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
@@ -172,8 +200,14 @@ func upstreamCreds(cfg Config) (credentials.TransportCredentials, error) {
 // force.
 func (g *Gateway) Verifier() *verify.Verifier { return g.v }
 
-// Reload reloads the allowlist now, as SIGHUP does.
-func (g *Gateway) Reload() error { _, _, err := g.reload.Reload(); return err }
+// Reload reloads the allowlist and the token file now, as SIGHUP does.
+func (g *Gateway) Reload() error {
+	_, _, err := g.reload.Reload()
+	if g.tokens != nil {
+		err = errors.Join(err, g.tokens.Reload())
+	}
+	return err
+}
 
 func (g *Gateway) allowlistLoaded(keys int, err error) {
 	if err != nil {
@@ -213,6 +247,13 @@ func (g *Gateway) fleet(_ any, ss grpc.ServerStream) error {
 		return status.Errorf(codes.Unimplemented, "unknown service: the Fleet port serves %s only", fleetService)
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
+	if err := g.fleetToken(md); err != nil {
+		g.m.refusals.WithLabelValues("token").Inc()
+		g.m.calls.WithLabelValues(svc, name, "refused").Inc()
+		g.logRefusal(ctx, method, sign.Headers{}, err)
+		g.holdBack(ctx)
+		return err
+	}
 	start := time.Now()
 	h, err := verify.HeadersFromMetadata(md)
 	if err == nil {
@@ -228,14 +269,32 @@ func (g *Gateway) fleet(_ any, ss grpc.ServerStream) error {
 		return verify.StatusOf(err).Err()
 	}
 	// The three headers go upstream exactly as verified.
-	set := metadata.MD{
+	up := outgoing(md, metadata.MD{
 		sign.HeaderPublicKey: {string(h.PublicKey)},
 		sign.HeaderTimestamp: {h.Timestamp},
 		sign.HeaderSignature: {string(h.Signature)},
-	}
+	})
+	delete(up, "authorization")
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.MaxStreamAge)
 	defer cancel()
-	return g.finish(svc, name, forward(ctx, ss, g.fleetUp, method, outgoing(md, set)))
+	return g.finish(svc, name, forward(ctx, ss, g.fleetUp, method, up, relay{}))
+}
+
+// fleetToken checks the bearer token a Fleet call must carry when
+// fleet_token_role is set: one token, of that role.
+func (g *Gateway) fleetToken(md metadata.MD) error {
+	if g.cfg.FleetTokenRole == "" {
+		return nil
+	}
+	v := md.Get("authorization")
+	if len(v) == 1 {
+		if tok, ok := cutBearer(v[0]); ok {
+			if e := g.lookupToken(tok); e != nil && e.Role == g.cfg.FleetTokenRole {
+				return nil
+			}
+		}
+	}
+	return status.Error(codes.Unauthenticated, "this gateway needs a valid bearer token on Fleet calls")
 }
 
 // holdBack delays a refusal by the configured delay, if a slot is free.
@@ -258,28 +317,41 @@ func (g *Gateway) holdBack(ctx context.Context) {
 	}
 }
 
-// control handles every call on the Control listener: without account
-// login it forwards them unchanged; with it, it answers the login methods
-// itself and forwards the others only for a valid login, without the
-// tokens.
+// control handles every call on the Control listener. Without account
+// login or bearer tokens it forwards them unchanged. With them, it answers
+// the login methods itself, and forwards the others only for a valid
+// login or token (which it does not pass on), whose roles grant the
+// method, keeping each account to its own runs and nodes.
 func (g *Gateway) control(_ any, ss grpc.ServerStream) error {
 	method, _ := grpc.MethodFromServerStream(ss)
 	svc, name := labels(method)
 	md, _ := metadata.FromIncomingContext(ss.Context())
-	if g.oidc == nil {
-		return g.finish(svc, name, forward(ss.Context(), ss, g.controlUp, method, outgoing(md, nil)))
+	if g.store == nil {
+		return g.finish(svc, name, forward(ss.Context(), ss, g.controlUp, method, outgoing(md, nil), relay{}))
 	}
 	if method == methodLoginDetails || method == methodAuthTokens {
+		if g.oidc == nil {
+			// Tokens only: Flower's own answer (no login needed).
+			return g.finish(svc, name, forward(ss.Context(), ss, g.controlUp, method, outgoing(md, nil), relay{}))
+		}
 		err := g.login(ss, method)
 		g.count(svc, name, err)
 		return err
 	}
-	ctx, up, err := g.authenticateControl(ss, method, md)
+	acct, up, err := g.authenticateControl(ss, method, md)
 	if err != nil {
 		g.m.calls.WithLabelValues(svc, name, "refused").Inc()
 		return err
 	}
-	return g.finish(svc, name, forward(ctx, ss, g.controlUp, method, up))
+	d, err := g.policy.Decide(method, g.rolesOf(acct))
+	if err != nil {
+		g.m.refusals.WithLabelValues("role").Inc()
+		g.m.calls.WithLabelValues(svc, name, "refused").Inc()
+		g.log.Warn("refused a Control call: no role grants it", append([]any{"method", method}, accountAttrs(acct)...)...)
+		return status.Error(codes.PermissionDenied, err.Error())
+	}
+	g.log.Info("control call", append([]any{"method", method}, accountAttrs(acct)...)...)
+	return g.finish(svc, name, g.authorized(ss.Context(), ss, method, up, acct, d))
 }
 
 // count counts a call the gateway answered itself.
@@ -404,6 +476,9 @@ func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 	if g.reg != nil {
 		go g.reg.run(ctx)
 	}
+	if g.tokens != nil {
+		go g.tokens.Watch(ctx, g.cfg.ReloadInterval)
+	}
 
 	errs := make(chan error, 3)
 	var wg sync.WaitGroup
@@ -472,9 +547,17 @@ func (g *Gateway) shutdown() {
 		if g.controlUp != nil {
 			g.controlUp.Close()
 		}
+		if g.store != nil {
+			g.store.Close()
+		}
 		g.log.Info("gateway stopped")
 	})
 }
+
+// Close releases what New holds (the state file's lock, the upstream
+// connections) for a gateway that is not served; Serve does this itself
+// when it returns.
+func (g *Gateway) Close() { g.shutdown() }
 
 // Run listens on the configured addresses and serves until ctx ends.
 func (g *Gateway) Run(ctx context.Context) error {

@@ -33,6 +33,7 @@ import (
 	"github.com/nodekeys/nodekeys/keys"
 	"github.com/nodekeys/nodekeys/keys/keyset"
 	"github.com/nodekeys/nodekeys/sign"
+	"github.com/nodekeys/nodekeys/state"
 )
 
 // rig is a gateway in front of a stand-in SuperLink, on loopback.
@@ -50,6 +51,7 @@ type rig struct {
 	done     chan error
 	caPool   *x509.CertPool
 	upstream string
+	cfg      gateway.Config
 }
 
 func newRig(t *testing.T, nodes int, tweak ...func(*gateway.Config)) *rig {
@@ -73,6 +75,10 @@ func newRig(t *testing.T, nodes int, tweak ...func(*gateway.Config)) *rig {
 	for _, f := range tweak {
 		f(&cfg)
 	}
+	if (cfg.OIDC != nil || cfg.TokenFile != "") && cfg.StateFile == "" {
+		cfg.StateFile = filepath.Join(dir, "state.db")
+		require.NoError(t, state.Create(cfg.StateFile))
+	}
 	r.start(t, cfg)
 	pem, err := os.ReadFile(tlsRes.CACert)
 	require.NoError(t, err)
@@ -83,6 +89,7 @@ func newRig(t *testing.T, nodes int, tweak ...func(*gateway.Config)) *rig {
 
 func (r *rig) start(t *testing.T, cfg gateway.Config) {
 	t.Helper()
+	r.cfg = cfg
 	gw, err := gateway.New(cfg, slog.New(slog.NewTextHandler(r.logs, nil)))
 	require.NoError(t, err)
 	listen := func() net.Listener {

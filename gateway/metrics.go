@@ -24,6 +24,10 @@ type metrics struct {
 	certNotAfter   prometheus.Gauge
 	inflight       *prometheus.GaugeVec
 	registrations  *prometheus.CounterVec
+
+	stateErrors       prometheus.Counter
+	tokens            prometheus.Gauge
+	tokenReloadErrors prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -45,6 +49,18 @@ func newMetrics() *metrics {
 			Name:    "nodekeys_gateway_verify_seconds",
 			Help:    "Time to check a Fleet call's authentication, refusals included.",
 			Buckets: []float64{1e-6, 1e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 5e-3, 2e-2, 0.1},
+		}),
+		stateErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "nodekeys_gateway_state_errors_total",
+			Help: "Control calls refused or left unrecorded because the state store failed.",
+		}),
+		tokens: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "nodekeys_gateway_tokens",
+			Help: "Bearer tokens in the token file in force.",
+		}),
+		tokenReloadErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "nodekeys_gateway_token_reload_errors_total",
+			Help: "Token file reloads that failed and left the tokens last read in force.",
 		}),
 		allowlistKeys: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "nodekeys_gateway_allowlist_keys",
@@ -75,7 +91,7 @@ func newMetrics() *metrics {
 			Help: "Keys the gateway registered or unregistered at the upstream (register_nodes), by outcome.",
 		}, []string{"action"}),
 	}
-	m.reg.MustRegister(m.registrations, m.calls, m.refusals, m.keyQuota, m.verifySeconds, m.allowlistKeys, m.allowlistTime,
+	m.reg.MustRegister(m.registrations, m.stateErrors, m.tokens, m.tokenReloadErrors, m.calls, m.refusals, m.keyQuota, m.verifySeconds, m.allowlistKeys, m.allowlistTime,
 		m.reloadErrors, m.upstreamErrors, m.certNotAfter, m.inflight,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

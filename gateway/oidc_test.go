@@ -70,7 +70,7 @@ func listRuns(c *grpc.ClientConn, md ...string) (metadata.MD, error) {
 		ctx = metadata.AppendToOutgoingContext(ctx, md...)
 	}
 	var header metadata.MD
-	req, out := []byte("echo:runs"), []byte{}
+	req, out := []byte{}, []byte{} // an empty ListRunsRequest: every run
 	err := c.Invoke(ctx, "/flwr.proto.Control/ListRuns", &req, &out, grpc.Header(&header))
 	return header, err
 }

@@ -39,10 +39,20 @@ func outgoing(in metadata.MD, set metadata.MD) metadata.MD {
 	return out
 }
 
+// relay says how forward changes a call; the zero relay changes nothing.
+type relay struct {
+	// first is a request message the gateway has already read from the
+	// client (to check it), sent upstream before the rest.
+	first *frame
+	// edit, if set, sees and may change each response message before the
+	// client does; an error ends the call with that status.
+	edit func(*frame) error
+}
+
 // forward relays one call between the SuperNode or CLI (ss) and the
 // upstream connection, in both directions, until either side ends it. It
 // returns the status to end ss with.
-func forward(ctx context.Context, ss grpc.ServerStream, conn *grpc.ClientConn, method string, md metadata.MD) error {
+func forward(ctx context.Context, ss grpc.ServerStream, conn *grpc.ClientConn, method string, md metadata.MD, r relay) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cs, err := conn.NewStream(metadata.NewOutgoingContext(ctx, md), streamDesc, method, grpc.ForceCodec(rawCodec{}))
@@ -52,6 +62,11 @@ func forward(ctx context.Context, ss grpc.ServerStream, conn *grpc.ClientConn, m
 	// Client to upstream. A client that goes away cancels the upstream
 	// call; one that has sent all closes the upstream's send side.
 	go func() {
+		if r.first != nil {
+			if err := cs.SendMsg(r.first); err != nil {
+				return
+			}
+		}
 		for {
 			f := &frame{}
 			if err := ss.RecvMsg(f); err != nil {
@@ -82,6 +97,11 @@ func forward(ctx context.Context, ss grpc.ServerStream, conn *grpc.ClientConn, m
 				return nil
 			}
 			return err
+		}
+		if r.edit != nil {
+			if err := r.edit(f); err != nil {
+				return err
+			}
 		}
 		if err := ss.SendMsg(f); err != nil {
 			return err

@@ -352,7 +352,11 @@ func (a *Authenticator) check(ctx context.Context, token string) (*Account, erro
 		if err := t.Claims(&claims); err != nil {
 			return nil, err
 		}
-		return a.account(claims), nil
+		acct := a.account(claims)
+		if acct.Subject == "" {
+			return nil, errors.New("the token names no subject and no client")
+		}
+		return acct, nil
 	}
 	return a.checkOpaque(ctx, token)
 }
@@ -378,6 +382,9 @@ func (a *Authenticator) checkOpaque(ctx context.Context, token string) (*Account
 		return nil, err
 	}
 	acct := a.account(claims)
+	if acct.Subject == "" {
+		return nil, errors.New("the userinfo answer names no subject")
+	}
 	a.mu.Lock()
 	for k, c := range a.cache { // keep the cache small
 		if now.After(c.exp) {
@@ -395,6 +402,9 @@ func (a *Authenticator) account(claims map[string]any) *Account {
 	acct := &Account{Subject: s("sub"), Name: s("name"), Email: s("email"), ClientID: s("client_id"), Claims: claims}
 	if acct.Name == "" {
 		acct.Name = s("preferred_username")
+	}
+	if acct.Subject == "" {
+		acct.Subject = acct.ClientID // a client-credentials token may name only its client
 	}
 	acct.Groups = Strings(Claim(claims, a.cfg.GroupsClaim))
 	return acct

@@ -39,10 +39,17 @@ func gatewayCommand() *cli.Command {
 			"SIGTERM or SIGINT stops taking calls and waits --drain-timeout for those in\n" +
 			"flight. Metrics, /healthz and /readyz are served on --metrics (loopback).\n\n" +
 			"Settings may come from a YAML file (--config; snake_case keys); flags win over the\n" +
-			"file. Two features are set there (the second also by flag):\n" +
+			"file. These features are set there (some also by flag):\n" +
 			"  oidc:            account login for the Control API, for the unmodified flwr CLI\n" +
 			"                   (issuer, client_id, client_secret_file or client_secret_env,\n" +
 			"                   audience, scopes, groups_claim, ca_file; see the README)\n" +
+			"  token_file:      bearer tokens for machines (--token-file; nodekeys token new)\n" +
+			"  policy:          roles_claim, and roles: NAME: {methods: [StartRun, ...] or\n" +
+			"                   [\"*\"], see_all: true|false}; default: admin (everything,\n" +
+			"                   every account's runs and nodes) and member (its own)\n" +
+			"  state_file:      where run and node owners are kept (--state-file; needed\n" +
+			"                   with oidc or token_file; make it with nodekeys state init)\n" +
+			"  fleet_token_role: Fleet calls must also carry a bearer token of this role\n" +
 			"  register_nodes:  keep a Flower 1.23+ SuperLink's registrations equal to the\n" +
 			"                   allowlist (--register-nodes; pruning with --register-prune)",
 		Flags: []cli.Flag{
@@ -68,6 +75,8 @@ func gatewayCommand() *cli.Command {
 			&cli.DurationFlag{Name: "max-stream-age", Value: gateway.DefaultMaxStreamAge, Usage: "end a Fleet stream this long after it opened"},
 			&cli.DurationFlag{Name: "refusal-delay", Value: gateway.DefaultRefusalDelay, Usage: "hold a refused Fleet call this long before answering (0 answers at once)"},
 			&cli.IntFlag{Name: "max-streams-per-conn", Value: gateway.DefaultStreamsPerConn, Usage: "calls one connection may have open at once"},
+			&cli.StringFlag{Name: "token-file", Usage: "accept the bearer tokens of this token `FILE` on Control calls (see nodekeys token)"},
+			&cli.StringFlag{Name: "state-file", Usage: "run and node owners are kept in this `FILE` (made once by nodekeys state init)"},
 			&cli.BoolFlag{Name: "register-nodes", Usage: "keep the SuperLink's registrations (Flower 1.23+) equal to the allowlist"},
 			&cli.BoolFlag{Name: "register-prune", Usage: "with --register-nodes, also unregister keys the allowlist drops (Flower never registers them again)"},
 			&cli.StringFlag{Name: "metrics", Value: gateway.DefaultMetrics, Usage: "`ADDR` of /metrics, /healthz and /readyz; - for none"},
@@ -106,6 +115,8 @@ func gatewayConfig(c *cli.Context) (*gateway.Config, error) {
 	str("metrics", &cfg.Metrics)
 	str("log-format", &cfg.LogFormat)
 	str("log-level", &cfg.LogLevel)
+	str("token-file", &cfg.TokenFile)
+	str("state-file", &cfg.StateFile)
 	if c.IsSet("upstream-insecure") {
 		cfg.UpstreamInsecure = c.Bool("upstream-insecure")
 	}

@@ -33,10 +33,11 @@ func TestLoginCommand(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "secret"), []byte(oidctest.ClientSecret+"\n"), 0o600))
 	fleet, control, metrics := freePort(t), freePort(t), freePort(t)
 	conf := fmt.Sprintf("listen_fleet: %s\nlisten_control: %s\nupstream: %s\nupstream_control: %s\nupstream_insecure: true\n"+
-		"tls_cert: certificates/server.pem\ntls_key: certificates/server.key\nallowlist: [keys]\nmetrics: %s\n"+
+		"tls_cert: certificates/server.pem\ntls_key: certificates/server.key\nallowlist: [keys]\nmetrics: %s\nstate_file: state.db\n"+
 		"oidc:\n  issuer: %s\n  client_id: %s\n  client_secret_file: secret\n  audience: %s\n  ca_file: %s\n  scopes: [email, profile]\n",
 		fleet, control, up.Addr, up.Addr, metrics, p.Issuer, oidctest.ClientID, oidctest.Resource, p.CAFile)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "gateway.yaml"), []byte(conf), 0o600))
+	require.Equal(t, 0, nk(t, dir, "", "state", "init", "state.db").code)
 	gw := exec.Command(bin, "gateway", "--config", "gateway.yaml")
 	gw.Dir = dir
 	var gwLog syncbuf.Buffer

@@ -97,6 +97,8 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			nodesCommand(),
 			applyCommand(),
 			rotateCommand(),
+			tokenCommand(),
+			stateCommand(),
 			versionCommand(),
 			completionCommand(),
 		},

@@ -194,7 +194,10 @@ var (
 // confirmation, the login form and the consent form.
 func (p *Provider) CompleteDeviceLogin(t testing.TB, verificationURI, account string) {
 	t.Helper()
-	resp, err := p.client.Get(verificationURI)
+	// A browser of its own: another account's session is not reused.
+	browser := *p.client
+	browser.Jar, _ = cookiejar.New(nil)
+	resp, err := browser.Get(verificationURI)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +240,7 @@ func (p *Provider) CompleteDeviceLogin(t testing.TB, verificationURI, account st
 		if _, ok := form["user_code"]; ok && form.Get("confirm") == "" && strings.Contains(m[2], "confirm") {
 			form.Set("confirm", "yes")
 		}
-		if resp, err = p.client.PostForm(action.String(), form); err != nil {
+		if resp, err = browser.PostForm(action.String(), form); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -7,8 +7,10 @@
 // allowlist), and records what reaches it.
 //
 // The Control API's RegisterNode, UnregisterNode and ListNodes keep
-// Flower's registration rules (see nodeRegistry). Other messages are raw
-// bytes, and what a method does is told by its request:
+// Flower's registration rules (see nodeRegistry), and StartRun, ListRuns,
+// StopRun, StreamLogs and PullArtifacts keep runs (see runRegistry). A
+// request that starts with one of these text commands is answered as the
+// command says instead:
 //
 //	"echo:..."    the request back (the default for any other bytes)
 //	"stream:N"    N messages "log-1" ... "log-N" (server-streaming methods)
@@ -68,6 +70,7 @@ type Server struct {
 	keep  bool
 	tls   *tls.Certificate
 	nodes *nodeRegistry
+	runs  *runRegistry
 }
 
 // Option configures a Server.
@@ -84,7 +87,7 @@ func WithTLS(cert tls.Certificate) Option {
 // Start serves the stand-in on ln (plaintext, as a SuperLink behind a
 // gateway on loopback) until Stop.
 func Start(ln net.Listener, opts ...Option) *Server {
-	s := &Server{Addr: ln.Addr().String(), keep: true, v: verify.New(nil, verify.AnyKey(), verify.ExactPEM()), nodes: newNodeRegistry()}
+	s := &Server{Addr: ln.Addr().String(), keep: true, v: verify.New(nil, verify.AnyKey(), verify.ExactPEM()), nodes: newNodeRegistry(), runs: newRunRegistry()}
 	for _, o := range opts {
 		o(s)
 	}
@@ -185,6 +188,12 @@ func (s *Server) unary(ctx context.Context, method string, req []byte) (any, err
 		}
 		return &out, nil
 	}
+	if out, ok, err := s.runs.handle(method, req); ok {
+		if err != nil {
+			return nil, err
+		}
+		return &out, nil
+	}
 	body := string(req)
 	switch {
 	case body == "fail":
@@ -209,6 +218,9 @@ func (s *Server) stream(ss grpc.ServerStream, method string) error {
 	s.record(method, ss.Context(), req)
 	ss.SetHeader(metadata.Pairs("standin-method", method))
 	ss.SetTrailer(metadata.Pairs("standin-trailer", "done"))
+	if ok, err := s.runs.streamLogs(ss, req); ok {
+		return err
+	}
 	n := 3
 	if v, ok := strings.CutPrefix(string(req), "stream:"); ok {
 		n, _ = strconv.Atoi(v)

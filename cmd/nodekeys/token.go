@@ -1,0 +1,182 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/nodekeys/nodekeys/state"
+	"github.com/nodekeys/nodekeys/tokens"
+)
+
+func tokenFileFlag() cli.Flag {
+	return &cli.StringFlag{Name: "file", Aliases: []string{"f"}, Value: "tokens.txt",
+		Usage: "the gateway's token `FILE` (its token_file setting)"}
+}
+
+func tokenCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "token",
+		Usage: "make, list and revoke bearer tokens for machines (CI, services) on a gateway",
+		Description: "A token is 256 random bits, printed once by 'token new'. The token file keeps\n" +
+			"only its SHA-256, a name and a role; the gateway reads it (token_file) and\n" +
+			"reloads it on change, SIGHUP and SIGUSR1. Clients send it as\n" +
+			"'authorization: Bearer TOKEN' (nodekeys register/nodes --token-file, or\n" +
+			"tokens.Static in Go).\n\n" +
+			"Examples:\n" +
+			"  nodekeys token new --file /etc/nodekeys/tokens.txt --name ci-pipeline --role member > ci.token\n" +
+			"  nodekeys token list --file /etc/nodekeys/tokens.txt\n" +
+			"  nodekeys token revoke --file /etc/nodekeys/tokens.txt --name ci-pipeline",
+		Subcommands: []*cli.Command{{
+			Name:  "new",
+			Usage: "make a token, add its hash to the file, and print the token once",
+			Flags: []cli.Flag{
+				tokenFileFlag(),
+				&cli.StringFlag{Name: "name", Required: true, Usage: "what the token is for (`NAME`, unique in the file; owns what it starts)"},
+				&cli.StringFlag{Name: "role", Required: true, Usage: "the `ROLE` it has in the gateway's policy (default policy: admin or member)"},
+				&cli.BoolFlag{Name: "json", Usage: "print JSON (with the token)"},
+			},
+			Action: func(c *cli.Context) error {
+				if c.NArg() > 0 {
+					return usageErr("token new takes no arguments, got %q", c.Args().First())
+				}
+				tok, e, err := tokens.New(c.String("file"), c.String("name"), c.String("role"))
+				if err != nil {
+					return err
+				}
+				if c.Bool("json") {
+					return printJSON(c.App.Writer, map[string]string{"token": tok, "name": e.Name, "role": e.Role,
+						"fingerprint": e.Fingerprint(), "file": c.String("file")})
+				}
+				// The token alone on stdout, so that it can be redirected to
+				// a file or a secret store; the rest on stderr.
+				fmt.Fprintln(c.App.Writer, tok)
+				fmt.Fprintf(c.App.ErrWriter, "token %q (role %s, %s) added to %s; it is shown only now\n",
+					e.Name, e.Role, e.Fingerprint(), c.String("file"))
+				return nil
+			},
+		}, {
+			Name:  "list",
+			Usage: "list the tokens in a file (names, roles, fingerprints; never the tokens)",
+			Flags: []cli.Flag{tokenFileFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+			Action: func(c *cli.Context) error {
+				entries, err := tokens.ReadFile(c.String("file"))
+				if err != nil {
+					return err
+				}
+				type row struct {
+					Name        string    `json:"name"`
+					Role        string    `json:"role"`
+					Fingerprint string    `json:"fingerprint"`
+					Made        time.Time `json:"made"`
+				}
+				rows := make([]row, len(entries))
+				for i, e := range entries {
+					rows[i] = row{e.Name, e.Role, e.Fingerprint(), e.Made}
+				}
+				if c.Bool("json") {
+					return printJSON(c.App.Writer, rows)
+				}
+				tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "NAME\tROLE\tFINGERPRINT\tMADE")
+				for _, r := range rows {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, r.Role, r.Fingerprint, r.Made.Format(time.RFC3339))
+				}
+				return tw.Flush()
+			},
+		}, {
+			Name:  "revoke",
+			Usage: "remove a token from the file; a gateway refuses it from its next reload",
+			Flags: []cli.Flag{tokenFileFlag(), &cli.StringFlag{Name: "name", Required: true, Usage: "the token's `NAME`"}},
+			Action: func(c *cli.Context) error {
+				e, err := tokens.Revoke(c.String("file"), c.String("name"))
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(c.App.ErrWriter, "revoked %q (%s); a gateway refuses it within its reload interval, or at once on SIGHUP\n",
+					e.Name, e.Fingerprint())
+				return nil
+			},
+		}},
+	}
+}
+
+func stateCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "state",
+		Usage: "make and read a gateway's state file (who started each run, registered each node)",
+		Description: "A gateway with account login or tokens keeps run and node owners in its\n" +
+			"state_file. It never makes one itself, so that a lost file is an error at start\n" +
+			"rather than every owner silently forgotten.\n\n" +
+			"Examples:\n" +
+			"  nodekeys state init /var/lib/nodekeys/state.db\n" +
+			"  nodekeys state show --json /var/lib/nodekeys/state.db   (with the gateway stopped)",
+		Subcommands: []*cli.Command{{
+			Name:      "init",
+			Usage:     "make a new, empty state file (0600); an existing file is never replaced",
+			ArgsUsage: "FILE",
+			Action: func(c *cli.Context) error {
+				if c.NArg() != 1 {
+					return usageErr("state init takes one FILE")
+				}
+				if err := state.Create(c.Args().First()); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.App.ErrWriter, "made %s\n", c.Args().First())
+				return nil
+			},
+		}, {
+			Name:      "show",
+			Usage:     "list the owners a state file records",
+			ArgsUsage: "FILE",
+			Flags:     []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+			Action: func(c *cli.Context) error {
+				if c.NArg() != 1 {
+					return usageErr("state show takes one FILE (flags first)")
+				}
+				s, err := state.Open(c.Args().First(), true)
+				if err != nil {
+					return err
+				}
+				defer s.Close()
+				type row struct {
+					Kind  state.Kind `json:"kind"`
+					ID    uint64     `json:"id"`
+					Owner string     `json:"owner"`
+					Name  string     `json:"name,omitempty"`
+					At    time.Time  `json:"at"`
+				}
+				var rows []row
+				for _, k := range []state.Kind{state.Runs, state.Nodes} {
+					all, err := s.All(context.Background(), k)
+					if err != nil {
+						return err
+					}
+					for id, o := range all {
+						rows = append(rows, row{k, id, o.Subject, o.Name, o.At})
+					}
+				}
+				slices.SortFunc(rows, func(a, b row) int {
+					return cmp.Or(cmp.Compare(a.Kind, b.Kind), a.At.Compare(b.At), cmp.Compare(a.ID, b.ID))
+				})
+				if c.Bool("json") {
+					if rows == nil {
+						rows = []row{}
+					}
+					return printJSON(c.App.Writer, rows)
+				}
+				tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "KIND\tID\tOWNER\tNAME\tSINCE")
+				for _, r := range rows {
+					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", r.Kind, r.ID, r.Owner, r.Name, r.At.Format(time.RFC3339))
+				}
+				return tw.Flush()
+			},
+		}},
+	}
+}

@@ -1,0 +1,191 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/nodekeys/nodekeys/authz"
+	"github.com/nodekeys/nodekeys/internal/flwrpb"
+	"github.com/nodekeys/nodekeys/oidcauth"
+	"github.com/nodekeys/nodekeys/state"
+)
+
+// Flower's owner when its SuperLink runs without account auth.
+const (
+	noOwnerAID  = "<id:none>"
+	noOwnerName = "none"
+)
+
+// ownerOf is the state record of a call's account.
+func ownerOf(a *oidcauth.Account) state.Owner {
+	name := a.Name
+	if name == "" {
+		name = a.Email
+	}
+	return state.Owner{Subject: a.Subject, Name: name, At: time.Now().UTC().Truncate(time.Millisecond)}
+}
+
+// errStore is the status of a call whose owners cannot be read or written:
+// ownership is never guessed.
+func (g *Gateway) errStore(method string, err error) error {
+	g.m.stateErrors.Inc()
+	g.log.Error("state store", "method", method, "error", err)
+	return status.Error(codes.Unavailable, "the gateway cannot reach its state store; try again later")
+}
+
+// authorized forwards a Control call the policy lets acct make, keeping
+// every account to its own runs and nodes unless d.SeeAll: calls about one
+// run or node are checked before they go upstream, lists are filtered on
+// the way back, and new runs and nodes are recorded as acct's.
+func (g *Gateway) authorized(ctx context.Context, ss grpc.ServerStream, method string, up metadata.MD, acct *oidcauth.Account, d authz.Decision) error {
+	short := strings.TrimPrefix(method, "/"+authz.ControlService+"/")
+	var r relay
+	switch short {
+	case "StartRun":
+		r.edit = g.record(ctx, method, state.Runs, acct, func(b []byte) (uint64, bool, error) {
+			m := &flwrpb.StartRunResponse{}
+			err := proto.Unmarshal(b, m)
+			return m.GetRunId(), m.RunId != nil, err
+		})
+	case "RegisterNode":
+		r.edit = g.record(ctx, method, state.Nodes, acct, func(b []byte) (uint64, bool, error) {
+			m := &flwrpb.RegisterNodeResponse{}
+			err := proto.Unmarshal(b, m)
+			return m.GetNodeId(), m.NodeId != nil, err
+		})
+	case "StopRun", "StreamLogs", "PullArtifacts", "UnregisterNode":
+		kind, what := state.Runs, "run"
+		if short == "UnregisterNode" {
+			kind, what = state.Nodes, "SuperNode"
+		}
+		f := &frame{}
+		if err := ss.RecvMsg(f); err != nil {
+			return err
+		}
+		// Each of these requests has the run or node id as field 1.
+		m := &flwrpb.StopRunRequest{}
+		if err := proto.Unmarshal(f.b, m); err != nil {
+			return status.Error(codes.InvalidArgument, "the request does not decode")
+		}
+		if !d.SeeAll {
+			owners, err := g.store.Owners(ctx, kind, []uint64{m.RunId})
+			if err != nil {
+				return g.errStore(method, err)
+			}
+			if o, ok := owners[m.RunId]; !ok || o.Subject != acct.Subject {
+				g.m.refusals.WithLabelValues("owner").Inc()
+				g.log.Warn("refused a call on another account's "+what, append([]any{"method", method, "id", m.RunId}, accountAttrs(acct)...)...)
+				return status.Errorf(codes.PermissionDenied, "%s %d was not started or registered by this account", what, m.RunId)
+			}
+		}
+		r.first = f
+	case "ListRuns":
+		r.edit = g.filterRuns(ctx, method, acct, d)
+	case "ListNodes":
+		r.edit = g.filterNodes(ctx, method, acct, d)
+	}
+	return forward(ctx, ss, g.controlUp, method, up, r)
+}
+
+// record returns an edit that records acct as the owner of the id in a
+// response, before the response reaches the client.
+func (g *Gateway) record(ctx context.Context, method string, kind state.Kind, acct *oidcauth.Account, id func([]byte) (uint64, bool, error)) func(*frame) error {
+	return func(f *frame) error {
+		n, ok, err := id(f.b)
+		if err != nil || !ok {
+			return nil // nothing to record; the client gets Flower's answer
+		}
+		err = g.store.SetOwner(ctx, kind, n, ownerOf(acct))
+		if err != nil {
+			g.m.stateErrors.Inc()
+			g.log.Error("cannot record an owner: only an admin can reach it", "method", method, "id", n, "error", err)
+			if errors.Is(err, state.ErrOwned) {
+				return status.Errorf(codes.Internal, "%d is already recorded for another account", n)
+			}
+			return status.Errorf(codes.Unavailable, "done upstream (id %d), but the gateway could not record you as its owner; ask an admin", n)
+		}
+		g.log.Info("recorded an owner", append([]any{"kind", string(kind), "id", n}, accountAttrs(acct)...)...)
+		return nil
+	}
+}
+
+// filterRuns keeps the runs acct may see in a ListRuns response, and
+// shows the recorded owner where the SuperLink has none.
+func (g *Gateway) filterRuns(ctx context.Context, method string, acct *oidcauth.Account, d authz.Decision) func(*frame) error {
+	return func(f *frame) error {
+		m := &flwrpb.ListRunsResponse{}
+		if err := proto.Unmarshal(f.b, m); err != nil {
+			return status.Error(codes.Internal, "the SuperLink's ListRuns answer does not decode")
+		}
+		ids := make([]uint64, 0, len(m.RunDict))
+		for id := range m.RunDict {
+			ids = append(ids, id)
+		}
+		owners, err := g.store.Owners(ctx, state.Runs, ids)
+		if err != nil {
+			return g.errStore(method, err)
+		}
+		for id, run := range m.RunDict {
+			o, ok := owners[id]
+			if !d.SeeAll && (!ok || o.Subject != acct.Subject) {
+				delete(m.RunDict, id)
+				continue
+			}
+			if ok && run != nil && (run.FlwrAid == "" || run.FlwrAid == noOwnerAID) {
+				run.FlwrAid = o.Subject
+			}
+		}
+		return remarshal(f, m)
+	}
+}
+
+// filterNodes keeps the SuperNodes acct may see in a ListNodes response.
+func (g *Gateway) filterNodes(ctx context.Context, method string, acct *oidcauth.Account, d authz.Decision) func(*frame) error {
+	return func(f *frame) error {
+		m := &flwrpb.ListNodesResponse{}
+		if err := proto.Unmarshal(f.b, m); err != nil {
+			return status.Error(codes.Internal, "the SuperLink's ListNodes answer does not decode")
+		}
+		ids := make([]uint64, len(m.NodesInfo))
+		for i, n := range m.NodesInfo {
+			ids[i] = n.GetNodeId()
+		}
+		owners, err := g.store.Owners(ctx, state.Nodes, ids)
+		if err != nil {
+			return g.errStore(method, err)
+		}
+		kept := m.NodesInfo[:0]
+		for _, n := range m.NodesInfo {
+			o, ok := owners[n.GetNodeId()]
+			if !d.SeeAll && (!ok || o.Subject != acct.Subject) {
+				continue
+			}
+			if ok && (n.OwnerAid == "" || n.OwnerAid == noOwnerAID) {
+				n.OwnerAid, n.OwnerName = o.Subject, o.Name
+			}
+			kept = append(kept, n)
+		}
+		m.NodesInfo = kept
+		return remarshal(f, m)
+	}
+}
+
+// remarshal encodes m into f. Fields the minimal types do not declare were
+// kept as unknown fields and go out as they came.
+func remarshal(f *frame, m proto.Message) error {
+	b, err := proto.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	f.b = b
+	return nil
+}
