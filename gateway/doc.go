@@ -18,6 +18,14 @@
 // status and message and never reaches the upstream. An accepted call is
 // forwarded with the three flwr-* headers exactly as verified.
 //
-// Control calls are forwarded as they are; the gateway's account login
-// and authorization are separate layers.
+// Control calls are forwarded as they are unless the config turns on
+// account login (oidc) or machine tokens (token_file). Then the gateway
+// answers flwr login itself, authenticates every other Control call (a
+// login's token, a bearer token, or a service's client-credentials token),
+// checks the caller's roles against a policy (package authz), and keeps
+// each account to its own runs and SuperNodes: owners are recorded from
+// StartRun and RegisterNode in a state store (package state), calls about
+// one run or node are checked before they go upstream, and ListRuns and
+// ListNodes answers are filtered. Only the fields these checks use are
+// decoded; every other field is re-encoded as it came.
 package gateway
