@@ -120,7 +120,10 @@ func (g *Gateway) authenticateControl(ss grpc.ServerStream, method string, md me
 		case access != "":
 			return nil, nil, refuse("both a bearer token and a login")
 		case strings.HasPrefix(bearer, tokens.Prefix):
-			e := g.lookupToken(bearer)
+			e, err := g.lookupToken(ctx, bearer)
+			if err != nil {
+				return nil, nil, err
+			}
 			if e == nil {
 				return nil, nil, refuse("an unknown or revoked bearer token")
 			}
@@ -154,12 +157,27 @@ func (g *Gateway) authenticateControl(ss grpc.ServerStream, method string, md me
 	return acct, up, nil
 }
 
-// lookupToken returns the token file's entry of tok, or nil.
-func (g *Gateway) lookupToken(tok string) *tokens.Entry {
+// lookupToken returns the token file's entry of tok, or nil. With shared
+// state, a token another replica revoked is refused too, and a failure to
+// ask is an Unavailable status (fail closed).
+func (g *Gateway) lookupToken(ctx context.Context, tok string) (*tokens.Entry, error) {
 	if g.tokens == nil {
-		return nil
+		return nil, nil
 	}
-	return g.tokens.Set().Lookup(tok)
+	e := g.tokens.Set().Lookup(tok)
+	if e == nil || g.shared == nil {
+		return e, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.Redis.Timeout)
+	defer cancel()
+	revoked, err := g.shared.Revoked(ctx, e.Hash)
+	if err != nil {
+		return nil, status.Error(codes.Unavailable, "the gateway cannot reach its shared state to check the token; try again later")
+	}
+	if revoked {
+		return nil, nil
+	}
+	return e, nil
 }
 
 // cutBearer returns the token of an authorization header's value.

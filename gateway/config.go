@@ -13,6 +13,7 @@ import (
 	"github.com/nodekeys/nodekeys/authz"
 	"github.com/nodekeys/nodekeys/internal/safefile"
 	"github.com/nodekeys/nodekeys/oidcauth"
+	"github.com/nodekeys/nodekeys/state/redisstate"
 	"github.com/nodekeys/nodekeys/verify"
 )
 
@@ -81,6 +82,10 @@ type Config struct {
 	// started each run and registered each node. Needed with oidc or
 	// token_file; made once with nodekeys state init.
 	StateFile string `yaml:"state_file"`
+	// Redis shares state among several gateway replicas (see package
+	// state/redisstate): the replay guard, the per-key rate limits, run
+	// and node owners (instead of StateFile), and revoked tokens.
+	Redis *redisstate.Config `yaml:"redis"`
 	// FlowerVersion picks the timestamp window of a SuperLink version
 	// ("1.19"); the default is Flower's current window.
 	FlowerVersion string `yaml:"flower_version"`
@@ -263,8 +268,10 @@ func (c *Config) Validate() error {
 		return errors.New("gateway: token_file is for the Control listener (listen_control is off) unless fleet_token_role is set")
 	case c.FleetTokenRole != "" && c.TokenFile == "":
 		return errors.New("gateway: fleet_token_role needs a token_file")
-	case c.authenticatesControl() && c.StateFile == "":
-		return errors.New("gateway: oidc and token_file need a state_file, where the owner of each run and node is kept (make one with nodekeys state init FILE)")
+	case c.authenticatesControl() && c.StateFile == "" && c.Redis == nil:
+		return errors.New("gateway: oidc and token_file need a state_file, where the owner of each run and node is kept (make one with nodekeys state init FILE), or redis")
+	case c.StateFile != "" && c.Redis != nil:
+		return errors.New("gateway: state_file and redis contradict each other: with redis, the owners are kept there")
 	case c.RegisterNodes && c.ListenControl == Off:
 		return errors.New("gateway: register_nodes needs the Control upstream (listen_control is off)")
 	case c.MaxHeaderBytes < 4096:
@@ -281,6 +288,12 @@ func (c *Config) Validate() error {
 	if c.FlowerVersion != "" {
 		if _, err := verify.FlowerWindow(c.FlowerVersion); err != nil {
 			return err
+		}
+	}
+	if c.Redis != nil {
+		c.Redis.Defaults()
+		if err := c.Redis.Validate(); err != nil {
+			return fmt.Errorf("gateway: %w", err)
 		}
 	}
 	if c.Policy != nil {

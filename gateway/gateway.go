@@ -30,6 +30,7 @@ import (
 	"github.com/nodekeys/nodekeys/oidcauth"
 	"github.com/nodekeys/nodekeys/sign"
 	"github.com/nodekeys/nodekeys/state"
+	"github.com/nodekeys/nodekeys/state/redisstate"
 	"github.com/nodekeys/nodekeys/tokens"
 	"github.com/nodekeys/nodekeys/verify"
 )
@@ -50,6 +51,7 @@ type Gateway struct {
 	tokens  *tokens.File // nil without a token file
 	policy  *authz.Policy
 	store   state.Store // nil unless the Control API is authenticated
+	shared  *redisstate.Backend // nil without redis
 	reg     *registrar  // nil unless register_nodes
 
 	fleetUp, controlUp   *grpc.ClientConn
@@ -62,7 +64,7 @@ var errKeyRate = &verify.Error{Reason: verify.RateLimited, Detail: "this key sen
 
 // New checks cfg, loads the allowlist and the certificate, and connects
 // (lazily) to the upstream. log may be nil for slog.Default().
-func New(cfg Config, log *slog.Logger) (*Gateway, error) {
+func New(cfg Config, log *slog.Logger) (_ *Gateway, err error) {
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -72,6 +74,11 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 	}
 	g := &Gateway{cfg: cfg, log: log, m: newMetrics(), refusal: ratelog.Limiter{PerSecond: cfg.RefusalLogsPerSecond},
 		tarpit: make(chan struct{}, cfg.RefusalDelaySlots)}
+	defer func() {
+		if err != nil && g.shared != nil {
+			g.shared.Close()
+		}
+	}()
 
 	window := verify.DefaultWindow
 	if cfg.FlowerVersion != "" {
@@ -82,25 +89,41 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 		maxVerify = 4 * runtime.GOMAXPROCS(0)
 	}
 	opts := []verify.Option{verify.ExactPEM(), verify.WithWindow(window), verify.WithMaxConcurrent(maxVerify)}
+	if cfg.Redis != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		g.shared, err = redisstate.New(ctx, *cfg.Redis, g.sharedError)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("gateway: shared state: %w", err)
+		}
+	}
 	if cfg.KeyRate > 0 {
 		g.limiter = newKeyLimiter(cfg.KeyRate, cfg.KeyBurst)
-		opts = append(opts, verify.WithKeyCheck(func(k *verify.Key, now time.Time) error {
+		check := func(k *verify.Key, now time.Time) error {
 			if !g.limiter.allow(k.PEM, now) {
 				return errKeyRate
 			}
 			return nil
-		}))
+		}
+		if g.shared != nil {
+			shared := g.shared.Limiter(cfg.KeyRate, cfg.KeyBurst, g.limiter.allow)
+			check = func(k *verify.Key, now time.Time) error { return shared(k.PEM, now) }
+		}
+		opts = append(opts, verify.WithKeyCheck(check))
 	}
 	if *cfg.ReplayGuard {
-		opts = append(opts, verify.WithReplayGuard(verify.NewReplayGuard(cfg.ReplayEntries,
-			verify.WithKeyQuota(cfg.ReplayKeyQuota), verify.OnKeyQuota(g.overQuota))))
+		local := verify.NewReplayGuard(cfg.ReplayEntries, verify.WithKeyQuota(cfg.ReplayKeyQuota), verify.OnKeyQuota(g.overQuota))
+		if g.shared != nil {
+			opts = append(opts, verify.WithReplayCheck(g.shared.Replay(local)))
+		} else {
+			opts = append(opts, verify.WithReplayGuard(local))
+		}
 	}
 	g.v = verify.New(nil, opts...)
 	reloadOpts := []verify.ReloadOption{verify.AlsoFrom(cfg.Allowlist[1:]...), verify.OnLoad(g.allowlistLoaded)}
 	if cfg.AllowEmpty {
 		reloadOpts = append(reloadOpts, verify.AllowEmpty())
 	}
-	var err error
 	if g.reload, err = verify.NewReloader(g.v, cfg.Allowlist[0], log, reloadOpts...); err != nil {
 		return nil, fmt.Errorf("gateway: allowlist: %w", err)
 	}
@@ -164,14 +187,31 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 		if err != nil {
 			return nil, fmt.Errorf("gateway: %w", err)
 		}
+		if g.shared != nil {
+			// A token removed from this replica's file is revoked at every
+			// replica at once, whatever their own files say yet.
+			g.tokens.OnRemoved(func(gone []tokens.Entry) {
+				hashes := make([][32]byte, len(gone))
+				for i, e := range gone {
+					hashes[i] = e.Hash
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				if err := g.shared.Revoke(ctx, hashes); err != nil {
+					g.log.Error("cannot share a token revocation; other replicas refuse it once their token file changes", "error", err)
+				}
+			})
+		}
 	}
 	if cfg.authenticatesControl() {
 		g.policy = cfg.Policy
 		if g.policy == nil {
 			g.policy = authz.Default()
 		}
-		// Opened last: it holds a lock on the file until shutdown.
-		if g.store, err = state.Open(cfg.StateFile, false); err != nil {
+		if g.shared != nil {
+			g.store = g.shared
+		} else if g.store, err = state.Open(cfg.StateFile, false); err != nil {
+			// Opened last: it holds a lock on the file until shutdown.
 			return nil, fmt.Errorf("gateway: %w", err)
 		}
 	}
@@ -221,6 +261,14 @@ func (g *Gateway) allowlistLoaded(keys int, err error) {
 	}
 }
 
+// sharedError counts and logs a failed round trip to the shared state.
+func (g *Gateway) sharedError(kind string, err error) {
+	g.m.sharedErrors.WithLabelValues(kind).Inc()
+	if ok, dropped := g.refusal.Allow(time.Now()); ok {
+		g.log.Error("shared state unreachable", "kind", kind, "error", err, "suppressed", dropped)
+	}
+}
+
 // overQuota counts and logs a call refused for its key's replay quota.
 func (g *Gateway) overQuota(pemKey string) {
 	g.m.keyQuota.Inc()
@@ -247,7 +295,7 @@ func (g *Gateway) fleet(_ any, ss grpc.ServerStream) error {
 		return status.Errorf(codes.Unimplemented, "unknown service: the Fleet port serves %s only", fleetService)
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
-	if err := g.fleetToken(md); err != nil {
+	if err := g.fleetToken(ctx, md); err != nil {
 		g.m.refusals.WithLabelValues("token").Inc()
 		g.m.calls.WithLabelValues(svc, name, "refused").Inc()
 		g.logRefusal(ctx, method, sign.Headers{}, err)
@@ -282,14 +330,18 @@ func (g *Gateway) fleet(_ any, ss grpc.ServerStream) error {
 
 // fleetToken checks the bearer token a Fleet call must carry when
 // fleet_token_role is set: one token, of that role.
-func (g *Gateway) fleetToken(md metadata.MD) error {
+func (g *Gateway) fleetToken(ctx context.Context, md metadata.MD) error {
 	if g.cfg.FleetTokenRole == "" {
 		return nil
 	}
 	v := md.Get("authorization")
 	if len(v) == 1 {
 		if tok, ok := cutBearer(v[0]); ok {
-			if e := g.lookupToken(tok); e != nil && e.Role == g.cfg.FleetTokenRole {
+			e, err := g.lookupToken(ctx, tok)
+			if err != nil {
+				return err
+			}
+			if e != nil && e.Role == g.cfg.FleetTokenRole {
 				return nil
 			}
 		}
@@ -547,8 +599,11 @@ func (g *Gateway) shutdown() {
 		if g.controlUp != nil {
 			g.controlUp.Close()
 		}
-		if g.store != nil {
+		if g.store != nil && g.store != state.Store(g.shared) {
 			g.store.Close()
+		}
+		if g.shared != nil {
+			g.shared.Close()
 		}
 		g.log.Info("gateway stopped")
 	})

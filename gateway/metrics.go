@@ -26,6 +26,7 @@ type metrics struct {
 	registrations  *prometheus.CounterVec
 
 	stateErrors       prometheus.Counter
+	sharedErrors      *prometheus.CounterVec
 	tokens            prometheus.Gauge
 	tokenReloadErrors prometheus.Counter
 }
@@ -54,6 +55,10 @@ func newMetrics() *metrics {
 			Name: "nodekeys_gateway_state_errors_total",
 			Help: "Control calls refused or left unrecorded because the state store failed.",
 		}),
+		sharedErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nodekeys_gateway_shared_state_errors_total",
+			Help: "Round trips to the shared state (Redis) that failed, by kind: replay and rate (then the configured fallback applies), owners and revoked (then the call is refused).",
+		}, []string{"kind"}),
 		tokens: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "nodekeys_gateway_tokens",
 			Help: "Bearer tokens in the token file in force.",
@@ -91,7 +96,7 @@ func newMetrics() *metrics {
 			Help: "Keys the gateway registered or unregistered at the upstream (register_nodes), by outcome.",
 		}, []string{"action"}),
 	}
-	m.reg.MustRegister(m.registrations, m.stateErrors, m.tokens, m.tokenReloadErrors, m.calls, m.refusals, m.keyQuota, m.verifySeconds, m.allowlistKeys, m.allowlistTime,
+	m.reg.MustRegister(m.registrations, m.stateErrors, m.sharedErrors, m.tokens, m.tokenReloadErrors, m.calls, m.refusals, m.keyQuota, m.verifySeconds, m.allowlistKeys, m.allowlistTime,
 		m.reloadErrors, m.upstreamErrors, m.certNotAfter, m.inflight,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -209,6 +209,21 @@ func NewSet(entries []Entry) *Set { return &Set{entries: append([]Entry(nil), en
 // Len returns the number of tokens.
 func (s *Set) Len() int { return len(s.entries) }
 
+// minus returns the entries of s that o lacks.
+func (s *Set) minus(o *Set) []Entry {
+	have := make(map[[sha256.Size]byte]bool, len(o.entries))
+	for _, e := range o.entries {
+		have[e.Hash] = true
+	}
+	var out []Entry
+	for _, e := range s.entries {
+		if !have[e.Hash] {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 // Lookup returns the entry of token, or nil. Every entry is compared, in
 // constant time, whatever matches.
 func (s *Set) Lookup(token string) *Entry {

@@ -19,6 +19,7 @@ type File struct {
 	log    *slog.Logger
 	set    atomic.Pointer[Set]
 	onLoad func(n int, err error)
+	gone   func([]Entry)
 
 	mu   sync.Mutex
 	last stamp
@@ -73,12 +74,22 @@ func (f *File) Reload() error {
 		}
 		return err
 	}
-	old := f.set.Swap(NewSet(entries))
+	next := NewSet(entries)
+	old := f.set.Swap(next)
 	if old != nil {
 		f.log.Info("token file reloaded", "path", f.path, "tokens", len(entries))
+		if f.gone != nil {
+			if removed := old.minus(next); len(removed) > 0 {
+				f.gone(removed)
+			}
+		}
 	}
 	return nil
 }
+
+// OnRemoved calls fn, after a reload, with the entries the file no longer
+// holds: revoked tokens. Set it before Watch.
+func (f *File) OnRemoved(fn func(removed []Entry)) { f.gone = fn }
 
 // Watch reloads on SIGHUP, SIGUSR1, and when a look every interval finds
 // the file changed, until ctx ends.

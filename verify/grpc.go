@@ -101,8 +101,11 @@ func HeadersFromMetadata(md metadata.MD) (sign.Headers, error) {
 func StatusOf(err error) *status.Status {
 	reason := ReasonOf(err)
 	code := codes.Unauthenticated
-	if reason == RateLimited {
+	switch reason {
+	case RateLimited:
 		code = codes.ResourceExhausted
+	case Unavailable:
+		code = codes.Unavailable
 	}
 	return status.New(code, reason.FlowerMessage())
 }

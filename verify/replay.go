@@ -106,17 +106,23 @@ var (
 	replayContext = []byte("nodekeys replay guard v1")
 )
 
-// check records the call of key pemKey at timestamp ts, accepted at now
-// and valid until expiry, and reports whether it was new.
-func (g *ReplayGuard) check(pemKey, ts string, now, expiry time.Time) error {
+// ReplayDigests returns what a replay guard keys on: a digest of the key
+// alone, and of the key and timestamp (the signed message), both SHA-256
+// under a context string. Neither reveals the key or the timestamp.
+func ReplayDigests(pemKey, ts string) (key, call [32]byte) {
 	h := sha256.New()
 	h.Write(replayContext)
 	h.Write([]byte(pemKey))
-	sumKey := h.Sum(nil) // the key alone: which shard, and its quota
+	h.Sum(key[:0])
 	h.Write([]byte{0})
 	h.Write([]byte(ts))
-	var sum [32]byte
-	h.Sum(sum[:0])
+	h.Sum(call[:0])
+	return key, call
+}
+
+// CheckReplay implements ReplayChecker.
+func (g *ReplayGuard) CheckReplay(pemKey, ts string, now, expiry time.Time) error {
+	sumKey, sum := ReplayDigests(pemKey, ts)
 	var d [16]byte
 	copy(d[:], sum[:16])
 	keyID := binary.LittleEndian.Uint64(sumKey[:8])

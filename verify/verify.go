@@ -36,6 +36,7 @@ const (
 	Replayed        Reason = "replayed"         // the same signature was seen inside the window
 	RateLimited     Reason = "rate-limited"     // the key sent more calls than it is allowed
 	InvalidNodeID   Reason = "invalid-node-id"  // the request names a node the key does not own
+	Unavailable     Reason = "unavailable"      // shared state needed for the check cannot be reached
 )
 
 // FlowerMessage returns the message Flower's SuperLink aborts the call with
@@ -54,6 +55,8 @@ func (r Reason) FlowerMessage() string {
 		return "Too many calls"
 	case InvalidNodeID:
 		return "Invalid node ID"
+	case Unavailable:
+		return "Authentication unavailable, try again"
 	}
 	return "Unauthenticated"
 }
@@ -231,7 +234,7 @@ type Verifier struct {
 	anyKey   bool
 	stdlib   bool
 	exact    bool
-	replay   *ReplayGuard
+	replay   ReplayChecker
 	keyCheck func(*Key, time.Time) error
 	slots    chan struct{}
 	window   Window
@@ -260,6 +263,19 @@ func StandardLibrary() Option { return func(v *Verifier) { v.stdlib = true } }
 // timestamp were accepted before inside the window. Off by default, as in
 // Flower.
 func WithReplayGuard(g *ReplayGuard) Option { return func(v *Verifier) { v.replay = g } }
+
+// ReplayChecker records a verified call and refuses one seen before inside
+// the window. *ReplayGuard is the one of a single process; a checker
+// shared by several gateways (package state/redisstate) is another.
+type ReplayChecker interface {
+	// CheckReplay records the call of the key pemKey at timestamp ts,
+	// accepted at now and inside the window until expiry. It returns nil
+	// for a new call, or an *Error (Replayed, RateLimited, Unavailable).
+	CheckReplay(pemKey, ts string, now, expiry time.Time) error
+}
+
+// WithReplayCheck is WithReplayGuard for any ReplayChecker.
+func WithReplayCheck(c ReplayChecker) Option { return func(v *Verifier) { v.replay = c } }
 
 // ExactPEM matches flwr-public-key-bin against the allowlist byte for
 // byte, as Flower's SuperLink does, instead of also recognising a key that
@@ -362,7 +378,7 @@ func (v *Verifier) VerifyAt(h sign.Headers, now time.Time) (*Key, error) {
 		return nil, err
 	}
 	if v.replay != nil {
-		if err := v.replay.check(k.PEM, h.Timestamp, now, ts.Add(v.window.Past)); err != nil {
+		if err := v.replay.CheckReplay(k.PEM, h.Timestamp, now, ts.Add(v.window.Past)); err != nil {
 			return nil, err
 		}
 	}

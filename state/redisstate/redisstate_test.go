@@ -1,0 +1,212 @@
+package redisstate_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/nodekeys/nodekeys/internal/redistest"
+	"github.com/nodekeys/nodekeys/keys"
+	"github.com/nodekeys/nodekeys/sign"
+	"github.com/nodekeys/nodekeys/state"
+	"github.com/nodekeys/nodekeys/state/redisstate"
+	"github.com/nodekeys/nodekeys/tokens"
+	"github.com/nodekeys/nodekeys/verify"
+)
+
+// errs records the failures a backend reports.
+type errs struct {
+	mu    sync.Mutex
+	kinds map[string]int
+}
+
+func (e *errs) report(kind string, _ error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.kinds == nil {
+		e.kinds = map[string]int{}
+	}
+	e.kinds[kind]++
+}
+
+func (e *errs) count(kind string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.kinds[kind]
+}
+
+func replica(t *testing.T, addr string, tweak func(*redisstate.Config), e *errs) *redisstate.Backend {
+	t.Helper()
+	cfg := redisstate.Config{Addrs: []string{addr}, Timeout: 200 * time.Millisecond}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	var report redisstate.Errors
+	if e != nil {
+		report = e.report
+	}
+	b, err := redisstate.New(context.Background(), cfg, report)
+	require.NoError(t, err)
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+func pemKey(t *testing.T) string {
+	t.Helper()
+	p, err := keys.Generator{}.Pair(0)
+	require.NoError(t, err)
+	return string(p.Public.PEM())
+}
+
+func TestSharedAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	one, two := replica(t, srv.Addr, nil, nil), replica(t, srv.Addr, nil, nil)
+	guard1 := one.Replay(verify.NewReplayGuard(1000))
+	guard2 := two.Replay(verify.NewReplayGuard(1000))
+	key := pemKey(t)
+	now := time.Now()
+	ts := sign.FormatTimestamp(now)
+	expiry := now.Add(verify.DefaultWindow.Past)
+
+	// A call accepted by replica 1 is a replay at replica 2.
+	require.NoError(t, guard1.CheckReplay(key, ts, now, expiry))
+	err := guard2.CheckReplay(key, ts, now, expiry)
+	assert.Equal(t, verify.Replayed, verify.ReasonOf(err))
+	assert.Equal(t, verify.Replayed, verify.ReasonOf(guard1.CheckReplay(key, ts, now, expiry)))
+	require.NoError(t, guard2.CheckReplay(key, sign.FormatTimestamp(now.Add(time.Millisecond)), now, expiry), "another timestamp is new")
+	// The entry expires with the window.
+	short := sign.FormatTimestamp(now.Add(2 * time.Millisecond))
+	require.NoError(t, guard1.CheckReplay(key, short, now, now.Add(50*time.Millisecond)))
+	time.Sleep(100 * time.Millisecond)
+	require.NoError(t, guard2.CheckReplay(key, short, time.Now(), time.Now().Add(time.Second)), "expired in Redis")
+
+	// One rate limit across replicas: 4 calls of burst, then refused at either.
+	never := func(string, time.Time) bool { t.Error("the local limiter is asked only when Redis fails"); return false }
+	lim1, lim2 := one.Limiter(0.5, 4, never), two.Limiter(0.5, 4, never)
+	for i, lim := range []func(string, time.Time) error{lim1, lim2, lim1, lim2} {
+		require.NoError(t, lim(key, now), i)
+	}
+	assert.Equal(t, verify.RateLimited, verify.ReasonOf(lim1(key, now)))
+	assert.Equal(t, verify.RateLimited, verify.ReasonOf(lim2(key, now)))
+	require.NoError(t, lim2(pemKey(t), now), "another key has its own bucket")
+
+	// Owners, recorded by one, read by the other; the first owner stays.
+	ctx := context.Background()
+	alice := state.Owner{Subject: "alice", Name: "Alice", At: now.UTC().Truncate(time.Millisecond)}
+	require.NoError(t, one.SetOwner(ctx, state.Runs, 42, alice))
+	require.NoError(t, two.SetOwner(ctx, state.Runs, 42, alice))
+	assert.ErrorIs(t, two.SetOwner(ctx, state.Runs, 42, state.Owner{Subject: "bob"}), state.ErrOwned)
+	got, err := two.Owners(ctx, state.Runs, []uint64{42, 43})
+	require.NoError(t, err)
+	assert.Equal(t, map[uint64]state.Owner{42: alice}, got)
+	got, err = two.Owners(ctx, state.Nodes, []uint64{42})
+	require.NoError(t, err)
+	assert.Empty(t, got, "runs and nodes are apart")
+
+	// A token revoked through one replica is revoked at the other.
+	tok, err := tokens.Generate()
+	require.NoError(t, err)
+	require.NoError(t, one.Revoke(ctx, [][32]byte{tokens.Hash(tok)}))
+	revoked, err := two.Revoked(ctx, tokens.Hash(tok))
+	require.NoError(t, err)
+	assert.True(t, revoked)
+	other, _ := tokens.Generate()
+	revoked, err = two.Revoked(ctx, tokens.Hash(other))
+	require.NoError(t, err)
+	assert.False(t, revoked)
+
+	// Nothing secret or identifying is stored in clear: every key, field,
+	// value and member is read back and searched.
+	dump := dumpAll(t, one)
+	body := strings.Join(strings.Split(key, "\n")[1:3], "")
+	for what, secret := range map[string]string{"the key": body, "a timestamp": ts, "the token": tok, "the token's body": tok[4:]} {
+		assert.NotContains(t, dump, secret, what)
+	}
+}
+
+// dumpAll returns every key and everything in it.
+func dumpAll(t *testing.T, b *redisstate.Backend) string {
+	t.Helper()
+	ctx := context.Background()
+	rdb := b.Client()
+	keys, err := rdb.Keys(ctx, "*").Result()
+	require.NoError(t, err)
+	require.NotEmpty(t, keys)
+	var out strings.Builder
+	for _, k := range keys {
+		out.WriteString(k + "\n")
+		switch typ := rdb.Type(ctx, k).Val(); typ {
+		case "string":
+			out.WriteString(rdb.Get(ctx, k).Val())
+		case "hash":
+			for f, v := range rdb.HGetAll(ctx, k).Val() {
+				out.WriteString(f + "=" + v + "\n")
+			}
+		case "set":
+			out.WriteString(strings.Join(rdb.SMembers(ctx, k).Val(), "\n"))
+		default:
+			t.Fatalf("unexpected %s at %s", typ, k)
+		}
+	}
+	return out.String()
+}
+
+// Redis killed mid-test: each kind of state does what it is configured to
+// do, reports it, and recovers when Redis is back.
+func TestRedisDownAndBack(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	var e1, e2 errs
+	local := replica(t, srv.Addr, nil, &e1)
+	closed := replica(t, srv.Addr, func(c *redisstate.Config) {
+		c.ReplayFallback, c.RateFallback = redisstate.Closed, redisstate.Closed
+	}, &e2)
+	lg, cg := local.Replay(verify.NewReplayGuard(1000)), closed.Replay(verify.NewReplayGuard(1000))
+	key := pemKey(t)
+	now := time.Now()
+	exp := now.Add(time.Minute)
+	at := func(ms int) string { return sign.FormatTimestamp(now.Add(time.Duration(ms) * time.Millisecond)) }
+	require.NoError(t, lg.CheckReplay(key, at(0), now, exp))
+
+	srv.Stop()
+	// Replay guard, fallback local: new calls pass, and this replica's own
+	// calls are still refused as replays.
+	require.NoError(t, lg.CheckReplay(key, at(1), now, exp))
+	assert.Equal(t, verify.Replayed, verify.ReasonOf(lg.CheckReplay(key, at(1), now, exp)))
+	assert.Equal(t, verify.Replayed, verify.ReasonOf(lg.CheckReplay(key, at(0), now, exp)))
+	// Fallback closed: refused as unavailable.
+	err := cg.CheckReplay(key, at(2), now, exp)
+	assert.Equal(t, verify.Unavailable, verify.ReasonOf(err))
+	assert.Equal(t, "Authentication unavailable, try again", verify.StatusOf(err).Message())
+	assert.Equal(t, "Unavailable", verify.StatusOf(err).Code().String())
+	// Rate limits: the local limiter decides, or the call is refused.
+	asked := 0
+	lim := local.Limiter(1, 5, func(string, time.Time) bool { asked++; return true })
+	require.NoError(t, lim(key, now))
+	assert.Equal(t, 1, asked)
+	assert.Equal(t, verify.Unavailable, verify.ReasonOf(closed.Limiter(1, 5, nil)(key, now)))
+	// Owners and revocations fail closed.
+	ctx := context.Background()
+	_, err = local.Owners(ctx, state.Runs, []uint64{1})
+	assert.ErrorIs(t, err, state.ErrUnavailable)
+	assert.ErrorIs(t, local.SetOwner(ctx, state.Runs, 1, state.Owner{Subject: "a"}), state.ErrUnavailable)
+	_, err = local.Revoked(ctx, [32]byte{})
+	assert.Error(t, err)
+	assert.Positive(t, e1.count("replay"))
+	assert.Positive(t, e1.count("rate"))
+	assert.Positive(t, e1.count("owners"))
+	assert.Positive(t, e1.count("revoked"))
+	assert.Positive(t, e2.count("replay"))
+
+	// Back: shared again, with no restart of the replicas.
+	srv.Restart(t)
+	require.Eventually(t, func() bool { return lg.CheckReplay(key, at(10), now, exp) == nil }, 5*time.Second, 20*time.Millisecond)
+	assert.Equal(t, verify.Replayed, verify.ReasonOf(cg.CheckReplay(key, at(10), now, exp)), "seen by the other replica, through Redis")
+	require.NoError(t, local.SetOwner(ctx, state.Runs, 1, state.Owner{Subject: "a"}))
+}
