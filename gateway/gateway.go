@@ -50,9 +50,9 @@ type Gateway struct {
 	oidc    *oidcauth.Authenticator
 	tokens  *tokens.File // nil without a token file
 	policy  *authz.Policy
-	store   state.Store // nil unless the Control API is authenticated
+	store   state.Store         // nil unless the Control API is authenticated
 	shared  *redisstate.Backend // nil without redis
-	reg     *registrar  // nil unless register_nodes
+	reg     *registrar          // nil unless register_nodes
 
 	fleetUp, controlUp   *grpc.ClientConn
 	fleetSrv, controlSrv *grpc.Server

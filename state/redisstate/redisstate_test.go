@@ -87,7 +87,10 @@ func TestSharedAcrossReplicas(t *testing.T) {
 	require.NoError(t, guard2.CheckReplay(key, short, time.Now(), time.Now().Add(time.Second)), "expired in Redis")
 
 	// One rate limit across replicas: 4 calls of burst, then refused at either.
-	never := func(string, time.Time) bool { t.Error("the local limiter is asked only when Redis fails"); return false }
+	never := func(string, time.Time) bool {
+		t.Error("the local limiter is asked only when Redis fails")
+		return false
+	}
 	lim1, lim2 := one.Limiter(0.5, 4, never), two.Limiter(0.5, 4, never)
 	for i, lim := range []func(string, time.Time) error{lim1, lim2, lim1, lim2} {
 		require.NoError(t, lim(key, now), i)
