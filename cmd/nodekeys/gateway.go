@@ -50,6 +50,11 @@ func gatewayCommand() *cli.Command {
 			"  state_file:      where run and node owners are kept (--state-file; needed\n" +
 			"                   with oidc or token_file; make it with nodekeys state init)\n" +
 			"  fleet_token_role: Fleet calls must also carry a bearer token of this role\n" +
+			"  redis:           state shared by several replicas (replay guard, rate limits,\n" +
+			"                   owners, revoked tokens): addrs, master_name (Sentinel),\n" +
+			"                   cluster, password_file or password_env, tls, ca_file,\n" +
+			"                   prefix, timeout, replay_fallback and rate_fallback\n" +
+			"                   (local, the default, or closed); see the README\n" +
 			"  register_nodes:  keep a Flower 1.23+ SuperLink's registrations equal to the\n" +
 			"                   allowlist (--register-nodes; pruning with --register-prune)",
 		Flags: []cli.Flag{

@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -67,6 +68,11 @@ type phase struct {
 	Rounds    int     `json:"rounds"`
 	// FirstError is the first valid call's error, if any failed.
 	FirstError string `json:"first_error,omitempty"`
+	// CPU microseconds per valid call of the gateways, of Redis and of
+	// the load balancer (replica runs only).
+	GatewayCPUus float64 `json:"gateway_cpu_us_per_call,omitempty"`
+	RedisCPUus   float64 `json:"redis_cpu_us_per_call,omitempty"`
+	FrontCPUus   float64 `json:"haproxy_cpu_us_per_call,omitempty"`
 }
 
 func main() {
@@ -80,9 +86,25 @@ func main() {
 	flag.IntVar(&o.flooders, "flooders", 256, "flood calls in flight at once")
 	flag.BoolVar(&o.jsonOut, "json", false, "print JSON")
 	flag.IntVar(&o.rounds, "rounds", 3, "times each phase runs, interleaved; figures are medians")
+	replicas := flag.String("replicas", "", "instead: gateways sharing a Redis behind HAProxy, for each count in this list (1,2,4)")
 	flag.StringVar(&o.only, "only", "", "run only the phases whose names contain this (go-direct, py-gateway-stale, ...)")
 	flag.Parse()
-	if err := run(o); err != nil {
+	var err error
+	if *replicas != "" {
+		var counts []int
+		for _, f := range strings.Split(*replicas, ",") {
+			n, cerr := strconv.Atoi(strings.TrimSpace(f))
+			if cerr != nil || n < 1 {
+				fmt.Fprintln(os.Stderr, "gwbench: -replicas is a list of counts, like 1,2,4")
+				os.Exit(2)
+			}
+			counts = append(counts, n)
+		}
+		err = runReplicas(o, counts)
+	} else {
+		err = run(o)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "gwbench:", err)
 		os.Exit(1)
 	}
@@ -97,6 +119,7 @@ type bench struct {
 	strange []*sign.Signer // keys not in the allowlist
 	pool    *x509.CertPool
 	procs   []*exec.Cmd
+	pids    map[string]int // address served -> process, for CPU time
 }
 
 func run(o opts) error {
@@ -107,7 +130,8 @@ func run(o opts) error {
 	defer os.RemoveAll(dir)
 	b := &bench{o: o, dir: dir}
 	defer b.stopAll()
-	if b.tlsRes, err = certs.Write(certs.Options{Dir: filepath.Join(dir, "certificates")}); err != nil {
+	pair, err := b.certificates()
+	if err != nil {
 		return err
 	}
 	ks, err := keyset.Write(keyset.Options{Dir: filepath.Join(dir, "keys"), Count: o.nodes + 1})
@@ -132,16 +156,6 @@ func run(o opts) error {
 		}
 		s, _ := sign.New(p.Private)
 		b.strange = append(b.strange, s)
-	}
-	ca, err := os.ReadFile(b.tlsRes.CACert)
-	if err != nil {
-		return err
-	}
-	b.pool = x509.NewCertPool()
-	b.pool.AppendCertsFromPEM(ca)
-	pair, err := tls.LoadX509KeyPair(b.tlsRes.ServerCert, b.tlsRes.ServerKey)
-	if err != nil {
-		return err
 	}
 
 	// Part 1: the gateway's own cost, in front of the Go stand-in.
@@ -231,6 +245,22 @@ func run(o opts) error {
 	return nil
 }
 
+// certificates writes the TLS files, loads the CA the clients trust, and
+// returns the server's key pair.
+func (b *bench) certificates() (tls.Certificate, error) {
+	var err error
+	if b.tlsRes, err = certs.Write(certs.Options{Dir: filepath.Join(b.dir, "certificates")}); err != nil {
+		return tls.Certificate{}, err
+	}
+	ca, err := os.ReadFile(b.tlsRes.CACert)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	b.pool = x509.NewCertPool()
+	b.pool.AppendCertsFromPEM(ca)
+	return tls.LoadX509KeyPair(b.tlsRes.ServerCert, b.tlsRes.ServerKey)
+}
+
 // median returns the phase with each figure the median of the runs, the
 // range of valid calls a second, and the errors of all runs.
 func median(ps []phase) phase {
@@ -247,6 +277,9 @@ func median(ps []phase) phase {
 	out.P50us = pick(func(p phase) float64 { return p.P50us })
 	out.P99us = pick(func(p phase) float64 { return p.P99us })
 	out.FloodSec = pick(func(p phase) float64 { return p.FloodSec })
+	out.GatewayCPUus = pick(func(p phase) float64 { return p.GatewayCPUus })
+	out.RedisCPUus = pick(func(p phase) float64 { return p.RedisCPUus })
+	out.FrontCPUus = pick(func(p phase) float64 { return p.FrontCPUus })
 	out.MinPerSec, out.MaxPerSec = out.PerSec, out.PerSec
 	out.Calls, out.Errors = 0, 0
 	for _, p := range ps {
