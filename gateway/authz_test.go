@@ -21,7 +21,6 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/nodekeys/nodekeys/authz"
 	"github.com/nodekeys/nodekeys/gateway"
 	"github.com/nodekeys/nodekeys/internal/flwrpb"
 	"github.com/nodekeys/nodekeys/internal/oidctest"
@@ -234,49 +233,24 @@ func TestRolesAndOwnership(t *testing.T) {
 
 func fmtID(n uint64) string { return strconv.FormatUint(n, 10) }
 
-// A service's access token from the client-credentials grant works like a
-// user's, with its own role, until it expires; the Go credentials fetch a
-// new one before then.
-func TestServiceClientCredentials(t *testing.T) {
-	t.Parallel()
-	p := oidctest.Start(t, oidctest.State{AccessTTL: 2})
-	policy := authz.Default()
-	policy.RolesClaim = "groups"
-	policy.Roles["service"] = authz.Role{Methods: []string{"StartRun", "ListRuns"}}
-	r := newRig(t, 1, func(c *gateway.Config) {
-		c.OIDC = oidcConfig(t, p)
-		c.Policy = policy
-	})
+// serviceClients returns two connections of the provider's service client
+// (client credentials): one with the Go credentials, which fetch a token
+// and fetch another before it expires, and one that sends a single token
+// as it is; and that token.
+func serviceClients(t *testing.T, r *rig, p *oidctest.Provider) (svc, fixed *grpc.ClientConn, token string) {
+	t.Helper()
 	cc := &clientcredentials.Config{ClientID: oidctest.ServiceID, ClientSecret: oidctest.ServiceSecret,
 		TokenURL: p.Issuer + "/token", EndpointParams: map[string][]string{"resource": {oidctest.Resource}}}
 	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, p.HTTPClient())
-
-	svc := r.dial(t, r.control, tokens.ClientCredentials(ctx, cc, 500*time.Millisecond))
-	run := startRun(t, svc, nil)
-	m, _ := runsOf(t, svc, nil)
-	assert.Equal(t, []uint64{run}, runIDs(m))
-	assert.Equal(t, oidctest.ServiceID, m.RunDict[run].FlwrAid)
-	_, err := ctl(svc, nil, "StopRun", &flwrpb.StopRunRequest{RunId: run})
-	wantStatus(t, err, codes.PermissionDenied, "StopRun needs the role admin or member (this account has roles service)")
-
-	// One token, sent as it is: works, then is refused once it expires,
-	// while the credentials go on with fresh ones.
+	svc = r.dial(t, r.control, tokens.ClientCredentials(ctx, cc, 500*time.Millisecond))
 	tok, err := cc.Token(ctx)
 	require.NoError(t, err)
-	fixed := r.dial(t, r.control, tokens.Static(tok.AccessToken))
-	_, err = ctl(fixed, nil, "ListRuns", &flwrpb.ListRunsRequest{})
-	require.NoError(t, err)
-	time.Sleep(time.Until(tok.Expiry) + 1500*time.Millisecond) // past expiry and the 1 s leeway
-	_, err = ctl(fixed, nil, "ListRuns", &flwrpb.ListRunsRequest{})
-	wantStatus(t, err, codes.Unauthenticated, "")
-	m, _ = runsOf(t, svc, nil)
-	assert.Equal(t, []uint64{run}, runIDs(m), "the credentials fetched a new token")
-	assert.NotContains(t, r.logs.String(), tok.AccessToken)
-
+	fixed = r.dial(t, r.control, tokens.Static(tok.AccessToken))
 	// Bearer credentials are never sent without TLS.
 	_, err = grpc.NewClient(r.control, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithPerRPCCredentials(tokens.Static("nkt_x")))
+		grpc.WithPerRPCCredentials(tokens.Static(tok.AccessToken)))
 	assert.ErrorContains(t, err, "transport level security")
+	return svc, fixed, tok.AccessToken
 }
 
 // A state file that is missing or damaged stops the gateway at start,

@@ -22,8 +22,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/nodekeys/nodekeys/authz"
 	"github.com/nodekeys/nodekeys/flwrlogin"
 	"github.com/nodekeys/nodekeys/gateway"
+	"github.com/nodekeys/nodekeys/internal/flwrpb"
 	"github.com/nodekeys/nodekeys/internal/oidctest"
 	"github.com/nodekeys/nodekeys/oidcauth"
 )
@@ -78,7 +80,13 @@ func listRuns(c *grpc.ClientConn, md ...string) (metadata.MD, error) {
 func TestAccountLoginWithARealProvider(t *testing.T) {
 	t.Parallel()
 	p := oidctest.Start(t, oidctest.State{AccessTTL: 1})
-	r := newRig(t, 1, func(c *gateway.Config) { c.OIDC = oidcConfig(t, p) })
+	policy := authz.Default()
+	policy.RolesClaim = "groups"
+	policy.Roles["service"] = authz.Role{Methods: []string{"StartRun", "ListRuns"}}
+	r := newRig(t, 1, func(c *gateway.Config) {
+		c.OIDC = oidcConfig(t, p)
+		c.Policy = policy
+	})
 	raw := r.dial(t, r.control, nil)
 
 	// Without a login nothing gets through.
@@ -109,6 +117,18 @@ func TestAccountLoginWithARealProvider(t *testing.T) {
 	}
 	assert.Equal(t, before, r.up.Count())
 
+	// A service's token from the client-credentials grant, fetched by the
+	// Go credentials and sent as it is.
+	svc, fixed, svcToken := serviceClients(t, r, p)
+	run := startRun(t, svc, nil)
+	m, _ := runsOf(t, svc, nil)
+	assert.Equal(t, []uint64{run}, runIDs(m))
+	assert.Equal(t, oidctest.ServiceID, m.RunDict[run].FlwrAid, "a token with no sub is its client's")
+	_, err = ctl(svc, nil, "StopRun", &flwrpb.StopRunRequest{RunId: run})
+	wantStatus(t, err, codes.PermissionDenied, "StopRun needs the role admin or member (this account has roles service)")
+	_, err = ctl(fixed, nil, "ListRuns", &flwrpb.ListRunsRequest{})
+	require.NoError(t, err)
+
 	// Expired: refused without a refresh token; with one, refreshed, and
 	// the new pair comes back in the header, as the CLI reads it.
 	time.Sleep(2200 * time.Millisecond) // past the token's 1 s and the 1 s leeway
@@ -123,6 +143,13 @@ func TestAccountLoginWithARealProvider(t *testing.T) {
 	require.Len(t, h.Get(gateway.HeaderRefreshToken), 1)
 	_, err = listRuns(raw, gateway.HeaderAccessToken, fresh[0])
 	require.NoError(t, err, "the refreshed token works")
+	// The service's fixed token has expired too; its credentials fetched a
+	// new one, and go on.
+	_, err = ctl(fixed, nil, "ListRuns", &flwrpb.ListRunsRequest{})
+	wantStatus(t, err, codes.Unauthenticated, "")
+	m, _ = runsOf(t, svc, nil)
+	assert.Equal(t, []uint64{run}, runIDs(m), "the credentials fetched a new token")
+	assert.NotContains(t, r.logs.String(), svcToken)
 
 	tok2 := login(t, r, p, "bob")
 	// A token the provider really issued, for another audience than the

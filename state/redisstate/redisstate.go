@@ -30,9 +30,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -132,8 +134,20 @@ type Backend struct {
 	bucket *redis.Script
 }
 
+// quietOnce routes go-redis's own log lines (connection pool retries, to
+// stderr by default) to slog at debug level, once per process: every
+// failure that matters reaches the caller's Errors already.
+var quietOnce sync.Once
+
+type debugLog struct{}
+
+func (debugLog) Printf(ctx context.Context, format string, v ...any) {
+	slog.DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...))
+}
+
 // New connects to Redis and checks that it answers.
 func New(ctx context.Context, cfg Config, onErr Errors) (*Backend, error) {
+	quietOnce.Do(func() { redis.SetLogger(debugLog{}) })
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err

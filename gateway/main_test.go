@@ -1,0 +1,25 @@
+package gateway_test
+
+import (
+	"flag"
+	"os"
+	"testing"
+)
+
+// TestMain lets more of this package's tests run at once than the default
+// (one per core): most of their time is spent waiting (for token expiry,
+// refusal delays, drains and peers starting), not computing, and the
+// default would run those waits one after another.
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if f := flag.Lookup("test.parallel"); f != nil && !isSet("test.parallel") {
+		f.Value.Set("6")
+	}
+	os.Exit(m.Run())
+}
+
+func isSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
