@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
+	"io"
 	"log/slog"
-	"os"
 	"os/signal"
 	"syscall"
 
@@ -172,16 +172,16 @@ func gatewayConfig(c *cli.Context) (*gateway.Config, error) {
 	return cfg, nil
 }
 
-func newLogger(format, level string) (*slog.Logger, error) {
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return nil, usageErr("--log-level must be debug, info, warn or error, got %q", level)
 	}
 	opts := &slog.HandlerOptions{Level: lv}
 	if format == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	return slog.New(slog.NewTextHandler(w, opts)), nil
 }
 
 func runGateway(c *cli.Context) error {
@@ -192,7 +192,7 @@ func runGateway(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(cfg.LogFormat, cfg.LogLevel)
+	log, err := newLogger(c.App.ErrWriter, cfg.LogFormat, cfg.LogLevel)
 	if err != nil {
 		return err
 	}

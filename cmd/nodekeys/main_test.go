@@ -8,11 +8,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/urfave/cli/v2"
+
+	"github.com/nodekeys/nodekeys/internal/peer"
+	"github.com/nodekeys/nodekeys/internal/syncbuf"
 )
 
 // bin is the nodekeys binary the end-to-end tests run: this test binary
@@ -21,8 +25,11 @@ import (
 var bin string
 
 func TestMain(m *testing.M) {
-	if os.Getenv("NODEKEYS_AS_CLI") == "1" {
+	switch os.Getenv("NODEKEYS_AS_CLI") {
+	case "1":
 		os.Exit(run(os.Args, os.Stdin, os.Stdout, os.Stderr))
+	case "serve":
+		os.Exit(serveCommands())
 	}
 	dir, err := os.MkdirTemp("", "nodekeys-bin-")
 	if err != nil {
@@ -38,6 +45,10 @@ func TestMain(m *testing.M) {
 	}
 	os.Setenv("NODEKEYS_AS_CLI", "1") // for every process the tests start
 	code := m.Run()
+	for _, r := range runners.all {
+		r.cmd.Process.Kill()
+		r.cmd.Wait()
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -47,9 +58,17 @@ type result struct {
 	code           int
 }
 
-// nk runs the built binary in dir with stdin.
+// nk runs nodekeys with args in dir, with stdin. With NODEKEYS_LONG=1 (as
+// CI runs) each command is a process of its own; otherwise commands run in
+// a few long-lived nodekeys processes, one command at a time each (see
+// serveCommands), which spares the tests some 300 process starts of 30 ms
+// each. Tests of signals, terminals and servers start processes
+// themselves.
 func nk(t *testing.T, dir string, stdin string, args ...string) result {
 	t.Helper()
+	if !peer.Long() {
+		return runners.run(t, dir, stdin, args)
+	}
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
 	cmd.Stdin = strings.NewReader(stdin)
@@ -278,4 +297,116 @@ func TestExitCodes(t *testing.T) {
 	r := nk(t, dir, "", "certgen", "--san", strings.Repeat("a", 100_000))
 	assert.Equal(t, 2, r.code)
 	assert.Less(t, len(r.stderr), 300, "a huge value is cut in the message")
+}
+
+// A command for a serving process, and its answer.
+type (
+	cliRequest struct {
+		Dir, Stdin string
+		Args       []string
+	}
+	cliResponse struct {
+		Stdout, Stderr string
+		Code           int
+	}
+)
+
+// serveCommands is a nodekeys process (NODEKEYS_AS_CLI=serve) that runs
+// commands one after another: each request, a JSON line on descriptor 3,
+// is run by the same run function as the command line, in the request's
+// folder, and answered on descriptor 4.
+func serveCommands() int {
+	dec := json.NewDecoder(os.NewFile(3, "requests"))
+	enc := json.NewEncoder(os.NewFile(4, "responses"))
+	for {
+		var req cliRequest
+		if err := dec.Decode(&req); err != nil {
+			return 0
+		}
+		resp := cliResponse{Code: -1}
+		if err := os.Chdir(req.Dir); err != nil {
+			resp.Stderr = err.Error()
+		} else {
+			var out, errb bytes.Buffer
+			resp.Code = run(append([]string{"nodekeys"}, req.Args...), strings.NewReader(req.Stdin), &out, &errb)
+			resp.Stdout, resp.Stderr = out.String(), errb.String()
+			// Leave the folder: a test may unmount or remove it.
+			os.Chdir("/")
+		}
+		if err := enc.Encode(resp); err != nil {
+			return 1
+		}
+	}
+}
+
+// runner is one serving process.
+type runner struct {
+	cmd    *exec.Cmd
+	enc    *json.Encoder
+	dec    *json.Decoder
+	stderr *syncbuf.Buffer
+}
+
+// runnerPool keeps idle serving processes; a command takes one, or starts
+// one when none is idle, so that parallel tests never wait for each other.
+type runnerPool struct {
+	mu   sync.Mutex
+	idle []*runner
+	all  []*runner
+}
+
+var runners runnerPool
+
+func (p *runnerPool) run(t *testing.T, dir, stdin string, args []string) result {
+	t.Helper()
+	abs, err := filepath.Abs(dir)
+	require.NoError(t, err)
+	r, err := p.get()
+	require.NoError(t, err)
+	if err := r.enc.Encode(cliRequest{Dir: abs, Stdin: stdin, Args: args}); err != nil {
+		t.Fatalf("nodekeys %v: the serving process is gone: %v\n%s", args, err, r.stderr.String())
+	}
+	var resp cliResponse
+	if err := r.dec.Decode(&resp); err != nil {
+		t.Fatalf("nodekeys %v: the serving process died: %v\n%s", args, err, r.stderr.String())
+	}
+	p.put(r)
+	require.NotEqual(t, -1, resp.Code, resp.Stderr)
+	return result{resp.Stdout, resp.Stderr, resp.Code}
+}
+
+func (p *runnerPool) get() (*runner, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.idle); n > 0 {
+		r := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		return r, nil
+	}
+	reqR, reqW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	respR, respW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	r := &runner{cmd: exec.Command(bin), stderr: &syncbuf.Buffer{}}
+	r.cmd.Env = append(os.Environ(), "NODEKEYS_AS_CLI=serve")
+	r.cmd.ExtraFiles = []*os.File{reqR, respW}
+	r.cmd.Stdout, r.cmd.Stderr = r.stderr, r.stderr
+	if err := r.cmd.Start(); err != nil {
+		return nil, err
+	}
+	reqR.Close()
+	respW.Close()
+	r.enc, r.dec = json.NewEncoder(reqW), json.NewDecoder(respR)
+	p.all = append(p.all, r)
+	return r, nil
+}
+
+func (p *runnerPool) put(r *runner) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.idle = append(p.idle, r)
 }

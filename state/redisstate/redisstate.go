@@ -210,6 +210,12 @@ func (b *Backend) ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), b.cfg.Timeout)
 }
 
+// bound gives a call's context the round-trip timeout, so that a Redis
+// that is down costs a Control call Timeout, not the pool's longer waits.
+func (b *Backend) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, b.cfg.Timeout)
+}
+
 // --- the replay guard ---
 
 var (
@@ -323,6 +329,8 @@ func (b *Backend) fail(err error) error {
 
 // SetOwner implements state.Store (HSETNX: the first owner stays).
 func (b *Backend) SetOwner(ctx context.Context, kind state.Kind, id uint64, o state.Owner) error {
+	ctx, cancel := b.bound(ctx)
+	defer cancel()
 	v, err := json.Marshal(o)
 	if err != nil {
 		return err
@@ -348,6 +356,8 @@ func (b *Backend) SetOwner(ctx context.Context, kind state.Kind, id uint64, o st
 
 // Owners implements state.Store (one HMGET).
 func (b *Backend) Owners(ctx context.Context, kind state.Kind, ids []uint64) (map[uint64]state.Owner, error) {
+	ctx, cancel := b.bound(ctx)
+	defer cancel()
 	out := make(map[uint64]state.Owner, len(ids))
 	if len(ids) == 0 {
 		return out, nil
@@ -376,6 +386,8 @@ func (b *Backend) Owners(ctx context.Context, kind state.Kind, ids []uint64) (ma
 
 // All implements state.Store.
 func (b *Backend) All(ctx context.Context, kind state.Kind) (map[uint64]state.Owner, error) {
+	ctx, cancel := b.bound(ctx)
+	defer cancel()
 	m, err := b.rdb.HGetAll(ctx, b.ownersKey(kind)).Result()
 	if err != nil {
 		return nil, b.fail(err)
@@ -396,6 +408,8 @@ func (b *Backend) All(ctx context.Context, kind state.Kind) (map[uint64]state.Ow
 
 // Revoke records token hashes as revoked, for every replica.
 func (b *Backend) Revoke(ctx context.Context, hashes [][sha256.Size]byte) error {
+	ctx, cancel := b.bound(ctx)
+	defer cancel()
 	if len(hashes) == 0 {
 		return nil
 	}
@@ -413,6 +427,8 @@ func (b *Backend) Revoke(ctx context.Context, hashes [][sha256.Size]byte) error 
 // Revoked reports whether a token hash was revoked by any replica. An
 // error means the answer is unknown; callers refuse the token.
 func (b *Backend) Revoked(ctx context.Context, hash [sha256.Size]byte) (bool, error) {
+	ctx, cancel := b.bound(ctx)
+	defer cancel()
 	ok, err := b.rdb.SIsMember(ctx, b.key("revoked"), hex.EncodeToString(hash[:])).Result()
 	if err != nil {
 		b.onErr("revoked", err)

@@ -42,7 +42,7 @@ func (e *errs) count(kind string) int {
 
 func replica(t *testing.T, addr string, tweak func(*redisstate.Config), e *errs) *redisstate.Backend {
 	t.Helper()
-	cfg := redisstate.Config{Addrs: []string{addr}, Timeout: 200 * time.Millisecond}
+	cfg := redisstate.Config{Addrs: []string{addr}, Timeout: 100 * time.Millisecond}
 	if tweak != nil {
 		tweak(&cfg)
 	}
