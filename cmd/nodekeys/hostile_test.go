@@ -34,6 +34,7 @@ func hostileDir(t *testing.T) string {
 	}
 	garbage := make([]byte, 4096)
 	rand.Read(garbage)
+	garbage[0] = 0xff // not UTF-8 from the first byte, so every parser stops on line 1
 	put("empty", nil, 0o600)
 	put("truncated.key", priv[:200], 0o600)
 	put("garbage.bin", garbage, 0o600)
