@@ -21,12 +21,14 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/nodekeys/nodekeys/authz"
 	"github.com/nodekeys/nodekeys/gateway"
 	"github.com/nodekeys/nodekeys/internal/flwrpb"
 	"github.com/nodekeys/nodekeys/internal/oidctest"
 	"github.com/nodekeys/nodekeys/internal/standin"
 	"github.com/nodekeys/nodekeys/keys"
 	"github.com/nodekeys/nodekeys/state"
+	"github.com/nodekeys/nodekeys/state/redisstate"
 	"github.com/nodekeys/nodekeys/tokens"
 )
 
@@ -318,4 +320,56 @@ func TestFleetBearerTokens(t *testing.T) {
 	_, _, _, err = call(r.dial(t, r.fleet, nil), heartbeat, "echo:x", bearer(node)...)
 	wantStatus(t, err, codes.Unauthenticated, "Missing authentication metadata")
 	assert.NotContains(t, r.logs.String(), node)
+}
+
+// The authorization and shared-state settings, read from YAML as an
+// operator writes them, and the contradictions refused at start.
+func TestAuthorizationConfig(t *testing.T) {
+	t.Parallel()
+	p := filepath.Join(t.TempDir(), "gateway.yaml")
+	require.NoError(t, os.WriteFile(p, []byte(`
+upstream: 127.0.0.1:7000
+upstream_insecure: true
+tls_cert: c
+tls_key: k
+allowlist: [a.csv]
+token_file: tokens.txt
+policy:
+  roles_claim: realm_access.roles
+  roles:
+    fl-admin: {methods: ["*"], see_all: true}
+    auditor: {methods: [ListRuns, ListNodes], see_all: true}
+redis:
+  addrs: [127.0.0.1:6379]
+  password_env: REDIS_PASSWORD
+  replay_fallback: closed
+`), 0o600))
+	c, err := gateway.LoadConfig(p)
+	require.NoError(t, err)
+	assert.Equal(t, "realm_access.roles", c.Policy.RolesClaim)
+	assert.True(t, c.Policy.Roles["auditor"].SeeAll)
+	assert.Equal(t, redisstate.Closed, c.Redis.ReplayFallback)
+	c.Defaults()
+	require.NoError(t, c.Validate(), "owners go to Redis: no state_file needed")
+	assert.Equal(t, redisstate.Local, c.Redis.RateFallback, "the default")
+
+	for name, tc := range map[string]struct {
+		tweak func(*gateway.Config)
+		want  string
+	}{
+		"state file and redis": {func(c *gateway.Config) { c.StateFile = "s.db" }, "contradict"},
+		"no state at all":      {func(c *gateway.Config) { c.Redis = nil }, "need a state_file"},
+		"unknown method":       {func(c *gateway.Config) { c.Policy.Roles["x"] = authz.Role{Methods: []string{"Nuke"}} }, `unknown method "Nuke"`},
+		"bad fallback":         {func(c *gateway.Config) { c.Redis.ReplayFallback = "maybe" }, `"maybe"`},
+		"fleet role, no file":  {func(c *gateway.Config) { c.TokenFile, c.FleetTokenRole = "", "supernode" }, "fleet_token_role needs a token_file"},
+	} {
+		c, err := gateway.LoadConfig(p)
+		require.NoError(t, err)
+		tc.tweak(c)
+		c.Defaults()
+		assert.ErrorContains(t, c.Validate(), tc.want, name)
+	}
+	require.NoError(t, os.WriteFile(p, []byte("policy:\n  roles:\n    admin: {methods: [\"*\"], see_al: true}\n"), 0o600))
+	_, err = gateway.LoadConfig(p)
+	assert.ErrorContains(t, err, "see_al", "a misspelt grant is an error")
 }
