@@ -4,11 +4,12 @@ import (
 	"context"
 	"log/slog"
 	"os"
-	"os/signal"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/nodekeys/nodekeys/internal/filewatch"
 )
 
 // File is a token file in force: read at start, read again when it
@@ -94,27 +95,9 @@ func (f *File) OnRemoved(fn func(removed []Entry)) { f.gone = fn }
 // Watch reloads on SIGHUP, SIGUSR1, and when a look every interval finds
 // the file changed, until ctx ends.
 func (f *File) Watch(ctx context.Context, interval time.Duration) {
-	if interval <= 0 {
-		interval = time.Second
-	}
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGHUP, syscall.SIGUSR1)
-	defer signal.Stop(sig)
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-sig:
-			f.Reload()
-		case <-t.C:
-			f.mu.Lock()
-			changed := stampOf(f.path) != f.last
-			f.mu.Unlock()
-			if changed {
-				f.Reload()
-			}
-		}
-	}
+	filewatch.Loop(ctx, interval, []os.Signal{syscall.SIGHUP, syscall.SIGUSR1}, func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return stampOf(f.path) != f.last
+	}, func() { f.Reload() })
 }

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nodekeys/nodekeys/csvlist"
+	"github.com/nodekeys/nodekeys/internal/filewatch"
 	"github.com/nodekeys/nodekeys/keys"
 )
 
@@ -261,24 +261,5 @@ func (r *Reloader) changed() bool {
 // changed, until ctx ends. One stat a second (the default, for interval 0)
 // costs nothing and sees atomic renames that file watchers can miss.
 func (r *Reloader) Watch(ctx context.Context, interval time.Duration) {
-	if interval <= 0 {
-		interval = time.Second
-	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-			r.Reload()
-		case <-t.C:
-			if r.changed() {
-				r.Reload()
-			}
-		}
-	}
+	filewatch.Loop(ctx, interval, []os.Signal{syscall.SIGHUP}, r.changed, func() { r.Reload() })
 }
