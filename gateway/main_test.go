@@ -13,7 +13,7 @@ import (
 func TestMain(m *testing.M) {
 	flag.Parse()
 	if f := flag.Lookup("test.parallel"); f != nil && !isSet("test.parallel") {
-		f.Value.Set("6")
+		f.Value.Set("4")
 	}
 	os.Exit(m.Run())
 }
