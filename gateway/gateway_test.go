@@ -359,10 +359,10 @@ func TestAllowlistChangesWithoutRestart(t *testing.T) {
 	require.Eventually(t, func() bool { _, _, _, err := call(three, heartbeat, "x"); return err == nil },
 		5*time.Second, 50*time.Millisecond, "an added key is accepted")
 
-	resp, err := http.Get("http://" + r.metrics + "/metrics")
-	require.NoError(t, err)
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	// The gauge is set just after the new list is in force.
+	require.Eventually(t, func() bool { return strings.Contains(metricsText(t, r), "nodekeys_gateway_allowlist_keys 3") },
+		5*time.Second, 20*time.Millisecond)
+	body := metricsText(t, r)
 	for _, want := range []string{
 		"nodekeys_gateway_allowlist_keys 3",
 		`nodekeys_gateway_calls_total{method="SendNodeHeartbeat",result="ok",service="flwr.proto.Fleet"}`,
@@ -370,11 +370,11 @@ func TestAllowlistChangesWithoutRestart(t *testing.T) {
 		"nodekeys_gateway_verify_seconds_count",
 		"nodekeys_gateway_certificate_not_after_timestamp_seconds",
 	} {
-		assert.Contains(t, string(body), want)
+		assert.Contains(t, body, want)
 	}
 	// The broken file failed at least once (the watcher may also have
 	// caught it half-written).
-	assert.Regexp(t, `nodekeys_gateway_allowlist_reload_errors_total [1-9]`, string(body))
+	assert.Regexp(t, `nodekeys_gateway_allowlist_reload_errors_total [1-9]`, body)
 }
 
 func TestRenewedCertificateServedWithoutRestart(t *testing.T) {
