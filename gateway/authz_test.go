@@ -140,7 +140,7 @@ func TestRolesAndOwnership(t *testing.T) {
 	require.NoError(t, err)
 	r := newRig(t, 3, func(c *gateway.Config) {
 		c.OIDC = oidcConfig(t, p)
-		c.TokenFile = tokenFile
+		c.TokenList = tokenFile
 	})
 	bob, carol, alice := user(login(t, r, p, "bob").Access), user(login(t, r, p, "carol").Access), user(login(t, r, p, "alice").Access)
 	c := r.dial(t, r.control, nil)
@@ -264,7 +264,7 @@ func TestStateFileMissingOrDamaged(t *testing.T) {
 	_, _, err := tokens.New(tokenFile, "ops", "admin")
 	require.NoError(t, err)
 	cfg := r.cfg
-	cfg.TokenFile = tokenFile
+	cfg.TokenList = tokenFile
 	cfg.StateFile = ""
 	_, err = gateway.New(cfg, nil)
 	assert.ErrorContains(t, err, "need a state_file")
@@ -297,7 +297,7 @@ func TestFleetBearerTokens(t *testing.T) {
 	member, _, err := tokens.New(tokenFile, "ci", "member")
 	require.NoError(t, err)
 	r := newRig(t, 1, func(c *gateway.Config) {
-		c.TokenFile = tokenFile
+		c.TokenList = tokenFile
 		c.FleetTokenRole = "supernode"
 		c.RefusalDelay = new(time.Duration)
 	})
@@ -333,7 +333,7 @@ upstream_insecure: true
 tls_cert: c
 tls_key: k
 allowlist: [a.csv]
-token_file: tokens.txt
+token_list: tokens.txt
 policy:
   roles_claim: realm_access.roles
   roles:
@@ -361,7 +361,7 @@ redis:
 		"no state at all":      {func(c *gateway.Config) { c.Redis = nil }, "need a state_file"},
 		"unknown method":       {func(c *gateway.Config) { c.Policy.Roles["x"] = authz.Role{Methods: []string{"Nuke"}} }, `unknown method "Nuke"`},
 		"bad fallback":         {func(c *gateway.Config) { c.Redis.ReplayFallback = "maybe" }, `"maybe"`},
-		"fleet role, no file":  {func(c *gateway.Config) { c.TokenFile, c.FleetTokenRole = "", "supernode" }, "fleet_token_role needs a token_file"},
+		"fleet role, no file":  {func(c *gateway.Config) { c.TokenList, c.FleetTokenRole = "", "supernode" }, "fleet_token_role needs a token_list"},
 	} {
 		c, err := gateway.LoadConfig(p)
 		require.NoError(t, err)

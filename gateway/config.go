@@ -66,13 +66,13 @@ type Config struct {
 	// oidcauth): flwr login against this provider, and every other
 	// Control call refused without a valid login.
 	OIDC *oidcauth.Config `yaml:"oidc"`
-	// TokenFile is a token file (see package tokens and nodekeys token
-	// new): its bearer tokens are accepted on Control calls as
+	// TokenList is the token list (see package tokens and nodekeys token
+	// new: the hashes of machine tokens): its bearer tokens are accepted on Control calls as
 	// "authorization: Bearer nkt_...", with the role written beside each.
 	// It is reloaded on change, SIGHUP and SIGUSR1.
-	TokenFile string `yaml:"token_file"`
+	TokenList string `yaml:"token_list"`
 	// FleetTokenRole, if set, makes every Fleet call also carry a bearer
-	// token of this role from TokenFile, besides its signature.
+	// token of this role from TokenList, besides its signature.
 	FleetTokenRole string `yaml:"fleet_token_role"`
 	// Policy says which roles may call which Control methods, and which
 	// see every account's runs and nodes (see package authz). Without it,
@@ -80,7 +80,7 @@ type Config struct {
 	Policy *authz.Policy `yaml:"policy"`
 	// StateFile is the embedded state store (see package state): who
 	// started each run and registered each node. Needed with oidc or
-	// token_file; made once with nodekeys state init.
+	// token_list; made once with nodekeys state init.
 	StateFile string `yaml:"state_file"`
 	// Redis shares state among several gateway replicas (see package
 	// state/redisstate): the replay guard, the per-key rate limits, run
@@ -264,12 +264,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("gateway: refusal_delay must be 0 to 10s, got %s", *c.RefusalDelay)
 	case c.OIDC != nil && c.ListenControl == Off:
 		return errors.New("gateway: oidc needs the Control listener (listen_control is off)")
-	case c.TokenFile != "" && c.ListenControl == Off && c.FleetTokenRole == "":
-		return errors.New("gateway: token_file is for the Control listener (listen_control is off) unless fleet_token_role is set")
-	case c.FleetTokenRole != "" && c.TokenFile == "":
-		return errors.New("gateway: fleet_token_role needs a token_file")
+	case c.TokenList != "" && c.ListenControl == Off && c.FleetTokenRole == "":
+		return errors.New("gateway: token_list is for the Control listener (listen_control is off) unless fleet_token_role is set")
+	case c.FleetTokenRole != "" && c.TokenList == "":
+		return errors.New("gateway: fleet_token_role needs a token_list")
 	case c.authenticatesControl() && c.StateFile == "" && c.Redis == nil:
-		return errors.New("gateway: oidc and token_file need a state_file, where the owner of each run and node is kept (make one with nodekeys state init FILE), or redis")
+		return errors.New("gateway: oidc and token_list need a state_file, where the owner of each run and node is kept (make one with nodekeys state init FILE), or redis")
 	case c.StateFile != "" && c.Redis != nil:
 		return errors.New("gateway: state_file and redis contradict each other: with redis, the owners are kept there")
 	case c.RegisterNodes && c.ListenControl == Off:
@@ -307,5 +307,5 @@ func (c *Config) Validate() error {
 // authenticatesControl reports whether Control calls need a login or a
 // token, and so roles and owners.
 func (c *Config) authenticatesControl() bool {
-	return c.ListenControl != Off && (c.OIDC != nil || c.TokenFile != "")
+	return c.ListenControl != Off && (c.OIDC != nil || c.TokenList != "")
 }

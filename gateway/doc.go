@@ -19,7 +19,7 @@
 // forwarded with the three flwr-* headers exactly as verified.
 //
 // Control calls are forwarded as they are unless the config turns on
-// account login (oidc) or machine tokens (token_file). Then the gateway
+// account login (oidc) or machine tokens (token_list). Then the gateway
 // answers flwr login itself, authenticates every other Control call (a
 // login's token, a bearer token, or a service's client-credentials token),
 // checks the caller's roles against a policy (package authz), and keeps

@@ -176,8 +176,8 @@ func New(cfg Config, log *slog.Logger) (_ *Gateway, err error) {
 			return nil, fmt.Errorf("gateway: account login: %w", err)
 		}
 	}
-	if cfg.TokenFile != "" {
-		g.tokens, err = tokens.Open(cfg.TokenFile, log, func(n int, err error) {
+	if cfg.TokenList != "" {
+		g.tokens, err = tokens.Open(cfg.TokenList, log, func(n int, err error) {
 			if err != nil {
 				g.m.tokenReloadErrors.Inc()
 				return

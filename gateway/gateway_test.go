@@ -75,7 +75,7 @@ func newRig(t *testing.T, nodes int, tweak ...func(*gateway.Config)) *rig {
 	for _, f := range tweak {
 		f(&cfg)
 	}
-	if (cfg.OIDC != nil || cfg.TokenFile != "") && cfg.StateFile == "" && cfg.Redis == nil {
+	if (cfg.OIDC != nil || cfg.TokenList != "") && cfg.StateFile == "" && cfg.Redis == nil {
 		cfg.StateFile = filepath.Join(dir, "state.db")
 		require.NoError(t, state.Create(cfg.StateFile))
 	}

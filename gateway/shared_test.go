@@ -43,7 +43,7 @@ func TestReplicasShareStateInRedis(t *testing.T) {
 	shared := func(file string) func(*gateway.Config) {
 		return func(c *gateway.Config) {
 			c.Redis = &redisstate.Config{Addrs: []string{srv.Addr}, Timeout: 200 * time.Millisecond}
-			c.TokenFile = file
+			c.TokenList = file
 			c.KeyRate, c.KeyBurst = 0.01, 4
 			c.RefusalDelay = new(time.Duration)
 			c.ReloadInterval = time.Hour // reloads only when the test asks

@@ -43,12 +43,12 @@ func gatewayCommand() *cli.Command {
 			"  oidc:            account login for the Control API, for the unmodified flwr CLI\n" +
 			"                   (issuer, client_id, client_secret_file or client_secret_env,\n" +
 			"                   audience, scopes, groups_claim, ca_file; see the README)\n" +
-			"  token_file:      bearer tokens for machines (--token-file; nodekeys token new)\n" +
+			"  token_list:      bearer tokens for machines (--token-list; nodekeys token new)\n" +
 			"  policy:          roles_claim, and roles: NAME: {methods: [StartRun, ...] or\n" +
 			"                   [\"*\"], see_all: true|false}; default: admin (everything,\n" +
 			"                   every account's runs and nodes) and member (its own)\n" +
 			"  state_file:      where run and node owners are kept (--state-file; needed\n" +
-			"                   with oidc or token_file; make it with nodekeys state init)\n" +
+			"                   with oidc or token_list; make it with nodekeys state init)\n" +
 			"  fleet_token_role: Fleet calls must also carry a bearer token of this role\n" +
 			"  redis:           state shared by several replicas (replay guard, rate limits,\n" +
 			"                   owners, revoked tokens): addrs, master_name (Sentinel),\n" +
@@ -80,7 +80,7 @@ func gatewayCommand() *cli.Command {
 			&cli.DurationFlag{Name: "max-stream-age", Value: gateway.DefaultMaxStreamAge, Usage: "end a Fleet stream this long after it opened"},
 			&cli.DurationFlag{Name: "refusal-delay", Value: gateway.DefaultRefusalDelay, Usage: "hold a refused Fleet call this long before answering (0 answers at once)"},
 			&cli.IntFlag{Name: "max-streams-per-conn", Value: gateway.DefaultStreamsPerConn, Usage: "calls one connection may have open at once"},
-			&cli.StringFlag{Name: "token-file", Usage: "accept the bearer tokens of this token `FILE` on Control calls (see nodekeys token)"},
+			&cli.StringFlag{Name: "token-list", Usage: "accept the bearer tokens whose hashes this `FILE` lists, on Control calls (made by nodekeys token new)"},
 			&cli.StringFlag{Name: "state-file", Usage: "run and node owners are kept in this `FILE` (made once by nodekeys state init)"},
 			&cli.BoolFlag{Name: "register-nodes", Usage: "keep the SuperLink's registrations (Flower 1.23+) equal to the allowlist"},
 			&cli.BoolFlag{Name: "register-prune", Usage: "with --register-nodes, also unregister keys the allowlist drops (Flower never registers them again)"},
@@ -120,7 +120,7 @@ func gatewayConfig(c *cli.Context) (*gateway.Config, error) {
 	str("metrics", &cfg.Metrics)
 	str("log-format", &cfg.LogFormat)
 	str("log-level", &cfg.LogLevel)
-	str("token-file", &cfg.TokenFile)
+	str("token-list", &cfg.TokenList)
 	str("state-file", &cfg.StateFile)
 	if c.IsSet("upstream-insecure") {
 		cfg.UpstreamInsecure = c.Bool("upstream-insecure")

@@ -16,7 +16,7 @@ import (
 
 func tokenFileFlag() cli.Flag {
 	return &cli.StringFlag{Name: "file", Aliases: []string{"f"}, Value: "tokens.txt",
-		Usage: "the gateway's token `FILE` (its token_file setting)"}
+		Usage: "the gateway's token `FILE` (its token_list setting)"}
 }
 
 func tokenCommand() *cli.Command {
@@ -24,7 +24,7 @@ func tokenCommand() *cli.Command {
 		Name:  "token",
 		Usage: "make, list and revoke bearer tokens for machines (CI, services) on a gateway",
 		Description: "A token is 256 random bits, printed once by 'token new'. The token file keeps\n" +
-			"only its SHA-256, a name and a role; the gateway reads it (token_file) and\n" +
+			"only its SHA-256, a name and a role; the gateway reads it (token_list) and\n" +
 			"reloads it on change, SIGHUP and SIGUSR1. Clients send it as\n" +
 			"'authorization: Bearer TOKEN' (nodekeys register/nodes --token-file, or\n" +
 			"tokens.Static in Go).\n\n" +

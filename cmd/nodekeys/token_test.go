@@ -55,7 +55,7 @@ func TestTokenAndStateCommands(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "gateway.yaml"), []byte("reload_interval: 1h\n"), 0o600))
 	cmd := exec.Command(bin, "gateway", "--config", "gateway.yaml", "--listen-fleet", fleet, "--listen-control", control, "--metrics", metrics,
 		"--upstream", up.Addr, "--upstream-control", up.Addr, "--upstream-insecure",
-		"--allowlist", "keys/client_public_keys.csv", "--token-file", "tokens.txt", "--state-file", "state.db")
+		"--allowlist", "keys/client_public_keys.csv", "--token-list", "tokens.txt", "--state-file", "state.db")
 	cmd.Dir = dir
 	var stderr syncbuf.Buffer
 	cmd.Stderr = &stderr
