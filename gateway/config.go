@@ -66,10 +66,10 @@ type Config struct {
 	// oidcauth): flwr login against this provider, and every other
 	// Control call refused without a valid login.
 	OIDC *oidcauth.Config `yaml:"oidc"`
-	// TokenList is the token list (see package tokens and nodekeys token
-	// new: the hashes of machine tokens): its bearer tokens are accepted on Control calls as
-	// "authorization: Bearer nkt_...", with the role written beside each.
-	// It is reloaded on change, SIGHUP and SIGUSR1.
+	// TokenList is the file of machine tokens' hashes that nodekeys token
+	// new writes (see package tokens). Its tokens are accepted on Control
+	// calls as "authorization: Bearer nkt_...", each with the role written
+	// beside it. It is reloaded on change, SIGHUP and SIGUSR1.
 	TokenList string `yaml:"token_list"`
 	// FleetTokenRole, if set, makes every Fleet call also carry a bearer
 	// token of this role from TokenList, besides its signature.
