@@ -8,7 +8,10 @@ import (
 	"bufio"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,30 +23,38 @@ import (
 type Server struct {
 	Addr string
 	bin  string
+	args []string
 	cmd  *exec.Cmd
 	done chan struct{}
 }
 
-// Start starts redis-server on 127.0.0.1 and a free port.
-func Start(t testing.TB) *Server {
+// Start starts redis-server on 127.0.0.1 and a free port, with extra
+// arguments (directives, as "--cluster-enabled", "yes").
+func Start(t testing.TB, extra ...string) *Server {
 	t.Helper()
 	bin := peer.Command(t, "redis-server")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &Server{Addr: ln.Addr().String(), bin: bin}
-	ln.Close()
+	s := &Server{Addr: freeAddr(t), bin: bin, args: extra}
 	s.start(t)
 	t.Cleanup(s.Stop)
 	return s
 }
 
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
 func (s *Server) start(t testing.TB) {
 	t.Helper()
 	_, port, _ := net.SplitHostPort(s.Addr)
-	s.cmd = exec.Command(s.bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--protected-mode", "yes", "--loglevel", "warning", "--databases", "1")
+	args := append([]string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--protected-mode", "yes", "--loglevel", "warning"}, s.args...)
+	s.cmd = exec.Command(s.bin, args...)
 	out, err := s.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -59,23 +70,7 @@ func (s *Server) start(t testing.TB) {
 		s.cmd.Wait()
 		close(s.done)
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if c, err := net.DialTimeout("tcp", s.Addr, 100*time.Millisecond); err == nil {
-			fmt.Fprint(c, "PING\r\n")
-			line, _ := bufio.NewReader(c).ReadString('\n')
-			c.Close()
-			if strings.HasPrefix(line, "+PONG") {
-				return
-			}
-		}
-		select {
-		case <-s.done:
-			t.Fatalf("redis-server exited at start on %s", s.Addr)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	t.Fatalf("redis-server did not answer on %s", s.Addr)
+	waitPong(t, s)
 }
 
 // Stop kills the server at once (as a crash would) and waits for it.
@@ -92,4 +87,108 @@ func (s *Server) Restart(t testing.TB) {
 	t.Helper()
 	s.Stop()
 	s.start(t)
+}
+
+// StartSentinel starts a Sentinel (redis-server --sentinel) watching
+// master under the name "nodekeys", and returns its address.
+func StartSentinel(t testing.TB, master *Server) string {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(master.Addr)
+	conf := filepath.Join(t.TempDir(), "sentinel.conf")
+	addr := freeAddr(t)
+	_, sport, _ := net.SplitHostPort(addr)
+	text := fmt.Sprintf("port %s\nbind 127.0.0.1\nsentinel monitor nodekeys %s %s 1\nsentinel down-after-milliseconds nodekeys 5000\n", sport, host, port)
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Addr: addr, bin: master.bin}
+	s.cmd = exec.Command(s.bin, conf, "--sentinel", "--loglevel", "warning")
+	s.done = make(chan struct{})
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.cmd.Wait(); close(s.done) }()
+	t.Cleanup(s.Stop)
+	waitPong(t, s)
+	// Sentinel answers before it knows the master: wait until it does.
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if strings.Contains(command(s.Addr, "SENTINEL get-master-addr-by-name nodekeys"), port) {
+			return addr
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("sentinel on %s does not know its master", addr)
+	return ""
+}
+
+// StartCluster starts n redis-servers in cluster mode, makes them one
+// cluster of n primaries with redis-cli --cluster create, and returns
+// their addresses once the cluster is ok.
+func StartCluster(t testing.TB, n int) []string {
+	t.Helper()
+	cli := peer.Command(t, "redis-cli")
+	dir := t.TempDir()
+	var addrs []string
+	for range n {
+		_, bus, _ := net.SplitHostPort(freeAddr(t)) // not port+10000, which may pass 65535
+		s := Start(t, "--cluster-enabled", "yes", "--cluster-port", bus, "--dir", dir,
+			"--cluster-config-file", "nodes-"+strconv.Itoa(len(addrs))+".conf", "--cluster-node-timeout", "5000")
+		addrs = append(addrs, s.Addr)
+	}
+	args := append([]string{"--cluster", "create"}, addrs...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		ok := true
+		for _, a := range addrs {
+			ok = ok && strings.Contains(command(a, "CLUSTER INFO"), "cluster_state:ok")
+		}
+		if ok {
+			return addrs
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("the cluster of %v did not become ok", addrs)
+	return nil
+}
+
+// command sends one inline command and returns what comes back within a
+// short while.
+func command(addr, cmd string) string {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return ""
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Second))
+	fmt.Fprint(c, cmd+"\r\n")
+	var b strings.Builder
+	buf := make([]byte, 4096)
+	for {
+		n, err := c.Read(buf)
+		b.Write(buf[:n])
+		if err != nil || n < len(buf) {
+			return b.String()
+		}
+	}
+}
+
+func waitPong(t testing.TB, s *Server) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if strings.HasPrefix(command(s.Addr, "PING"), "+PONG") {
+			return
+		}
+		select {
+		case <-s.done:
+			t.Fatalf("redis-server exited at start on %s", s.Addr)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatalf("redis-server did not answer on %s", s.Addr)
 }

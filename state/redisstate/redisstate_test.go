@@ -2,6 +2,7 @@ package redisstate_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/nodekeys/nodekeys/internal/peer"
 	"github.com/nodekeys/nodekeys/internal/redistest"
 	"github.com/nodekeys/nodekeys/keys"
 	"github.com/nodekeys/nodekeys/sign"
@@ -212,4 +214,57 @@ func TestRedisDownAndBack(t *testing.T) {
 	require.Eventually(t, func() bool { return lg.CheckReplay(key, at(10), now, exp) == nil }, 5*time.Second, 20*time.Millisecond)
 	assert.Equal(t, verify.Replayed, verify.ReasonOf(cg.CheckReplay(key, at(10), now, exp)), "seen by the other replica, through Redis")
 	require.NoError(t, local.SetOwner(ctx, state.Runs, 1, state.Owner{Subject: "a"}))
+}
+
+// The same sharing through a Sentinel (the master found by name) and
+// through a Cluster of three primaries, where each key may sit on another
+// node. Long form: it starts five more servers.
+func TestSentinelAndCluster(t *testing.T) {
+	t.Parallel()
+	if !peer.Long() {
+		t.Skip("starts a Sentinel and a three-node Cluster: NODEKEYS_LONG=1")
+	}
+	master := redistest.Start(t)
+	sentinel := redistest.StartSentinel(t, master)
+	cluster := redistest.StartCluster(t, 3)
+	for name, cfg := range map[string]redisstate.Config{
+		"sentinel": {Addrs: []string{sentinel}, MasterName: "nodekeys"},
+		"cluster":  {Addrs: cluster[:1], Cluster: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg.Timeout = time.Second
+			one, err := redisstate.New(context.Background(), cfg, nil)
+			require.NoError(t, err)
+			defer one.Close()
+			two, err := redisstate.New(context.Background(), cfg, nil)
+			require.NoError(t, err)
+			defer two.Close()
+			g1, g2 := one.Replay(verify.NewReplayGuard(0)), two.Replay(verify.NewReplayGuard(0))
+			never := func(string, time.Time) bool { t.Error("Redis did not answer"); return false }
+			l1, l2 := one.Limiter(0.01, 10, never), two.Limiter(0.01, 10, never)
+			now := time.Now()
+			// Many keys, so that in the Cluster they fall on every node.
+			for i := range 30 {
+				key := pemKey(t) + strconv.Itoa(i)
+				ts := sign.FormatTimestamp(now)
+				require.NoError(t, g1.CheckReplay(key, ts, now, now.Add(time.Minute)))
+				assert.Equal(t, verify.Replayed, verify.ReasonOf(g2.CheckReplay(key, ts, now, now.Add(time.Minute))))
+				for range 5 {
+					require.NoError(t, l1(key, now))
+					require.NoError(t, l2(key, now))
+				}
+				assert.Equal(t, verify.RateLimited, verify.ReasonOf(l2(key, now)))
+			}
+			ctx := context.Background()
+			require.NoError(t, one.SetOwner(ctx, state.Nodes, 9, state.Owner{Subject: "carol"}))
+			got, err := two.Owners(ctx, state.Nodes, []uint64{9})
+			require.NoError(t, err)
+			assert.Equal(t, "carol", got[9].Subject)
+			tok, _ := tokens.Generate()
+			require.NoError(t, one.Revoke(ctx, [][32]byte{tokens.Hash(tok)}))
+			revoked, err := two.Revoked(ctx, tokens.Hash(tok))
+			require.NoError(t, err)
+			assert.True(t, revoked)
+		})
+	}
 }
