@@ -123,6 +123,13 @@ func ReplayDigests(pemKey, ts string) (key, call [32]byte) {
 // CheckReplay implements ReplayChecker.
 func (g *ReplayGuard) CheckReplay(pemKey, ts string, now, expiry time.Time) error {
 	sumKey, sum := ReplayDigests(pemKey, ts)
+	return g.CheckDigests(sumKey, sum, pemKey, now, expiry)
+}
+
+// CheckDigests is CheckReplay for a call whose ReplayDigests the caller
+// has already computed (a shared guard that keys on them too); pemKey is
+// only passed to the OnKeyQuota function.
+func (g *ReplayGuard) CheckDigests(sumKey, sum [32]byte, pemKey string, now, expiry time.Time) error {
 	var d [16]byte
 	copy(d[:], sum[:16])
 	keyID := binary.LittleEndian.Uint64(sumKey[:8])

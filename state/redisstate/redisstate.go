@@ -239,10 +239,10 @@ func (b *Backend) Replay(local *verify.ReplayGuard) verify.ReplayChecker {
 
 // CheckReplay implements verify.ReplayChecker.
 func (r *replay) CheckReplay(pemKey, ts string, now, expiry time.Time) error {
-	if err := r.local.CheckReplay(pemKey, ts, now, expiry); err != nil {
+	key, call := verify.ReplayDigests(pemKey, ts)
+	if err := r.local.CheckDigests(key, call, pemKey, now, expiry); err != nil {
 		return err
 	}
-	_, call := verify.ReplayDigests(pemKey, ts)
 	ttl := expiry.Sub(now)
 	if ttl < time.Millisecond {
 		ttl = time.Millisecond
