@@ -352,11 +352,7 @@ func (a *Authenticator) check(ctx context.Context, token string) (*Account, erro
 		if err := t.Claims(&claims); err != nil {
 			return nil, err
 		}
-		acct := a.account(claims)
-		if acct.Subject == "" {
-			return nil, errors.New("the token names no subject and no client")
-		}
-		return acct, nil
+		return a.account(claims)
 	}
 	return a.checkOpaque(ctx, token)
 }
@@ -381,9 +377,9 @@ func (a *Authenticator) checkOpaque(ctx context.Context, token string) (*Account
 	if err := info.Claims(&claims); err != nil {
 		return nil, err
 	}
-	acct := a.account(claims)
-	if acct.Subject == "" {
-		return nil, errors.New("the userinfo answer names no subject")
+	acct, err := a.account(claims)
+	if err != nil {
+		return nil, err
 	}
 	a.mu.Lock()
 	for k, c := range a.cache { // keep the cache small
@@ -396,8 +392,9 @@ func (a *Authenticator) checkOpaque(ctx context.Context, token string) (*Account
 	return acct, nil
 }
 
-// account reads the account from a token's claims.
-func (a *Authenticator) account(claims map[string]any) *Account {
+// account reads the account from a token's or userinfo's claims; one that
+// names neither a subject nor a client is refused.
+func (a *Authenticator) account(claims map[string]any) (*Account, error) {
 	s := func(k string) string { v, _ := claims[k].(string); return v }
 	acct := &Account{Subject: s("sub"), Name: s("name"), Email: s("email"), ClientID: s("client_id"), Claims: claims}
 	if acct.Name == "" {
@@ -406,8 +403,11 @@ func (a *Authenticator) account(claims map[string]any) *Account {
 	if acct.Subject == "" {
 		acct.Subject = acct.ClientID // a client-credentials token may name only its client
 	}
+	if acct.Subject == "" {
+		return nil, errors.New("the token names no subject and no client")
+	}
 	acct.Groups = Strings(Claim(claims, a.cfg.GroupsClaim))
-	return acct
+	return acct, nil
 }
 
 // Claim follows a dotted path ("realm_access.roles") into claims.
