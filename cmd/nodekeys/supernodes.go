@@ -28,6 +28,7 @@ import (
 	"github.com/nodekeys/nodekeys/keys"
 	"github.com/nodekeys/nodekeys/keys/keyset"
 	"github.com/nodekeys/nodekeys/supernodes"
+	"github.com/nodekeys/nodekeys/tokens"
 )
 
 // controlFlags say how to reach a SuperLink's Control API.
@@ -41,17 +42,6 @@ func controlFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "give up on one call after this long"},
 	}
 }
-
-// tokenCreds sends the account or machine tokens with every call.
-type tokenCreds struct {
-	md     map[string]string
-	secure bool
-}
-
-func (t tokenCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	return t.md, nil
-}
-func (t tokenCreds) RequireTransportSecurity() bool { return t.secure }
 
 // controlConn connects to the Control API as the flags say.
 func controlConn(c *cli.Context) (*grpc.ClientConn, error) {
@@ -77,7 +67,6 @@ func controlConnTo(c *cli.Context, addr string) (*grpc.ClientConn, error) {
 		return nil, usageErr("say how to reach the SuperLink: --root-certificates CA.crt (TLS) or --insecure")
 	}
 	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
-	md := map[string]string{}
 	token := os.Getenv("NODEKEYS_TOKEN")
 	if f := c.String("token-file"); f != "" {
 		b, err := safefile.ReadRegular(f, 64<<10)
@@ -87,7 +76,10 @@ func controlConnTo(c *cli.Context, addr string) (*grpc.ClientConn, error) {
 		token = strings.TrimSpace(string(b))
 	}
 	if token != "" {
-		md["authorization"] = "Bearer " + token
+		if c.Bool("insecure") {
+			return nil, usageErr("a bearer token is sent over TLS only: use --root-certificates, not --insecure")
+		}
+		opts = append(opts, grpc.WithPerRPCCredentials(tokens.Static(token)))
 	}
 	if f := c.String("login-file"); f != "" {
 		tok, err := flwrlogin.ReadFile(f)
@@ -97,9 +89,6 @@ func controlConnTo(c *cli.Context, addr string) (*grpc.ClientConn, error) {
 		// Tokens the server refreshes are kept, in the file too.
 		creds := flwrlogin.NewCredentials(tok, f, !c.Bool("insecure"))
 		opts = append(opts, grpc.WithPerRPCCredentials(creds), grpc.WithUnaryInterceptor(creds.UnaryInterceptor()))
-	}
-	if len(md) > 0 {
-		opts = append(opts, grpc.WithPerRPCCredentials(tokenCreds{md: md, secure: !c.Bool("insecure")}))
 	}
 	return grpc.NewClient(addr, opts...)
 }

@@ -90,6 +90,11 @@ func TestTokenAndStateCommands(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &nodes))
 	assert.Len(t, nodes, 2, "an admin sees both")
 
+	// A token never goes over plaintext.
+	r = nk(t, dir, "", "nodes", "--superlink", control, "--insecure", "--token-file", "ops.token")
+	assert.Equal(t, 2, r.code)
+	assert.Contains(t, r.stderr, "a bearer token is sent over TLS only")
+
 	r = nk(t, dir, "", "token", "revoke", "--name", "ci")
 	require.Equal(t, 0, r.code, r.stderr)
 	require.NoError(t, cmd.Process.Signal(syscall.SIGUSR1)) // as ai4flwr's token interceptor reloads
