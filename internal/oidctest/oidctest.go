@@ -58,7 +58,26 @@ type State struct {
 	Accounts map[string][]string `json:"accounts,omitempty"`
 	// Opaque issues opaque access tokens (checked at userinfo), not JWTs.
 	Opaque bool `json:"opaque,omitempty"`
+	// Clients are further applications registered at the provider. Their
+	// access tokens are opaque unless they ask for a resource.
+	Clients []Client `json:"clients,omitempty"`
+	// NoIntrospection turns the introspection endpoint off.
+	NoIntrospection bool `json:"noIntrospection,omitempty"`
 }
+
+// Client is an application registered at the provider.
+type Client struct {
+	ID         string   `json:"client_id"`
+	Secret     string   `json:"client_secret"`
+	GrantTypes []string `json:"grant_types"`
+}
+
+// The grant types of a Client.
+const (
+	GrantDevice            = "urn:ietf:params:oauth:grant-type:device_code"
+	GrantRefresh           = "refresh_token"
+	GrantClientCredentials = "client_credentials"
+)
 
 // Provider is a running provider.
 type Provider struct {
@@ -249,3 +268,94 @@ func (p *Provider) CompleteDeviceLogin(t testing.TB, verificationURI, account st
 
 // HTTPClient is a client that trusts the provider's certificate.
 func (p *Provider) HTTPClient() *http.Client { return p.client }
+
+// Counts returns how many requests the provider has served, by path
+// ("/token", "/jwks", "/me", "/token/introspection", "/device/auth", ...).
+func (p *Provider) Counts(t testing.TB) map[string]int {
+	t.Helper()
+	resp, err := p.client.Get(p.Issuer + "/__counts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := map[string]int{}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// Tokens are what the provider's token endpoint answered.
+type Tokens struct {
+	Access  string `json:"access_token"`
+	Refresh string `json:"refresh_token"`
+	Error   string `json:"error"`
+}
+
+// tokenRequest posts form to endpoint as client c.
+func (p *Provider) tokenRequest(t testing.TB, c Client, endpoint string, form url.Values) *Tokens {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, p.Issuer+endpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(url.QueryEscape(c.ID), url.QueryEscape(c.Secret))
+	resp, err := p.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Tokens
+		DeviceCode string `json:"device_code"`
+		URI        string `json:"verification_uri_complete"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatalf("%s: HTTP %d: %v", endpoint, resp.StatusCode, err)
+	}
+	if out.DeviceCode != "" {
+		return &Tokens{Access: out.DeviceCode, Refresh: out.URI}
+	}
+	return &out.Tokens
+}
+
+// ClientCredentials fetches a token for client c with the
+// client-credentials grant; resource may be empty (an opaque token).
+func (p *Provider) ClientCredentials(t testing.TB, c Client, resource string) string {
+	t.Helper()
+	form := url.Values{"grant_type": {GrantClientCredentials}}
+	if resource != "" {
+		form.Set("resource", resource)
+	}
+	tok := p.tokenRequest(t, c, "/token", form)
+	if tok.Access == "" {
+		t.Fatalf("client credentials for %s: %s", c.ID, tok.Error)
+	}
+	return tok.Access
+}
+
+// DeviceLogin signs account in to client c with the device flow, as that
+// application would, and returns its tokens; resource may be empty (an
+// opaque access token for extra clients).
+func (p *Provider) DeviceLogin(t testing.TB, c Client, account, resource string) *Tokens {
+	t.Helper()
+	form := url.Values{"scope": {"openid offline_access email profile"}}
+	if resource != "" {
+		form.Set("resource", resource)
+	}
+	start := p.tokenRequest(t, c, "/device/auth", form)
+	if start.Access == "" {
+		t.Fatalf("device login for %s: %s", c.ID, start.Error)
+	}
+	p.CompleteDeviceLogin(t, start.Refresh, account)
+	form = url.Values{"grant_type": {GrantDevice}, "device_code": {start.Access}}
+	if resource != "" {
+		form.Set("resource", resource)
+	}
+	tok := p.tokenRequest(t, c, "/token", form)
+	if tok.Access == "" {
+		t.Fatalf("device login for %s: %s", c.ID, tok.Error)
+	}
+	return tok
+}

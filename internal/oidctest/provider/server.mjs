@@ -3,11 +3,19 @@
 //
 // Usage: node server.mjs PORT CERT KEY STATE_JSON
 // STATE_JSON: {"keys": "rsa"|"ec"|"both", "accessAlg": "RS256"|"ES256", "accessTTL": seconds,
-//              "accounts": {"alice": ["admin"], ...}, "opaque": true|false}
+//              "accounts": {"alice": ["admin"], ...}, "opaque": true|false,
+//              "clients": [{"client_id": ..., "client_secret": ..., "grant_types": [...]}],
+//              "noIntrospection": true|false}
 // Prints "ready ISSUER" once listening. Device flow, refresh tokens, JWT
-// access tokens for the resource https://flower-control, RS256 and ES256
-// keys made at start (a restart is a key rotation), and the development
-// login pages, which accept any account name with any password.
+// access tokens for the resources https://flower-control and
+// https://other-api, RS256 and ES256 keys made at start (a restart is a key
+// rotation), token introspection (RFC 7662), and the development login
+// pages, which accept any account name with any password.
+//
+// Extra clients (state.clients) get opaque tokens unless they ask for a
+// resource, so a test can hold another application's opaque and JWT tokens.
+// GET /__counts answers the number of requests the provider has served,
+// by path, for tests that bound how often a gateway calls it.
 import https from 'node:https';
 import fs from 'node:fs';
 import crypto from 'node:crypto';
@@ -17,6 +25,8 @@ const [port, certFile, keyFile, stateJSON] = process.argv.slice(2);
 const state = JSON.parse(stateJSON || '{}');
 const issuer = `https://127.0.0.1:${port}`;
 const resource = 'https://flower-control';
+const resources = [resource, 'https://other-api'];
+const counts = {};
 
 function jwk(kind) {
   const { privateKey } = kind === 'rsa'
@@ -50,21 +60,24 @@ const provider = new Provider(issuer, {
     response_types: [],
     redirect_uris: [],
     token_endpoint_auth_method: 'client_secret_basic',
-  }],
+  }, ...(state.clients || []).map((c) => ({
+    response_types: [], redirect_uris: [], token_endpoint_auth_method: 'client_secret_basic', ...c,
+  }))],
   jwks: { keys },
   features: {
     devInteractions: { enabled: true },
     deviceFlow: { enabled: true },
     clientCredentials: { enabled: true },
+    introspection: { enabled: !state.noIntrospection },
     resourceIndicators: {
       enabled: true,
-      // Opaque mode: no default resource, so access tokens are opaque and
-      // checked at the userinfo endpoint.
-      defaultResource: () => (state.opaque ? undefined : resource),
-      useGrantedResource: () => true,
+      // Opaque mode, and extra clients that name no resource: no default
+      // resource, so access tokens are opaque (for userinfo).
+      defaultResource: (ctx, client) => (state.opaque || extra(client) ? undefined : resource),
+      useGrantedResource: (ctx) => !state.opaque && !extra(ctx.oidc.client),
       getResourceServerInfo: (ctx, indicator) => {
-        if (indicator !== resource) throw new Error('unknown resource');
-        return { scope: 'openid offline_access email profile', audience: resource, accessTokenTTL: state.accessTTL || 60,
+        if (!resources.includes(indicator)) throw new Error('unknown resource');
+        return { scope: 'openid offline_access email profile', audience: indicator, accessTokenTTL: state.accessTTL || 60,
                  accessTokenFormat: 'jwt', jwt: { sign: { alg: accessAlg } } };
       },
     },
@@ -86,7 +99,7 @@ const provider = new Provider(issuer, {
     if (grantId) return ctx.oidc.provider.Grant.find(grantId);
     const grant = new ctx.oidc.provider.Grant({ clientId: ctx.oidc.client.clientId, accountId: ctx.oidc.session.accountId });
     grant.addOIDCScope('openid offline_access email profile');
-    if (!state.opaque) grant.addResourceScope(resource, 'openid offline_access email profile');
+    if (!state.opaque) for (const r of resources) grant.addResourceScope(r, 'openid offline_access email profile');
     await grant.save();
     return grant;
   },
@@ -95,8 +108,21 @@ const provider = new Provider(issuer, {
   pkce: { required: () => false },
 });
 provider.proxy = false;
+function extra(client) {
+  return !!client && (state.clients || []).some((c) => c.client_id === client.clientId);
+}
 
-const server = https.createServer({ cert: fs.readFileSync(certFile), key: fs.readFileSync(keyFile) }, provider.callback());
+const handle = provider.callback();
+const server = https.createServer({ cert: fs.readFileSync(certFile), key: fs.readFileSync(keyFile) }, (req, res) => {
+  const path = new URL(req.url, issuer).pathname;
+  if (path === '/__counts') {
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify(counts));
+    return;
+  }
+  counts[path] = (counts[path] || 0) + 1;
+  handle(req, res);
+});
 server.listen(Number(port), '127.0.0.1', () => {
   console.log(`ready ${issuer}`);
 });
