@@ -3,12 +3,14 @@ package gateway
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -49,13 +51,27 @@ func unary(ss grpc.ServerStream, in proto.Message, answer func() (proto.Message,
 
 // login answers GetLoginDetails and GetAuthTokens itself: the device flow
 // runs between the gateway and the provider, never through the SuperLink.
+// What the provider is asked is bounded per client address and overall
+// (see oidcauth.Config's provider rates); a caller past them is refused
+// with ResourceExhausted, after the refusal delay.
 func (g *Gateway) login(ss grpc.ServerStream, method string) error {
-	ctx, cancel := context.WithTimeout(ss.Context(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(oidcauth.WithClient(ss.Context(), clientAddr(ss.Context())), 20*time.Second)
 	defer cancel()
+	busy := func() error {
+		g.m.refusals.WithLabelValues("login_rate").Inc()
+		if ok, dropped := g.refusal.Allow(time.Now()); ok {
+			g.log.Warn("refused a login call: too many from this address", "method", method, "peer", clientAddr(ss.Context()), "suppressed", dropped)
+		}
+		g.holdBack(ss.Context())
+		return status.Error(codes.ResourceExhausted, "too many login attempts from this address; try again in a minute")
+	}
 	if method == methodLoginDetails {
 		return unary(ss, &flwrpb.GetLoginDetailsRequest{}, func() (proto.Message, error) {
 			d, err := g.oidc.StartLogin(ctx)
-			if err != nil {
+			switch {
+			case errors.Is(err, oidcauth.ErrBusy):
+				return nil, busy()
+			case err != nil:
 				g.log.Warn("login: cannot start a device login", "error", err)
 				return nil, status.Error(codes.Unavailable, "the identity provider cannot be reached for a new login; try again later")
 			}
@@ -67,6 +83,8 @@ func (g *Gateway) login(ss grpc.ServerStream, method string) error {
 	return unary(ss, req, func() (proto.Message, error) {
 		tok, err := g.oidc.PollLogin(ctx, req.DeviceCode)
 		switch {
+		case errors.Is(err, oidcauth.ErrBusy):
+			return nil, busy()
 		case errors.Is(err, oidcauth.ErrDenied):
 			return nil, status.Error(codes.PermissionDenied, "the login was denied at the identity provider")
 		case errors.Is(err, oidcauth.ErrExpired):
@@ -84,6 +102,19 @@ func (g *Gateway) login(ss grpc.ServerStream, method string) error {
 	})
 }
 
+// clientAddr is the IP address a call comes from, without its port: the
+// key of the per-client budgets.
+func clientAddr(ctx context.Context) string {
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.Addr == nil {
+		return ""
+	}
+	if host, _, err := net.SplitHostPort(p.Addr.String()); err == nil {
+		return host
+	}
+	return p.Addr.String()
+}
+
 // tokenSubject starts the subject of a bearer token's account; a login
 // whose subject starts so is refused, so that no account can pose as a
 // token's owner.
@@ -93,13 +124,19 @@ const tokenSubject = "token:"
 // or bearer token (authorization: Bearer), and returns the account and the
 // metadata to send upstream, without any of them.
 func (g *Gateway) authenticateControl(ss grpc.ServerStream, method string, md metadata.MD) (*oidcauth.Account, metadata.MD, error) {
-	ctx := ss.Context()
-	refuse := func(detail string) error {
-		g.m.refusals.WithLabelValues("login").Inc()
+	ctx := oidcauth.WithClient(ss.Context(), clientAddr(ss.Context()))
+	// Refusals are held back as the Fleet API's are, so a caller that
+	// waits for answers is slowed to its calls in flight per delay.
+	refuseWith := func(reason, detail string, st *status.Status) error {
+		g.m.refusals.WithLabelValues(reason).Inc()
 		if ok, dropped := g.refusal.Allow(time.Now()); ok {
-			g.log.Warn("refused a Control call", "method", method, "detail", detail, "suppressed", dropped)
+			g.log.Warn("refused a Control call", "method", method, "peer", clientAddr(ctx), "detail", detail, "suppressed", dropped)
 		}
-		return status.Error(codes.Unauthenticated, "not logged in, or the login has expired: run flwr login")
+		g.holdBack(ctx)
+		return st.Err()
+	}
+	refuse := func(detail string) error {
+		return refuseWith("login", detail, status.New(codes.Unauthenticated, "not logged in, or the login has expired: run flwr login"))
 	}
 	if len(md.Get(HeaderAccessToken)) > 1 || len(md.Get(HeaderRefreshToken)) > 1 || len(md.Get("authorization")) > 1 {
 		return nil, nil, status.Error(codes.Unauthenticated, "a login header is sent more than once")
@@ -139,7 +176,13 @@ func (g *Gateway) authenticateControl(ss grpc.ServerStream, method string, md me
 		var next *oidcauth.Tokens
 		var err error
 		acct, next, err = g.oidc.Authenticate(ctx, access, refresh)
-		if err != nil {
+		switch {
+		case errors.Is(err, oidcauth.ErrBusy):
+			return nil, nil, refuseWith("login_rate", err.Error(), status.New(codes.ResourceExhausted, "too many login attempts from this address; try again in a minute"))
+		case errors.Is(err, oidcauth.ErrProvider):
+			g.log.Warn("the identity provider cannot be reached to check a login", "method", method, "error", err)
+			return nil, nil, status.Error(codes.Unavailable, "the identity provider cannot be reached to check the login; try again later")
+		case err != nil:
 			return nil, nil, refuse(err.Error())
 		}
 		if strings.HasPrefix(acct.Subject, tokenSubject) {

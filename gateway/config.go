@@ -296,6 +296,12 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("gateway: %w", err)
 		}
 	}
+	if c.OIDC != nil {
+		c.OIDC.Defaults()
+		if err := c.OIDC.Validate(); err != nil {
+			return fmt.Errorf("gateway: %w", err)
+		}
+	}
 	if c.Policy != nil {
 		if err := c.Policy.Validate(); err != nil {
 			return fmt.Errorf("gateway: policy: %w", err)

@@ -175,6 +175,17 @@ func New(cfg Config, log *slog.Logger) (_ *Gateway, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("gateway: account login: %w", err)
 		}
+		for _, w := range g.oidc.Warnings() {
+			log.Warn("account login: " + w)
+		}
+		g.oidc.OnKeysFetched(func(err error) {
+			result := "ok"
+			if err != nil {
+				result = "error"
+				log.Warn("cannot fetch the identity provider's keys; the keys held are kept", "error", err)
+			}
+			g.m.jwksFetches.WithLabelValues(result).Inc()
+		})
 	}
 	if cfg.TokenList != "" {
 		g.tokens, err = tokens.Open(cfg.TokenList, log, func(n int, err error) {

@@ -29,6 +29,7 @@ type metrics struct {
 	sharedErrors      *prometheus.CounterVec
 	tokens            prometheus.Gauge
 	tokenReloadErrors prometheus.Counter
+	jwksFetches       *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -40,7 +41,7 @@ func newMetrics() *metrics {
 		}, []string{"service", "method", "result"}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nodekeys_gateway_refusals_total",
-			Help: "Fleet calls refused by the gateway, by reason.",
+			Help: "Calls refused by the gateway, by reason (Fleet: the verifier's reasons and token; Control: login, login_rate, role, owner).",
 		}, []string{"reason"}),
 		keyQuota: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "nodekeys_gateway_replay_key_quota_refusals_total",
@@ -67,6 +68,10 @@ func newMetrics() *metrics {
 			Name: "nodekeys_gateway_token_reload_errors_total",
 			Help: "Token file reloads that failed and left the tokens last read in force.",
 		}),
+		jwksFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nodekeys_gateway_jwks_fetches_total",
+			Help: "Fetches of the identity provider's key set (for an unknown key id, or as the keys aged), by result: ok or error.",
+		}, []string{"result"}),
 		allowlistKeys: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "nodekeys_gateway_allowlist_keys",
 			Help: "Keys in the allowlist in force.",
@@ -96,7 +101,7 @@ func newMetrics() *metrics {
 			Help: "Keys the gateway registered or unregistered at the upstream (register_nodes), by outcome.",
 		}, []string{"action"}),
 	}
-	m.reg.MustRegister(m.registrations, m.stateErrors, m.sharedErrors, m.tokens, m.tokenReloadErrors, m.calls, m.refusals, m.keyQuota, m.verifySeconds, m.allowlistKeys, m.allowlistTime,
+	m.reg.MustRegister(m.registrations, m.stateErrors, m.sharedErrors, m.tokens, m.tokenReloadErrors, m.jwksFetches, m.calls, m.refusals, m.keyQuota, m.verifySeconds, m.allowlistKeys, m.allowlistTime,
 		m.reloadErrors, m.upstreamErrors, m.certNotAfter, m.inflight,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -34,7 +34,8 @@ func oidcConfig(t *testing.T, p *oidctest.Provider) *oidcauth.Config {
 	secret := filepath.Join(t.TempDir(), "secret")
 	require.NoError(t, os.WriteFile(secret, []byte(oidctest.ClientSecret+"\n"), 0o600))
 	return &oidcauth.Config{Issuer: p.Issuer, ClientID: oidctest.ClientID, ClientSecretFile: secret,
-		Audience: oidctest.Resource, CAFile: p.CAFile, Scopes: []string{"email", "profile"}, Leeway: time.Second}
+		Audience: oidctest.Resource, CAFile: p.CAFile, Scopes: []string{"email", "profile"}, Leeway: time.Second,
+		AllowedClients: []string{oidctest.ServiceID}}
 }
 
 // login runs flwr login's device flow through the gateway, completing the
@@ -85,6 +86,7 @@ func TestAccountLoginWithARealProvider(t *testing.T) {
 	policy.Roles["service"] = authz.Role{Methods: []string{"StartRun", "ListRuns"}}
 	r := newRig(t, 1, func(c *gateway.Config) {
 		c.OIDC = oidcConfig(t, p)
+		c.OIDC.JWKSMinRefresh = 50 * time.Millisecond // the key rotation below comes soon after start
 		c.Policy = policy
 	})
 	raw := r.dial(t, r.control, nil)
@@ -253,5 +255,5 @@ func TestAccountLoginOpaqueTokens(t *testing.T) {
 	_, err = listRuns(raw, gateway.HeaderAccessToken, tok.Access)
 	require.NoError(t, err, "cached: the provider is not asked again within the cache time")
 	_, err = listRuns(raw, gateway.HeaderAccessToken, tok.Access+"x")
-	wantStatus(t, err, codes.Unauthenticated, "")
+	wantStatus(t, err, codes.Unavailable, "the identity provider cannot be reached to check the login; try again later")
 }

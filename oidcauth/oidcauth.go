@@ -4,35 +4,54 @@
 // grant (RFC 8628) for GetLoginDetails and GetAuthTokens, and, for every
 // other Control call, a check of the access token the CLI sends in
 // flwr-oidc-access-token, refreshed with flwr-oidc-refresh-token when it
-// has expired.
+// has expired. Its entry points are New, then Authenticator.Authenticate,
+// StartLogin and PollLogin.
+//
+// A token is accepted only if it was issued for this gateway: its audience
+// is the configured one, and the client it was issued to (client_id, or
+// azp) is the gateway's own or one of AllowedClients. A token of another
+// application at the same provider is refused, JWT or opaque.
 //
 // JWT access tokens are checked with github.com/coreos/go-oidc: issuer,
-// audience, expiry (with a stated leeway) and a signature algorithm from an
-// allowlist (RS256, ES256 by default; never "none" or an HMAC), against the
-// provider's JWKS, which is fetched once, cached, and fetched again only
-// for an unknown key id. Opaque access tokens are checked at the provider's
-// userinfo endpoint, and the answer cached for a short, stated time.
+// audience, expiry, not-before and issued-at (each with the one stated
+// leeway) and a signature algorithm from an allowlist (RS256, ES256 by
+// default; never "none" or an HMAC), against the provider's JWKS. The JWKS
+// is fetched at start, again when a token names an unknown key id (at most
+// once per JWKSMinRefresh), and again once it is JWKSMaxAge old, so a key
+// the provider removed is trusted at most that long.
+//
+// Opaque access tokens are checked by token introspection (RFC 7662) with
+// the gateway's client credentials, and only active tokens of this
+// gateway's audience or clients pass. A provider that offers no
+// introspection gets opaque tokens refused, unless OpaqueTokens is
+// "userinfo": then the userinfo endpoint decides, which any application's
+// token passes.
+//
+// What a caller with no valid login can make the gateway ask the provider
+// is bounded: a refused token or refresh token is remembered and refused
+// again without asking, and every provider request made for an
+// unauthenticated caller (device login, polling, opaque tokens, refresh)
+// spends a budget per client address and one overall.
 package oidcauth
 
 import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
-	"golang.org/x/oauth2"
+	"github.com/go-jose/go-jose/v4"
 
 	"github.com/nodekeys/nodekeys/certs"
+	"github.com/nodekeys/nodekeys/internal/keyrate"
 	"github.com/nodekeys/nodekeys/internal/safefile"
 )
 
@@ -52,21 +71,128 @@ type Config struct {
 	// Scopes are asked for besides openid and offline_access.
 	Scopes []string `yaml:"scopes"`
 	// Audience is the aud an access token must carry (default ClientID).
+	// An opaque token's introspection answer that names no audience must
+	// name one of the accepted clients instead.
 	Audience string `yaml:"audience"`
+	// AllowedClients are the OAuth clients, besides ClientID, whose access
+	// tokens are accepted: services using the client-credentials grant,
+	// say. A token that names its client (client_id, or azp) is refused
+	// unless that client is ClientID or listed here.
+	AllowedClients []string `yaml:"allowed_clients"`
 	// CAFile verifies the provider's certificate (default: the system's).
 	CAFile string `yaml:"ca_file"`
 	// Algorithms are the accepted signature algorithms (default RS256,
 	// ES256).
 	Algorithms []string `yaml:"algorithms"`
-	// Leeway is the clock difference allowed on a token's expiry (default
-	// 30s).
+	// Leeway is the clock difference allowed on a token's expiry,
+	// not-before and issued-at times (default 30s).
 	Leeway time.Duration `yaml:"leeway"`
-	// UserinfoCache is how long an opaque token's userinfo answer is kept
-	// (default 60s).
+	// OpaqueTokens says how an access token that is not a JWT is checked:
+	// "introspect" (default: RFC 7662 at the provider's introspection
+	// endpoint; refused where the provider has none), "userinfo" (the
+	// userinfo endpoint, which cannot tell whose application a token is
+	// for: any application's token of the same provider passes), or
+	// "refuse".
+	OpaqueTokens string `yaml:"opaque_tokens"`
+	// OpaqueCache is how long an accepted opaque token's check is kept
+	// (default 60s, never past the token's expiry): a token revoked at the
+	// provider is refused at most this long after.
+	OpaqueCache time.Duration `yaml:"opaque_cache"`
+	// UserinfoCache is the former name of OpaqueCache.
+	//
+	// Deprecated: use OpaqueCache.
 	UserinfoCache time.Duration `yaml:"userinfo_cache"`
+	// RefusedCache is how long a refused opaque token or refresh token is
+	// refused again without asking the provider (default 5m).
+	RefusedCache time.Duration `yaml:"refused_cache"`
+	// JWKSMinRefresh is the shortest time between two fetches of the
+	// provider's keys for tokens of unknown key ids (default 10s).
+	// JWKSMaxAge is the age at which the keys are fetched again (default
+	// 5m): the longest a key removed at the provider stays trusted.
+	JWKSMinRefresh time.Duration `yaml:"jwks_min_refresh"`
+	JWKSMaxAge     time.Duration `yaml:"jwks_max_age"`
+	// ProviderRatePerClient and ProviderBurstPerClient bound the provider
+	// requests one client address can cause before it is authenticated
+	// (device logins, polls, opaque tokens, refreshes): requests a second
+	// and the bucket's size (default 0.5 and 10). ProviderRate and
+	// ProviderBurst bound them for all clients together (default 20 and
+	// 40). Past them, calls are refused with ErrBusy.
+	ProviderRatePerClient  float64 `yaml:"provider_rate_per_client"`
+	ProviderBurstPerClient int     `yaml:"provider_burst_per_client"`
+	ProviderRate           float64 `yaml:"provider_rate"`
+	ProviderBurst          int     `yaml:"provider_burst"`
 	// GroupsClaim is the claim that holds the account's groups or roles,
 	// a dotted path (default "groups"; Keycloak: "realm_access.roles").
 	GroupsClaim string `yaml:"groups_claim"`
+}
+
+// The ways of checking opaque tokens (Config.OpaqueTokens).
+const (
+	OpaqueIntrospect = "introspect"
+	OpaqueUserinfo   = "userinfo"
+	OpaqueRefuse     = "refuse"
+)
+
+// Defaults fills the zero fields of c.
+func (c *Config) Defaults() {
+	if c.Audience == "" {
+		c.Audience = c.ClientID
+	}
+	if len(c.Algorithms) == 0 {
+		c.Algorithms = []string{oidc.RS256, oidc.ES256}
+	}
+	setDur := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	setDur(&c.Leeway, 30*time.Second)
+	if c.OpaqueCache <= 0 {
+		c.OpaqueCache = c.UserinfoCache
+	}
+	setDur(&c.OpaqueCache, time.Minute)
+	setDur(&c.RefusedCache, 5*time.Minute)
+	setDur(&c.JWKSMinRefresh, 10*time.Second)
+	setDur(&c.JWKSMaxAge, 5*time.Minute)
+	if c.OpaqueTokens == "" {
+		c.OpaqueTokens = OpaqueIntrospect
+	}
+	if c.ProviderRatePerClient <= 0 {
+		c.ProviderRatePerClient = 0.5
+	}
+	if c.ProviderBurstPerClient <= 0 {
+		c.ProviderBurstPerClient = 10
+	}
+	if c.ProviderRate <= 0 {
+		c.ProviderRate = 20
+	}
+	if c.ProviderBurst <= 0 {
+		c.ProviderBurst = 40
+	}
+	if c.GroupsClaim == "" {
+		c.GroupsClaim = "groups"
+	}
+}
+
+// Validate says what is missing or contradictory, after Defaults.
+func (c *Config) Validate() error {
+	if c.Issuer == "" || c.ClientID == "" {
+		return errors.New("oidc: issuer and client_id are needed")
+	}
+	for _, a := range c.Algorithms {
+		if a == "none" || strings.HasPrefix(strings.ToUpper(a), "HS") {
+			return fmt.Errorf("oidc: the algorithm %q cannot be allowed: tokens are checked with the provider's public keys", a)
+		}
+	}
+	switch c.OpaqueTokens {
+	case OpaqueIntrospect, OpaqueUserinfo, OpaqueRefuse:
+	default:
+		return fmt.Errorf("oidc: opaque_tokens must be introspect, userinfo or refuse, got %q", c.OpaqueTokens)
+	}
+	if c.Leeway > 5*time.Minute {
+		return fmt.Errorf("oidc: leeway must be at most 5m, got %s", c.Leeway)
+	}
+	return nil
 }
 
 // Account is the caller of a Control call.
@@ -91,11 +217,13 @@ var (
 	// ErrNoToken: the call carries no access token.
 	ErrNoToken = errors.New("no access token: run flwr login")
 	// ErrInvalid: the token is not one this gateway accepts (bad
-	// signature, issuer, audience, algorithm, or expired with no working
-	// refresh token).
+	// signature, issuer, audience, client, algorithm, or expired with no
+	// working refresh token).
 	ErrInvalid = errors.New("the login is not valid or has expired: run flwr login")
-	// ErrProvider: the provider cannot be reached for a new login.
+	// ErrProvider: the provider cannot be reached.
 	ErrProvider = errors.New("the identity provider cannot be reached")
+	// ErrBusy: the caller has made the gateway ask the provider too often.
+	ErrBusy = errors.New("too many login attempts: try again in a minute")
 	// ErrDenied and ErrExpired end a device login.
 	ErrDenied  = errors.New("the login was denied at the identity provider")
 	ErrExpired = errors.New("the login code expired: run flwr login again")
@@ -105,49 +233,39 @@ var (
 type Authenticator struct {
 	cfg      Config
 	secret   string
+	clients  []string // accepted clients: ClientID and AllowedClients
 	client   *http.Client
 	provider *oidc.Provider
-	verifier *oidc.IDTokenVerifier
-	oauth    *oauth2.Config
+	keys     *keySet
+	verifier *oidc.IDTokenVerifier // expiry checked
+	expired  *oidc.IDTokenVerifier // expiry not checked, for a refresh
+	scopes   []string
+	token    string // the token endpoint
 	device   string // the device authorization endpoint
 	userinfo string
+	intro    string // the introspection endpoint
+	warnings []string
 
-	mu    sync.Mutex
-	cache map[[32]byte]cached // opaque token digest -> account
+	perClient *keyrate.Limiter
+	overall   *keyrate.Limiter
+	accepted  *ttlCache[*Account] // opaque token digest -> account
+	refused   *ttlCache[struct{}] // refused opaque and refresh token digests
 }
 
-type cached struct {
-	acct *Account
-	exp  time.Time
-}
-
-// New reads the provider's discovery document and returns an
+// New reads the provider's discovery document and key set, and returns an
 // Authenticator. The provider must be reachable now.
 func New(ctx context.Context, cfg Config) (*Authenticator, error) {
-	if cfg.Issuer == "" || cfg.ClientID == "" {
-		return nil, errors.New("oidc: issuer and client_id are needed")
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
-	if cfg.Audience == "" {
-		cfg.Audience = cfg.ClientID
+	a := &Authenticator{cfg: cfg,
+		clients:   append([]string{cfg.ClientID}, cfg.AllowedClients...),
+		perClient: keyrate.New(cfg.ProviderRatePerClient, cfg.ProviderBurstPerClient),
+		overall:   keyrate.New(cfg.ProviderRate, cfg.ProviderBurst),
+		accepted:  newTTLCache[*Account](1 << 16),
+		refused:   newTTLCache[struct{}](1 << 16),
 	}
-	if len(cfg.Algorithms) == 0 {
-		cfg.Algorithms = []string{oidc.RS256, oidc.ES256}
-	}
-	for _, a := range cfg.Algorithms {
-		if a == "none" || strings.HasPrefix(strings.ToUpper(a), "HS") {
-			return nil, fmt.Errorf("oidc: the algorithm %q cannot be allowed: tokens are checked with the provider's public keys", a)
-		}
-	}
-	if cfg.Leeway == 0 {
-		cfg.Leeway = 30 * time.Second
-	}
-	if cfg.UserinfoCache == 0 {
-		cfg.UserinfoCache = time.Minute
-	}
-	if cfg.GroupsClaim == "" {
-		cfg.GroupsClaim = "groups"
-	}
-	a := &Authenticator{cfg: cfg, cache: map[[32]byte]cached{}}
 	var err error
 	if a.secret, err = readSecret(cfg); err != nil {
 		return nil, err
@@ -166,8 +284,10 @@ func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 		return nil, fmt.Errorf("oidc: discovery at %s: %w", cfg.Issuer, err)
 	}
 	var meta struct {
-		Device   string `json:"device_authorization_endpoint"`
-		Userinfo string `json:"userinfo_endpoint"`
+		Device        string `json:"device_authorization_endpoint"`
+		Userinfo      string `json:"userinfo_endpoint"`
+		Introspection string `json:"introspection_endpoint"`
+		JWKS          string `json:"jwks_uri"`
 	}
 	if err := a.provider.Claims(&meta); err != nil {
 		return nil, err
@@ -175,28 +295,61 @@ func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 	if meta.Device == "" {
 		return nil, fmt.Errorf("oidc: %s offers no device authorization endpoint: enable the device flow for the client", cfg.Issuer)
 	}
-	a.device, a.userinfo = meta.Device, meta.Userinfo
-	// The key set outlives this call's context: it refetches on unknown
-	// key ids, with the gateway's own client.
-	keyCtx := oidc.ClientContext(context.Background(), a.client)
-	keySet := oidc.NewRemoteKeySet(keyCtx, a.jwksURL())
-	a.verifier = oidc.NewVerifier(cfg.Issuer, keySet, &oidc.Config{
-		ClientID:             cfg.Audience,
-		SupportedSigningAlgs: cfg.Algorithms,
-		Now:                  func() time.Time { return time.Now().Add(-cfg.Leeway) },
-	})
-	scopes := append([]string{oidc.ScopeOpenID, oidc.ScopeOfflineAccess}, cfg.Scopes...)
-	a.oauth = &oauth2.Config{ClientID: cfg.ClientID, ClientSecret: a.secret, Endpoint: a.provider.Endpoint(), Scopes: scopes}
-	a.oauth.Endpoint.DeviceAuthURL = a.device
+	a.device, a.userinfo, a.intro, a.token = meta.Device, meta.Userinfo, meta.Introspection, a.provider.Endpoint().TokenURL
+	switch {
+	case cfg.OpaqueTokens == OpaqueUserinfo:
+		a.warnings = append(a.warnings, "opaque access tokens are checked at the userinfo endpoint (opaque_tokens: userinfo): "+
+			"a token the provider issued to ANY application passes as a login here; use introspection if the provider offers it")
+	case cfg.OpaqueTokens == OpaqueIntrospect && a.intro == "":
+		a.warnings = append(a.warnings, "the provider offers no token introspection: opaque access tokens are refused (only JWT access tokens log in)")
+	case cfg.OpaqueTokens == OpaqueIntrospect && a.secret == "":
+		a.warnings = append(a.warnings, "introspection needs the gateway's client secret, and none is configured: opaque access tokens are refused")
+	}
+	algs := make([]jose.SignatureAlgorithm, len(cfg.Algorithms))
+	for i, alg := range cfg.Algorithms {
+		algs[i] = jose.SignatureAlgorithm(alg)
+	}
+	a.keys = &keySet{url: meta.JWKS, client: a.client, algs: algs, minRefresh: cfg.JWKSMinRefresh, maxAge: cfg.JWKSMaxAge, now: time.Now}
+	if a.keys.keys, err = a.keys.fetch(ctx); err != nil {
+		return nil, fmt.Errorf("oidc: %w", err)
+	}
+	a.keys.fetched, a.keys.tried = time.Now(), time.Now()
+	// go-oidc checks the signature, issuer, audience and expiry; the
+	// not-before and issued-at times get the same leeway in claims().
+	now := func() time.Time { return time.Now().Add(-cfg.Leeway) }
+	a.verifier = oidc.NewVerifier(cfg.Issuer, a.keys, &oidc.Config{ClientID: cfg.Audience, SupportedSigningAlgs: cfg.Algorithms, Now: now})
+	a.expired = oidc.NewVerifier(cfg.Issuer, a.keys, &oidc.Config{ClientID: cfg.Audience, SupportedSigningAlgs: cfg.Algorithms, SkipExpiryCheck: true})
+	a.scopes = append([]string{oidc.ScopeOpenID, oidc.ScopeOfflineAccess}, cfg.Scopes...)
 	return a, nil
 }
 
-func (a *Authenticator) jwksURL() string {
-	var meta struct {
-		JWKS string `json:"jwks_uri"`
+// Warnings are what an operator should be told at start about this
+// configuration and provider: how opaque tokens fare.
+func (a *Authenticator) Warnings() []string { return a.warnings }
+
+// OnKeysFetched sets a function called after each fetch of the provider's
+// key set, with its error (nil when it succeeded), for metrics and logs.
+// Call it before the first Authenticate.
+func (a *Authenticator) OnKeysFetched(f func(error)) { a.keys.onFetch = f }
+
+type clientKey struct{}
+
+// WithClient returns ctx carrying the caller's client address (an IP
+// address, without port), which the per-client budget of provider
+// requests is kept by.
+func WithClient(ctx context.Context, addr string) context.Context {
+	return context.WithValue(ctx, clientKey{}, addr)
+}
+
+// spend takes one provider request from the caller's budget and the
+// overall one.
+func (a *Authenticator) spend(ctx context.Context) error {
+	now := time.Now()
+	addr, _ := ctx.Value(clientKey{}).(string)
+	if !a.perClient.Allow(addr, now) || !a.overall.Allow("", now) {
+		return ErrBusy
 	}
-	a.provider.Claims(&meta)
-	return meta.JWKS
+	return nil
 }
 
 func readSecret(cfg Config) (string, error) {
@@ -228,6 +381,9 @@ type DeviceLogin struct {
 // authenticates this client (client_secret_basic), as confidential
 // clients must.
 func (a *Authenticator) StartLogin(ctx context.Context) (*DeviceLogin, error) {
+	if err := a.spend(ctx); err != nil {
+		return nil, err
+	}
 	var body struct {
 		DeviceCode              string `json:"device_code"`
 		UserCode                string `json:"user_code"`
@@ -237,7 +393,7 @@ func (a *Authenticator) StartLogin(ctx context.Context) (*DeviceLogin, error) {
 		Interval                int64  `json:"interval"`
 		Error                   string `json:"error"`
 	}
-	form := url.Values{"scope": {strings.Join(a.oauth.Scopes, " ")}}
+	form := url.Values{"scope": {strings.Join(a.scopes, " ")}}
 	if err := a.post(ctx, a.device, form, &body); err != nil {
 		return nil, err
 	}
@@ -254,42 +410,20 @@ func (a *Authenticator) StartLogin(ctx context.Context) (*DeviceLogin, error) {
 	return &DeviceLogin{DeviceCode: body.DeviceCode, VerificationURIComplete: uri, ExpiresIn: body.ExpiresIn, Interval: body.Interval}, nil
 }
 
-// post sends a form to one of the provider's endpoints with this client's
-// credentials and decodes the JSON answer, whatever its status.
-func (a *Authenticator) post(ctx context.Context, endpoint string, form url.Values, out any) error {
-	if a.secret == "" {
-		form.Set("client_id", a.cfg.ClientID)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if a.secret != "" {
-		req.SetBasicAuth(url.QueryEscape(a.cfg.ClientID), url.QueryEscape(a.secret))
-	}
-	resp, err := a.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrProvider, err)
-	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(out); err != nil {
-		return fmt.Errorf("%w: an answer that is not JSON (HTTP %d)", ErrProvider, resp.StatusCode)
-	}
-	return nil
-}
-
 // PollLogin asks the token endpoint once whether the device login is done
 // (RFC 8628, section 3.4). It returns nil tokens and no error while the
 // user has not finished.
 func (a *Authenticator) PollLogin(ctx context.Context, deviceCode string) (*Tokens, error) {
+	if err := a.spend(ctx); err != nil {
+		return nil, err
+	}
 	form := url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:device_code"}, "device_code": {deviceCode}}
 	var body struct {
 		Access  string `json:"access_token"`
 		Refresh string `json:"refresh_token"`
 		Error   string `json:"error"`
 	}
-	if err := a.post(ctx, a.oauth.Endpoint.TokenURL, form, &body); err != nil {
+	if err := a.post(ctx, a.token, form, &body); err != nil {
 		return nil, err
 	}
 	switch body.Error {
@@ -309,9 +443,11 @@ func (a *Authenticator) PollLogin(ctx context.Context, deviceCode string) (*Toke
 	return &Tokens{Access: body.Access, Refresh: body.Refresh}, nil
 }
 
-// Authenticate checks the access token of a call. When it has expired and
-// a refresh token is given, it refreshes them at the provider and returns
-// the new pair, which the caller sends back to the CLI.
+// Authenticate checks the access token of a call. When it has expired
+// (or, opaque, is no longer active) and a refresh token is given, it
+// refreshes them at the provider, once, and returns the new pair, which
+// the caller sends back to the CLI. Errors wrap ErrNoToken, ErrInvalid,
+// ErrProvider (the provider could not be asked) or ErrBusy.
 func (a *Authenticator) Authenticate(ctx context.Context, access, refresh string) (*Account, *Tokens, error) {
 	if access == "" {
 		return nil, nil, ErrNoToken
@@ -320,76 +456,113 @@ func (a *Authenticator) Authenticate(ctx context.Context, access, refresh string
 	if err == nil {
 		return acct, nil, nil
 	}
-	var expired *oidc.TokenExpiredError
-	if !errors.As(err, &expired) || refresh == "" {
-		return nil, nil, fmt.Errorf("%w (%v)", ErrInvalid, err)
+	if refresh == "" || !errors.Is(err, errRefreshable) {
+		return nil, nil, err
 	}
-	tok, err := a.oauth.TokenSource(context.WithValue(ctx, oauth2.HTTPClient, a.client),
-		&oauth2.Token{RefreshToken: refresh, Expiry: time.Unix(1, 0)}).Token()
+	next, err := a.refresh(ctx, refresh)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w (refresh: %v)", ErrInvalid, err)
+		return nil, nil, err
 	}
-	acct, err = a.check(ctx, tok.AccessToken)
+	acct, err = a.check(ctx, next.Access)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w (the refreshed token: %v)", ErrInvalid, err)
-	}
-	next := &Tokens{Access: tok.AccessToken, Refresh: tok.RefreshToken}
-	if next.Refresh == "" {
-		next.Refresh = refresh
 	}
 	return acct, next, nil
 }
 
+// errRefreshable marks a refusal that a refresh may cure: a JWT that is
+// valid but for its expiry, or an opaque token that is not active.
+var errRefreshable = errors.New("expired")
+
 // check verifies an access token: a JWT locally, an opaque token at the
-// userinfo endpoint.
+// provider.
 func (a *Authenticator) check(ctx context.Context, token string) (*Account, error) {
 	if strings.Count(token, ".") == 2 {
-		t, err := a.verifier.Verify(oidc.ClientContext(ctx, a.client), token)
-		if err != nil {
-			return nil, err
-		}
-		claims := map[string]any{}
-		if err := t.Claims(&claims); err != nil {
-			return nil, err
-		}
-		return a.account(claims)
+		return a.checkJWT(ctx, token)
 	}
 	return a.checkOpaque(ctx, token)
 }
 
-func (a *Authenticator) checkOpaque(ctx context.Context, token string) (*Account, error) {
-	if a.userinfo == "" {
-		return nil, errors.New("an opaque token, and the provider has no userinfo endpoint")
-	}
-	key := sha256.Sum256([]byte(token))
-	now := time.Now()
-	a.mu.Lock()
-	if c, ok := a.cache[key]; ok && now.Before(c.exp) {
-		a.mu.Unlock()
-		return c.acct, nil
-	}
-	a.mu.Unlock()
-	info, err := a.provider.UserInfo(oidc.ClientContext(ctx, a.client), oauth2.StaticTokenSource(&oauth2.Token{AccessToken: token}))
-	if err != nil {
-		return nil, err
-	}
-	claims := map[string]any{}
-	if err := info.Claims(&claims); err != nil {
-		return nil, err
-	}
-	acct, err := a.account(claims)
-	if err != nil {
-		return nil, err
-	}
-	a.mu.Lock()
-	for k, c := range a.cache { // keep the cache small
-		if now.After(c.exp) {
-			delete(a.cache, k)
+func (a *Authenticator) checkJWT(ctx context.Context, token string) (*Account, error) {
+	ctx = oidc.ClientContext(ctx, a.client)
+	t, err := a.verifier.Verify(ctx, token)
+	var expired *oidc.TokenExpiredError
+	if errors.As(err, &expired) {
+		// The signature, issuer and audience verified (go-oidc checks the
+		// expiry last): refreshable if the rest holds too.
+		if t, err = a.expired.Verify(ctx, token); err == nil {
+			claims := map[string]any{}
+			if err = t.Claims(&claims); err == nil {
+				if _, err = a.claims(claims); err == nil {
+					return nil, fmt.Errorf("%w (%w at %s)", ErrInvalid, errRefreshable, expired.Expiry.UTC().Format(time.RFC3339))
+				}
+			}
 		}
 	}
-	a.cache[key] = cached{acct, now.Add(a.cfg.UserinfoCache)}
-	a.mu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("%w (%v)", ErrInvalid, err)
+	}
+	claims := map[string]any{}
+	if err := t.Claims(&claims); err != nil {
+		return nil, fmt.Errorf("%w (%v)", ErrInvalid, err)
+	}
+	acct, err := a.claims(claims)
+	if err != nil {
+		return nil, fmt.Errorf("%w (%v)", ErrInvalid, err)
+	}
 	return acct, nil
+}
+
+// claims checks what go-oidc leaves to its caller, for JWTs and
+// introspection answers alike: the token's client, and its not-before and
+// issued-at times within the leeway; and reads the account.
+func (a *Authenticator) claims(claims map[string]any) (*Account, error) {
+	client, _ := claims["client_id"].(string)
+	if client == "" {
+		client, _ = claims["azp"].(string)
+	}
+	if client != "" && !slices.Contains(a.clients, client) {
+		return nil, fmt.Errorf("the token was issued to the client %q, which this gateway does not accept (allowed_clients)", client)
+	}
+	late := time.Now().Add(a.cfg.Leeway)
+	for _, name := range []string{"nbf", "iat"} {
+		if v, ok := claims[name].(float64); ok && time.Unix(int64(v), 0).After(late) {
+			return nil, fmt.Errorf("the token's %s is in the future (%s), beyond the leeway of %s", name, time.Unix(int64(v), 0).UTC().Format(time.RFC3339), a.cfg.Leeway)
+		}
+	}
+	return a.account(claims)
+}
+
+// digest names a token in the caches; the token itself is never kept.
+func digest(kind, token string) [32]byte { return sha256.Sum256([]byte(kind + "\x00" + token)) }
+
+// refresh exchanges a refresh token for new tokens at the provider, once.
+func (a *Authenticator) refresh(ctx context.Context, refresh string) (*Tokens, error) {
+	key := digest("refresh", refresh)
+	if _, ok := a.refused.get(key); ok {
+		return nil, fmt.Errorf("%w (the refresh token was refused before)", ErrInvalid)
+	}
+	if err := a.spend(ctx); err != nil {
+		return nil, err
+	}
+	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}}
+	var body struct {
+		Access  string `json:"access_token"`
+		Refresh string `json:"refresh_token"`
+		Error   string `json:"error"`
+	}
+	if err := a.post(ctx, a.token, form, &body); err != nil {
+		return nil, err
+	}
+	if body.Error != "" || body.Access == "" {
+		a.refused.put(key, struct{}{}, a.cfg.RefusedCache)
+		return nil, fmt.Errorf("%w (refresh: the provider answered %q)", ErrInvalid, body.Error)
+	}
+	next := &Tokens{Access: body.Access, Refresh: body.Refresh}
+	if next.Refresh == "" {
+		next.Refresh = refresh
+	}
+	return next, nil
 }
 
 // account reads the account from a token's or userinfo's claims; one that
