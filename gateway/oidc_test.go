@@ -35,7 +35,10 @@ func oidcConfig(t *testing.T, p *oidctest.Provider) *oidcauth.Config {
 	require.NoError(t, os.WriteFile(secret, []byte(oidctest.ClientSecret+"\n"), 0o600))
 	return &oidcauth.Config{Issuer: p.Issuer, ClientID: oidctest.ClientID, ClientSecretFile: secret,
 		Audience: oidctest.Resource, CAFile: p.CAFile, Scopes: []string{"email", "profile"}, Leeway: time.Second,
-		AllowedClients: []string{oidctest.ServiceID}}
+		AllowedClients: []string{oidctest.ServiceID},
+		// These tests log many accounts in from one address; the default
+		// budget is tested in attack_test.go.
+		ProviderBurstPerClient: 1000}
 }
 
 // login runs flwr login's device flow through the gateway, completing the

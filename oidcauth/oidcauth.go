@@ -49,6 +49,7 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/go-jose/go-jose/v4"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/nodekeys/nodekeys/certs"
 	"github.com/nodekeys/nodekeys/internal/keyrate"
@@ -114,9 +115,10 @@ type Config struct {
 	// ProviderRatePerClient and ProviderBurstPerClient bound the provider
 	// requests one client address can cause before it is authenticated
 	// (device logins, polls, opaque tokens, refreshes): requests a second
-	// and the bucket's size (default 0.5 and 10). ProviderRate and
-	// ProviderBurst bound them for all clients together (default 20 and
-	// 40). Past them, calls are refused with ErrBusy.
+	// and the bucket's size (default 0.25 and 8: a flwr login takes one,
+	// and one per poll every few seconds; a refresh or a new opaque token
+	// one). ProviderRate and ProviderBurst
+	// bound them for all clients together (default 50 and 100). Past them, calls are refused with ErrBusy.
 	ProviderRatePerClient  float64 `yaml:"provider_rate_per_client"`
 	ProviderBurstPerClient int     `yaml:"provider_burst_per_client"`
 	ProviderRate           float64 `yaml:"provider_rate"`
@@ -158,16 +160,16 @@ func (c *Config) Defaults() {
 		c.OpaqueTokens = OpaqueIntrospect
 	}
 	if c.ProviderRatePerClient <= 0 {
-		c.ProviderRatePerClient = 0.5
+		c.ProviderRatePerClient = 0.25
 	}
 	if c.ProviderBurstPerClient <= 0 {
-		c.ProviderBurstPerClient = 10
+		c.ProviderBurstPerClient = 8
 	}
 	if c.ProviderRate <= 0 {
-		c.ProviderRate = 20
+		c.ProviderRate = 50
 	}
 	if c.ProviderBurst <= 0 {
-		c.ProviderBurst = 40
+		c.ProviderBurst = 100
 	}
 	if c.GroupsClaim == "" {
 		c.GroupsClaim = "groups"
@@ -250,6 +252,7 @@ type Authenticator struct {
 	overall   *keyrate.Limiter
 	accepted  *ttlCache[*Account] // opaque token digest -> account
 	refused   *ttlCache[struct{}] // refused opaque and refresh token digests
+	inflight  singleflight.Group  // opaque checks under way, by digest
 }
 
 // New reads the provider's discovery document and key set, and returns an

@@ -36,6 +36,15 @@ func (a *Authenticator) checkOpaque(ctx context.Context, token string) (*Account
 	if _, ok := a.refused.get(key); ok {
 		return nil, fmt.Errorf("%w (%w: an opaque token refused before)", ErrInvalid, errRefreshable)
 	}
+	// Calls with the same token at once share one check.
+	v, err, _ := a.inflight.Do(string(key[:]), func() (any, error) { return a.askOpaque(ctx, key, token) })
+	acct, _ := v.(*Account)
+	return acct, err
+}
+
+// askOpaque checks an opaque token at the provider, and remembers the
+// answer.
+func (a *Authenticator) askOpaque(ctx context.Context, key [32]byte, token string) (*Account, error) {
 	if err := a.spend(ctx); err != nil {
 		return nil, err
 	}

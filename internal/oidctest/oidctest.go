@@ -11,6 +11,9 @@ package oidctest
 
 import (
 	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -29,6 +32,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-jose/go-jose/v4"
 
 	"github.com/nodekeys/nodekeys/certs"
 	"github.com/nodekeys/nodekeys/internal/peer"
@@ -63,6 +68,10 @@ type State struct {
 	Clients []Client `json:"clients,omitempty"`
 	// NoIntrospection turns the introspection endpoint off.
 	NoIntrospection bool `json:"noIntrospection,omitempty"`
+	// HoldKey adds to the provider's keys one the test holds too, for
+	// Provider.Mint (the key is made by Start).
+	HoldKey bool            `json:"-"`
+	HeldKey json.RawMessage `json:"heldKey,omitempty"`
 }
 
 // Client is an application registered at the provider.
@@ -88,6 +97,7 @@ type Provider struct {
 	cert   *certs.Result
 	cmd    *exec.Cmd
 	client *http.Client
+	held   *ecdsa.PrivateKey
 }
 
 func providerDir() string {
@@ -130,9 +140,58 @@ func Start(t testing.TB, st State) *Provider {
 	jar, _ := cookiejar.New(nil)
 	p.client = &http.Client{Jar: jar, Timeout: 10 * time.Second,
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	if st.HoldKey {
+		p.held, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.HeldKey, err = (&jose.JSONWebKey{Key: p.held, KeyID: HeldKeyID, Algorithm: "ES256", Use: "sig"}).MarshalJSON(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	p.start(t, node, st)
 	t.Cleanup(p.Stop)
 	return p
+}
+
+// HeldKeyID is the key id of the key a test holds (State.HoldKey).
+const HeldKeyID = "held-by-the-test"
+
+// Mint signs claims as an ES256 JWT access token with the key the test
+// holds (State.HoldKey), which the provider publishes: a token the
+// provider could have issued, with whatever times and names the test
+// wants. Unset iss, aud, client_id, iat and exp are filled as the
+// provider's own tokens for the gateway's client would have them.
+func (p *Provider) Mint(t testing.TB, claims map[string]any) string {
+	t.Helper()
+	if p.held == nil {
+		t.Fatal("oidctest: Mint needs State.HoldKey")
+	}
+	now := time.Now().Unix()
+	full := map[string]any{"iss": p.Issuer, "aud": Resource, "client_id": ClientID, "iat": now, "exp": now + 60,
+		"scope": "openid offline_access email profile"}
+	for k, v := range claims {
+		if v == nil {
+			delete(full, k)
+		} else {
+			full[k] = v
+		}
+	}
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: p.held},
+		(&jose.SignerOptions{}).WithType("at+jwt").WithHeader("kid", HeldKeyID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(full)
+	obj, err := s.Sign(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := obj.CompactSerialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
 
 func (p *Provider) start(t testing.TB, node string, st State) {

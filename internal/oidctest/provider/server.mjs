@@ -5,7 +5,7 @@
 // STATE_JSON: {"keys": "rsa"|"ec"|"both", "accessAlg": "RS256"|"ES256", "accessTTL": seconds,
 //              "accounts": {"alice": ["admin"], ...}, "opaque": true|false,
 //              "clients": [{"client_id": ..., "client_secret": ..., "grant_types": [...]}],
-//              "noIntrospection": true|false}
+//              "noIntrospection": true|false, "heldKey": JWK}
 // Prints "ready ISSUER" once listening. Device flow, refresh tokens, JWT
 // access tokens for the resources https://flower-control and
 // https://other-api, RS256 and ES256 keys made at start (a restart is a key
@@ -40,6 +40,8 @@ function jwk(kind) {
 }
 const which = state.keys || 'both';
 const keys = which === 'both' ? [jwk('rsa'), jwk('ec')] : [jwk(which)];
+// A key the test holds too, so that it can sign tokens of its own making.
+if (state.heldKey) keys.push(state.heldKey);
 // Access tokens are signed RS256 unless accessAlg says ES256 (ID tokens
 // stay RS256, the default every client accepts).
 const accessAlg = state.accessAlg || keys[0].alg;
