@@ -42,7 +42,8 @@ func gatewayCommand() *cli.Command {
 			"file. These features are set there (some also by flag):\n" +
 			"  oidc:            account login for the Control API, for the unmodified flwr CLI\n" +
 			"                   (issuer, client_id, client_secret_file or client_secret_env,\n" +
-			"                   audience, scopes, groups_claim, ca_file; see the README)\n" +
+			"                   audience, allowed_clients, scopes, groups_claim, ca_file,\n" +
+			"                   leeway, opaque_tokens, provider rates; see the README)\n" +
 			"  token_list:      bearer tokens for machines (--token-list; nodekeys token new)\n" +
 			"  policy:          roles_claim, and roles: NAME: {methods: [StartRun, ...] or\n" +
 			"                   [\"*\"], see_all: true|false}; default: admin (everything,\n" +
