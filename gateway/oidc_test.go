@@ -260,3 +260,29 @@ func TestAccountLoginOpaqueTokens(t *testing.T) {
 	_, err = listRuns(raw, gateway.HeaderAccessToken, tok.Access+"x")
 	wantStatus(t, err, codes.Unavailable, "the identity provider cannot be reached to check the login; try again later")
 }
+
+// A refresh happens for an opaque token the provider no longer calls
+// active, as for an expired JWT; a provider that cannot be reached during
+// a refresh is UNAVAILABLE, not "run flwr login".
+func TestRefreshOfOpaqueTokensAndDuringAnOutage(t *testing.T) {
+	t.Parallel()
+	p := oidctest.Start(t, oidctest.State{Opaque: true})
+	r := newRig(t, 1, func(c *gateway.Config) { c.OIDC = oidcConfig(t, p); c.RefusalDelay = new(time.Duration) })
+	tok := login(t, r, p, "bob")
+	raw := r.dial(t, r.control, nil)
+	h, err := listRuns(raw, gateway.HeaderAccessToken, "no-longer-active", gateway.HeaderRefreshToken, tok.Refresh)
+	require.NoError(t, err, "refreshed")
+	require.Len(t, h.Get(gateway.HeaderAccessToken), 1)
+	fresh := h.Get(gateway.HeaderAccessToken)[0]
+	assert.NotContains(t, fresh, ".", "an opaque token again")
+	_, err = listRuns(raw, gateway.HeaderAccessToken, fresh)
+	require.NoError(t, err)
+
+	q := oidctest.Start(t, oidctest.State{HoldKey: true})
+	s := newRig(t, 1, func(c *gateway.Config) { c.OIDC = oidcConfig(t, q); c.RefusalDelay = new(time.Duration) })
+	tok = login(t, s, q, "alice")
+	expired := q.Mint(t, map[string]any{"sub": "alice", "groups": []string{"admin"}, "exp": time.Now().Unix() - 600})
+	q.Stop()
+	_, err = listRuns(s.dial(t, s.control, nil), gateway.HeaderAccessToken, expired, gateway.HeaderRefreshToken, tok.Refresh)
+	wantStatus(t, err, codes.Unavailable, "the identity provider cannot be reached to check the login; try again later")
+}
