@@ -51,43 +51,58 @@ func (r *rig) dialFrom(t *testing.T, addr, from string, protoCodec bool) *grpc.C
 	return c
 }
 
+// TestTokenChecksJWT: the token checks against a provider that issues
+// JWT access tokens, with a second application (other-app) and a key the
+// test holds; one provider for all, stopped by the last subtest.
+func TestTokenChecksJWT(t *testing.T) {
+	t.Parallel()
+	p := oidctest.Start(t, oidctest.State{HoldKey: true, Clients: []oidctest.Client{otherApp}})
+	t.Run("another application's tokens", func(t *testing.T) { anotherApplication(t, p, false) })
+	t.Run("token times", func(t *testing.T) { tokenTimes(t, p) })
+	t.Run("Control refusals delayed", func(t *testing.T) { controlRefusalsDelayed(t, p) })
+	t.Run("hostile calls", func(t *testing.T) { hostileCalls(t, p) })
+	t.Run("the provider down during a refresh", func(t *testing.T) { refreshDuringAnOutage(t, p) })
+}
+
+// TestTokenChecksOpaque: the same against a provider that issues opaque
+// access tokens, checked by introspection.
+func TestTokenChecksOpaque(t *testing.T) {
+	t.Parallel()
+	p := oidctest.Start(t, oidctest.State{Opaque: true, Clients: []oidctest.Client{otherApp}})
+	t.Run("another application's tokens", func(t *testing.T) { anotherApplication(t, p, true) })
+	t.Run("refresh of a token no longer active", func(t *testing.T) { refreshOpaque(t, p) })
+	t.Run("cached, then the provider down", func(t *testing.T) { opaqueCachedThenDown(t, p) })
+}
+
 // The high finding: a token the provider issued to another application,
 // opaque or JWT, is refused; the gateway's own still log in, by JWT and by
 // introspection of an opaque token.
-func TestTokensOfAnotherApplicationAreRefused(t *testing.T) {
-	t.Parallel()
-	for _, opaque := range []bool{false, true} {
-		name := map[bool]string{false: "JWT", true: "opaque"}[opaque]
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			p := oidctest.Start(t, oidctest.State{Opaque: opaque, Clients: []oidctest.Client{otherApp}})
-			r := newRig(t, 1, func(c *gateway.Config) { c.OIDC = oidcConfig(t, p); c.RefusalDelay = new(time.Duration) })
-			raw := r.dial(t, r.control, nil)
+func anotherApplication(t *testing.T, p *oidctest.Provider, opaque bool) {
+	r := newRig(t, 1, func(c *gateway.Config) { c.OIDC = oidcConfig(t, p); c.RefusalDelay = new(time.Duration) })
+	raw := r.dial(t, r.control, nil)
 
-			own := login(t, r, p, "alice")
-			assert.Equal(t, !opaque, strings.Count(own.Access, ".") == 2)
-			_, err := listRuns(raw, gateway.HeaderAccessToken, own.Access)
-			require.NoError(t, err, "the gateway's own login")
+	own := login(t, r, p, "alice")
+	assert.Equal(t, !opaque, strings.Count(own.Access, ".") == 2)
+	_, err := listRuns(raw, gateway.HeaderAccessToken, own.Access)
+	require.NoError(t, err, "the gateway's own login")
 
-			before := r.up.Count()
-			foreign := map[string]string{
-				"opaque, signed in to other-app":         p.DeviceLogin(t, otherApp, "alice", "").Access,
-				"JWT for the gateway's audience":         p.DeviceLogin(t, otherApp, "alice", oidctest.Resource).Access,
-				"JWT for another API":                    p.DeviceLogin(t, otherApp, "alice", "https://other-api").Access,
-				"client credentials, opaque":             p.ClientCredentials(t, otherApp, ""),
-				"client credentials, gateway's audience": p.ClientCredentials(t, otherApp, oidctest.Resource),
-			}
-			for what, tok := range foreign {
-				_, err := listRuns(raw, gateway.HeaderAccessToken, tok)
-				wantStatus(t, err, codes.Unauthenticated, "")
-				_, err = listRuns(raw, "authorization", "Bearer "+tok)
-				wantStatus(t, err, codes.Unauthenticated, "")
-				assert.NotContains(t, r.logs.String(), tok, what)
-			}
-			assert.Equal(t, before, r.up.Count(), "nothing reached the SuperLink")
-			assert.Contains(t, r.logs.String(), `issued to the client \"other-app\"`)
-		})
+	before := r.up.Count()
+	foreign := map[string]string{
+		"opaque, signed in to other-app":         p.DeviceLogin(t, otherApp, "alice", "").Access,
+		"JWT for the gateway's audience":         p.DeviceLogin(t, otherApp, "alice", oidctest.Resource).Access,
+		"JWT for another API":                    p.DeviceLogin(t, otherApp, "alice", "https://other-api").Access,
+		"client credentials, opaque":             p.ClientCredentials(t, otherApp, ""),
+		"client credentials, gateway's audience": p.ClientCredentials(t, otherApp, oidctest.Resource),
 	}
+	for what, tok := range foreign {
+		_, err := listRuns(raw, gateway.HeaderAccessToken, tok)
+		wantStatus(t, err, codes.Unauthenticated, "")
+		_, err = listRuns(raw, "authorization", "Bearer "+tok)
+		wantStatus(t, err, codes.Unauthenticated, "")
+		assert.NotContains(t, r.logs.String(), tok, what)
+	}
+	assert.Equal(t, before, r.up.Count(), "nothing reached the SuperLink")
+	assert.Contains(t, r.logs.String(), `issued to the client \"other-app\"`)
 }
 
 // A provider without introspection: opaque tokens are refused, and said so
@@ -117,9 +132,7 @@ func TestOpaqueTokensWithoutIntrospection(t *testing.T) {
 }
 
 // The leeway is one setting, for expiry, not-before and issued-at alike.
-func TestTokenTimesWithinTheLeeway(t *testing.T) {
-	t.Parallel()
-	p := oidctest.Start(t, oidctest.State{HoldKey: true})
+func tokenTimes(t *testing.T, p *oidctest.Provider) {
 	r := newRig(t, 1, func(c *gateway.Config) {
 		c.OIDC = oidcConfig(t, p)
 		c.OIDC.Leeway = 10 * time.Second
@@ -153,9 +166,7 @@ func TestTokenTimesWithinTheLeeway(t *testing.T) {
 }
 
 // Control refusals are held back as Fleet refusals are.
-func TestControlRefusalsAreDelayed(t *testing.T) {
-	t.Parallel()
-	p := oidctest.Start(t, oidctest.State{})
+func controlRefusalsDelayed(t *testing.T, p *oidctest.Provider) {
 	delay := 400 * time.Millisecond
 	r := newRig(t, 1, func(c *gateway.Config) { c.OIDC = oidcConfig(t, p); c.RefusalDelay = &delay })
 	raw := r.dial(t, r.control, nil)
@@ -190,13 +201,11 @@ func random(n int) string {
 // Hostile calls of each kind, each kind from a client address of its own,
 // make the gateway ask the provider at most 10 times per 1,000; a
 // legitimate login from another address is unaffected.
-func TestHostileCallsBarelyReachTheProvider(t *testing.T) {
-	t.Parallel()
+func hostileCalls(t *testing.T, p *oidctest.Provider) {
 	n := 200
 	if peer.Long() {
 		n = 1000
 	}
-	p := oidctest.Start(t, oidctest.State{HoldKey: true})
 	r := newRig(t, 1, func(c *gateway.Config) {
 		c.OIDC = oidcConfig(t, p)
 		c.OIDC.ProviderBurstPerClient = 0 // the default

@@ -242,11 +242,35 @@ func forgedTokens(t *testing.T, p *oidctest.Provider, good string) map[string]st
 	return out
 }
 
-// A provider that issues opaque access tokens: they are checked at its
-// userinfo endpoint, and the answer cached.
-func TestAccountLoginOpaqueTokens(t *testing.T) {
-	t.Parallel()
-	p := oidctest.Start(t, oidctest.State{Opaque: true})
+// A refresh happens for an opaque token the provider no longer calls
+// active, as for an expired JWT.
+func refreshOpaque(t *testing.T, p *oidctest.Provider) {
+	r := newRig(t, 1, func(c *gateway.Config) { c.OIDC = oidcConfig(t, p); c.RefusalDelay = new(time.Duration) })
+	tok := login(t, r, p, "bob")
+	raw := r.dial(t, r.control, nil)
+	h, err := listRuns(raw, gateway.HeaderAccessToken, "no-longer-active", gateway.HeaderRefreshToken, tok.Refresh)
+	require.NoError(t, err, "refreshed")
+	require.Len(t, h.Get(gateway.HeaderAccessToken), 1)
+	fresh := h.Get(gateway.HeaderAccessToken)[0]
+	assert.NotContains(t, fresh, ".", "an opaque token again")
+	_, err = listRuns(raw, gateway.HeaderAccessToken, fresh)
+	require.NoError(t, err)
+}
+
+// A provider that cannot be reached during a refresh is UNAVAILABLE, not
+// "run flwr login". It stops the provider.
+func refreshDuringAnOutage(t *testing.T, p *oidctest.Provider) {
+	s := newRig(t, 1, func(c *gateway.Config) { c.OIDC = oidcConfig(t, p); c.RefusalDelay = new(time.Duration) })
+	tok := login(t, s, p, "alice")
+	expired := p.Mint(t, map[string]any{"sub": "alice", "groups": []string{"admin"}, "exp": time.Now().Unix() - 600})
+	p.Stop()
+	_, err := listRuns(s.dial(t, s.control, nil), gateway.HeaderAccessToken, expired, gateway.HeaderRefreshToken, tok.Refresh)
+	wantStatus(t, err, codes.Unavailable, "the identity provider cannot be reached to check the login; try again later")
+}
+
+// An accepted opaque token's check is cached: the provider is not asked
+// again within the cache time. It stops the provider.
+func opaqueCachedThenDown(t *testing.T, p *oidctest.Provider) {
 	r := newRig(t, 1, func(c *gateway.Config) { c.OIDC = oidcConfig(t, p) })
 	tok := login(t, r, p, "bob")
 	assert.NotContains(t, tok.Access, ".", "an opaque token")
@@ -258,31 +282,5 @@ func TestAccountLoginOpaqueTokens(t *testing.T) {
 	_, err = listRuns(raw, gateway.HeaderAccessToken, tok.Access)
 	require.NoError(t, err, "cached: the provider is not asked again within the cache time")
 	_, err = listRuns(raw, gateway.HeaderAccessToken, tok.Access+"x")
-	wantStatus(t, err, codes.Unavailable, "the identity provider cannot be reached to check the login; try again later")
-}
-
-// A refresh happens for an opaque token the provider no longer calls
-// active, as for an expired JWT; a provider that cannot be reached during
-// a refresh is UNAVAILABLE, not "run flwr login".
-func TestRefreshOfOpaqueTokensAndDuringAnOutage(t *testing.T) {
-	t.Parallel()
-	p := oidctest.Start(t, oidctest.State{Opaque: true})
-	r := newRig(t, 1, func(c *gateway.Config) { c.OIDC = oidcConfig(t, p); c.RefusalDelay = new(time.Duration) })
-	tok := login(t, r, p, "bob")
-	raw := r.dial(t, r.control, nil)
-	h, err := listRuns(raw, gateway.HeaderAccessToken, "no-longer-active", gateway.HeaderRefreshToken, tok.Refresh)
-	require.NoError(t, err, "refreshed")
-	require.Len(t, h.Get(gateway.HeaderAccessToken), 1)
-	fresh := h.Get(gateway.HeaderAccessToken)[0]
-	assert.NotContains(t, fresh, ".", "an opaque token again")
-	_, err = listRuns(raw, gateway.HeaderAccessToken, fresh)
-	require.NoError(t, err)
-
-	q := oidctest.Start(t, oidctest.State{HoldKey: true})
-	s := newRig(t, 1, func(c *gateway.Config) { c.OIDC = oidcConfig(t, q); c.RefusalDelay = new(time.Duration) })
-	tok = login(t, s, q, "alice")
-	expired := q.Mint(t, map[string]any{"sub": "alice", "groups": []string{"admin"}, "exp": time.Now().Unix() - 600})
-	q.Stop()
-	_, err = listRuns(s.dial(t, s.control, nil), gateway.HeaderAccessToken, expired, gateway.HeaderRefreshToken, tok.Refresh)
 	wantStatus(t, err, codes.Unavailable, "the identity provider cannot be reached to check the login; try again later")
 }
