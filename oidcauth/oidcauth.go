@@ -420,13 +420,8 @@ func (a *Authenticator) PollLogin(ctx context.Context, deviceCode string) (*Toke
 	if err := a.spend(ctx); err != nil {
 		return nil, err
 	}
-	form := url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:device_code"}, "device_code": {deviceCode}}
-	var body struct {
-		Access  string `json:"access_token"`
-		Refresh string `json:"refresh_token"`
-		Error   string `json:"error"`
-	}
-	if err := a.post(ctx, a.token, form, &body); err != nil {
+	body, err := a.tokenRequest(ctx, url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:device_code"}, "device_code": {deviceCode}})
+	if err != nil {
 		return nil, err
 	}
 	switch body.Error {
@@ -548,13 +543,8 @@ func (a *Authenticator) refresh(ctx context.Context, refresh string) (*Tokens, e
 	if err := a.spend(ctx); err != nil {
 		return nil, err
 	}
-	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}}
-	var body struct {
-		Access  string `json:"access_token"`
-		Refresh string `json:"refresh_token"`
-		Error   string `json:"error"`
-	}
-	if err := a.post(ctx, a.token, form, &body); err != nil {
+	body, err := a.tokenRequest(ctx, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}})
+	if err != nil {
 		return nil, err
 	}
 	if body.Error != "" || body.Access == "" {

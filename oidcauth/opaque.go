@@ -91,7 +91,7 @@ func (a *Authenticator) introspect(ctx context.Context, token string) (*Account,
 	}
 	client, _ := claims["client_id"].(string)
 	switch {
-	case client == "" && !slices.Contains(audiences(claims["aud"]), a.cfg.Audience):
+	case client == "" && !slices.Contains(Strings(claims["aud"]), a.cfg.Audience):
 		return nil, time.Time{}, fmt.Errorf("the token names no client and is not for the audience %q", a.cfg.Audience)
 	case client != "" && !slices.Contains(a.clients, client):
 		return nil, time.Time{}, fmt.Errorf("the token was issued to the client %q, which this gateway does not accept (allowed_clients)", client)
@@ -138,21 +138,20 @@ func (a *Authenticator) userinfoAccount(ctx context.Context, token, sub string) 
 	return a.account(claims)
 }
 
-// audiences reads an aud claim: a string or a list.
-func audiences(v any) []string {
-	switch v := v.(type) {
-	case string:
-		return []string{v}
-	case []any:
-		var out []string
-		for _, x := range v {
-			if s, ok := x.(string); ok {
-				out = append(out, s)
-			}
-		}
-		return out
+// tokenAnswer is what the token endpoint answers.
+type tokenAnswer struct {
+	Access  string `json:"access_token"`
+	Refresh string `json:"refresh_token"`
+	Error   string `json:"error"`
+}
+
+// tokenRequest posts a grant to the token endpoint.
+func (a *Authenticator) tokenRequest(ctx context.Context, form url.Values) (*tokenAnswer, error) {
+	var body tokenAnswer
+	if err := a.post(ctx, a.token, form, &body); err != nil {
+		return nil, err
 	}
-	return nil
+	return &body, nil
 }
 
 // post sends a form to one of the provider's endpoints with this client's
