@@ -215,7 +215,7 @@ func (g *Gateway) lookupToken(ctx context.Context, tok string) (*tokens.Entry, e
 	defer cancel()
 	revoked, err := g.shared.Revoked(ctx, e.Hash)
 	if err != nil {
-		return nil, status.Error(codes.Unavailable, "the gateway cannot reach its shared state to check the token; try again later")
+		return nil, revokedUnknown(err)
 	}
 	if revoked {
 		return nil, nil

@@ -96,6 +96,7 @@ func New(cfg Config, log *slog.Logger) (_ *Gateway, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("gateway: shared state: %w", err)
 		}
+		g.shared.OnReset(g.sharedLost)
 	}
 	if cfg.KeyRate > 0 {
 		g.limiter = newKeyLimiter(cfg.KeyRate, cfg.KeyBurst)
@@ -200,7 +201,10 @@ func New(cfg Config, log *slog.Logger) (_ *Gateway, err error) {
 		}
 		if g.shared != nil {
 			// A token removed from this replica's file is revoked at every
-			// replica at once, whatever their own files say yet.
+			// replica, whatever their own files say yet, and asserted again
+			// every check_interval while this replica runs: a revocation
+			// made while Redis is down, or lost by a restart without
+			// persistence, reaches Redis again.
 			g.tokens.OnRemoved(func(gone []tokens.Entry) {
 				hashes := make([][32]byte, len(gone))
 				for i, e := range gone {
@@ -209,7 +213,7 @@ func New(cfg Config, log *slog.Logger) (_ *Gateway, err error) {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				defer cancel()
 				if err := g.shared.Revoke(ctx, hashes); err != nil {
-					g.log.Error("cannot share a token revocation; other replicas refuse it once their token file changes", "error", err)
+					g.log.Error("cannot share a token revocation yet; retrying every check_interval", "error", err)
 				}
 			})
 		}

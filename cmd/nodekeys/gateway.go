@@ -55,7 +55,9 @@ func gatewayCommand() *cli.Command {
 			"                   owners, revoked tokens): addrs, master_name (Sentinel),\n" +
 			"                   cluster, password_file or password_env, tls, ca_file,\n" +
 			"                   prefix, timeout, replay_fallback and rate_fallback\n" +
-			"                   (local, the default, or closed); see the README\n" +
+			"                   (local, the default, or closed), check_interval (1s:\n" +
+			"                   how often each replica checks that Redis kept its data\n" +
+			"                   and asserts its revocations again); see the README\n" +
 			"  register_nodes:  keep a Flower 1.23+ SuperLink's registrations equal to the\n" +
 			"                   allowlist (--register-nodes; pruning with --register-prune)",
 		Flags: []cli.Flag{

@@ -1,7 +1,7 @@
 // Package redistest starts a real redis-server (Debian's package) on a
-// free loopback port for tests, with no persistence, and stops it at the
-// end of the test. A test without redis-server installed is skipped, or
-// fails under NODEKEYS_REQUIRE_PEERS, as CI sets it.
+// free loopback port for tests, with no persistence unless asked, and
+// stops it at the end of the test. A test without redis-server installed
+// is skipped, or fails under NODEKEYS_REQUIRE_PEERS, as CI sets it.
 package redistest
 
 import (
@@ -24,6 +24,7 @@ type Server struct {
 	Addr string
 	bin  string
 	args []string
+	dir  string // the data of a persistent server
 	cmd  *exec.Cmd
 	done chan struct{}
 }
@@ -82,10 +83,38 @@ func (s *Server) Stop() {
 	<-s.done
 }
 
-// Restart starts the server again on the same address, empty.
+// StartPersistent is Start with an append-only file, written through
+// before each answer (appendfsync always), so that Stop, which kills the
+// server, loses nothing and Restart brings the data back.
+func StartPersistent(t testing.TB) *Server {
+	t.Helper()
+	dir := t.TempDir()
+	s := Start(t, "--appendonly", "yes", "--appendfsync", "always", "--dir", dir)
+	s.dir = dir
+	return s
+}
+
+// Restart starts the server again on the same address: empty, or with
+// its data if it was started by StartPersistent.
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
 	s.Stop()
+	s.start(t)
+}
+
+// RestartEmpty starts the server again on the same address, without the
+// data a persistent server kept.
+func (s *Server) RestartEmpty(t testing.TB) {
+	t.Helper()
+	s.Stop()
+	if s.dir != "" {
+		if err := os.RemoveAll(s.dir); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(s.dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
 	s.start(t)
 }
 

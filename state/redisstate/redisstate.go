@@ -11,15 +11,22 @@
 //	PREFIX owners:runs      hash: run id -> owner record (JSON), kept
 //	PREFIX owners:nodes     hash: node id -> owner record (JSON), kept
 //	PREFIX revoked          set: SHA-256 of revoked bearer tokens, kept
+//	PREFIX epoch{PREFIX revoked}  a random id and when the first replica wrote it, kept (see epoch.go)
 //
 // No key, signature, timestamp or token is stored in clear. A call costs
 // one round trip for its rate limit (before the signature is checked)
-// and one for the replay guard (after); Control calls one for owners.
+// and one for the replay guard (after); Control calls one for owners, and
+// one for the revocation check with a token.
 //
 // When Redis is slow or down, each kind of state does what the config
 // says, with a metric and a log line (see Fallback): the replay guard and
 // rate limits fall back to this replica's own by default; owner reads and
-// writes, and the revocation check, fail closed.
+// writes, and the revocation check, fail closed. Each replica's watch
+// loop checks every CheckInterval that Redis still holds the epoch, and
+// asserts again the revocations this replica has seen: after Redis lost
+// its data or was unreachable, headers signed before are refused as
+// Unavailable, and token checks wait until every replica has had the time
+// to assert its own revocations again.
 package redisstate
 
 import (
@@ -86,6 +93,14 @@ type Config struct {
 	// ReplayFallback and RateFallback: Local (default) or Closed.
 	ReplayFallback Fallback `yaml:"replay_fallback"`
 	RateFallback   Fallback `yaml:"rate_fallback"`
+	// CheckInterval is how often each replica checks that Redis still
+	// holds the shared state (default 1s) and asserts again the token
+	// revocations it has seen. After Redis lost its data or could not be
+	// reached, a replica refuses token checks for 2 x CheckInterval +
+	// 3 x Timeout: time for every replica to assert its own again (a look
+	// starts within CheckInterval, doubled for slack, and, after an
+	// outage, dials anew and answers within 3 x Timeout).
+	CheckInterval time.Duration `yaml:"check_interval"`
 }
 
 // Defaults fills the zero fields.
@@ -102,6 +117,9 @@ func (c *Config) Defaults() {
 	if c.RateFallback == "" {
 		c.RateFallback = Local
 	}
+	if c.CheckInterval <= 0 {
+		c.CheckInterval = time.Second
+	}
 }
 
 // Validate reports contradictions, after Defaults.
@@ -113,6 +131,9 @@ func (c *Config) Validate() error {
 		return errors.New("redis: master_name (Sentinel) and cluster contradict each other")
 	case c.PasswordFile != "" && c.PasswordEnv != "":
 		return errors.New("redis: password_file and password_env contradict each other")
+	}
+	if c.CheckInterval > time.Minute {
+		return fmt.Errorf("redis: check_interval is at most 1m (token checks wait twice as long after Redis lost its data), got %s", c.CheckInterval)
 	}
 	for _, f := range []Fallback{c.ReplayFallback, c.RateFallback} {
 		if f != Local && f != Closed {
@@ -129,9 +150,16 @@ type Errors func(kind string, err error)
 // Backend is the shared state over one Redis client.
 type Backend struct {
 	cfg    Config
+	opts   *redis.UniversalOptions
 	rdb    redis.UniversalClient
-	onErr  Errors
+	onErr  Errors // report, then look
+	report Errors
 	bucket *redis.Script
+	ep     epoch
+	poke   chan struct{} // asks the watch loop to look now
+	fails  int           // the watch loop's failed looks in a row
+	stop   context.CancelFunc
+	done   chan struct{}
 }
 
 // quietOnce routes go-redis's own log lines (connection pool retries, to
@@ -170,13 +198,32 @@ func New(ctx context.Context, cfg Config, onErr Errors) (*Backend, error) {
 	if onErr == nil {
 		onErr = func(string, error) {}
 	}
-	b := &Backend{cfg: cfg, rdb: redis.NewUniversalClient(opts), onErr: onErr, bucket: redis.NewScript(bucketScript)}
+	b := &Backend{cfg: cfg, report: onErr, bucket: redis.NewScript(bucketScript), poke: make(chan struct{}, 1), done: make(chan struct{})}
+	b.onErr = func(kind string, err error) {
+		onErr(kind, err)
+		b.look() // is Redis down, or did it lose its data?
+	}
+	b.ep.settle = 2*cfg.CheckInterval + 3*cfg.Timeout
+	if cfg.MasterName != "" || !(cfg.Cluster || len(cfg.Addrs) > 1) {
+		// One primary: a restart of Redis ends every connection, so the
+		// epoch read on each new one finds a loss before any command.
+		opts.OnConnect = b.onConnect
+	}
+	b.opts = opts
+	b.rdb = redis.NewUniversalClient(opts)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := b.rdb.Ping(pctx).Err(); err != nil {
 		b.rdb.Close()
 		return nil, fmt.Errorf("redis: %s: %w", strings.Join(cfg.Addrs, ","), err)
 	}
+	if err := b.check(pctx); err != nil {
+		b.rdb.Close()
+		return nil, fmt.Errorf("redis: %s: %w", strings.Join(cfg.Addrs, ","), err)
+	}
+	wctx, stop := context.WithCancel(context.Background())
+	b.stop = stop
+	go b.watch(wctx)
 	return b, nil
 }
 
@@ -198,8 +245,12 @@ func password(cfg Config) (string, error) {
 	return "", nil
 }
 
-// Close closes the client.
-func (b *Backend) Close() error { return b.rdb.Close() }
+// Close stops the watch loop and closes the client.
+func (b *Backend) Close() error {
+	b.stop()
+	<-b.done
+	return b.rdb.Close()
+}
 
 // Client returns the Redis client, for inspection.
 func (b *Backend) Client() redis.UniversalClient { return b.rdb }
@@ -221,6 +272,7 @@ func (b *Backend) bound(ctx context.Context) (context.Context, context.CancelFun
 var (
 	errReplayed    = &verify.Error{Reason: verify.Replayed, Detail: "this signed timestamp was accepted before (by this or another gateway)"}
 	errUnavailable = &verify.Error{Reason: verify.Unavailable, Detail: "the shared state cannot be reached"}
+	errBeforeLoss  = &verify.Error{Reason: verify.Unavailable, Detail: "signed before the shared replay guard lost its entries or was unreachable; the next call, signed anew, passes"}
 )
 
 // replay is a ReplayChecker shared through Redis, with this replica's
@@ -257,8 +309,12 @@ func (r *replay) CheckReplay(pemKey, ts string, now, expiry time.Time) error {
 		}
 		return errUnavailable
 	}
+	r.b.up()
 	if !fresh {
 		return errReplayed
+	}
+	if r.b.beforeFloor(ts) {
+		return errBeforeLoss
 	}
 	return nil
 }
@@ -307,6 +363,7 @@ func (b *Backend) Limiter(rate float64, burst int, local func(pemKey string, now
 			}
 			return errRate
 		}
+		b.up()
 		if ok != 1 {
 			return errRate
 		}
@@ -406,13 +463,19 @@ func (b *Backend) All(ctx context.Context, kind state.Kind) (map[uint64]state.Ow
 
 // --- revoked tokens ---
 
-// Revoke records token hashes as revoked, for every replica.
+// Revoke records token hashes as revoked, for every replica, and
+// remembers them: the watch loop asserts them again every CheckInterval
+// for as long as this Backend runs, so that a revocation made while Redis
+// is unreachable reaches it when it is back, and one that Redis lost
+// (restarted without persistence, flushed) is restored. An error means
+// Redis does not have them yet.
 func (b *Backend) Revoke(ctx context.Context, hashes [][sha256.Size]byte) error {
-	ctx, cancel := b.bound(ctx)
-	defer cancel()
 	if len(hashes) == 0 {
 		return nil
 	}
+	b.remember(hashes)
+	ctx, cancel := b.bound(ctx)
+	defer cancel()
 	members := make([]any, len(hashes))
 	for i, h := range hashes {
 		members[i] = hex.EncodeToString(h[:])
@@ -421,17 +484,33 @@ func (b *Backend) Revoke(ctx context.Context, hashes [][sha256.Size]byte) error 
 		b.onErr("revoked", err)
 		return err
 	}
+	b.up()
 	return nil
 }
 
 // Revoked reports whether a token hash was revoked by any replica. An
-// error means the answer is unknown; callers refuse the token.
+// error means the answer is unknown; callers refuse the token. It is
+// ErrSettling for 2 x CheckInterval + 3 x Timeout after Redis lost its data
+// or this replica's watch loop found it unreachable.
 func (b *Backend) Revoked(ctx context.Context, hash [sha256.Size]byte) (bool, error) {
 	ctx, cancel := b.bound(ctx)
 	defer cancel()
-	ok, err := b.rdb.SIsMember(ctx, b.key("revoked"), hex.EncodeToString(hash[:])).Result()
+	pipe := b.rdb.Pipeline()
+	member := pipe.SIsMember(ctx, b.key("revoked"), hex.EncodeToString(hash[:]))
+	ep := pipe.Get(ctx, b.epochKey()) // after: a flush between the two shows
+	pipe.Exec(ctx)
+	err := member.Err()
+	if err == nil && !errors.Is(ep.Err(), redis.Nil) {
+		err = ep.Err()
+	}
 	if err != nil {
 		b.onErr("revoked", err)
+		return false, err
 	}
-	return ok, err
+	b.up()
+	if !b.trusted(ep.Val()) {
+		b.look()
+		return false, ErrSettling
+	}
+	return member.Val(), nil
 }
