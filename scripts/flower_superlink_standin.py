@@ -1,7 +1,7 @@
 """A stand-in for a Flower SuperLink's Fleet API, doing Flower's own
 per-call node authentication in Python, for scripts/bench-gateway.sh.
 
-Written from PROTOCOL.md section 3, as Flower's SuperLink interceptor does
+Written from docs/protocol.md, "Node authentication", as Flower's SuperLink interceptor does
 it (CSV era): for every call under /flwr.proto.Fleet/, the three flwr-*
 headers must be present; the PEM key must be byte-equal to an allowed key;
 the ECDSA/SHA-256 signature over the timestamp must verify (cryptography,

@@ -1,6 +1,6 @@
 """Flower's per-call SuperLink work, for scripts/bench-vs-python.sh.
 
-Written from PROTOCOL.md section 3: for each call, load the PEM public key,
+Written from docs/protocol.md, "Node authentication": for each call, load the PEM public key,
 check it against the allowlist of PEM bytes, verify the ECDSA/SHA-256
 signature over the timestamp with `cryptography`, parse the timestamp with
 datetime.fromisoformat and check -5 < now - timestamp < 305.

@@ -23,8 +23,8 @@ import (
 	"github.com/nodekeys/nodekeys/verify"
 )
 
-// pySuperNode signs headers as a Flower SuperNode does (PROTOCOL.md section
-// 3): the PEM of the public key, datetime isoformat, ECDSA with SHA-256.
+// pySuperNode signs headers as a Flower SuperNode does (docs/protocol.md,
+// "Node authentication"): the PEM of the public key, datetime isoformat, ECDSA with SHA-256.
 // It writes the allowlist CSV and one JSON line per call.
 const pySuperNode = `
 import base64, csv, json, random, sys

@@ -1,6 +1,6 @@
 // The part of Flower's Control API (package flwr.proto, service
 // flwr.proto.Control) that nodekeys speaks, written from the field numbers
-// in PROTOCOL.md. Only the fields nodekeys reads or writes are declared;
+// in docs/protocol.md. Only the fields nodekeys reads or writes are declared;
 // the others are kept as unknown fields when a message is decoded and
 // encoded again, so a proxy that edits a message loses nothing.
 //

@@ -16,7 +16,7 @@ import (
 )
 
 // nodeRegistry keeps SuperNode registrations as a Flower SuperLink with
-// in-memory state does (PROTOCOL.md, section 6): keys matched as exact PEM
+// in-memory state does (docs/protocol.md, "Registration"): keys matched as exact PEM
 // bytes; a key registered twice refused; an unregistered key burned for
 // good; the owner recorded ("none" without account auth); everything lost
 // on Restart.
