@@ -7,6 +7,9 @@
 // or from a bearer token's entry in the token file. A method no role of the
 // caller grants is refused, and so is any method this package does not
 // know: a newer Flower's Control method stays closed until a role names it.
+//
+// The caller itself is a Principal: a user, a service client or a machine
+// token, each kind a name space of its own.
 package authz
 
 import (
