@@ -235,6 +235,7 @@ func TestRolesAndOwnership(t *testing.T) {
 
 	// On the same provider (one start is most of such a test's time).
 	t.Run("principals sharing a name stay apart", func(t *testing.T) { principalsSharingANameStayApart(t, p, bob, carol) })
+	t.Run("roles from a URL-named claim", func(t *testing.T) { rolesFromAURLNamedClaim(t, p, bob) })
 }
 
 func fmtID(n uint64) string { return strconv.FormatUint(n, 10) }

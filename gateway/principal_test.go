@@ -124,3 +124,21 @@ func principalsSharingANameStayApart(t *testing.T, p *oidctest.Provider, userBob
 	assert.Contains(t, logs, "kind=user sub=bob")
 	assert.Contains(t, logs, "kind=token sub=carol")
 }
+
+// rolesFromAURLNamedClaim runs on TestRolesAndOwnership's provider, whose
+// access tokens carry the groups also under a claim named by a URL, dots
+// and all: a gateway whose roles_claim names it reads the roles there.
+func rolesFromAURLNamedClaim(t *testing.T, p *oidctest.Provider, userBob as) {
+	policy := authz.Default()
+	policy.RolesClaim = oidctest.RolesURLClaim
+	r := newRig(t, 1, func(c *gateway.Config) {
+		c.OIDC = oidcConfig(t, p)
+		c.Policy = policy
+	})
+	require.Equal(t, []any{"member"}, jwtClaims(t, userBob[1])[oidctest.RolesURLClaim])
+	c := r.dial(t, r.control, nil)
+	_, err := ctl(c, userBob, "ListRuns", &flwrpb.ListRunsRequest{})
+	require.NoError(t, err, "the role member, read from "+oidctest.RolesURLClaim)
+	_, err = ctl(c, bearer(p.ClientCredentials(t, serviceBob, oidctest.Resource)), "ListRuns", &flwrpb.ListRunsRequest{})
+	wantStatus(t, err, codes.PermissionDenied, "ListRuns needs the role admin or member (this account has roles service)")
+}

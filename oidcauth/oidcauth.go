@@ -595,17 +595,35 @@ func (a *Authenticator) account(claims map[string]any) (*Account, error) {
 	return acct, nil
 }
 
-// Claim follows a dotted path ("realm_access.roles") into claims.
+// Claim returns the claim at path, or nil. path is a claim's name
+// ("groups", "https://example.org/roles") or a dotted path into nested
+// objects ("realm_access.roles"). At each level the longest name that
+// exists is taken first, and a shorter one only if the rest of the path
+// is not found under it: "https://example.org/roles" is read as one name
+// when the claims have it, and "https://example.org/claims.roles" finds
+// {"https://example.org/claims": {"roles": ...}}.
 func Claim(claims map[string]any, path string) any {
-	var v any = claims
-	for _, part := range strings.Split(path, ".") {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil
-		}
-		v = m[part]
-	}
+	v, _ := claim(claims, strings.Split(path, "."))
 	return v
+}
+
+// claim looks parts, the path split at its dots, up in m.
+func claim(m map[string]any, parts []string) (any, bool) {
+	for n := len(parts); n > 0; n-- {
+		v, ok := m[strings.Join(parts[:n], ".")]
+		if !ok {
+			continue
+		}
+		if n == len(parts) {
+			return v, true
+		}
+		if sub, isMap := v.(map[string]any); isMap {
+			if v, ok := claim(sub, parts[n:]); ok {
+				return v, true
+			}
+		}
+	}
+	return nil, false
 }
 
 // Strings turns a claim value (a string or a list) into strings.
