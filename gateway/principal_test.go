@@ -51,6 +51,7 @@ func principalsSharingANameStayApart(t *testing.T, p *oidctest.Provider, userBob
 	policy.Roles["service"] = authz.Role{Methods: []string{authz.All}} // the service's own runs only
 	r := newRig(t, 1, func(c *gateway.Config) {
 		c.OIDC = oidcConfig(t, p)
+		c.OIDC.AllowedClients = append(c.OIDC.AllowedClients, serviceBob.ID)
 		c.TokenList = tokenFile
 		c.Policy = policy
 	})
@@ -133,6 +134,7 @@ func rolesFromAURLNamedClaim(t *testing.T, p *oidctest.Provider, userBob as) {
 	policy.RolesClaim = oidctest.RolesURLClaim
 	r := newRig(t, 1, func(c *gateway.Config) {
 		c.OIDC = oidcConfig(t, p)
+		c.OIDC.AllowedClients = append(c.OIDC.AllowedClients, serviceBob.ID)
 		c.Policy = policy
 	})
 	require.Equal(t, []any{"member"}, jwtClaims(t, userBob[1])[oidctest.RolesURLClaim])

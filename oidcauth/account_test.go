@@ -22,6 +22,9 @@ func TestAccountPrincipal(t *testing.T) {
 		"a client's, sub is client_id":     {map[string]any{"sub": "bob", "client_id": "bob"}, authz.Principal{Kind: authz.KindClient, Subject: "bob"}},
 		"a client's, no sub":               {map[string]any{"client_id": "bob"}, authz.Principal{Kind: authz.KindClient, Subject: "bob"}},
 		"a service account's (Keycloak's)": {map[string]any{"sub": "6a1e", "client_id": "bob"}, authz.Principal{Kind: authz.KindUser, Subject: "6a1e"}},
+		"a client's, sub is azp":           {map[string]any{"sub": "bob", "azp": "bob"}, authz.Principal{Kind: authz.KindClient, Subject: "bob"}},
+		"a user's, with azp":               {map[string]any{"sub": "bob", "azp": "flwr-gateway"}, authz.Principal{Kind: authz.KindUser, Subject: "bob"}},
+		"client_id before azp":             {map[string]any{"sub": "bob", "client_id": "flwr-gateway", "azp": "bob"}, authz.Principal{Kind: authz.KindUser, Subject: "bob"}},
 	} {
 		acct, err := a.account(tc.claims)
 		require.NoError(t, err, name)

@@ -210,8 +210,9 @@ type Account struct {
 	Name    string   `json:"name,omitempty"`
 	Email   string   `json:"email,omitempty"`
 	Groups  []string `json:"groups,omitempty"`
-	// ClientID is the OAuth client a token was issued to: the application
-	// a user signed in through, or the service itself.
+	// ClientID is the OAuth client a token was issued to (its client_id,
+	// or azp): the application a user signed in through, or the service
+	// itself.
 	ClientID string         `json:"client_id,omitempty"`
 	Claims   map[string]any `json:"-"`
 }
@@ -569,7 +570,7 @@ func (a *Authenticator) refresh(ctx context.Context, refresh string) (*Tokens, e
 // names neither a subject nor a client is refused.
 //
 // A token is a service client's when it names no sub, or when its sub is
-// its client_id: RFC 9068 (section 2.2) has the sub of a token obtained
+// its client_id (or azp, where it has no client_id): RFC 9068 (section 2.2) has the sub of a token obtained
 // with no resource owner, as by the client-credentials grant, name the
 // client, and providers such as oidc-provider do so. Any other token is a
 // user's, whose sub is the user and whose client_id is the application the
@@ -582,6 +583,9 @@ func (a *Authenticator) account(claims map[string]any) (*Account, error) {
 	acct := &Account{Subject: s("sub"), Name: s("name"), Email: s("email"), ClientID: s("client_id"), Claims: claims}
 	if acct.Name == "" {
 		acct.Name = s("preferred_username")
+	}
+	if acct.ClientID == "" {
+		acct.ClientID = s("azp") // as claims reads the client (Auth0's tokens name it so)
 	}
 	switch {
 	case acct.Subject == "" && acct.ClientID == "":
