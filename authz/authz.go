@@ -7,6 +7,9 @@
 // or from a bearer token's entry in the token file. A method no role of the
 // caller grants is refused, and so is any method this package does not
 // know: a newer Flower's Control method stays closed until a role names it.
+//
+// The caller itself is a Principal: a user, a service client or a machine
+// token, each kind a name space of its own.
 package authz
 
 import (
@@ -41,9 +44,11 @@ type Role struct {
 
 // Policy maps role names to grants.
 type Policy struct {
-	// RolesClaim is the claim holding an account's roles, a dotted path
-	// ("groups", "realm_access.roles", "https://example.org/roles").
-	// Empty means the login's groups claim (oidc.groups_claim).
+	// RolesClaim is the claim holding an account's roles: its name, or a
+	// dotted path into nested claims ("groups", "realm_access.roles",
+	// "https://example.org/roles"). A name with dots is read whole when
+	// the token has a claim of that name (oidcauth.Claim). Empty means the
+	// login's groups claim (oidc.groups_claim).
 	RolesClaim string `yaml:"roles_claim" json:"roles_claim,omitempty"`
 	// Roles maps a role name, as it appears in the claim, to its grant.
 	Roles map[string]Role `yaml:"roles" json:"roles"`

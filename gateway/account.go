@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/nodekeys/nodekeys/authz"
 	"github.com/nodekeys/nodekeys/internal/flwrpb"
 	"github.com/nodekeys/nodekeys/oidcauth"
 	"github.com/nodekeys/nodekeys/tokens"
@@ -115,11 +116,6 @@ func clientAddr(ctx context.Context) string {
 	return p.Addr.String()
 }
 
-// tokenSubject starts the subject of a bearer token's account; a login
-// whose subject starts so is refused, so that no account can pose as a
-// token's owner.
-const tokenSubject = "token:"
-
 // authenticateControl checks a Control call's login (flwr's token headers)
 // or bearer token (authorization: Bearer), and returns the account and the
 // metadata to send upstream, without any of them.
@@ -164,7 +160,7 @@ func (g *Gateway) authenticateControl(ss grpc.ServerStream, method string, md me
 			if e == nil {
 				return nil, nil, refuse("an unknown or revoked bearer token")
 			}
-			acct = &oidcauth.Account{Subject: tokenSubject + e.Name, Name: e.Name, Groups: []string{e.Role}}
+			acct = &oidcauth.Account{Principal: authz.Principal{Kind: authz.KindToken, Subject: e.Name}, Name: e.Name, Groups: []string{e.Role}}
 		default:
 			access = bearer // an access token from the provider, e.g. a service's
 		}
@@ -184,9 +180,6 @@ func (g *Gateway) authenticateControl(ss grpc.ServerStream, method string, md me
 			return nil, nil, status.Error(codes.Unavailable, "the identity provider cannot be reached to check the login; try again later")
 		case err != nil:
 			return nil, nil, refuse(err.Error())
-		}
-		if strings.HasPrefix(acct.Subject, tokenSubject) {
-			return nil, nil, refuse("a login whose subject poses as a bearer token's")
 		}
 		if next != nil {
 			// The CLI stores the pair it finds in the response's header.
@@ -241,8 +234,10 @@ func (g *Gateway) rolesOf(acct *oidcauth.Account) []string {
 	return acct.Groups
 }
 
+// accountAttrs are the log attributes of a: its principal's kind and
+// subject ("kind=token sub=ci"), then what the provider says of it.
 func accountAttrs(a *oidcauth.Account) []any {
-	attrs := []any{"sub", a.Subject}
+	attrs := []any{"kind", string(a.Principal.Kind), "sub", a.Principal.Subject}
 	if a.Name != "" {
 		attrs = append(attrs, "name", a.Name)
 	}
@@ -251,12 +246,6 @@ func accountAttrs(a *oidcauth.Account) []any {
 	}
 	if len(a.Groups) > 0 {
 		attrs = append(attrs, "groups", strings.Join(a.Groups, ","))
-	}
-	if strings.HasPrefix(a.Subject, tokenSubject) {
-		attrs = append(attrs, "token", a.Name)
-	}
-	if a.ClientID != "" && a.Subject == a.ClientID {
-		attrs = append(attrs, "client", a.ClientID)
 	}
 	return attrs
 }

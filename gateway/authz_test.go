@@ -132,7 +132,8 @@ func nodesOf(t *testing.T, c *grpc.ClientConn, who as) map[uint64]*flwrpb.NodeIn
 // reload.
 func TestRolesAndOwnership(t *testing.T) {
 	t.Parallel()
-	p := oidctest.Start(t, oidctest.State{Accounts: map[string][]string{"alice": {"admin"}, "bob": {"member"}, "carol": {"member"}}})
+	p := oidctest.Start(t, oidctest.State{Accounts: map[string][]string{"alice": {"admin"}, "bob": {"member"}, "carol": {"member"}, "token:carol": {"member"}},
+		Clients: []oidctest.Client{serviceBob}})
 	tokenFile := filepath.Join(t.TempDir(), "tokens")
 	ci, _, err := tokens.New(tokenFile, "ci-pipeline", "member")
 	require.NoError(t, err)
@@ -231,6 +232,10 @@ func TestRolesAndOwnership(t *testing.T) {
 	m, _ = runsOf(t, c, alice)
 	assert.ElementsMatch(t, []uint64{runB, runC, runT}, runIDs(m))
 	assert.Equal(t, "token:ci-pipeline", m.RunDict[runT].FlwrAid)
+
+	// On the same provider (one start is most of such a test's time).
+	t.Run("principals sharing a name stay apart", func(t *testing.T) { principalsSharingANameStayApart(t, p, bob, carol) })
+	t.Run("roles from a URL-named claim", func(t *testing.T) { rolesFromAURLNamedClaim(t, p, bob) })
 }
 
 func fmtID(n uint64) string { return strconv.FormatUint(n, 10) }

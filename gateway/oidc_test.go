@@ -128,7 +128,7 @@ func TestAccountLoginWithARealProvider(t *testing.T) {
 	run := startRun(t, svc, nil)
 	m, _ := runsOf(t, svc, nil)
 	assert.Equal(t, []uint64{run}, runIDs(m))
-	assert.Equal(t, oidctest.ServiceID, m.RunDict[run].FlwrAid, "a token with no sub is its client's")
+	assert.Equal(t, "client:"+oidctest.ServiceID, m.RunDict[run].FlwrAid, "a token whose sub is its client_id is the client's")
 	_, err = ctl(svc, nil, "StopRun", &flwrpb.StopRunRequest{RunId: run})
 	wantStatus(t, err, codes.PermissionDenied, "StopRun needs the role admin or member (this account has roles service)")
 	_, err = ctl(fixed, nil, "ListRuns", &flwrpb.ListRunsRequest{})

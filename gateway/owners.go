@@ -25,13 +25,13 @@ const (
 	noOwnerName = "none"
 )
 
-// ownerOf is the state record of a call's account.
+// ownerOf is the state record of a call's account: its principal.
 func ownerOf(a *oidcauth.Account) state.Owner {
 	name := a.Name
 	if name == "" {
 		name = a.Email
 	}
-	return state.Owner{Subject: a.Subject, Name: name, At: time.Now().UTC().Truncate(time.Millisecond)}
+	return state.Owner{Kind: a.Principal.Kind, Subject: a.Principal.Subject, Name: name, At: time.Now().UTC().Truncate(time.Millisecond)}
 }
 
 // errStore is the status of a call whose owners cannot be read or written:
@@ -81,7 +81,7 @@ func (g *Gateway) authorized(ctx context.Context, ss grpc.ServerStream, method s
 			if err != nil {
 				return g.errStore(method, err)
 			}
-			if o, ok := owners[m.RunId]; !ok || o.Subject != acct.Subject {
+			if o, ok := owners[m.RunId]; !ok || !o.Matches(acct.Principal) {
 				g.m.refusals.WithLabelValues("owner").Inc()
 				g.log.Warn("refused a call on another account's "+what, append([]any{"method", method, "id", m.RunId}, accountAttrs(acct)...)...)
 				return status.Errorf(codes.PermissionDenied, "%s %d was not started or registered by this account", what, m.RunId)
@@ -136,12 +136,12 @@ func (g *Gateway) filterRuns(ctx context.Context, method string, acct *oidcauth.
 		}
 		for id, run := range m.RunDict {
 			o, ok := owners[id]
-			if !d.SeeAll && (!ok || o.Subject != acct.Subject) {
+			if !d.SeeAll && (!ok || !o.Matches(acct.Principal)) {
 				delete(m.RunDict, id)
 				continue
 			}
 			if ok && run != nil && (run.FlwrAid == "" || run.FlwrAid == noOwnerAID) {
-				run.FlwrAid = o.Subject
+				run.FlwrAid = o.String()
 			}
 		}
 		return remarshal(f, m)
@@ -166,11 +166,11 @@ func (g *Gateway) filterNodes(ctx context.Context, method string, acct *oidcauth
 		kept := m.NodesInfo[:0]
 		for _, n := range m.NodesInfo {
 			o, ok := owners[n.GetNodeId()]
-			if !d.SeeAll && (!ok || o.Subject != acct.Subject) {
+			if !d.SeeAll && (!ok || !o.Matches(acct.Principal)) {
 				continue
 			}
 			if ok && (n.OwnerAid == "" || n.OwnerAid == noOwnerAID) {
-				n.OwnerAid, n.OwnerName = o.Subject, o.Name
+				n.OwnerAid, n.OwnerName = o.String(), o.Name
 			}
 			kept = append(kept, n)
 		}

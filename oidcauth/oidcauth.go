@@ -51,6 +51,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/nodekeys/nodekeys/authz"
 	"github.com/nodekeys/nodekeys/certs"
 	"github.com/nodekeys/nodekeys/internal/keyrate"
 	"github.com/nodekeys/nodekeys/internal/safefile"
@@ -199,12 +200,19 @@ func (c *Config) Validate() error {
 
 // Account is the caller of a Control call.
 type Account struct {
-	Subject string   `json:"sub"`
+	// Principal is who the caller is: a user, or a service client (see
+	// account for how a token tells them apart). Ownership compares
+	// principals, never a subject alone.
+	Principal authz.Principal `json:"principal"`
+	// Subject is the token's sub claim as the provider sent it (empty if
+	// it sent none).
+	Subject string   `json:"sub,omitempty"`
 	Name    string   `json:"name,omitempty"`
 	Email   string   `json:"email,omitempty"`
 	Groups  []string `json:"groups,omitempty"`
-	// ClientID is the OAuth client a token was issued to (a service using
-	// client credentials has no other identity).
+	// ClientID is the OAuth client a token was issued to (its client_id,
+	// or azp): the application a user signed in through, or the service
+	// itself.
 	ClientID string         `json:"client_id,omitempty"`
 	Claims   map[string]any `json:"-"`
 }
@@ -560,33 +568,66 @@ func (a *Authenticator) refresh(ctx context.Context, refresh string) (*Tokens, e
 
 // account reads the account from a token's or userinfo's claims; one that
 // names neither a subject nor a client is refused.
+//
+// A token is a service client's when it names no sub, or when its sub is
+// its client_id (or azp, where it has no client_id): RFC 9068 (section 2.2) has the sub of a token obtained
+// with no resource owner, as by the client-credentials grant, name the
+// client, and providers such as oidc-provider do so. Any other token is a
+// user's, whose sub is the user and whose client_id is the application the
+// user signed in through. Providers that give each service an account of
+// its own (Keycloak's service-account users, Entra ID's service
+// principals, Auth0's "ID@clients") put that account's id in sub, so such
+// a service is a user principal with an id no person has.
 func (a *Authenticator) account(claims map[string]any) (*Account, error) {
 	s := func(k string) string { v, _ := claims[k].(string); return v }
 	acct := &Account{Subject: s("sub"), Name: s("name"), Email: s("email"), ClientID: s("client_id"), Claims: claims}
 	if acct.Name == "" {
 		acct.Name = s("preferred_username")
 	}
-	if acct.Subject == "" {
-		acct.Subject = acct.ClientID // a client-credentials token may name only its client
+	if acct.ClientID == "" {
+		acct.ClientID = s("azp") // as claims reads the client (Auth0's tokens name it so)
 	}
-	if acct.Subject == "" {
+	switch {
+	case acct.Subject == "" && acct.ClientID == "":
 		return nil, errors.New("the token names no subject and no client")
+	case acct.Subject == "" || acct.Subject == acct.ClientID:
+		acct.Principal = authz.Principal{Kind: authz.KindClient, Subject: acct.ClientID}
+	default:
+		acct.Principal = authz.Principal{Kind: authz.KindUser, Subject: acct.Subject}
 	}
 	acct.Groups = Strings(Claim(claims, a.cfg.GroupsClaim))
 	return acct, nil
 }
 
-// Claim follows a dotted path ("realm_access.roles") into claims.
+// Claim returns the claim at path, or nil. path is a claim's name
+// ("groups", "https://example.org/roles") or a dotted path into nested
+// objects ("realm_access.roles"). At each level the longest name that
+// exists is taken first, and a shorter one only if the rest of the path
+// is not found under it: "https://example.org/roles" is read as one name
+// when the claims have it, and "https://example.org/claims.roles" finds
+// {"https://example.org/claims": {"roles": ...}}.
 func Claim(claims map[string]any, path string) any {
-	var v any = claims
-	for _, part := range strings.Split(path, ".") {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil
-		}
-		v = m[part]
-	}
+	v, _ := claim(claims, strings.Split(path, "."))
 	return v
+}
+
+// claim looks parts, the path split at its dots, up in m.
+func claim(m map[string]any, parts []string) (any, bool) {
+	for n := len(parts); n > 0; n-- {
+		v, ok := m[strings.Join(parts[:n], ".")]
+		if !ok {
+			continue
+		}
+		if n == len(parts) {
+			return v, true
+		}
+		if sub, isMap := v.(map[string]any); isMap {
+			if v, ok := claim(sub, parts[n:]); ok {
+				return v, true
+			}
+		}
+	}
+	return nil, false
 }
 
 // Strings turns a claim value (a string or a list) into strings.

@@ -162,7 +162,7 @@ func (s *Bolt) SetOwner(_ context.Context, kind Kind, id uint64, o Owner) error 
 		}
 		if old := b.Get(idKey(id)); old != nil {
 			var prev Owner
-			if json.Unmarshal(old, &prev) == nil && prev.Subject == o.Subject {
+			if json.Unmarshal(old, &prev) == nil && prev.SameAs(o) {
 				return nil
 			}
 			return ErrOwned

@@ -158,7 +158,7 @@ func stateCommand() *cli.Command {
 						return err
 					}
 					for id, o := range all {
-						rows = append(rows, row{k, id, o.Subject, o.Name, o.At})
+						rows = append(rows, row{k, id, o.String(), o.Name, o.At})
 					}
 				}
 				slices.SortFunc(rows, func(a, b row) int {

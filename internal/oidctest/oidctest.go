@@ -42,6 +42,10 @@ import (
 // Resource is the audience of the provider's access tokens.
 const Resource = "https://flower-control"
 
+// RolesURLClaim is a claim of the provider's JWT access tokens named by a
+// URL, holding the same as groups.
+const RolesURLClaim = "https://nodekeys.example/roles"
+
 // The provider's clients.
 const (
 	ClientID      = "flwr-gateway"

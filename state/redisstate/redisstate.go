@@ -405,7 +405,7 @@ func (b *Backend) SetOwner(ctx context.Context, kind state.Kind, id uint64, o st
 		return b.fail(err)
 	}
 	var prev state.Owner
-	if json.Unmarshal([]byte(old), &prev) == nil && prev.Subject == o.Subject {
+	if json.Unmarshal([]byte(old), &prev) == nil && prev.SameAs(o) {
 		return nil
 	}
 	return state.ErrOwned

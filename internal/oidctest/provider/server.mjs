@@ -10,7 +10,9 @@
 // access tokens for the resources https://flower-control and
 // https://other-api, RS256 and ES256 keys made at start (a restart is a key
 // rotation), token introspection (RFC 7662), and the development login
-// pages, which accept any account name with any password.
+// pages, which accept any account name with any password. JWT access
+// tokens carry the account's groups as "groups" and as
+// "https://nodekeys.example/roles".
 //
 // Extra clients (state.clients) get opaque tokens unless they ask for a
 // resource, so a test can hold another application's opaque and JWT tokens.
@@ -27,6 +29,7 @@ const issuer = `https://127.0.0.1:${port}`;
 const resource = 'https://flower-control';
 const resources = [resource, 'https://other-api'];
 const counts = {};
+const rolesURL = 'https://nodekeys.example/roles';
 
 function jwk(kind) {
   const { privateKey } = kind === 'rsa'
@@ -86,10 +89,13 @@ const provider = new Provider(issuer, {
   },
   scopes: ['openid', 'offline_access', 'email', 'profile'],
   claims: { openid: ['sub'], email: ['email'], profile: ['name', 'groups'] },
+  // Access tokens carry the groups twice: as groups, and under a claim
+  // named by a URL (with dots), as namespaced claims are.
   extraTokenClaims: async (ctx, token) => {
     const id = token.accountId;
-    if (!id) return { groups: ['service'] };
-    return { groups: accounts[id] || [], name: id, email: `${id}@example.org` };
+    if (!id) return { groups: ['service'], [rolesURL]: ['service'] };
+    const groups = accounts[id] || [];
+    return { groups, [rolesURL]: groups, name: id, email: `${id}@example.org` };
   },
   findAccount: async (ctx, id) => ({
     accountId: id,
