@@ -97,7 +97,7 @@ func (a *Authenticator) introspect(ctx context.Context, token string) (*Account,
 		return nil, time.Time{}, fmt.Errorf("the token was issued to the client %q, which this gateway does not accept (allowed_clients)", client)
 	}
 	delete(claims, "active")
-	if _, ok := claims[a.cfg.GroupsClaim]; !ok && a.userinfo != "" && claims["sub"] != nil && claims["sub"] != client {
+	if Claim(claims, a.cfg.GroupsClaim) == nil && a.userinfo != "" && claims["sub"] != nil && claims["sub"] != client {
 		// The token is this gateway's; its profile is at userinfo.
 		sub, _ := claims["sub"].(string)
 		info, err := a.userinfoAccount(ctx, token, sub)
