@@ -18,18 +18,36 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/nodekeys/nodekeys/flwr"
 )
 
 // ControlService is the Control API's gRPC service name.
-const ControlService = "flwr.proto.Control"
+const ControlService = flwr.ControlService
 
-// Methods are the Control methods a role can grant, by short name.
-// GetLoginDetails and GetAuthTokens are not here: they are the login
-// itself and need no role.
-var Methods = []string{"StartRun", "StopRun", "StreamLogs", "ListRuns", "PullArtifacts",
+// Methods are the Control methods a role can grant, by short name: every
+// Control method of Flower 1.22 to 1.27 (flwr.Methods) but GetLoginDetails
+// and GetAuthTokens, which are the login itself and need no role.
+var Methods = func() []string {
+	var out []string
+	for _, m := range flwr.ControlMethods("") {
+		if !m.Login {
+			out = append(out, m.Name)
+		}
+	}
+	return out
+}()
+
+// OwnMethods are the methods whose calls the gateway keeps to the caller's
+// own runs and nodes: it checks the run or node a request names, filters
+// the lists, and records new runs and nodes. A role without SeeAll may
+// grant these only; the others (federations and invitations) show or
+// change every account's runs and nodes, and need a SeeAll role.
+var OwnMethods = []string{"StartRun", "StopRun", "StreamLogs", "ListRuns", "PullArtifacts",
 	"RegisterNode", "UnregisterNode", "ListNodes"}
 
-// All grants every method in Methods.
+// All grants every method in Methods (for a role without SeeAll, every
+// method in OwnMethods).
 const All = "*"
 
 // Role is what one role grants.
@@ -60,7 +78,7 @@ type Policy struct {
 func Default() *Policy {
 	return &Policy{Roles: map[string]Role{
 		"admin":  {Methods: []string{All}, SeeAll: true},
-		"member": {Methods: slices.Clone(Methods)},
+		"member": {Methods: slices.Clone(OwnMethods)},
 	}}
 }
 
@@ -79,6 +97,9 @@ func (p *Policy) Validate() error {
 		for _, m := range r.Methods {
 			if m != All && !slices.Contains(Methods, m) {
 				return fmt.Errorf("authz: role %q: unknown method %q (known: %s, or %q)", name, m, strings.Join(Methods, ", "), All)
+			}
+			if m != All && !r.SeeAll && !slices.Contains(OwnMethods, m) {
+				return fmt.Errorf("authz: role %q: %s shows or changes every account's runs and nodes, so it needs see_all: true", name, m)
 			}
 		}
 	}
@@ -119,7 +140,8 @@ func (p *Policy) Decide(method string, roles []string) (Decision, error) {
 	allowed := false
 	var need []string
 	for name, r := range p.Roles {
-		grants := known && (slices.Contains(r.Methods, All) || slices.Contains(r.Methods, short))
+		grants := known && (slices.Contains(r.Methods, All) || slices.Contains(r.Methods, short)) &&
+			(r.SeeAll || slices.Contains(OwnMethods, short))
 		if !grants {
 			continue
 		}
