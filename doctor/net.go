@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nodekeys/nodekeys/certs"
+	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/nodekeys/nodekeys/internal/flwrpb"
 	"github.com/nodekeys/nodekeys/verify"
 
@@ -100,7 +101,7 @@ func SkewHTTP(ctx context.Context, url string) (time.Duration, error) {
 func SkewControl(ctx context.Context, conn grpc.ClientConnInterface) (time.Duration, error) {
 	out := &flwrpb.ListNodesResponse{}
 	start := time.Now()
-	if err := conn.Invoke(ctx, "/flwr.proto.Control/ListNodes", &flwrpb.ListNodesRequest{}, out); err != nil {
+	if err := conn.Invoke(ctx, flwr.Control("ListNodes"), &flwrpb.ListNodesRequest{}, out); err != nil {
 		return 0, err
 	}
 	end := time.Now()

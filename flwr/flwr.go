@@ -207,3 +207,17 @@ func part(p []string, i int) int {
 	n, _ := strconv.Atoi(p[i])
 	return n
 }
+
+// Control returns the full name of the Control method name
+// ("/flwr.proto.Control/ListNodes"). It panics on a name the table lacks,
+// so a misspelt name in a package-level variable fails at start.
+func Control(name string) string {
+	m, ok := ControlMethod(name)
+	if !ok {
+		panic("flwr: no Control method " + name)
+	}
+	return m.FullName()
+}
+
+// FleetPrefix starts the full name of every Fleet method.
+const FleetPrefix = "/" + FleetService + "/"

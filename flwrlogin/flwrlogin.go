@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/nodekeys/nodekeys/internal/atomicfile"
 	"github.com/nodekeys/nodekeys/internal/flwrpb"
 	"github.com/nodekeys/nodekeys/internal/safefile"
@@ -26,8 +27,8 @@ import (
 
 // The metadata keys of the tokens.
 const (
-	HeaderAccessToken  = "flwr-oidc-access-token"
-	HeaderRefreshToken = "flwr-oidc-refresh-token"
+	HeaderAccessToken  = flwr.HeaderAccessToken
+	HeaderRefreshToken = flwr.HeaderRefreshToken
 )
 
 // Tokens are an account's access and refresh tokens.
@@ -41,7 +42,7 @@ type Tokens struct {
 // expires, or ctx ends.
 func Login(ctx context.Context, conn grpc.ClientConnInterface, show func(uri string, expiresIn time.Duration)) (*Tokens, error) {
 	d := &flwrpb.GetLoginDetailsResponse{}
-	if err := conn.Invoke(ctx, "/flwr.proto.Control/GetLoginDetails", &flwrpb.GetLoginDetailsRequest{}, d); err != nil {
+	if err := conn.Invoke(ctx, flwr.Control("GetLoginDetails"), &flwrpb.GetLoginDetailsRequest{}, d); err != nil {
 		return nil, fmt.Errorf("login: %w", err)
 	}
 	if d.AuthnType != "oidc" {
@@ -52,7 +53,7 @@ func Login(ctx context.Context, conn grpc.ClientConnInterface, show func(uri str
 	deadline := time.Now().Add(time.Duration(d.ExpiresIn) * time.Second)
 	for {
 		t := &flwrpb.GetAuthTokensResponse{}
-		if err := conn.Invoke(ctx, "/flwr.proto.Control/GetAuthTokens", &flwrpb.GetAuthTokensRequest{DeviceCode: d.DeviceCode}, t); err != nil {
+		if err := conn.Invoke(ctx, flwr.Control("GetAuthTokens"), &flwrpb.GetAuthTokensRequest{DeviceCode: d.DeviceCode}, t); err != nil {
 			return nil, fmt.Errorf("login: %w", err)
 		}
 		if t.AccessToken != "" && t.RefreshToken != "" {

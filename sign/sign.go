@@ -17,15 +17,16 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/nodekeys/nodekeys/keys"
 )
 
 // The gRPC metadata keys of Flower's node authentication. The -bin keys
 // carry binary values (base64 on the wire, as gRPC does for -bin keys).
 const (
-	HeaderPublicKey = "flwr-public-key-bin"
-	HeaderTimestamp = "flwr-timestamp"
-	HeaderSignature = "flwr-signature-bin"
+	HeaderPublicKey = flwr.HeaderPublicKey
+	HeaderTimestamp = flwr.HeaderTimestamp
+	HeaderSignature = flwr.HeaderSignature
 )
 
 // Headers are the three authentication values of one call.

@@ -19,15 +19,16 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/nodekeys/nodekeys/internal/flwrpb"
 	"github.com/nodekeys/nodekeys/keys"
 )
 
 // The Control API methods used here.
-const (
-	MethodRegisterNode   = "/flwr.proto.Control/RegisterNode"
-	MethodUnregisterNode = "/flwr.proto.Control/UnregisterNode"
-	MethodListNodes      = "/flwr.proto.Control/ListNodes"
+var (
+	MethodRegisterNode   = flwr.Control("RegisterNode")
+	MethodUnregisterNode = flwr.Control("UnregisterNode")
+	MethodListNodes      = flwr.Control("ListNodes")
 )
 
 // ErrAlreadyRegistered is returned by Register for a key the SuperLink
