@@ -137,8 +137,8 @@ func New(cfg Config, log *slog.Logger) (_ *Gateway, err error) {
 		return nil, err
 	}
 	dial := func(addr string) (*grpc.ClientConn, error) {
-		return grpc.NewClient(addr, grpc.WithTransportCredentials(upCreds),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(cfg.MaxMessageBytes), grpc.MaxCallSendMsgSize(cfg.MaxMessageBytes)))
+		return grpc.NewClient(addr, append(upstreamOptions(), grpc.WithTransportCredentials(upCreds),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(cfg.MaxMessageBytes), grpc.MaxCallSendMsgSize(cfg.MaxMessageBytes)))...)
 	}
 	if g.fleetUp, err = dial(cfg.Upstream); err != nil {
 		return nil, fmt.Errorf("gateway: upstream %s: %w", cfg.Upstream, err)
