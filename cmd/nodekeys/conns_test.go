@@ -32,9 +32,9 @@ import (
 // with its default settings, under an open-file limit of 1,024 (soft and
 // hard, as `ulimit -n 1024` sets them), takes 2,000 stalled handshakes
 // from one address (TCP connected, nothing sent); a SuperNode from another
-// address is then served within a second. Without caps, the gateway
-// stopped accepting at about 1,050 and held them for gRPC's 120 s
-// handshake timeout.
+// address is then served (in milliseconds; the bound is 3 s for a loaded
+// machine). Without caps, the gateway stopped accepting at 1,025 and held
+// them for gRPC's 120 s handshake timeout.
 func TestGatewayStalledHandshakes(t *testing.T) {
 	t.Parallel()
 	const n = 2000
@@ -95,12 +95,14 @@ func TestGatewayStalledHandshakes(t *testing.T) {
 		grpc.WithDefaultCallOptions(grpc.ForceCodec(standin.Codec())))
 	require.NoError(t, err)
 	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	req, out := []byte("echo:served"), []byte{}
+	start := time.Now()
 	require.NoError(t, conn.Invoke(ctx, "/flwr.proto.Fleet/PullMessages", &req, &out),
 		"a SuperNode after %d stalled handshakes (%d reset at once)", n, reset)
 	assert.Equal(t, "echo:served", string(out))
+	t.Logf("a SuperNode served in %s after %d stalled handshakes (%d reset at once)", time.Since(start).Round(time.Millisecond), n, reset)
 
 	// 768 connections in all (3/4 of 1,024), 384 from one address.
 	assert.Contains(t, stderr.String(), "max_connections lowered to three quarters of the open-file limit")
