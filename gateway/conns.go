@@ -43,7 +43,7 @@ func newConnLimiter(total, perAddr int, m *metrics, refused func(string, net.Add
 // max_connections, so that one address never holds every slot.
 func connCaps(total, perAddr int, openFiles uint64) (int, int) {
 	if fit := openFiles / 4 * 3; total > 0 && openFiles > 0 && uint64(total) > fit {
-		total = int(min(fit, 1<<30))
+		total = int(max(min(fit, 1<<30), 1))
 	}
 	if total > 0 && perAddr > total/2 {
 		perAddr = max(total/2, 1)
