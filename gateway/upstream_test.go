@@ -79,12 +79,12 @@ func (d *downUpstream) bringBack(t *testing.T, r *rig) {
 // goroutine as calls from many SuperNodes are, until end or limit calls.
 type calls struct {
 	mu      sync.Mutex
-	results []result
+	results []callResult
 	stop    chan struct{}
 	done    sync.WaitGroup
 }
 
-type result struct {
+type callResult struct {
 	end time.Time
 	err error
 }
@@ -99,7 +99,7 @@ func startCalls(c *grpc.ClientConn, interval time.Duration, limit int) *calls {
 				_, _, _, err := call(c, heartbeat, "x")
 				k.mu.Lock()
 				defer k.mu.Unlock()
-				k.results = append(k.results, result{time.Now(), err})
+				k.results = append(k.results, callResult{time.Now(), err})
 			})
 			select {
 			case <-k.stop:
