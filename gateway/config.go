@@ -116,6 +116,26 @@ type Config struct {
 	// MaxStreamsPerConn bounds the calls one connection may have open at
 	// once (default 1000; a SuperNode has a few).
 	MaxStreamsPerConn int `yaml:"max_streams_per_conn"`
+	// HandshakeTimeout closes a new connection that has not finished its
+	// TLS handshake and HTTP/2 preface this long after it was accepted
+	// (default 10s; a handshake takes two round trips).
+	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
+	// IdleTimeout closes a connection that has had no call open this long
+	// (default 60s; a SuperNode calls every few seconds, and a gRPC client
+	// whose idle connection was closed connects again for its next call).
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxConnections bounds the client connections open at once on the
+	// Fleet and Control listeners together, handshakes included (default
+	// 10,000), and MaxConnectionsPerAddress those from one client address
+	// or IPv6 /64 (default 512: a SuperNode keeps one connection, and many
+	// may share a NAT's address). A connection past either is closed as
+	// soon as it is accepted. MaxConnections is lowered to three quarters
+	// of the process's open-file limit, and MaxConnectionsPerAddress to
+	// half of MaxConnections. Below 0 turns a cap off; behind a proxy or a
+	// load balancer that hides the clients' addresses, turn the
+	// per-address cap off.
+	MaxConnections           int `yaml:"max_connections"`
+	MaxConnectionsPerAddress int `yaml:"max_connections_per_address"`
 	// RefusalDelay holds a refused Fleet call this long before answering
 	// (default 100ms; "0s" answers at once), for at most RefusalDelaySlots
 	// calls at once (default 4096; past that, refusals are answered at
@@ -154,6 +174,14 @@ const (
 	DefaultRefusalDelay   = 100 * time.Millisecond
 	DefaultRefusalSlots   = 4096
 	DefaultReplayEntries  = 1_000_000
+)
+
+// Defaults of the connection limits.
+const (
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultIdleTimeout      = 60 * time.Second
+	DefaultMaxConnections   = 10_000
+	DefaultMaxConnsPerAddr  = 512
 )
 
 // Off is the value that turns an address off.
@@ -232,6 +260,18 @@ func (c *Config) Defaults() {
 	if c.MaxStreamsPerConn <= 0 {
 		c.MaxStreamsPerConn = DefaultStreamsPerConn
 	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = DefaultMaxConnections
+	}
+	if c.MaxConnectionsPerAddress == 0 {
+		c.MaxConnectionsPerAddress = DefaultMaxConnsPerAddr
+	}
 	if c.RefusalDelay == nil {
 		d := DefaultRefusalDelay
 		c.RefusalDelay = &d
@@ -274,6 +314,10 @@ func (c *Config) Validate() error {
 		return errors.New("gateway: state_file and redis contradict each other: with redis, the owners are kept there")
 	case c.RegisterNodes && c.ListenControl == Off:
 		return errors.New("gateway: register_nodes needs the Control upstream (listen_control is off)")
+	case c.HandshakeTimeout < 0 || c.HandshakeTimeout > 2*time.Minute:
+		return fmt.Errorf("gateway: handshake_timeout must be positive and at most 2m, got %s", c.HandshakeTimeout)
+	case c.IdleTimeout < 0:
+		return fmt.Errorf("gateway: idle_timeout must be positive, got %s", c.IdleTimeout)
 	case c.MaxHeaderBytes < 4096:
 		return fmt.Errorf("gateway: max_header_bytes must be at least 4096, got %d", c.MaxHeaderBytes)
 	}

@@ -53,6 +53,7 @@ type Gateway struct {
 	store   state.Store         // nil unless the Control API is authenticated
 	shared  *redisstate.Backend // nil without redis
 	reg     *registrar          // nil unless register_nodes
+	conns   *connLimiter
 
 	fleetUp, controlUp   *grpc.ClientConn
 	fleetSrv, controlSrv *grpc.Server
@@ -137,8 +138,8 @@ func New(cfg Config, log *slog.Logger) (_ *Gateway, err error) {
 		return nil, err
 	}
 	dial := func(addr string) (*grpc.ClientConn, error) {
-		return grpc.NewClient(addr, grpc.WithTransportCredentials(upCreds),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(cfg.MaxMessageBytes), grpc.MaxCallSendMsgSize(cfg.MaxMessageBytes)))
+		return grpc.NewClient(addr, append(upstreamOptions(), grpc.WithTransportCredentials(upCreds),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(cfg.MaxMessageBytes), grpc.MaxCallSendMsgSize(cfg.MaxMessageBytes)))...)
 	}
 	if g.fleetUp, err = dial(cfg.Upstream); err != nil {
 		return nil, fmt.Errorf("gateway: upstream %s: %w", cfg.Upstream, err)
@@ -160,8 +161,11 @@ func New(cfg Config, log *slog.Logger) (_ *Gateway, err error) {
 			grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
 			grpc.MaxSendMsgSize(cfg.MaxMessageBytes),
 			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+			grpc.ConnectionTimeout(cfg.HandshakeTimeout),
+			grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: cfg.IdleTimeout}),
 		}
 	}
+	g.conns = g.connLimits()
 	g.fleetSrv = grpc.NewServer(serverOpts(g.fleet)...)
 	if g.controlUp != nil {
 		g.controlSrv = grpc.NewServer(serverOpts(g.control)...)
@@ -556,9 +560,9 @@ func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 			}
 		})
 	}
-	serve(func() error { return g.fleetSrv.Serve(ls.Fleet) })
+	serve(func() error { return g.fleetSrv.Serve(g.conns.wrap(ls.Fleet, "fleet")) })
 	if ls.Control != nil && g.controlSrv != nil {
-		serve(func() error { return g.controlSrv.Serve(ls.Control) })
+		serve(func() error { return g.controlSrv.Serve(g.conns.wrap(ls.Control, "control")) })
 	}
 	if ls.Metrics != nil {
 		serve(func() error { return g.httpSrv.Serve(ls.Metrics) })

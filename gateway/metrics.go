@@ -24,6 +24,8 @@ type metrics struct {
 	certNotAfter   prometheus.Gauge
 	inflight       *prometheus.GaugeVec
 	registrations  *prometheus.CounterVec
+	conns          *prometheus.GaugeVec
+	connRefusals   *prometheus.CounterVec
 
 	stateErrors       prometheus.Counter
 	sharedErrors      *prometheus.CounterVec
@@ -100,8 +102,16 @@ func newMetrics() *metrics {
 			Name: "nodekeys_gateway_registrations_total",
 			Help: "Keys the gateway registered or unregistered at the upstream (register_nodes), by outcome.",
 		}, []string{"action"}),
+		conns: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "nodekeys_gateway_connections",
+			Help: "Client connections open now, by listener (fleet, control), handshakes included.",
+		}, []string{"listener"}),
+		connRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nodekeys_gateway_connections_refused_total",
+			Help: "Client connections closed as soon as accepted, by the cap they met: max_connections or max_connections_per_address.",
+		}, []string{"reason"}),
 	}
-	m.reg.MustRegister(m.registrations, m.stateErrors, m.sharedErrors, m.tokens, m.tokenReloadErrors, m.jwksFetches, m.calls, m.refusals, m.keyQuota, m.verifySeconds, m.allowlistKeys, m.allowlistTime,
+	m.reg.MustRegister(m.conns, m.connRefusals, m.registrations, m.stateErrors, m.sharedErrors, m.tokens, m.tokenReloadErrors, m.jwksFetches, m.calls, m.refusals, m.keyQuota, m.verifySeconds, m.allowlistKeys, m.allowlistTime,
 		m.reloadErrors, m.upstreamErrors, m.certNotAfter, m.inflight,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -30,9 +30,10 @@ func gatewayCommand() *cli.Command {
 			"--replay-key-quota entries, so one node cannot crowd out the rest); a per-key\n" +
 			"rate limit checked before the signature (--key-rate calls a second, bursts of\n" +
 			"--key-burst); a bound on concurrent verifications; a cap on metadata size\n" +
-			"and on calls per connection; refused calls answered after --refusal-delay\n" +
-			"(which slows a flooder that waits for answers); refusal logs at most\n" +
-			"--refusal-logs-per-second a second.\n\n" +
+			"and on calls per connection; caps on connections, in all and per client\n" +
+			"address, and timeouts on handshakes and idle connections; refused calls\n" +
+			"answered after --refusal-delay (which slows a flooder that waits for\n" +
+			"answers); refusal logs at most --refusal-logs-per-second a second.\n\n" +
 			"The allowlist (CSV files and folders of .pub files) reloads when its files\n" +
 			"change and on SIGHUP; a broken file keeps the last good list. The server\n" +
 			"certificate reloads when its files change (certgen --force needs no restart).\n" +
@@ -83,6 +84,10 @@ func gatewayCommand() *cli.Command {
 			&cli.DurationFlag{Name: "max-stream-age", Value: gateway.DefaultMaxStreamAge, Usage: "end a Fleet stream this long after it opened"},
 			&cli.DurationFlag{Name: "refusal-delay", Value: gateway.DefaultRefusalDelay, Usage: "hold a refused Fleet call this long before answering (0 answers at once)"},
 			&cli.IntFlag{Name: "max-streams-per-conn", Value: gateway.DefaultStreamsPerConn, Usage: "calls one connection may have open at once"},
+			&cli.IntFlag{Name: "max-connections", Value: gateway.DefaultMaxConnections, Usage: "client connections open at once, handshakes included (at most 3/4 of the open-file limit); -1 for no cap"},
+			&cli.IntFlag{Name: "max-connections-per-address", Value: gateway.DefaultMaxConnsPerAddr, Usage: "connections open at once from one client address or IPv6 /64 (many SuperNodes may share a NAT's); -1 for no cap"},
+			&cli.DurationFlag{Name: "handshake-timeout", Value: gateway.DefaultHandshakeTimeout, Usage: "close a connection that has not finished its TLS and HTTP/2 handshake by then"},
+			&cli.DurationFlag{Name: "idle-timeout", Value: gateway.DefaultIdleTimeout, Usage: "close a connection with no call open for this long (clients reconnect for their next call)"},
 			&cli.StringFlag{Name: "token-list", Usage: "accept the bearer tokens whose hashes this `FILE` lists, on Control calls (made by nodekeys token new)"},
 			&cli.StringFlag{Name: "state-file", Usage: "run and node owners are kept in this `FILE` (made once by nodekeys state init)"},
 			&cli.BoolFlag{Name: "register-nodes", Usage: "keep the SuperLink's registrations (Flower 1.23+) equal to the allowlist"},
@@ -161,6 +166,14 @@ func gatewayConfig(c *cli.Context) (*gateway.Config, error) {
 		cfg.MaxStreamAge = c.Duration("max-stream-age")
 	}
 	num("max-streams-per-conn", &cfg.MaxStreamsPerConn)
+	num("max-connections", &cfg.MaxConnections)
+	num("max-connections-per-address", &cfg.MaxConnectionsPerAddress)
+	if c.IsSet("handshake-timeout") || cfg.HandshakeTimeout == 0 {
+		cfg.HandshakeTimeout = c.Duration("handshake-timeout")
+	}
+	if c.IsSet("idle-timeout") || cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = c.Duration("idle-timeout")
+	}
 	if c.IsSet("refusal-delay") || cfg.RefusalDelay == nil {
 		d := c.Duration("refusal-delay")
 		cfg.RefusalDelay = &d
