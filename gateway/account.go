@@ -15,18 +15,22 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/nodekeys/nodekeys/authz"
+	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/nodekeys/nodekeys/internal/flwrpb"
 	"github.com/nodekeys/nodekeys/oidcauth"
 	"github.com/nodekeys/nodekeys/tokens"
 )
 
-// The metadata of Flower's account login.
+// The metadata of Flower's account login (see package flwr).
 const (
-	HeaderAccessToken  = "flwr-oidc-access-token"
-	HeaderRefreshToken = "flwr-oidc-refresh-token"
-	methodLoginDetails = "/flwr.proto.Control/GetLoginDetails"
-	methodAuthTokens   = "/flwr.proto.Control/GetAuthTokens"
-	authnTypeOIDC      = "oidc"
+	HeaderAccessToken  = flwr.HeaderAccessToken
+	HeaderRefreshToken = flwr.HeaderRefreshToken
+)
+
+// The login methods, which the gateway answers itself.
+var (
+	methodLoginDetails = flwr.Control("GetLoginDetails")
+	methodAuthTokens   = flwr.Control("GetAuthTokens")
 )
 
 // unary reads the one request message of a unary call and answers it with
@@ -76,7 +80,7 @@ func (g *Gateway) login(ss grpc.ServerStream, method string) error {
 				g.log.Warn("login: cannot start a device login", "error", err)
 				return nil, status.Error(codes.Unavailable, "the identity provider cannot be reached for a new login; try again later")
 			}
-			return &flwrpb.GetLoginDetailsResponse{AuthnType: authnTypeOIDC, DeviceCode: d.DeviceCode,
+			return &flwrpb.GetLoginDetailsResponse{AuthnType: flwr.AuthnTypeOIDC, DeviceCode: d.DeviceCode,
 				VerificationUriComplete: d.VerificationURIComplete, ExpiresIn: d.ExpiresIn, Interval: d.Interval}, nil
 		})
 	}
