@@ -96,11 +96,17 @@ type Config struct {
 	// all, and per key.
 	ReplayEntries  int `yaml:"replay_entries"`
 	ReplayKeyQuota int `yaml:"replay_key_quota"`
-	// KeyRate and KeyBurst are the per-key token bucket applied before the
-	// signature is checked (calls a second, and the bucket's size); a
-	// KeyRate below 0 turns it off.
+	// KeyRate and KeyBurst are the per-key token bucket charged for each
+	// call whose signature verifies (calls a second, and the bucket's
+	// size); a KeyRate below 0 turns it off. Forged signatures under a
+	// node's key (public keys are not secret) never spend its allowance.
 	KeyRate  float64 `yaml:"key_rate"`
 	KeyBurst int     `yaml:"key_burst"`
+	// MaxBadSignaturesPerConn bounds the Fleet calls whose signature does
+	// not verify that one connection may send (default 16; a SuperNode
+	// sends none); past it, the connection's calls are refused before any
+	// verification, until it reconnects. Below 0 turns it off.
+	MaxBadSignaturesPerConn int `yaml:"max_bad_signatures_per_conn"`
 	// MaxVerifications bounds the signature verifications running at once
 	// (default: 4 per core).
 	MaxVerifications int `yaml:"max_verifications"`
@@ -151,6 +157,7 @@ const (
 	DefaultMaxMessage     = 512 << 20
 	DefaultDrainTimeout   = 30 * time.Second
 	DefaultStreamsPerConn = 1000
+	DefaultBadSignatures  = 16
 	DefaultRefusalDelay   = 100 * time.Millisecond
 	DefaultRefusalSlots   = 4096
 	DefaultReplayEntries  = 1_000_000
@@ -231,6 +238,9 @@ func (c *Config) Defaults() {
 	}
 	if c.MaxStreamsPerConn <= 0 {
 		c.MaxStreamsPerConn = DefaultStreamsPerConn
+	}
+	if c.MaxBadSignaturesPerConn == 0 {
+		c.MaxBadSignaturesPerConn = DefaultBadSignatures
 	}
 	if c.RefusalDelay == nil {
 		d := DefaultRefusalDelay

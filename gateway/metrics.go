@@ -29,6 +29,9 @@ type metrics struct {
 	sharedErrors      *prometheus.CounterVec
 	tokens            prometheus.Gauge
 	tokenReloadErrors prometheus.Counter
+
+	// What connections cost without a valid call to show (see conns.go).
+	badSignatureConns prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -45,6 +48,10 @@ func newMetrics() *metrics {
 		keyQuota: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "nodekeys_gateway_replay_key_quota_refusals_total",
 			Help: "Calls refused because their key had used its share of the replay guard (the log names the key).",
+		}),
+		badSignatureConns: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "nodekeys_gateway_bad_signature_conns_total",
+			Help: "Connections whose calls are refused before verification, for sending max_bad_signatures_per_conn calls whose signature does not verify (the log names the peer).",
 		}),
 		verifySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "nodekeys_gateway_verify_seconds",
@@ -97,7 +104,7 @@ func newMetrics() *metrics {
 		}, []string{"action"}),
 	}
 	m.reg.MustRegister(m.registrations, m.stateErrors, m.sharedErrors, m.tokens, m.tokenReloadErrors, m.calls, m.refusals, m.keyQuota, m.verifySeconds, m.allowlistKeys, m.allowlistTime,
-		m.reloadErrors, m.upstreamErrors, m.certNotAfter, m.inflight,
+		m.reloadErrors, m.upstreamErrors, m.certNotAfter, m.inflight, m.badSignatureConns,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
