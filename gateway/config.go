@@ -122,6 +122,11 @@ type Config struct {
 	// MaxStreamsPerConn bounds the calls one connection may have open at
 	// once (default 1000; a SuperNode has a few).
 	MaxStreamsPerConn int `yaml:"max_streams_per_conn"`
+	// MaxResetsPerSecond closes a connection that resets more of its calls
+	// before they are answered than this many a second, on average, in
+	// bursts of as many (HTTP/2 "rapid reset"; default 100; a client
+	// cancels a call now and then). Below 0 turns it off.
+	MaxResetsPerSecond int `yaml:"max_resets_per_second"`
 	// RefusalDelay holds a refused Fleet call this long before answering
 	// (default 100ms; "0s" answers at once), for at most RefusalDelaySlots
 	// calls at once (default 4096; past that, refusals are answered at
@@ -158,6 +163,7 @@ const (
 	DefaultDrainTimeout   = 30 * time.Second
 	DefaultStreamsPerConn = 1000
 	DefaultBadSignatures  = 16
+	DefaultResetsPerSec   = 100
 	DefaultRefusalDelay   = 100 * time.Millisecond
 	DefaultRefusalSlots   = 4096
 	DefaultReplayEntries  = 1_000_000
@@ -241,6 +247,9 @@ func (c *Config) Defaults() {
 	}
 	if c.MaxBadSignaturesPerConn == 0 {
 		c.MaxBadSignaturesPerConn = DefaultBadSignatures
+	}
+	if c.MaxResetsPerSecond == 0 {
+		c.MaxResetsPerSecond = DefaultResetsPerSec
 	}
 	if c.RefusalDelay == nil {
 		d := DefaultRefusalDelay

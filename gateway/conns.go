@@ -2,10 +2,13 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 
@@ -15,9 +18,9 @@ import (
 
 // What a call names cannot tell a SuperNode from a forger: public keys are
 // not secret. The connection it comes on can. A SuperNode's connection
-// never carries a signature that does not verify; so those are bounded per
-// connection, and a flood on one connection never costs the real nodes on
-// theirs.
+// never carries a signature that does not verify, and never resets calls
+// by the hundred; so those are bounded per connection, and a flood on one
+// connection never costs the real nodes on theirs.
 
 // connState is the gateway's account of one client connection.
 type connState struct {
@@ -29,6 +32,10 @@ type connState struct {
 	// well as forgeries sent one after another.
 	failed, pending atomic.Int64
 	proven          atomic.Bool
+
+	mu     sync.Mutex // guards resets and closed
+	resets bucket
+	closed bool
 }
 
 // connInfo is the AuthInfo of a connection: its TLS state, as gRPC's TLS
@@ -108,6 +115,53 @@ func (g *Gateway) verifyOn(ctx context.Context, h sign.Headers, now time.Time) (
 		cs.proven.Store(true)
 	}
 	return k, err
+}
+
+// countResets wraps a handler: a call whose client reset it before the
+// handler returned (its context is cancelled, and no status has been sent)
+// counts against the connection's max_resets_per_second, and a connection
+// past it is closed. A reset costs the gateway a stream and a handler for
+// nothing, and HTTP/2 lets a client reset thousands a second.
+func (g *Gateway) countResets(h grpc.StreamHandler) grpc.StreamHandler {
+	if g.cfg.MaxResetsPerSecond < 0 {
+		return h
+	}
+	rate := float64(g.cfg.MaxResetsPerSecond)
+	return func(srv any, ss grpc.ServerStream) error {
+		err := h(srv, ss)
+		ctx := ss.Context()
+		if !errors.Is(ctx.Err(), context.Canceled) {
+			return err
+		}
+		g.m.resets.Inc()
+		cs := connOf(ctx)
+		if cs == nil || !cs.reset(time.Now(), rate) {
+			return err
+		}
+		g.m.resetCloses.Inc()
+		g.logConn(ctx, "closed a connection that reset more calls than max_resets_per_second allows", "limit", g.cfg.MaxResetsPerSecond)
+		cs.conn.Close()
+		return err
+	}
+}
+
+// reset counts a reset call at now, and reports whether the connection has
+// just gone past rate resets a second (bursts of as many), and so is to be
+// closed; it reports it once.
+func (c *connState) reset(now time.Time, rate float64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	if c.resets.last.IsZero() {
+		c.resets = bucket{tokens: rate, last: now}
+	}
+	if c.resets.take(now, rate, rate) {
+		return false
+	}
+	c.closed = true
+	return true
 }
 
 // logConn logs a measure taken against a connection, at most

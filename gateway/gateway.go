@@ -154,7 +154,7 @@ func New(cfg Config, log *slog.Logger) (_ *Gateway, err error) {
 		return []grpc.ServerOption{
 			grpc.Creds(accountedCreds{credentials.NewTLS(tlsConf)}),
 			grpc.ForceServerCodec(rawCodec{}),
-			grpc.UnknownServiceHandler(h),
+			grpc.UnknownServiceHandler(g.countResets(h)),
 			grpc.MaxHeaderListSize(uint32(cfg.MaxHeaderBytes)),
 			grpc.MaxConcurrentStreams(uint32(cfg.MaxStreamsPerConn)),
 			grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),

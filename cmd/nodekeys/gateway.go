@@ -30,7 +30,7 @@ func gatewayCommand() *cli.Command {
 			"--replay-key-quota entries, so one node cannot crowd out the rest); a per-key\n" +
 			"rate limit charged once the signature verifies (--key-rate calls a second,\n" +
 			"bursts of --key-burst); a bound on concurrent verifications, and on the bad\n" +
-			"signatures one connection may send; a cap on metadata size\n" +
+			"signatures and resets one connection may send; a cap on metadata size\n" +
 			"and on calls per connection; refused calls answered after --refusal-delay\n" +
 			"(which slows a flooder that waits for answers); refusal logs at most\n" +
 			"--refusal-logs-per-second a second.\n\n" +
@@ -82,6 +82,7 @@ func gatewayCommand() *cli.Command {
 			&cli.DurationFlag{Name: "refusal-delay", Value: gateway.DefaultRefusalDelay, Usage: "hold a refused Fleet call this long before answering (0 answers at once)"},
 			&cli.IntFlag{Name: "max-streams-per-conn", Value: gateway.DefaultStreamsPerConn, Usage: "calls one connection may have open at once"},
 			&cli.IntFlag{Name: "max-bad-signatures-per-conn", Value: gateway.DefaultBadSignatures, Usage: "calls with a signature that does not verify one connection may send; past it, its calls are refused unverified (-1: no bound)"},
+			&cli.IntFlag{Name: "max-resets-per-second", Value: gateway.DefaultResetsPerSec, Usage: "calls a second one connection may reset before they are answered; past it, it is closed (-1: no bound)"},
 			&cli.StringFlag{Name: "token-list", Usage: "accept the bearer tokens whose hashes this `FILE` lists, on Control calls (made by nodekeys token new)"},
 			&cli.StringFlag{Name: "state-file", Usage: "run and node owners are kept in this `FILE` (made once by nodekeys state init)"},
 			&cli.BoolFlag{Name: "register-nodes", Usage: "keep the SuperLink's registrations (Flower 1.23+) equal to the allowlist"},
@@ -161,6 +162,7 @@ func gatewayConfig(c *cli.Context) (*gateway.Config, error) {
 	}
 	num("max-streams-per-conn", &cfg.MaxStreamsPerConn)
 	num("max-bad-signatures-per-conn", &cfg.MaxBadSignaturesPerConn)
+	num("max-resets-per-second", &cfg.MaxResetsPerSecond)
 	if c.IsSet("refusal-delay") || cfg.RefusalDelay == nil {
 		d := c.Duration("refusal-delay")
 		cfg.RefusalDelay = &d
