@@ -35,8 +35,9 @@ func gatewayCommand() *cli.Command {
 			"(which slows a flooder that waits for answers); refusal logs at most\n" +
 			"--refusal-logs-per-second a second.\n\n" +
 			"The allowlist (CSV files and folders of .pub files) reloads when its files\n" +
-			"change and on SIGHUP; a broken file keeps the last good list. The server\n" +
-			"certificate reloads when its files change (certgen --force needs no restart).\n" +
+			"change and on SIGHUP; a broken file (a trailing comma, a file still being\n" +
+			"written) keeps the last good list. The server certificate reloads when its\n" +
+			"files change (certgen --force needs no restart).\n" +
 			"SIGTERM or SIGINT stops taking calls and waits --drain-timeout for those in\n" +
 			"flight. Metrics, /healthz and /readyz are served on --metrics (loopback).\n\n" +
 			"Settings may come from a YAML file (--config; snake_case keys); flags win over the\n" +
