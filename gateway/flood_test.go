@@ -71,7 +71,7 @@ func TestForgedFloodSparesRealNodes(t *testing.T) {
 	t.Parallel()
 	victims, inFlight, perVictim := 5, 256, 6
 	if peer.Long() {
-		inFlight, perVictim = 5000, 12
+		inFlight, perVictim = 5000, 6
 	}
 	// A small allowance, so that a flood that could spend it does so at
 	// once; each real node's own calls fit in it.
