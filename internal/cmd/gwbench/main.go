@@ -3,7 +3,9 @@
 // the gateway against calls straight to a stand-in SuperLink, and valid
 // calls a second (goodput) while a flooder sends stale, unknown-key or
 // bad-signature calls at full speed, for the gateway in front of a Python
-// SuperLink stand-in against that stand-in alone.
+// SuperLink stand-in against that stand-in alone. -replicas, -victims
+// and -resets measure other things instead: replicas sharing Redis, forged
+// floods under real nodes' keys, and HTTP/2 rapid resets.
 //
 // The load is a Go client in this repository, not ghz: every Flower call
 // must carry a fresh ECDSA signature over its own timestamp, which ghz's
