@@ -90,6 +90,10 @@ var (
 	ErrEmpty     = errors.New("empty element")
 	ErrDuplicate = errors.New("duplicate key")
 	ErrTooLarge  = errors.New("too large")
+	// ErrTrailingComma is wrapped by the warning about a trailing comma,
+	// which Flower's SuperLink fails on, and which is how a file cut
+	// short, or read while being written, can end.
+	ErrTrailingComma = errors.New("trailing comma")
 )
 
 // List is a parsed allowlist.
@@ -213,7 +217,7 @@ func Parse(name string, data []byte) (*List, error) {
 		trimmed := bytes.TrimSpace(f.text)
 		switch {
 		case len(trimmed) == 0 && f.last && f.index > 0:
-			warn(line, col, true, "trailing comma: Flower's SuperLink fails on it")
+			warn(line, col, true, "%w: Flower's SuperLink fails on it", ErrTrailingComma)
 		case len(trimmed) == 0:
 			fail(line, col, ErrEmpty)
 		case len(f.text) > MaxElementSize:

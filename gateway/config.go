@@ -96,11 +96,17 @@ type Config struct {
 	// all, and per key.
 	ReplayEntries  int `yaml:"replay_entries"`
 	ReplayKeyQuota int `yaml:"replay_key_quota"`
-	// KeyRate and KeyBurst are the per-key token bucket applied before the
-	// signature is checked (calls a second, and the bucket's size); a
-	// KeyRate below 0 turns it off.
+	// KeyRate and KeyBurst are the per-key token bucket charged for each
+	// call whose signature verifies (calls a second, and the bucket's
+	// size); a KeyRate below 0 turns it off. Forged signatures under a
+	// node's key (public keys are not secret) never spend its allowance.
 	KeyRate  float64 `yaml:"key_rate"`
 	KeyBurst int     `yaml:"key_burst"`
+	// MaxBadSignaturesPerConn bounds the Fleet calls whose signature does
+	// not verify that one connection may send (default 16; a SuperNode
+	// sends none); past it, the connection's calls are refused before any
+	// verification, until it reconnects. Below 0 turns it off.
+	MaxBadSignaturesPerConn int `yaml:"max_bad_signatures_per_conn"`
 	// MaxVerifications bounds the signature verifications running at once
 	// (default: 4 per core).
 	MaxVerifications int `yaml:"max_verifications"`
@@ -136,6 +142,11 @@ type Config struct {
 	// per-address cap off.
 	MaxConnections           int `yaml:"max_connections"`
 	MaxConnectionsPerAddress int `yaml:"max_connections_per_address"`
+	// MaxResetsPerSecond closes a connection that resets more of its calls
+	// before they are answered than this many a second, on average, in
+	// bursts of as many (HTTP/2 "rapid reset"; default 100; a client
+	// cancels a call now and then). Below 0 turns it off.
+	MaxResetsPerSecond int `yaml:"max_resets_per_second"`
 	// RefusalDelay holds a refused Fleet call this long before answering
 	// (default 100ms; "0s" answers at once), for at most RefusalDelaySlots
 	// calls at once (default 4096; past that, refusals are answered at
@@ -171,6 +182,8 @@ const (
 	DefaultMaxMessage     = 512 << 20
 	DefaultDrainTimeout   = 30 * time.Second
 	DefaultStreamsPerConn = 1000
+	DefaultBadSignatures  = 16
+	DefaultResetsPerSec   = 100
 	DefaultRefusalDelay   = 100 * time.Millisecond
 	DefaultRefusalSlots   = 4096
 	DefaultReplayEntries  = 1_000_000
@@ -271,6 +284,12 @@ func (c *Config) Defaults() {
 	}
 	if c.MaxConnectionsPerAddress == 0 {
 		c.MaxConnectionsPerAddress = DefaultMaxConnsPerAddr
+	}
+	if c.MaxBadSignaturesPerConn == 0 {
+		c.MaxBadSignaturesPerConn = DefaultBadSignatures
+	}
+	if c.MaxResetsPerSecond == 0 {
+		c.MaxResetsPerSecond = DefaultResetsPerSec
 	}
 	if c.RefusalDelay == nil {
 		d := DefaultRefusalDelay

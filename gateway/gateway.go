@@ -46,7 +46,8 @@ type Gateway struct {
 	limiter *keyLimiter
 	m       *metrics
 	refusal ratelog.Limiter
-	tarpit  chan struct{} // slots for refused calls held back
+	connLog ratelog.Limiter // measures taken against connections
+	tarpit  chan struct{}   // slots for refused calls held back
 	oidc    *oidcauth.Authenticator
 	tokens  *tokens.File // nil without a token file
 	policy  *authz.Policy
@@ -74,7 +75,7 @@ func New(cfg Config, log *slog.Logger) (_ *Gateway, err error) {
 		log = slog.Default()
 	}
 	g := &Gateway{cfg: cfg, log: log, m: newMetrics(), refusal: ratelog.Limiter{PerSecond: cfg.RefusalLogsPerSecond},
-		tarpit: make(chan struct{}, cfg.RefusalDelaySlots)}
+		connLog: ratelog.Limiter{PerSecond: cfg.RefusalLogsPerSecond}, tarpit: make(chan struct{}, cfg.RefusalDelaySlots)}
 	defer func() {
 		if err != nil && g.shared != nil {
 			g.shared.Close()
@@ -153,9 +154,9 @@ func New(cfg Config, log *slog.Logger) (_ *Gateway, err error) {
 	tlsConf := &tls.Config{GetCertificate: g.certs.get, MinVersion: tls.VersionTLS12}
 	serverOpts := func(h grpc.StreamHandler) []grpc.ServerOption {
 		return []grpc.ServerOption{
-			grpc.Creds(credentials.NewTLS(tlsConf)),
+			grpc.Creds(accountedCreds{credentials.NewTLS(tlsConf)}),
 			grpc.ForceServerCodec(rawCodec{}),
-			grpc.UnknownServiceHandler(h),
+			grpc.UnknownServiceHandler(g.countResets(h)),
 			grpc.MaxHeaderListSize(uint32(cfg.MaxHeaderBytes)),
 			grpc.MaxConcurrentStreams(uint32(cfg.MaxStreamsPerConn)),
 			grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
@@ -324,12 +325,15 @@ func (g *Gateway) fleet(_ any, ss grpc.ServerStream) error {
 	start := time.Now()
 	h, err := verify.HeadersFromMetadata(md)
 	if err == nil {
-		_, err = g.v.VerifyAt(h, start)
+		_, err = g.verifyOn(ctx, h, start)
 	}
 	g.m.verifySeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
-		reason := verify.ReasonOf(err)
-		g.m.refusals.WithLabelValues(string(reason)).Inc()
+		reason := string(verify.ReasonOf(err))
+		if err == errConnBadSignatures {
+			reason = "connection-bad-signatures"
+		}
+		g.m.refusals.WithLabelValues(reason).Inc()
 		g.m.calls.WithLabelValues(svc, name, "refused").Inc()
 		g.logRefusal(ctx, method, h, err)
 		g.holdBack(ctx)

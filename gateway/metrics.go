@@ -32,6 +32,9 @@ type metrics struct {
 	tokens            prometheus.Gauge
 	tokenReloadErrors prometheus.Counter
 	jwksFetches       *prometheus.CounterVec
+
+	// What connections cost without a valid call to show (see conns.go).
+	resets, resetCloses, badSignatureConns prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -48,6 +51,18 @@ func newMetrics() *metrics {
 		keyQuota: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "nodekeys_gateway_replay_key_quota_refusals_total",
 			Help: "Calls refused because their key had used its share of the replay guard (the log names the key).",
+		}),
+		resets: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "nodekeys_gateway_resets_total",
+			Help: "Calls their client reset (cancelled) before the gateway answered them.",
+		}),
+		resetCloses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "nodekeys_gateway_reset_closes_total",
+			Help: "Connections closed for resetting more calls a second than max_resets_per_second allows (HTTP/2 rapid reset; the log names the peer).",
+		}),
+		badSignatureConns: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "nodekeys_gateway_bad_signature_conns_total",
+			Help: "Connections whose calls are refused before verification, for sending max_bad_signatures_per_conn calls whose signature does not verify (the log names the peer).",
 		}),
 		verifySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "nodekeys_gateway_verify_seconds",
@@ -112,7 +127,7 @@ func newMetrics() *metrics {
 		}, []string{"reason"}),
 	}
 	m.reg.MustRegister(m.conns, m.connRefusals, m.registrations, m.stateErrors, m.sharedErrors, m.tokens, m.tokenReloadErrors, m.jwksFetches, m.calls, m.refusals, m.keyQuota, m.verifySeconds, m.allowlistKeys, m.allowlistTime,
-		m.reloadErrors, m.upstreamErrors, m.certNotAfter, m.inflight,
+		m.reloadErrors, m.upstreamErrors, m.certNotAfter, m.inflight, m.resets, m.resetCloses, m.badSignatureConns,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

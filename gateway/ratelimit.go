@@ -56,8 +56,14 @@ func (l *keyLimiter) allow(key string, now time.Time) bool {
 		b = &bucket{tokens: l.burst, last: now}
 		s.buckets[key] = b
 	}
+	return b.take(now, l.rate, l.burst)
+}
+
+// take refills b for the time since it was last used, at rate tokens a
+// second up to burst, and takes a token if there is one.
+func (b *bucket) take(now time.Time, rate, burst float64) bool {
 	if el := now.Sub(b.last); el > 0 {
-		b.tokens = min(l.burst, b.tokens+el.Seconds()*l.rate)
+		b.tokens = min(burst, b.tokens+el.Seconds()*rate)
 		b.last = now
 	}
 	if b.tokens < 1 {

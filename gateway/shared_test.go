@@ -69,8 +69,9 @@ func TestReplicasShareStateInRedis(t *testing.T) {
 	assert.Contains(t, two.logs.String(), "reason=replayed")
 
 	// The key's burst of 4 is shared: the two calls above (the replay
-	// took a token too: the limit comes before the signature), one more at
-	// each, and the next is refused at either.
+	// took a token too: the limit is charged once the signature verifies,
+	// before the replay check), one more at each, and the next is refused
+	// at either.
 	signed1, signed2 := one.dial(t, one.fleet, s.PerRPCCredentials()), two.dial(t, two.fleet, s.PerRPCCredentials())
 	for _, c := range []*grpc.ClientConn{signed1, signed2} {
 		_, _, _, err := call(c, heartbeat, "echo:x")

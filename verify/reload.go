@@ -21,16 +21,23 @@ import (
 // Reloader keeps a Verifier's allowlist in step with its files: a CSV
 // allowlist, a folder of .pub files, or several of either. It reloads on
 // SIGHUP and when a file changes. A reload that fails (a file that does
-// not parse, is not a regular file, is too large, or gives an empty list)
-// leaves the old allowlist serving; a reload never blocks calls in flight,
-// and no lock is held while files are read, so a stuck file system cannot
-// stop later reloads from being tried.
+// not parse, is not a regular file, is too large, or gives an empty list;
+// a CSV that ends in a trailing comma; a file that changed while it was
+// read) leaves the old allowlist serving; a reload never blocks calls in
+// flight, and no lock is held while files are read, so a stuck file system
+// cannot stop later reloads from being tried.
+//
+// A file read while it is being written can end at a comma, or anywhere:
+// a trailing comma is refused (Flower's SuperLink fails on it too), and a
+// file whose size, time or inode differs after the read from before it is
+// read again at the next look, when it has settled.
 type Reloader struct {
 	v          *Verifier
 	paths      []string
 	log        *slog.Logger
 	allowEmpty bool
 	onLoad     func(keys int, err error)
+	afterRead  func(name string) // tests: runs between a file's read and its second look
 
 	mu      sync.Mutex // guards last and applied
 	last    []fileStamp
@@ -78,7 +85,7 @@ func OnLoad(f func(keys int, err error)) ReloadOption {
 // LoadAllowlist reads a CSV allowlist, or a folder of .pub files, and
 // builds an Allowlist from it.
 func LoadAllowlist(path string) (*Allowlist, error) {
-	ks, _, err := readSource(path)
+	ks, _, err := readSource(path, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -90,17 +97,24 @@ const maxPubFiles = 1_000_000
 
 // readSource reads one source: a CSV file, or every *.pub in a folder. It
 // returns the keys and the stamps of the files it read.
-func readSource(path string) ([]*keys.PublicKey, []fileStamp, error) {
+func readSource(path string, afterRead func(name string)) ([]*keys.PublicKey, []fileStamp, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, nil, err
 	}
 	if !fi.IsDir() {
+		stamp := stampOf(path, fi)
 		l, err := csvlist.ReadFile(path)
-		if err != nil {
-			return nil, []fileStamp{stampOf(path, fi)}, err
+		if err == nil {
+			err = unchanged(stamp, afterRead)
 		}
-		return l.Keys(), []fileStamp{stampOf(path, fi)}, nil
+		if err == nil {
+			err = trailingComma(l)
+		}
+		if err != nil {
+			return nil, []fileStamp{stamp}, err
+		}
+		return l.Keys(), []fileStamp{stamp}, nil
 	}
 	names, err := filepath.Glob(filepath.Join(path, "*.pub"))
 	if err != nil {
@@ -119,14 +133,45 @@ func readSource(path string) ([]*keys.PublicKey, []fileStamp, error) {
 		}
 	}
 	ks := make([]*keys.PublicKey, 0, len(names))
-	for _, name := range names {
-		k, err := keys.ReadPublicKey(name)
+	for _, st := range stamps[1:] {
+		k, err := keys.ReadPublicKey(st.name)
+		if err == nil {
+			err = unchanged(st, afterRead)
+		}
 		if err != nil {
 			return nil, stamps, err
 		}
 		ks = append(ks, k)
 	}
 	return ks, stamps, nil
+}
+
+// unchanged checks that the file of stamp st, just read, still has that
+// stamp: one that changed was read while being written, and its content
+// may be cut short anywhere. afterRead, if not nil (tests), runs first.
+func unchanged(st fileStamp, afterRead func(name string)) error {
+	if afterRead != nil {
+		afterRead(st.name)
+	}
+	fi, err := os.Stat(st.name)
+	if err != nil {
+		return err
+	}
+	if stampOf(st.name, fi) != st {
+		return fmt.Errorf("%s changed while it was read; it is read again once it has settled", st.name)
+	}
+	return nil
+}
+
+// trailingComma returns the warning about a trailing comma of l, if it has
+// one, as an error: the list may be one cut short at a comma.
+func trailingComma(l *csvlist.List) error {
+	for _, w := range l.Warnings {
+		if errors.Is(w, csvlist.ErrTrailingComma) {
+			return fmt.Errorf("%w (a file cut short, or read while being written, can end so)", w)
+		}
+	}
+	return nil
 }
 
 // stamps looks at every file of every source without reading them.
@@ -224,7 +269,7 @@ func (r *Reloader) read() (*Allowlist, []fileStamp, error) {
 	var all []*keys.PublicKey
 	var stamps []fileStamp
 	for _, p := range r.paths {
-		ks, st, err := readSource(p)
+		ks, st, err := readSource(p, r.afterRead)
 		stamps = append(stamps, st...)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {

@@ -3,7 +3,6 @@ package verify_test
 import (
 	"context"
 	"crypto/elliptic"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -67,29 +66,61 @@ func TestExactPEM(t *testing.T) {
 	require.NoError(t, err)
 }
 
-// WithKeyCheck runs before the signature: a refusal there costs no
-// verification, and bad signatures of a limited key are never verified.
-func TestKeyCheckBeforeSignature(t *testing.T) {
+// WithKeyCheck runs only for calls whose signature verifies: forged
+// signatures under a real node's public key (which is not secret) never
+// spend that node's allowance, however many there are. A replay, whose
+// signature does verify, is checked, then refused by the replay guard.
+func TestKeyCheckAfterSignature(t *testing.T) {
 	a := newNode(t, elliptic.P384())
-	limited := errors.New("limited")
 	var calls int
-	v := verify.New(allowlist(t, a), verify.WithKeyCheck(func(k *verify.Key, _ time.Time) error {
-		calls++
-		if calls > 1 {
-			return &verify.Error{Reason: verify.RateLimited, Detail: limited.Error()}
-		}
-		return nil
-	}))
-	_, err := v.VerifyAt(a.at(t, now), now)
-	require.NoError(t, err)
-	bad := a.at(t, now)
-	bad.Signature[len(bad.Signature)-1] ^= 1
-	_, err = v.VerifyAt(bad, now)
-	assert.Equal(t, verify.RateLimited, reasonOf(err), "refused before the signature was looked at")
+	v := verify.New(allowlist(t, a), verify.WithReplayGuard(verify.NewReplayGuard(0)),
+		verify.WithKeyCheck(func(k *verify.Key, _ time.Time) error {
+			calls++
+			if calls > 2 {
+				return &verify.Error{Reason: verify.RateLimited, Detail: "limited"}
+			}
+			return nil
+		}))
+	for i := range 50 {
+		bad := a.at(t, now.Add(-time.Duration(i)*time.Millisecond))
+		bad.Signature[len(bad.Signature)-1] ^= 1
+		_, err := v.VerifyAt(bad, now)
+		require.Equal(t, verify.BadSignature, reasonOf(err))
+	}
 	stale := a.at(t, now.Add(-time.Hour))
-	_, err = v.VerifyAt(stale, now)
+	_, err := v.VerifyAt(stale, now)
 	assert.Equal(t, verify.StaleTimestamp, reasonOf(err))
-	assert.Equal(t, 2, calls, "a stale call never reaches the key check")
+	assert.Zero(t, calls, "no forged or stale call reaches the key check")
+
+	h := a.at(t, now)
+	_, err = v.VerifyAt(h, now)
+	require.NoError(t, err, "the node's own call, after the forgeries")
+	_, err = v.VerifyAt(h, now)
+	assert.Equal(t, verify.Replayed, reasonOf(err))
+	_, err = v.VerifyAt(a.at(t, now.Add(-time.Millisecond)), now)
+	assert.Equal(t, verify.RateLimited, reasonOf(err), "the third verified call is over the limit")
+	assert.Equal(t, 3, calls)
+}
+
+// The replay guard's per-key quota is spent only by calls whose signature
+// verifies: forged signatures under a key never fill it.
+func TestForgeriesDoNotFillReplayQuota(t *testing.T) {
+	a := newNode(t, elliptic.P384())
+	g := verify.NewReplayGuard(0, verify.WithKeyQuota(4))
+	v := verify.New(allowlist(t, a), verify.WithReplayGuard(g))
+	for i := range 100 {
+		bad := a.at(t, now.Add(-time.Duration(i)*time.Millisecond))
+		bad.Signature[len(bad.Signature)-1] ^= 1
+		_, err := v.VerifyAt(bad, now)
+		require.Equal(t, verify.BadSignature, reasonOf(err))
+	}
+	assert.Zero(t, g.Len())
+	for i := range 4 {
+		_, err := v.VerifyAt(a.at(t, now.Add(-time.Duration(i)*time.Millisecond)), now)
+		require.NoError(t, err, "the node's own calls fill its quota")
+	}
+	_, err := v.VerifyAt(a.at(t, now.Add(-time.Second)), now)
+	assert.Equal(t, verify.RateLimited, reasonOf(err))
 }
 
 // A header sent twice is refused as malformed through the interceptors,

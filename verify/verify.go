@@ -284,10 +284,14 @@ func WithReplayCheck(c ReplayChecker) Option { return func(v *Verifier) { v.repl
 // decide differently about the same bytes.
 func ExactPEM() Option { return func(v *Verifier) { v.exact = true } }
 
-// WithKeyCheck calls check for every call whose key is allowed and whose
-// timestamp is inside the window, before the signature is verified: a
-// per-key rate limit there makes a flood of bad signatures under an
-// allowed key cost a map lookup, not a verification. A non-nil error
+// WithKeyCheck calls check for every call whose signature verifies, before
+// the replay check: a per-key rate limit there bounds the calls (and the
+// verifications) of whoever holds the key's private key. It runs after
+// the signature, not before, because public keys are not secret: a check
+// before it would let anyone spend a real node's allowance with forged
+// signatures under its key, and lock the node out. Verifications of forged
+// signatures are bounded by WithMaxConcurrent instead, and a caller that
+// knows the connection can bound them per connection. A non-nil error
 // refuses the call; return an *Error (RateLimited) to give a reason.
 func WithKeyCheck(check func(k *Key, now time.Time) error) Option {
 	return func(v *Verifier) { v.keyCheck = check }
@@ -362,11 +366,6 @@ func (v *Verifier) VerifyAt(h sign.Headers, now time.Time) (*Key, error) {
 	if d <= -v.window.Future {
 		return nil, errFuture
 	}
-	if v.keyCheck != nil {
-		if err := v.keyCheck(k, now); err != nil {
-			return nil, err
-		}
-	}
 	if v.slots != nil {
 		v.slots <- struct{}{}
 	}
@@ -376,6 +375,11 @@ func (v *Verifier) VerifyAt(h sign.Headers, now time.Time) (*Key, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if v.keyCheck != nil {
+		if err := v.keyCheck(k, now); err != nil {
+			return nil, err
+		}
 	}
 	if v.replay != nil {
 		if err := v.replay.CheckReplay(k.PEM, h.Timestamp, now, ts.Add(v.window.Past)); err != nil {

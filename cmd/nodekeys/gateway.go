@@ -28,15 +28,17 @@ func gatewayCommand() *cli.Command {
 			"On by default (see the flags to change them): the replay guard, which Flower\n" +
 			"lacks (a signed timestamp is accepted once; each key may hold at most\n" +
 			"--replay-key-quota entries, so one node cannot crowd out the rest); a per-key\n" +
-			"rate limit checked before the signature (--key-rate calls a second, bursts of\n" +
-			"--key-burst); a bound on concurrent verifications; a cap on metadata size\n" +
+			"rate limit charged once the signature verifies (--key-rate calls a second,\n" +
+			"bursts of --key-burst); a bound on concurrent verifications, and on the bad\n" +
+			"signatures and resets one connection may send; a cap on metadata size\n" +
 			"and on calls per connection; caps on connections, in all and per client\n" +
 			"address, and timeouts on handshakes and idle connections; refused calls\n" +
 			"answered after --refusal-delay (which slows a flooder that waits for\n" +
 			"answers); refusal logs at most --refusal-logs-per-second a second.\n\n" +
 			"The allowlist (CSV files and folders of .pub files) reloads when its files\n" +
-			"change and on SIGHUP; a broken file keeps the last good list. The server\n" +
-			"certificate reloads when its files change (certgen --force needs no restart).\n" +
+			"change and on SIGHUP; a broken file (a trailing comma, a file still being\n" +
+			"written) keeps the last good list. The server certificate reloads when its\n" +
+			"files change (certgen --force needs no restart).\n" +
 			"SIGTERM or SIGINT stops taking calls and waits --drain-timeout for those in\n" +
 			"flight. Metrics, /healthz and /readyz are served on --metrics (loopback).\n\n" +
 			"Settings may come from a YAML file (--config; snake_case keys); flags win over the\n" +
@@ -88,6 +90,8 @@ func gatewayCommand() *cli.Command {
 			&cli.IntFlag{Name: "max-connections-per-address", Value: gateway.DefaultMaxConnsPerAddr, Usage: "connections open at once from one client address or IPv6 /64 (many SuperNodes may share a NAT's); -1 for no cap"},
 			&cli.DurationFlag{Name: "handshake-timeout", Value: gateway.DefaultHandshakeTimeout, Usage: "close a connection that has not finished its TLS and HTTP/2 handshake by then"},
 			&cli.DurationFlag{Name: "idle-timeout", Value: gateway.DefaultIdleTimeout, Usage: "close a connection with no call open for this long (clients reconnect for their next call)"},
+			&cli.IntFlag{Name: "max-bad-signatures-per-conn", Value: gateway.DefaultBadSignatures, Usage: "calls with a signature that does not verify one connection may send; past it, its calls are refused unverified (-1: no bound)"},
+			&cli.IntFlag{Name: "max-resets-per-second", Value: gateway.DefaultResetsPerSec, Usage: "calls a second one connection may reset before they are answered; past it, it is closed (-1: no bound)"},
 			&cli.StringFlag{Name: "token-list", Usage: "accept the bearer tokens whose hashes this `FILE` lists, on Control calls (made by nodekeys token new)"},
 			&cli.StringFlag{Name: "state-file", Usage: "run and node owners are kept in this `FILE` (made once by nodekeys state init)"},
 			&cli.BoolFlag{Name: "register-nodes", Usage: "keep the SuperLink's registrations (Flower 1.23+) equal to the allowlist"},
@@ -174,6 +178,8 @@ func gatewayConfig(c *cli.Context) (*gateway.Config, error) {
 	if c.IsSet("idle-timeout") || cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = c.Duration("idle-timeout")
 	}
+	num("max-bad-signatures-per-conn", &cfg.MaxBadSignaturesPerConn)
+	num("max-resets-per-second", &cfg.MaxResetsPerSecond)
 	if c.IsSet("refusal-delay") || cfg.RefusalDelay == nil {
 		d := c.Duration("refusal-delay")
 		cfg.RefusalDelay = &d

@@ -3,7 +3,9 @@
 // the gateway against calls straight to a stand-in SuperLink, and valid
 // calls a second (goodput) while a flooder sends stale, unknown-key or
 // bad-signature calls at full speed, for the gateway in front of a Python
-// SuperLink stand-in against that stand-in alone.
+// SuperLink stand-in against that stand-in alone. -replicas, -victims
+// and -resets measure other things instead: replicas sharing Redis, forged
+// floods under real nodes' keys, and HTTP/2 rapid resets.
 //
 // The load is a Go client in this repository, not ghz: every Flower call
 // must carry a fresh ECDSA signature over its own timestamp, which ghz's
@@ -88,9 +90,24 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 3, "times each phase runs, interleaved; figures are medians")
 	replicas := flag.String("replicas", "", "instead: gateways sharing a Redis behind HAProxy, for each count in this list (1,2,4)")
 	flag.StringVar(&o.only, "only", "", "run only the phases whose names contain this (go-direct, py-gateway-stale, ...)")
+	victimsIn := flag.String("victims", "", "instead: forged signatures under 5 real nodes' keys, for each number of calls in flight in this list (256,2000,5000): the real nodes' valid calls refused")
+	resets := flag.Int("resets", 0, "instead: the gateway's CPU time for this many HTTP/2 streams opened and reset at once")
 	flag.Parse()
 	var err error
-	if *replicas != "" {
+	if *victimsIn != "" {
+		var counts []int
+		for _, f := range strings.Split(*victimsIn, ",") {
+			n, cerr := strconv.Atoi(strings.TrimSpace(f))
+			if cerr != nil || n < 0 {
+				fmt.Fprintln(os.Stderr, "gwbench: -victims is a list of counts, like 0,256,2000,5000 (0: no flood)")
+				os.Exit(2)
+			}
+			counts = append(counts, n)
+		}
+		err = runVictims(o, counts)
+	} else if *resets > 0 {
+		err = runResets(o, *resets)
+	} else if *replicas != "" {
 		var counts []int
 		for _, f := range strings.Split(*replicas, ",") {
 			n, cerr := strconv.Atoi(strings.TrimSpace(f))

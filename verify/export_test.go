@@ -1,0 +1,5 @@
+package verify
+
+// SetAfterRead makes r run f after it reads each file and before it looks
+// at the file again: a test changes the file there, as a writer would.
+func SetAfterRead(r *Reloader, f func(name string)) { r.afterRead = f }
