@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 
+	"github.com/nodekeys/nodekeys/internal/keyrate"
 	"github.com/nodekeys/nodekeys/sign"
 	"github.com/nodekeys/nodekeys/verify"
 )
@@ -34,7 +35,7 @@ type connState struct {
 	proven          atomic.Bool
 
 	mu     sync.Mutex // guards resets and closed
-	resets bucket
+	resets keyrate.Bucket
 	closed bool
 }
 
@@ -154,10 +155,10 @@ func (c *connState) reset(now time.Time, rate float64) bool {
 	if c.closed {
 		return false
 	}
-	if c.resets.last.IsZero() {
-		c.resets = bucket{tokens: rate, last: now}
+	if c.resets.Last.IsZero() {
+		c.resets = keyrate.Bucket{Tokens: rate, Last: now}
 	}
-	if c.resets.take(now, rate, rate) {
+	if c.resets.Take(now, rate, rate) {
 		return false
 	}
 	c.closed = true

@@ -26,6 +26,7 @@ import (
 
 	"github.com/nodekeys/nodekeys/authz"
 	"github.com/nodekeys/nodekeys/certs"
+	"github.com/nodekeys/nodekeys/internal/keyrate"
 	"github.com/nodekeys/nodekeys/internal/ratelog"
 	"github.com/nodekeys/nodekeys/oidcauth"
 	"github.com/nodekeys/nodekeys/sign"
@@ -43,7 +44,7 @@ type Gateway struct {
 	v       *verify.Verifier
 	reload  *verify.Reloader
 	certs   *certReloader
-	limiter *keyLimiter
+	limiter *keyrate.Limiter
 	m       *metrics
 	refusal ratelog.Limiter
 	connLog ratelog.Limiter // measures taken against connections
@@ -101,15 +102,15 @@ func New(cfg Config, log *slog.Logger) (_ *Gateway, err error) {
 		g.shared.OnReset(g.sharedLost)
 	}
 	if cfg.KeyRate > 0 {
-		g.limiter = newKeyLimiter(cfg.KeyRate, cfg.KeyBurst)
+		g.limiter = keyrate.New(cfg.KeyRate, cfg.KeyBurst)
 		check := func(k *verify.Key, now time.Time) error {
-			if !g.limiter.allow(k.PEM, now) {
+			if !g.limiter.Allow(k.PEM, now) {
 				return errKeyRate
 			}
 			return nil
 		}
 		if g.shared != nil {
-			shared := g.shared.Limiter(cfg.KeyRate, cfg.KeyBurst, g.limiter.allow)
+			shared := g.shared.Limiter(cfg.KeyRate, cfg.KeyBurst, g.limiter.Allow)
 			check = func(k *verify.Key, now time.Time) error { return shared(k.PEM, now) }
 		}
 		opts = append(opts, verify.WithKeyCheck(check))

@@ -24,13 +24,30 @@ type Limiter struct {
 
 type shard struct {
 	mu      sync.Mutex
-	buckets map[string]*bucket
+	buckets map[string]*Bucket
 	sweep   time.Time
 }
 
-type bucket struct {
-	tokens float64
-	last   time.Time
+// Bucket is one token bucket, for a caller that keeps its own (one per
+// connection, say). It is not safe for concurrent use.
+type Bucket struct {
+	// Tokens is what the bucket held at Last.
+	Tokens float64
+	Last   time.Time
+}
+
+// Take refills b for the time since it was last used, at rate tokens a
+// second up to burst, and takes a token if there is one.
+func (b *Bucket) Take(now time.Time, rate, burst float64) bool {
+	if el := now.Sub(b.Last); el > 0 {
+		b.Tokens = min(burst, b.Tokens+el.Seconds()*rate)
+		b.Last = now
+	}
+	if b.Tokens < 1 {
+		return false
+	}
+	b.Tokens--
+	return true
 }
 
 // New returns a limiter of rate tokens a second per key, up to burst
@@ -38,7 +55,7 @@ type bucket struct {
 func New(rate float64, burst int) *Limiter {
 	l := &Limiter{rate: rate, burst: float64(max(burst, 1)), seed: maphash.MakeSeed()}
 	for i := range l.shards {
-		l.shards[i].buckets = make(map[string]*bucket)
+		l.shards[i].buckets = make(map[string]*Bucket)
 	}
 	return l
 }
@@ -52,7 +69,7 @@ func (l *Limiter) Allow(key string, now time.Time) bool {
 		// A bucket full again is the same as no bucket.
 		full := time.Duration(l.burst / max(l.rate, 1e-9) * float64(time.Second))
 		for k, b := range s.buckets {
-			if now.Sub(b.last) > full {
+			if now.Sub(b.Last) > full {
 				delete(s.buckets, k)
 			}
 		}
@@ -60,16 +77,8 @@ func (l *Limiter) Allow(key string, now time.Time) bool {
 	}
 	b, ok := s.buckets[key]
 	if !ok {
-		b = &bucket{tokens: l.burst, last: now}
+		b = &Bucket{Tokens: l.burst, Last: now}
 		s.buckets[key] = b
 	}
-	if el := now.Sub(b.last); el > 0 {
-		b.tokens = min(l.burst, b.tokens+el.Seconds()*l.rate)
-		b.last = now
-	}
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
+	return b.Take(now, l.rate, l.burst)
 }
