@@ -26,6 +26,7 @@ import (
 
 	"github.com/nodekeys/nodekeys/authz"
 	"github.com/nodekeys/nodekeys/certs"
+	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/nodekeys/nodekeys/internal/keyrate"
 	"github.com/nodekeys/nodekeys/internal/ratelog"
 	"github.com/nodekeys/nodekeys/oidcauth"
@@ -311,9 +312,9 @@ func (g *Gateway) fleet(_ any, ss grpc.ServerStream) error {
 	method, _ := grpc.MethodFromServerStream(ss)
 	svc, name := labels(method)
 	ctx := ss.Context()
-	if !strings.HasPrefix(method, verify.FleetPrefix) {
+	if !strings.HasPrefix(method, flwr.FleetPrefix) {
 		g.m.calls.WithLabelValues(svc, name, "refused").Inc()
-		return status.Errorf(codes.Unimplemented, "unknown service: the Fleet port serves %s only", fleetService)
+		return status.Errorf(codes.Unimplemented, "unknown service: the Fleet port serves %s only", flwr.FleetService)
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
 	if err := g.fleetToken(ctx, md); err != nil {

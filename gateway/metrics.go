@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"strings"
 
+	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -138,34 +139,9 @@ func (m *metrics) certLoaded(c *tls.Certificate) {
 	}
 }
 
-// The services and methods a label may name.
-const (
-	fleetService   = "flwr.proto.Fleet"
-	controlService = "flwr.proto.Control"
-)
-
-// knownMethods is built once and only read.
-var knownMethods = func() map[string]bool {
-	known := map[string]bool{}
-	for _, m := range []string{
-		"RegisterNode", "ActivateNode", "DeactivateNode", "UnregisterNode", "SendNodeHeartbeat", "PullMessages",
-		"PushMessages", "GetRun", "GetFab", "PushObject", "PullObject", "ConfirmMessageReceived",
-		"CreateNode", "DeleteNode", "Ping",
-	} {
-		known["/"+fleetService+"/"+m] = true
-	}
-	for _, m := range []string{
-		"StartRun", "StopRun", "StreamLogs", "ListRuns", "GetLoginDetails", "GetAuthTokens", "PullArtifacts",
-		"RegisterNode", "UnregisterNode", "ListNodes", "GetAccountInfo",
-	} {
-		known["/"+controlService+"/"+m] = true
-	}
-	return known
-}()
-
 // labels returns the service and method labels of a full method name.
 func labels(fullMethod string) (service, method string) {
-	if !knownMethods[fullMethod] {
+	if _, ok := flwr.Lookup(fullMethod); !ok {
 		return "other", "other"
 	}
 	s, m, _ := strings.Cut(strings.TrimPrefix(fullMethod, "/"), "/")

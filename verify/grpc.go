@@ -12,13 +12,14 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/nodekeys/nodekeys/internal/ratelog"
 	"github.com/nodekeys/nodekeys/sign"
 )
 
 // FleetPrefix is the method prefix of Flower's Fleet service, the calls a
 // SuperNode makes and the SuperLink authenticates.
-const FleetPrefix = "/flwr.proto.Fleet/"
+const FleetPrefix = flwr.FleetPrefix
 
 // InterceptorOption configures the gRPC interceptors.
 type InterceptorOption func(*interceptor)

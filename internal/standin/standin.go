@@ -38,18 +38,33 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/nodekeys/nodekeys/verify"
 )
 
-// FleetMethods and ControlMethods are Flower's method names.
+// Version is the Flower version whose methods the stand-in serves.
+const Version = "1.25"
+
+// FleetMethods and ControlMethods are the unary methods of Flower Version
+// (from the flwr table), ControlStreams its server-streaming Control
+// methods.
 var (
-	FleetMethods = []string{"RegisterNode", "ActivateNode", "DeactivateNode", "UnregisterNode", "SendNodeHeartbeat",
-		"PullMessages", "PushMessages", "GetRun", "GetFab", "PushObject", "PullObject", "ConfirmMessageReceived"}
-	ControlMethods = []string{"StartRun", "StopRun", "ListRuns", "GetLoginDetails", "GetAuthTokens", "PullArtifacts",
-		"RegisterNode", "UnregisterNode", "ListNodes"}
-	// ControlStreams are the server-streaming Control methods.
-	ControlStreams = []string{"StreamLogs"}
+	FleetMethods, _                = split(flwr.FleetMethods(Version))
+	ControlMethods, ControlStreams = split(flwr.ControlMethods(Version))
 )
+
+// split returns the names of the unary and of the server-streaming
+// methods of ms.
+func split(ms []flwr.Method) (unary, streams []string) {
+	for _, m := range ms {
+		if m.ServerStreaming {
+			streams = append(streams, m.Name)
+		} else {
+			unary = append(unary, m.Name)
+		}
+	}
+	return unary, streams
+}
 
 // Call is one call that reached the stand-in.
 type Call struct {
@@ -96,8 +111,8 @@ func Start(ln net.Listener, opts ...Option) *Server {
 		sopts = append(sopts, grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{*s.tls}})))
 	}
 	s.grpc = grpc.NewServer(sopts...)
-	s.grpc.RegisterService(s.desc("flwr.proto.Fleet", FleetMethods, nil), s)
-	s.grpc.RegisterService(s.desc("flwr.proto.Control", ControlMethods, ControlStreams), s)
+	s.grpc.RegisterService(s.desc(flwr.FleetService, FleetMethods, nil), s)
+	s.grpc.RegisterService(s.desc(flwr.ControlService, ControlMethods, ControlStreams), s)
 	go s.grpc.Serve(ln)
 	return s
 }
@@ -161,7 +176,7 @@ func (s *Server) desc(service string, unary, streams []string) *grpc.ServiceDesc
 
 // fleetCheck does a Flower SuperLink's per-call check of a Fleet call.
 func (s *Server) fleetCheck(ctx context.Context, method string) error {
-	if !strings.HasPrefix(method, verify.FleetPrefix) {
+	if !strings.HasPrefix(method, flwr.FleetPrefix) {
 		return nil
 	}
 	md, _ := metadata.FromIncomingContext(ctx)

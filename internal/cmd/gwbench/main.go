@@ -39,6 +39,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/nodekeys/nodekeys/certs"
+	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/nodekeys/nodekeys/internal/standin"
 	"github.com/nodekeys/nodekeys/keys"
 	"github.com/nodekeys/nodekeys/keys/keyset"
@@ -414,7 +415,7 @@ func (b *bench) dial(addr string, creds credentials.PerRPCCredentials) (*grpc.Cl
 	return grpc.NewClient(addr, opts...)
 }
 
-const method = "/flwr.proto.Fleet/SendNodeHeartbeat"
+const method = flwr.FleetPrefix + "SendNodeHeartbeat"
 
 // floodHeaders makes the headers a flooder sends round robin.
 func (b *bench) floodHeaders(kind string) ([]sign.Headers, error) {
