@@ -415,17 +415,3 @@ func DaysLeft(t, now time.Time) int {
 	return int((d + 24*time.Hour - 1) / (24 * time.Hour))
 }
 
-// ReadCertPool reads a PEM file of one or more CA certificates (a bundle)
-// into a pool for verifying servers. A file with no certificate in it is
-// an error, not an empty pool that would trust nothing silently.
-func ReadCertPool(path string) (*x509.CertPool, error) {
-	b, err := readFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("certs: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(b) {
-		return nil, fmt.Errorf("certs: %s: no PEM certificate in it", path)
-	}
-	return pool, nil
-}

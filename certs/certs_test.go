@@ -292,17 +292,3 @@ func TestPermissionsUnderOpenUmask(t *testing.T) {
 	}
 }
 
-func TestReadCertPool(t *testing.T) {
-	dir := t.TempDir()
-	res := write(t, certs.Options{Dir: dir})
-	pool, err := certs.ReadCertPool(res.CACert)
-	require.NoError(t, err)
-	cert, err := certs.ReadCertificate(res.ServerCert)
-	require.NoError(t, err)
-	_, err = cert.Verify(x509.VerifyOptions{Roots: pool, DNSName: "localhost"})
-	require.NoError(t, err)
-	_, err = certs.ReadCertPool(res.ServerKey)
-	assert.ErrorContains(t, err, "no PEM certificate in it", "a key is not a CA bundle")
-	_, err = certs.ReadCertPool("/dev/zero")
-	assert.ErrorContains(t, err, "not a regular file")
-}

@@ -10,9 +10,9 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/nodekeys/nodekeys/certs"
 	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/nodekeys/nodekeys/internal/flwrpb"
+	"github.com/nodekeys/nodekeys/internal/tlsconf"
 	"github.com/nodekeys/nodekeys/verify"
 
 	"google.golang.org/grpc"
@@ -30,7 +30,7 @@ func TLS(ctx context.Context, addr, caFile string) []Finding {
 		add("tls", Error, fmt.Sprintf("%q is not HOST:PORT", addr), "give the address SuperNodes dial, e.g. superlink.example:9092")
 		return out
 	}
-	pool, err := certs.ReadCertPool(caFile)
+	pool, err := tlsconf.ReadCertPool(caFile)
 	if err != nil {
 		add("tls", Error, "the CA certificate does not load: "+err.Error(), "give --ca certificates/ca.crt")
 		return out

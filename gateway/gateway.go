@@ -25,10 +25,10 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/nodekeys/nodekeys/authz"
-	"github.com/nodekeys/nodekeys/certs"
 	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/nodekeys/nodekeys/internal/keyrate"
 	"github.com/nodekeys/nodekeys/internal/ratelog"
+	"github.com/nodekeys/nodekeys/internal/tlsconf"
 	"github.com/nodekeys/nodekeys/oidcauth"
 	"github.com/nodekeys/nodekeys/sign"
 	"github.com/nodekeys/nodekeys/state"
@@ -250,11 +250,10 @@ func upstreamCreds(cfg Config) (credentials.TransportCredentials, error) {
 	if cfg.UpstreamInsecure {
 		return insecure.NewCredentials(), nil
 	}
-	pool, err := certs.ReadCertPool(cfg.UpstreamCA)
+	conf, err := tlsconf.Client(cfg.UpstreamCA, cfg.UpstreamServerName)
 	if err != nil {
-		return nil, fmt.Errorf("gateway: upstream CA: %w", err)
+		return nil, fmt.Errorf("gateway: upstream_ca: %w", err)
 	}
-	conf := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12, ServerName: cfg.UpstreamServerName}
 	return credentials.NewTLS(conf), nil
 }
 

@@ -37,7 +37,6 @@ package oidcauth
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -52,9 +51,9 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/nodekeys/nodekeys/authz"
-	"github.com/nodekeys/nodekeys/certs"
 	"github.com/nodekeys/nodekeys/internal/keyrate"
 	"github.com/nodekeys/nodekeys/internal/safefile"
+	"github.com/nodekeys/nodekeys/internal/tlsconf"
 )
 
 // Config says which provider to trust and how this gateway is known to it.
@@ -282,12 +281,8 @@ func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 		return nil, err
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if cfg.CAFile != "" {
-		pool, err := certs.ReadCertPool(cfg.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("oidc: %w", err)
-		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if tr.TLSClientConfig, err = tlsconf.Client(cfg.CAFile, ""); err != nil {
+		return nil, fmt.Errorf("oidc: ca_file: %w", err)
 	}
 	a.client = &http.Client{Transport: tr, Timeout: 15 * time.Second}
 	ctx = oidc.ClientContext(ctx, a.client)

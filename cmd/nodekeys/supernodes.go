@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -20,11 +19,11 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/nodekeys/nodekeys/certs"
 	"github.com/nodekeys/nodekeys/csvlist"
 	"github.com/nodekeys/nodekeys/flwrlogin"
 	"github.com/nodekeys/nodekeys/internal/atomicfile"
 	"github.com/nodekeys/nodekeys/internal/safefile"
+	"github.com/nodekeys/nodekeys/internal/tlsconf"
 	"github.com/nodekeys/nodekeys/keys"
 	"github.com/nodekeys/nodekeys/keys/keyset"
 	"github.com/nodekeys/nodekeys/supernodes"
@@ -56,11 +55,11 @@ func controlConnTo(c *cli.Context, addr string) (*grpc.ClientConn, error) {
 	case ca != "" && c.Bool("insecure"):
 		return nil, usageErr("--root-certificates and --insecure contradict each other")
 	case ca != "":
-		pool, err := certs.ReadCertPool(ca)
+		conf, err := tlsconf.Client(ca, "")
 		if err != nil {
 			return nil, err
 		}
-		creds = credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+		creds = credentials.NewTLS(conf)
 	case c.Bool("insecure"):
 		creds = insecure.NewCredentials()
 	default:

@@ -32,7 +32,6 @@ package redisstate
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -46,8 +45,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/nodekeys/nodekeys/certs"
 	"github.com/nodekeys/nodekeys/internal/safefile"
+	"github.com/nodekeys/nodekeys/internal/tlsconf"
 	"github.com/nodekeys/nodekeys/state"
 	"github.com/nodekeys/nodekeys/verify"
 )
@@ -188,11 +187,8 @@ func New(ctx context.Context, cfg Config, onErr Errors) (*Backend, error) {
 		return nil, err
 	}
 	if cfg.TLS {
-		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-		if cfg.CAFile != "" {
-			if opts.TLSConfig.RootCAs, err = certs.ReadCertPool(cfg.CAFile); err != nil {
-				return nil, fmt.Errorf("redis: %w", err)
-			}
+		if opts.TLSConfig, err = tlsconf.Client(cfg.CAFile, ""); err != nil {
+			return nil, fmt.Errorf("redis: %w", err)
 		}
 	}
 	if onErr == nil {
