@@ -414,4 +414,3 @@ func DaysLeft(t, now time.Time) int {
 	}
 	return int((d + 24*time.Hour - 1) / (24 * time.Hour))
 }
-

@@ -179,6 +179,11 @@ func TestRenewKeepsTheCA(t *testing.T) {
 	var ee *certs.ExistError
 	require.ErrorAs(t, err, &ee)
 	assert.Equal(t, first.ServerCert, ee.Path)
+	assert.Equal(t, certs.ServerExists, ee.Why)
+	_, err = certs.Write(certs.Options{Dir: dir, CACert: first.CACert})
+	assert.ErrorIs(t, err, certs.ErrCAPair)
+	_, err = certs.Write(certs.Options{Dir: dir, CACert: first.CACert, CAKey: first.CAKey, NewCA: true})
+	assert.ErrorIs(t, err, certs.ErrNewCAWithCA)
 
 	renewed := write(t, certs.Options{Dir: dir, Force: true, Hosts: []string{"superlink.example", "10.0.0.5"}})
 	assert.False(t, renewed.CACreated)
@@ -246,12 +251,12 @@ func TestBadInput(t *testing.T) {
 		{"garbage CA key", certs.Options{CACert: good.CACert, CAKey: garbage}, "no PEM private key found"},
 		{"missing CA key", certs.Options{CACert: good.CACert, CAKey: filepath.Join(dir, "nope")}, "no such file"},
 		{"server cert as CA", certs.Options{CACert: good.ServerCert, CAKey: good.ServerKey}, "not a CA"},
-		{"half a CA", certs.Options{CACert: good.CACert}, "--ca-cert and --ca-key go together"},
+		{"half a CA", certs.Options{CACert: good.CACert}, "CACert and CAKey go together"},
 		{"only ca.crt in the folder", certs.Options{Dir: onlyCert}, "ca.crt is there but"},
 		{"invalid SAN", certs.Options{Hosts: []string{"bad_name!"}}, `invalid SAN "bad_name!"`},
 		{"SAN with a space", certs.Options{Hosts: []string{"a b"}}, "invalid SAN"},
-		{"days too many", certs.Options{Days: 398}, "--days must be 1 to 397"},
-		{"days negative", certs.Options{Days: -1}, "--days must be 1 to 397"},
+		{"days too many", certs.Options{Days: 398}, "Days must be 1 to 397"},
+		{"days negative", certs.Options{Days: -1}, "Days must be 1 to 397"},
 		{"CA days", certs.Options{CADays: 100000}, "CA validity must be"},
 		{"key type", certs.Options{KeyType: "dsa"}, "unknown key type"},
 	} {
@@ -291,4 +296,3 @@ func TestPermissionsUnderOpenUmask(t *testing.T) {
 		assert.Equal(t, want, fi.Mode().Perm(), f)
 	}
 }
-

@@ -69,14 +69,47 @@ func exists(p string) bool {
 	return err == nil
 }
 
-func refuse(p, hint string) error {
-	return &ExistError{Path: p, Hint: hint}
+func refuse(p string, why Conflict) error {
+	return &ExistError{Path: p, Why: why}
+}
+
+// Conflict says why Write will not replace a file.
+type Conflict int
+
+// The conflicts of an ExistError.
+const (
+	// ServerExists: the server certificate or key is there; renewing it
+	// needs Force (the CA is kept).
+	ServerExists Conflict = iota
+	// OtherCA: the folder holds another CA than CACert; another Dir, or
+	// Force.
+	OtherCA
+	// CAExists: NewCA, and a CA is there; replacing it needs Force too
+	// (every SuperNode must then get the new CA certificate).
+	CAExists
+)
+
+// Errors of contradictory Options.
+var (
+	ErrCAPair      = errors.New("certs: CACert and CAKey go together")
+	ErrNewCAWithCA = errors.New("certs: NewCA and CACert do not go together")
+)
+
+// HalfCAError is a folder that holds one of the CA's certificate and key
+// but not the other: Write neither reuses nor replaces it without NewCA
+// and Force.
+type HalfCAError struct {
+	Have, Missing string
+}
+
+func (e *HalfCAError) Error() string {
+	return fmt.Sprintf("certs: %s is there but %s is not", e.Have, e.Missing)
 }
 
 // ExistError is a file that Write will not replace without Force.
 type ExistError struct {
 	Path string
-	Hint string
+	Why  Conflict
 }
 
 // Error says which file is in the way.
@@ -107,16 +140,16 @@ func Write(opts Options) (*Result, error) {
 		opts.Now = time.Now()
 	}
 	if opts.Days < 1 || opts.Days > MaxServerDays {
-		return nil, fmt.Errorf("certs: --days must be 1 to %d (the longest validity browsers accept for a server certificate), got %d", MaxServerDays, opts.Days)
+		return nil, fmt.Errorf("certs: Days must be 1 to %d (the longest validity browsers accept for a server certificate), got %d", MaxServerDays, opts.Days)
 	}
 	if opts.CADays < 1 || opts.CADays > MaxCADays {
 		return nil, fmt.Errorf("certs: CA validity must be 1 to %d days, got %d", MaxCADays, opts.CADays)
 	}
 	if (opts.CACert == "") != (opts.CAKey == "") {
-		return nil, errors.New("certs: --ca-cert and --ca-key go together")
+		return nil, ErrCAPair
 	}
 	if opts.CACert != "" && opts.NewCA {
-		return nil, errors.New("certs: --new-ca and --ca-cert do not go together")
+		return nil, ErrNewCAWithCA
 	}
 	hosts, err := ParseSANs(append(append([]string{}, opts.Hosts...), opts.AddHosts...))
 	if err != nil {
@@ -135,7 +168,7 @@ func Write(opts Options) (*Result, error) {
 	}
 	for _, f := range []string{res.ServerCert, res.ServerKey} {
 		if exists(f) && !opts.Force {
-			return nil, refuse(f, "use --force to renew the server certificate (the CA is kept)")
+			return nil, refuse(f, ServerExists)
 		}
 	}
 
@@ -149,14 +182,14 @@ func Write(opts Options) (*Result, error) {
 		res.CAKey = ""
 		if b, err := readFile(res.CACert); err == nil {
 			if !bytes.Equal(b, MarshalCertificate(ca.Cert)) && !opts.Force {
-				return nil, refuse(res.CACert, "it holds another CA; use another --out, or --force")
+				return nil, refuse(res.CACert, OtherCA)
 			}
 		}
 		copyCA = true
 	case opts.NewCA:
 		for _, f := range []string{res.CACert, res.CAKey} {
 			if exists(f) && !opts.Force {
-				return nil, refuse(f, "a new CA needs --force too: every SuperNode must then get the new ca.crt")
+				return nil, refuse(f, CAExists)
 			}
 		}
 	case exists(res.CACert) && exists(res.CAKey):
@@ -165,9 +198,9 @@ func Write(opts Options) (*Result, error) {
 		}
 		res.CAKey = ""
 	case exists(res.CACert):
-		return nil, fmt.Errorf("certs: %s is there but %s is not: give the CA key, or --new-ca --force for a new CA", res.CACert, res.CAKey)
+		return nil, &HalfCAError{Have: res.CACert, Missing: res.CAKey}
 	case exists(res.CAKey):
-		return nil, fmt.Errorf("certs: %s is there but %s is not: give the CA certificate, or --new-ca --force for a new CA", res.CAKey, res.CACert)
+		return nil, &HalfCAError{Have: res.CAKey, Missing: res.CACert}
 	}
 
 	if err := atomicfile.MkdirPrivate(opts.Dir); err != nil {

@@ -328,7 +328,7 @@ func (c *Config) Validate() error {
 	case c.FleetTokenRole != "" && c.TokenList == "":
 		return errors.New("gateway: fleet_token_role needs a token_list")
 	case c.authenticatesControl() && c.StateFile == "" && c.Redis == nil:
-		return errors.New("gateway: oidc and token_list need a state_file, where the owner of each run and node is kept (make one with nodekeys state init FILE), or redis")
+		return ErrNoStateStore
 	case c.StateFile != "" && c.Redis != nil:
 		return errors.New("gateway: state_file and redis contradict each other: with redis, the owners are kept there")
 	case c.RegisterNodes && c.ListenControl == Off:
@@ -372,6 +372,9 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
+
+// ErrNoStateStore: account login or tokens, and nowhere to keep owners.
+var ErrNoStateStore = errors.New("gateway: oidc and token_list need a state_file, where the owner of each run and node is kept (made once, empty), or redis")
 
 // authenticatesControl reports whether Control calls need a login or a
 // token, and so roles and owners.

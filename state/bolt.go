@@ -28,10 +28,14 @@ const (
 	format     = "nodekeys-state 1"
 )
 
+// ErrDamaged is returned by Open for a file that is not a sound state
+// file.
+var ErrDamaged = errors.New("the file is damaged or not a state file")
+
 // ErrNotExist is returned by Open for a missing file. It is an error, not
 // a cue to start empty: a file that vanished would otherwise lose every
 // owner without a word. Create makes a new file.
-var ErrNotExist = errors.New("the state file does not exist; create it once with: nodekeys state init FILE")
+var ErrNotExist = errors.New("the state file does not exist; it is made once, empty (Create)")
 
 // Bolt is the embedded store.
 type Bolt struct {
@@ -85,7 +89,7 @@ func Open(path string, readOnly bool) (s *Bolt, err error) {
 		case errors.Is(err, bolterrors.ErrTimeout):
 			err = errors.New("the file is in use by another process (a gateway already running?)")
 		case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrChecksum), errors.Is(err, bolterrors.ErrVersionMismatch):
-			err = fmt.Errorf("the file is damaged or not a state file (%w); restore it from a backup, or move it away and run nodekeys state init (every owner is then forgotten)", err)
+			err = fmt.Errorf("%w (%w); restore it from a backup, or move it away and make a new one (every owner is then forgotten)", ErrDamaged, err)
 		}
 		return nil, fmt.Errorf("state: %s: %w", path, err)
 	}

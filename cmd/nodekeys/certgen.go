@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -37,6 +38,13 @@ func certgenCommand() *cli.Command {
 	}
 }
 
+// existHints say what to do about a file certgen will not replace.
+var existHints = map[certs.Conflict]string{
+	certs.ServerExists: "use --force to renew the server certificate (the CA is kept)",
+	certs.OtherCA:      "it holds another CA; use another --out, or --force",
+	certs.CAExists:     "a new CA needs --force too: every SuperNode must then get the new ca.crt",
+}
+
 func certgenAction(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usageErr("certgen takes no arguments, got %q", c.Args().First())
@@ -47,6 +55,12 @@ func certgenAction(c *cli.Context) error {
 	}
 	if d := c.Int("ca-days"); d < 1 || d > certs.MaxCADays {
 		return usageErr("--ca-days must be 1 to %d, got %d", certs.MaxCADays, d)
+	}
+	switch {
+	case (c.String("ca-cert") == "") != (c.String("ca-key") == ""):
+		return usageErr("--ca-cert and --ca-key go together")
+	case c.String("ca-cert") != "" && c.Bool("new-ca"):
+		return usageErr("--new-ca and --ca-cert do not go together")
 	}
 	kt, err := keyTypeOf(c)
 	if err != nil {
@@ -61,8 +75,14 @@ func certgenAction(c *cli.Context) error {
 	})
 	if err != nil {
 		var ee *certs.ExistError
-		if errors.As(err, &ee) {
-			return withHint(err, ee.Hint)
+		var half *certs.HalfCAError
+		switch {
+		case errors.As(err, &ee):
+			return withHint(err, existHints[ee.Why])
+		case errors.As(err, &half) && strings.HasSuffix(half.Missing, certs.CAKeyFile):
+			return withHint(err, "give the CA key, or --new-ca --force for a new CA")
+		case errors.As(err, &half):
+			return withHint(err, "give the CA certificate, or --new-ca --force for a new CA")
 		}
 		return err
 	}

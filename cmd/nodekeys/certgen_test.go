@@ -69,7 +69,8 @@ func TestCertgenErrors(t *testing.T) {
 		{[]string{"certgen", "--days", "0"}, 2, "nodekeys: error: --days must be 1 to 397"},
 		{[]string{"certgen", "--san", "not a name"}, 2, `nodekeys: error: certs: invalid SAN "not a name"`},
 		{[]string{"certgen", "--key-type", "dsa"}, 2, "nodekeys: error: --key-type must be ecdsa-p384, ecdsa-p256 or rsa-4096"},
-		{[]string{"certgen", "--ca-cert", "x.crt"}, 1, "nodekeys: error: certs: --ca-cert and --ca-key go together\n"},
+		{[]string{"certgen", "--ca-cert", "x.crt"}, 2, "nodekeys: error: --ca-cert and --ca-key go together\nhint: run 'nodekeys certgen --help'\n"},
+		{[]string{"certgen", "--ca-cert", "x.crt", "--ca-key", "x.key", "--new-ca"}, 2, "nodekeys: error: --new-ca and --ca-cert do not go together\n"},
 		{[]string{"certgen", "--ca-cert", "x.crt", "--ca-key", "x.key"}, 1, "nodekeys: error: certs: open x.crt: no such file or directory\n"},
 	} {
 		r := nk(t, dir, "", tc.args...)

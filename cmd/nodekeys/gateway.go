@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os/signal"
@@ -10,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/nodekeys/nodekeys/gateway"
+	"github.com/nodekeys/nodekeys/state"
 )
 
 func gatewayCommand() *cli.Command {
@@ -188,7 +190,9 @@ func gatewayConfig(c *cli.Context) (*gateway.Config, error) {
 		cfg.DrainTimeout = c.Duration("drain-timeout")
 	}
 	cfg.Defaults()
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.Validate(); errors.Is(err, gateway.ErrNoStateStore) {
+		return nil, &cliError{err: err, code: exitUsage, hint: "make one with: nodekeys state init FILE, and name it in state_file (--state-file)"}
+	} else if err != nil {
 		return nil, &cliError{err: err, code: exitUsage}
 	}
 	return cfg, nil
@@ -219,7 +223,10 @@ func runGateway(c *cli.Context) error {
 		return err
 	}
 	gw, err := gateway.New(*cfg, log)
-	if err != nil {
+	switch {
+	case errors.Is(err, state.ErrNotExist), errors.Is(err, state.ErrDamaged):
+		return withHint(err, "make it once with: nodekeys state init "+cfg.StateFile)
+	case err != nil:
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)

@@ -47,6 +47,17 @@ func TestTokenAndStateCommands(t *testing.T) {
 	}
 	assert.Contains(t, list.stdout, `"role": "admin"`)
 
+	// The library names the file; the CLI says which command makes it.
+	gw := []string{"gateway", "--upstream-insecure", "--tls-cert", "certificates/server.pem", "--tls-key", "certificates/server.key",
+		"--allowlist", "keys/client_public_keys.csv", "--metrics", "-", "--token-list", "tokens.txt"}
+	r = nk(t, dir, "", append(gw, "--state-file", "missing.db")...)
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "state: missing.db: the state file does not exist")
+	assert.Contains(t, r.stderr, "hint: make it once with: nodekeys state init missing.db\n")
+	r = nk(t, dir, "", gw...)
+	assert.Equal(t, 2, r.code)
+	assert.Contains(t, r.stderr, "need a state_file")
+	assert.Contains(t, r.stderr, "hint: make one with: nodekeys state init FILE, and name it in state_file (--state-file)\n")
 	up, err := standin.Listen()
 	require.NoError(t, err)
 	defer up.Stop()
