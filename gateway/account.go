@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"errors"
-	"net"
 	"strings"
 	"time"
 
@@ -107,15 +106,17 @@ func (g *Gateway) login(ss grpc.ServerStream, method string) error {
 	})
 }
 
-// clientAddr is the IP address a call comes from, without its port: the
-// key of the per-client budgets.
+// clientAddr is what the per-client budgets are kept by: the address a
+// call comes from, grouped as the connection caps group it (an IPv4
+// address, an IPv6 /64), so a host cannot pass them by changing the low
+// bits of its address.
 func clientAddr(ctx context.Context) string {
 	p, ok := peer.FromContext(ctx)
 	if !ok || p.Addr == nil {
 		return ""
 	}
-	if host, _, err := net.SplitHostPort(p.Addr.String()); err == nil {
-		return host
+	if key, ok := clientKey(p.Addr); ok {
+		return key.String()
 	}
 	return p.Addr.String()
 }

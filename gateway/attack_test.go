@@ -103,6 +103,15 @@ func anotherApplication(t *testing.T, p *oidctest.Provider, opaque bool) {
 	}
 	assert.Equal(t, before, r.up.Count(), "nothing reached the SuperLink")
 	assert.Contains(t, r.logs.String(), `issued to the client \"other-app\"`)
+
+	// Another application's token with a refresh token makes no refresh:
+	// it was refused for whose it is, not for its age.
+	asked := p.Counts(t)["/token"]
+	for _, tok := range foreign {
+		_, err := listRuns(raw, gateway.HeaderAccessToken, tok, gateway.HeaderRefreshToken, "a-refresh-token")
+		wantStatus(t, err, codes.Unauthenticated, "")
+	}
+	assert.Equal(t, asked, p.Counts(t)["/token"], "no refresh request")
 }
 
 // A provider without introspection: opaque tokens are refused, and said so
@@ -147,12 +156,18 @@ func tokenTimes(t *testing.T, p *oidctest.Provider) {
 		"no client, no aud":  {"client_id": nil, "aud": "https://another-service"},
 		"another client":     {"client_id": "other-app"},
 		"azp another client": {"client_id": nil, "azp": "other-app"},
+		"nbf ahead, a string": {"nbf": fmt.Sprint(now + 60)},
+		"no expiry":           {"exp": nil},
 	} {
 		claims["sub"], claims["groups"] = "mallory", []string{"admin"}
 		_, err := listRuns(raw, gateway.HeaderAccessToken, p.Mint(t, claims))
 		wantStatus(t, err, codes.Unauthenticated, "")
 		assert.NotContains(t, r.logs.String(), "sub=mallory", what)
 	}
+	// A login through the gateway's own client that names no subject
+	// would make every user one account.
+	_, err := listRuns(raw, gateway.HeaderAccessToken, p.Mint(t, map[string]any{"sub": nil, "groups": []string{"admin"}}))
+	wantStatus(t, err, codes.Unauthenticated, "")
 	for what, claims := range map[string]map[string]any{
 		"nbf and iat within the leeway": {"nbf": now + 5, "iat": now + 5},
 		"expired within the leeway":     {"exp": now - 5},

@@ -255,6 +255,19 @@ func refreshOpaque(t *testing.T, p *oidctest.Provider) {
 	assert.NotContains(t, fresh, ".", "an opaque token again")
 	_, err = listRuns(raw, gateway.HeaderAccessToken, fresh)
 	require.NoError(t, err)
+
+	// A caller whose budget runs out after the refresh still gets the
+	// refreshed pair: checking a token just issued to the gateway costs
+	// none (the provider has retired the old refresh token).
+	tight := newRig(t, 1, func(c *gateway.Config) {
+		c.OIDC = oidcConfig(t, p)
+		c.OIDC.ProviderBurstPerClient, c.OIDC.ProviderRatePerClient = 2, 0.001
+		c.RefusalDelay = new(time.Duration)
+	})
+	h, err = listRuns(tight.dial(t, tight.control, nil), gateway.HeaderAccessToken, "also-no-longer-active",
+		gateway.HeaderRefreshToken, h.Get(gateway.HeaderRefreshToken)[0])
+	require.NoError(t, err, "refreshed within a budget of two requests")
+	require.Len(t, h.Get(gateway.HeaderAccessToken), 1)
 }
 
 // A provider that cannot be reached during a refresh is UNAVAILABLE, not

@@ -38,6 +38,9 @@ type keySet struct {
 	tried   time.Time // the last fetch, successful or not
 }
 
+// fetchTimeout bounds one fetch of the key set.
+const fetchTimeout = 10 * time.Second
+
 // errUnknownKey: a token signed by a key the provider does not list.
 var errUnknownKey = errors.New("the token's key is not in the provider's key set")
 
@@ -96,7 +99,12 @@ func (s *keySet) current(ctx context.Context, kid string) []jose.JSONWebKey {
 	}
 	s.tried = s.now()
 	s.mu.Unlock()
-	fresh, err := s.fetch(ctx)
+	// The fetch is the key set's, not the caller's: a caller that goes
+	// away (a call reset at once, a 1 ms deadline) must not end it, or it
+	// could keep the keys from ever being fetched again.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
+	defer cancel()
+	fresh, err := s.fetch(fctx)
 	if s.onFetch != nil {
 		s.onFetch(err)
 	}

@@ -124,3 +124,30 @@ func TestKeySetFetches(t *testing.T) {
 	}
 	assert.Equal(t, n+1, srv.count())
 }
+
+// A caller that goes away at once (a reset call, a 1 ms deadline) does not
+// end the fetch it started, nor hold off the next one: the keys are
+// fetched all the same.
+func TestKeySetFetchOutlivesTheCaller(t *testing.T) {
+	a, b := newTestKey(t, "a"), newTestKey(t, "b")
+	srv := &jwksServer{keys: []jose.JSONWebKey{a.public()}}
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	now := time.Unix(1_000_000, 0)
+	ks := &keySet{url: hs.URL, client: hs.Client(), algs: []jose.SignatureAlgorithm{jose.ES256},
+		minRefresh: 10 * time.Second, maxAge: 5 * time.Minute, now: func() time.Time { return now }}
+	_, err := ks.VerifySignature(context.Background(), a.sign(t))
+	require.NoError(t, err)
+	srv.mu.Lock()
+	srv.keys = []jose.JSONWebKey{b.public()}
+	srv.mu.Unlock()
+	now = now.Add(time.Minute)
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err = ks.VerifySignature(gone, newTestKey(t, "x").sign(t))
+	require.Error(t, err)
+	_, err = ks.VerifySignature(context.Background(), b.sign(t))
+	require.NoError(t, err, "the fetch the gone caller started brought key b")
+	_, err = ks.VerifySignature(context.Background(), a.sign(t))
+	assert.Error(t, err, "and dropped the removed key a")
+}

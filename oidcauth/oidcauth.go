@@ -43,6 +43,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -258,7 +259,7 @@ type Authenticator struct {
 	perClient *keyrate.Limiter
 	overall   *keyrate.Limiter
 	accepted  *ttlCache[*Account] // opaque token digest -> account
-	refused   *ttlCache[struct{}] // refused opaque and refresh token digests
+	refused   *ttlCache[bool]     // refused opaque and refresh token digests: refreshable?
 	inflight  singleflight.Group  // opaque checks under way, by digest
 }
 
@@ -274,7 +275,7 @@ func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 		perClient: keyrate.New(cfg.ProviderRatePerClient, cfg.ProviderBurstPerClient),
 		overall:   keyrate.New(cfg.ProviderRate, cfg.ProviderBurst),
 		accepted:  newTTLCache[*Account](1 << 16),
-		refused:   newTTLCache[struct{}](1 << 16),
+		refused:   newTTLCache[bool](1 << 16),
 	}
 	var err error
 	if a.secret, err = readSecret(cfg); err != nil {
@@ -347,9 +348,16 @@ func WithClient(ctx context.Context, addr string) context.Context {
 	return context.WithValue(ctx, clientKey{}, addr)
 }
 
+// freeKey marks a check that spends no budget: of a token the provider
+// has just issued to this gateway.
+type freeKey struct{}
+
 // spend takes one provider request from the caller's budget and the
 // overall one.
 func (a *Authenticator) spend(ctx context.Context) error {
+	if free, _ := ctx.Value(freeKey{}).(bool); free {
+		return nil
+	}
 	now := time.Now()
 	addr, _ := ctx.Value(clientKey{}).(string)
 	if !a.perClient.Allow(addr, now) || !a.overall.Allow("", now) {
@@ -464,9 +472,12 @@ func (a *Authenticator) Authenticate(ctx context.Context, access, refresh string
 	if err != nil {
 		return nil, nil, err
 	}
-	acct, err = a.check(ctx, next.Access)
+	// The refreshed token was just issued to this gateway: checking it
+	// spends no budget, so the new pair is not lost to a busy caller (the
+	// provider may have retired the old refresh token already).
+	acct, err = a.check(context.WithValue(ctx, freeKey{}, true), next.Access)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w (the refreshed token: %v)", ErrInvalid, err)
+		return nil, nil, fmt.Errorf("%w (the refreshed token)", err)
 	}
 	return acct, next, nil
 }
@@ -488,6 +499,9 @@ func (a *Authenticator) checkJWT(ctx context.Context, token string) (*Account, e
 	ctx = oidc.ClientContext(ctx, a.client)
 	t, err := a.verifier.Verify(ctx, token)
 	var expired *oidc.TokenExpiredError
+	if errors.As(err, &expired) && expired.Expiry.IsZero() {
+		return nil, fmt.Errorf("%w (the token names no expiry)", ErrInvalid)
+	}
 	if errors.As(err, &expired) {
 		// The signature, issuer and audience verified (go-oidc checks the
 		// expiry last): refreshable if the rest holds too.
@@ -527,11 +541,33 @@ func (a *Authenticator) claims(claims map[string]any) (*Account, error) {
 	}
 	late := time.Now().Add(a.cfg.Leeway)
 	for _, name := range []string{"nbf", "iat"} {
-		if v, ok := claims[name].(float64); ok && time.Unix(int64(v), 0).After(late) {
-			return nil, fmt.Errorf("the token's %s is in the future (%s), beyond the leeway of %s", name, time.Unix(int64(v), 0).UTC().Format(time.RFC3339), a.cfg.Leeway)
+		t, ok, err := unixTime(claims[name])
+		if err != nil {
+			return nil, fmt.Errorf("the token's %s is not a time", name)
+		}
+		if ok && t.After(late) {
+			return nil, fmt.Errorf("the token's %s is in the future (%s), beyond the leeway of %s", name, t.UTC().Format(time.RFC3339), a.cfg.Leeway)
 		}
 	}
 	return a.account(claims)
+}
+
+// unixTime reads a NumericDate claim: a JSON number, or a string of one
+// (which go-oidc accepts too). ok is false when the claim is absent.
+func unixTime(v any) (t time.Time, ok bool, err error) {
+	switch v := v.(type) {
+	case nil:
+		return time.Time{}, false, nil
+	case float64:
+		return time.Unix(int64(v), 0), true, nil
+	case string:
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return time.Time{}, false, err
+		}
+		return time.Unix(int64(f), 0), true, nil
+	}
+	return time.Time{}, false, fmt.Errorf("a %T", v)
 }
 
 // digest names a token in the caches; the token itself is never kept.
@@ -550,9 +586,14 @@ func (a *Authenticator) refresh(ctx context.Context, refresh string) (*Tokens, e
 	if err != nil {
 		return nil, err
 	}
-	if body.Error != "" || body.Access == "" {
-		a.refused.put(key, struct{}{}, a.cfg.RefusedCache)
+	switch {
+	case body.Error == "invalid_grant" || body.Error == "unauthorized_client":
+		// The refresh token is no good: remember it.
+		a.refused.put(key, false, a.cfg.RefusedCache)
 		return nil, fmt.Errorf("%w (refresh: the provider answered %q)", ErrInvalid, body.Error)
+	case body.Error != "" || body.Access == "":
+		// Busy, or something at the provider: no verdict on the token.
+		return nil, fmt.Errorf("%w: the provider did not refresh the login (%q)", ErrProvider, body.Error)
 	}
 	next := &Tokens{Access: body.Access, Refresh: body.Refresh}
 	if next.Refresh == "" {
@@ -585,6 +626,10 @@ func (a *Authenticator) account(claims map[string]any) (*Account, error) {
 	switch {
 	case acct.Subject == "" && acct.ClientID == "":
 		return nil, errors.New("the token names no subject and no client")
+	case acct.Subject == "" && acct.ClientID == a.cfg.ClientID:
+		// The gateway's own client signs users in: a token of it with no
+		// subject would make every user one account.
+		return nil, errors.New("a login that names no subject (sub)")
 	case acct.Subject == "" || acct.Subject == acct.ClientID:
 		acct.Principal = authz.Principal{Kind: authz.KindClient, Subject: acct.ClientID}
 	default:
@@ -625,11 +670,15 @@ func claim(m map[string]any, parts []string) (any, bool) {
 	return nil, false
 }
 
-// Strings turns a claim value (a string or a list) into strings.
+// Strings turns a claim value (a string or a list) into strings. A string
+// is one value, spaces and all: a role "not admin" is not the role admin.
 func Strings(v any) []string {
 	switch v := v.(type) {
 	case string:
-		return strings.Fields(v)
+		if v == "" {
+			return nil
+		}
+		return []string{v}
 	case []any:
 		var out []string
 		for _, x := range v {

@@ -18,7 +18,7 @@ func TestClaimPaths(t *testing.T) {
 	}
 	assert.Equal(t, []string{"admin", "ops"}, oidcauth.Strings(oidcauth.Claim(claims, "groups")))
 	assert.Equal(t, []string{"member"}, oidcauth.Strings(oidcauth.Claim(claims, "realm_access.roles")))
-	assert.Equal(t, []string{"openid", "email"}, oidcauth.Strings(oidcauth.Claim(claims, "scope")))
+	assert.Equal(t, []string{"openid email"}, oidcauth.Strings(oidcauth.Claim(claims, "scope")), "a string is one value")
 	assert.Nil(t, oidcauth.Strings(oidcauth.Claim(claims, "realm_access.roles.x")))
 	assert.Nil(t, oidcauth.Strings(oidcauth.Claim(claims, "missing")))
 }

@@ -33,21 +33,38 @@ func (a *Authenticator) checkOpaque(ctx context.Context, token string) (*Account
 	if acct, ok := a.accepted.get(key); ok {
 		return acct, nil
 	}
-	if _, ok := a.refused.get(key); ok {
-		return nil, fmt.Errorf("%w (%w: an opaque token refused before)", ErrInvalid, errRefreshable)
+	if refreshable, ok := a.refused.get(key); ok {
+		if refreshable {
+			return nil, fmt.Errorf("%w (%w: an opaque token refused before)", ErrInvalid, errRefreshable)
+		}
+		return nil, fmt.Errorf("%w (an opaque token refused before)", ErrInvalid)
 	}
-	// Calls with the same token at once share one check.
-	v, err, _ := a.inflight.Do(string(key[:]), func() (any, error) { return a.askOpaque(ctx, key, token) })
+	// Each caller pays from its own budget; calls with the same token at
+	// once then share one request, which is the gateway's, not the first
+	// caller's: it goes on if that caller goes away.
+	if err := a.spend(ctx); err != nil {
+		return nil, err
+	}
+	v, err, _ := a.inflight.Do(string(key[:]), func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), providerTimeout)
+		defer cancel()
+		return a.askOpaque(ctx, key, token)
+	})
 	acct, _ := v.(*Account)
 	return acct, err
 }
 
+// providerTimeout bounds one request to the provider made on behalf of
+// several callers.
+const providerTimeout = 15 * time.Second
+
+// errInactive: the provider says the token is not (or no longer) active:
+// a refresh may cure it.
+var errInactive = errors.New("the provider says the token is not active, or it has expired")
+
 // askOpaque checks an opaque token at the provider, and remembers the
 // answer.
 func (a *Authenticator) askOpaque(ctx context.Context, key [32]byte, token string) (*Account, error) {
-	if err := a.spend(ctx); err != nil {
-		return nil, err
-	}
 	var acct *Account
 	var until time.Time
 	var err error
@@ -60,9 +77,12 @@ func (a *Authenticator) askOpaque(ctx context.Context, key [32]byte, token strin
 	switch {
 	case errors.Is(err, ErrProvider):
 		return nil, err
-	case err != nil:
-		a.refused.put(key, struct{}{}, a.cfg.RefusedCache)
+	case errors.Is(err, errInactive):
+		a.refused.put(key, true, a.cfg.RefusedCache)
 		return nil, fmt.Errorf("%w (%w: %v)", ErrInvalid, errRefreshable, err)
+	case err != nil:
+		a.refused.put(key, false, a.cfg.RefusedCache)
+		return nil, fmt.Errorf("%w (%v)", ErrInvalid, err)
 	}
 	a.accepted.put(key, acct, min(a.cfg.OpaqueCache, time.Until(until)))
 	return acct, nil
@@ -78,16 +98,25 @@ func (a *Authenticator) introspect(ctx context.Context, token string) (*Account,
 	if err := a.post(ctx, a.intro, url.Values{"token": {token}, "token_type_hint": {"access_token"}}, &claims); err != nil {
 		return nil, time.Time{}, err
 	}
-	if active, _ := claims["active"].(bool); !active {
-		return nil, time.Time{}, errors.New("the provider says the token is not active")
+	active, ok := claims["active"].(bool)
+	switch {
+	case !ok:
+		// Not an introspection answer (an error, a rate limit): no
+		// verdict on the token.
+		return nil, time.Time{}, fmt.Errorf("%w: introspection answered without \"active\" (%v)", ErrProvider, claims["error"])
+	case !active:
+		return nil, time.Time{}, errInactive
 	}
 	if iss, ok := claims["iss"].(string); ok && iss != a.cfg.Issuer {
 		return nil, time.Time{}, fmt.Errorf("the token was issued by %q", iss)
 	}
 	exp, _ := claims["exp"].(float64)
 	until := time.Unix(int64(exp), 0)
-	if exp == 0 || until.Before(time.Now().Add(-a.cfg.Leeway)) {
-		return nil, time.Time{}, errors.New("the token has expired or names no expiry")
+	switch {
+	case exp == 0:
+		return nil, time.Time{}, errors.New("the token names no expiry")
+	case until.Before(time.Now().Add(-a.cfg.Leeway)):
+		return nil, time.Time{}, errInactive
 	}
 	client, _ := claims["client_id"].(string)
 	switch {
@@ -119,11 +148,13 @@ func (a *Authenticator) introspect(ctx context.Context, token string) (*Account,
 func (a *Authenticator) userinfoAccount(ctx context.Context, token, sub string) (*Account, error) {
 	info, err := a.provider.UserInfo(oidc.ClientContext(ctx, a.client), oauth2.StaticTokenSource(&oauth2.Token{AccessToken: token}))
 	if err != nil {
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			return nil, fmt.Errorf("%w: %v", ErrProvider, err)
+		// go-oidc says "401 Unauthorized: ..." for a token the endpoint
+		// refuses; anything else (unreachable, 429, 5xx) is no verdict.
+		msg := err.Error()
+		if strings.HasPrefix(msg, "401 ") || strings.HasPrefix(msg, "403 ") {
+			return nil, fmt.Errorf("%w (userinfo: %s)", errInactive, msg[:3])
 		}
-		return nil, err
+		return nil, fmt.Errorf("%w: userinfo: %v", ErrProvider, err)
 	}
 	claims := map[string]any{}
 	if err := info.Claims(&claims); err != nil {
@@ -176,7 +207,7 @@ func (a *Authenticator) post(ctx context.Context, endpoint string, form url.Valu
 		return fmt.Errorf("%w: %v", ErrProvider, err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode >= 500 {
+	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
 		return fmt.Errorf("%w: HTTP %d from %s", ErrProvider, resp.StatusCode, endpoint)
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(out); err != nil {
