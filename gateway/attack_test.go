@@ -150,12 +150,12 @@ func tokenTimes(t *testing.T, p *oidctest.Provider) {
 	raw := r.dial(t, r.control, nil)
 	now := time.Now().Unix()
 	for what, claims := range map[string]map[string]any{
-		"nbf a minute ahead": {"nbf": now + 60},
-		"iat a minute ahead": {"iat": now + 60},
-		"expired a minute":   {"exp": now - 60},
-		"no client, no aud":  {"client_id": nil, "aud": "https://another-service"},
-		"another client":     {"client_id": "other-app"},
-		"azp another client": {"client_id": nil, "azp": "other-app"},
+		"nbf a minute ahead":  {"nbf": now + 60},
+		"iat a minute ahead":  {"iat": now + 60},
+		"expired a minute":    {"exp": now - 60},
+		"no client, no aud":   {"client_id": nil, "aud": "https://another-service"},
+		"another client":      {"client_id": "other-app"},
+		"azp another client":  {"client_id": nil, "azp": "other-app"},
 		"nbf ahead, a string": {"nbf": fmt.Sprint(now + 60)},
 		"no expiry":           {"exp": nil},
 	} {
