@@ -35,6 +35,7 @@ import (
 	"github.com/nodekeys/nodekeys/state/redisstate"
 	"github.com/nodekeys/nodekeys/tokens"
 	"github.com/nodekeys/nodekeys/verify"
+	"github.com/nodekeys/nodekeys/verify/replay"
 )
 
 // Gateway is a running front door: its verifier, upstream connections and
@@ -117,11 +118,11 @@ func New(cfg Config, log *slog.Logger) (_ *Gateway, err error) {
 		opts = append(opts, verify.WithKeyCheck(check))
 	}
 	if *cfg.ReplayGuard {
-		local := verify.NewReplayGuard(cfg.ReplayEntries, verify.WithKeyQuota(cfg.ReplayKeyQuota), verify.OnKeyQuota(g.overQuota))
+		local := replay.NewGuard(cfg.ReplayEntries, replay.WithKeyQuota(cfg.ReplayKeyQuota), replay.OnKeyQuota(g.overQuota))
 		if g.shared != nil {
-			opts = append(opts, verify.WithReplayCheck(g.shared.Replay(local)))
+			opts = append(opts, verify.WithReplay(g.shared.Replay(local)))
 		} else {
-			opts = append(opts, verify.WithReplayGuard(local))
+			opts = append(opts, verify.WithReplay(local))
 		}
 	}
 	g.v = verify.New(nil, opts...)

@@ -2,7 +2,6 @@ package verify
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"strings"
 	"time"
@@ -109,15 +108,6 @@ func StatusOf(err error) *status.Status {
 		code = codes.Unavailable
 	}
 	return status.New(code, reason.FlowerMessage())
-}
-
-// ReasonOf returns the Reason of an *Error, or "" for any other error.
-func ReasonOf(err error) Reason {
-	var ve *Error
-	if errors.As(err, &ve) {
-		return ve.Reason
-	}
-	return ""
 }
 
 // authenticate checks the call's metadata and returns the context for the

@@ -33,6 +33,7 @@ import (
 	"github.com/nodekeys/nodekeys/keys/keyset"
 	"github.com/nodekeys/nodekeys/sign"
 	"github.com/nodekeys/nodekeys/verify"
+	"github.com/nodekeys/nodekeys/verify/replay"
 )
 
 // fleetDesc is a stand-in for Flower's Fleet service: Ping answers with the
@@ -220,7 +221,7 @@ func TestGRPCEndToEnd(t *testing.T) {
 }
 
 func TestGRPCReplayGuard(t *testing.T) {
-	f := newFederation(t, 1, verify.WithReplayGuard(verify.NewReplayGuard(0)))
+	f := newFederation(t, 1, verify.WithReplay(replay.NewGuard(0)))
 	node := signerOf(t, f.pairs[0].Private)
 	h, err := node.Sign()
 	require.NoError(t, err)

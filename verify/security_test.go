@@ -24,6 +24,7 @@ import (
 	"github.com/nodekeys/nodekeys/keys"
 	"github.com/nodekeys/nodekeys/sign"
 	"github.com/nodekeys/nodekeys/verify"
+	"github.com/nodekeys/nodekeys/verify/replay"
 )
 
 // One allowlisted node flooding valid, distinct calls must not make
@@ -31,8 +32,8 @@ import (
 func TestReplayGuardKeyQuota(t *testing.T) {
 	a, b := newNode(t, elliptic.P384()), newNode(t, elliptic.P384())
 	var overQuota atomic.Int64
-	g := verify.NewReplayGuard(20_000, verify.WithKeyQuota(200), verify.OnKeyQuota(func(string) { overQuota.Add(1) }))
-	v := verify.New(allowlist(t, a, b), verify.WithReplayGuard(g))
+	g := replay.NewGuard(20_000, replay.WithKeyQuota(200), replay.OnKeyQuota(func(string) { overQuota.Add(1) }))
+	v := verify.New(allowlist(t, a, b), verify.WithReplay(g))
 	refused := 0
 	for i := range 700 {
 		at := now.Add(-time.Duration(i+1) * time.Millisecond)
@@ -73,7 +74,7 @@ func TestExactPEM(t *testing.T) {
 func TestKeyCheckAfterSignature(t *testing.T) {
 	a := newNode(t, elliptic.P384())
 	var calls int
-	v := verify.New(allowlist(t, a), verify.WithReplayGuard(verify.NewReplayGuard(0)),
+	v := verify.New(allowlist(t, a), verify.WithReplay(replay.NewGuard(0)),
 		verify.WithKeyCheck(func(k *verify.Key, _ time.Time) error {
 			calls++
 			if calls > 2 {
@@ -106,8 +107,8 @@ func TestKeyCheckAfterSignature(t *testing.T) {
 // verifies: forged signatures under a key never fill it.
 func TestForgeriesDoNotFillReplayQuota(t *testing.T) {
 	a := newNode(t, elliptic.P384())
-	g := verify.NewReplayGuard(0, verify.WithKeyQuota(4))
-	v := verify.New(allowlist(t, a), verify.WithReplayGuard(g))
+	g := replay.NewGuard(0, replay.WithKeyQuota(4))
+	v := verify.New(allowlist(t, a), verify.WithReplay(g))
 	for i := range 100 {
 		bad := a.at(t, now.Add(-time.Duration(i)*time.Millisecond))
 		bad.Signature[len(bad.Signature)-1] ^= 1
