@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/nodekeys/nodekeys/allowlist"
 	"github.com/nodekeys/nodekeys/authz"
 	"github.com/nodekeys/nodekeys/certs"
 	"github.com/nodekeys/nodekeys/flwr"
@@ -44,7 +45,7 @@ type Gateway struct {
 	cfg     Config
 	log     *slog.Logger
 	v       *verify.Verifier
-	reload  *verify.Reloader
+	reload  *allowlist.Reloader
 	certs   *certReloader
 	limiter *keyrate.Limiter
 	m       *metrics
@@ -126,11 +127,11 @@ func New(cfg Config, log *slog.Logger) (_ *Gateway, err error) {
 		}
 	}
 	g.v = verify.New(nil, opts...)
-	reloadOpts := []verify.ReloadOption{verify.AlsoFrom(cfg.Allowlist[1:]...), verify.OnLoad(g.allowlistLoaded)}
+	reloadOpts := []allowlist.Option{allowlist.AlsoFrom(cfg.Allowlist[1:]...), allowlist.OnLoad(g.allowlistLoaded)}
 	if cfg.AllowEmpty {
-		reloadOpts = append(reloadOpts, verify.AllowEmpty())
+		reloadOpts = append(reloadOpts, allowlist.AllowEmpty())
 	}
-	if g.reload, err = verify.NewReloader(g.v, cfg.Allowlist[0], log, reloadOpts...); err != nil {
+	if g.reload, err = allowlist.NewReloader(g.v, cfg.Allowlist[0], log, reloadOpts...); err != nil {
 		return nil, fmt.Errorf("gateway: allowlist: %w", err)
 	}
 	if g.certs, err = newCertReloader(cfg.TLSCert, cfg.TLSKey, log, g.m.certLoaded); err != nil {

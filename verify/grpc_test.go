@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	listfile "github.com/nodekeys/nodekeys/allowlist"
 	"github.com/nodekeys/nodekeys/certs"
 	"github.com/nodekeys/nodekeys/csvlist"
 	"github.com/nodekeys/nodekeys/internal/syncbuf"
@@ -78,7 +79,7 @@ type federation struct {
 	ca     string
 	addr   string
 	v      *verify.Verifier
-	reload *verify.Reloader
+	reload *listfile.Reloader
 	logs   *syncbuf.Buffer
 }
 
@@ -97,7 +98,7 @@ func newFederation(t *testing.T, n int, vopts ...verify.Option) *federation {
 	}
 	log := slog.New(slog.NewTextHandler(f.logs, nil))
 	f.v = verify.New(nil, vopts...)
-	f.reload, err = verify.NewReloader(f.v, f.csv, log)
+	f.reload, err = listfile.NewReloader(f.v, f.csv, log)
 	require.NoError(t, err)
 
 	pair, err := tls.LoadX509KeyPair(tlsRes.ServerCert, tlsRes.ServerKey)

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	listfile "github.com/nodekeys/nodekeys/allowlist"
 	"github.com/nodekeys/nodekeys/csvlist"
 	"github.com/nodekeys/nodekeys/keys"
 	"github.com/nodekeys/nodekeys/sign"
@@ -233,10 +234,10 @@ func TestReloadRefusesHostileFiles(t *testing.T) {
 
 	// AllowEmpty says an empty list is meant.
 	v := verify.New(nil)
-	_, err = verify.NewReloader(v, filepath.Join(f.dir, "empty.csv"), nil)
+	_, err = listfile.NewReloader(v, filepath.Join(f.dir, "empty.csv"), nil)
 	require.Error(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(f.dir, "empty.csv"), nil, 0o644))
-	_, err = verify.NewReloader(v, filepath.Join(f.dir, "empty.csv"), nil, verify.AllowEmpty())
+	_, err = listfile.NewReloader(v, filepath.Join(f.dir, "empty.csv"), nil, listfile.AllowEmpty())
 	require.NoError(t, err)
 }
 
@@ -256,7 +257,7 @@ func TestReloadFromPubFolder(t *testing.T) {
 	require.NoError(t, os.WriteFile(f.csv, csvlist.Marshal([]*keys.PublicKey{k0}), 0o644))
 
 	v := verify.New(nil)
-	r, err := verify.NewReloader(v, f.csv, nil, verify.AlsoFrom(pubs))
+	r, err := listfile.NewReloader(v, f.csv, nil, listfile.AlsoFrom(pubs))
 	require.NoError(t, err)
 	assert.Equal(t, 2, v.Allowlist().Len())
 

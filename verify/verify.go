@@ -226,6 +226,22 @@ func (a *Allowlist) Keys() []*Key {
 	return out
 }
 
+// Diff returns how many keys a holds that old does not (added), and old
+// holds that a does not (removed).
+func (a *Allowlist) Diff(old *Allowlist) (added, removed int) {
+	for pem := range a.byPEM {
+		if _, ok := old.byPEM[pem]; !ok {
+			added++
+		}
+	}
+	for pem := range old.byPEM {
+		if _, ok := a.byPEM[pem]; !ok {
+			removed++
+		}
+	}
+	return added, removed
+}
+
 // Lookup returns the allowed key whose flwr-public-key-bin value is h, or
 // nil. A key that differs from an allowed one only in PEM formatting is
 // found too.
