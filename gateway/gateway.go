@@ -36,6 +36,7 @@ import (
 	"github.com/nodekeys/nodekeys/state/redisstate"
 	"github.com/nodekeys/nodekeys/tokens"
 	"github.com/nodekeys/nodekeys/verify"
+	"github.com/nodekeys/nodekeys/verify/grpcauth"
 	"github.com/nodekeys/nodekeys/verify/replay"
 )
 
@@ -327,10 +328,7 @@ func (g *Gateway) fleet(_ any, ss grpc.ServerStream) error {
 		return err
 	}
 	start := time.Now()
-	h, err := verify.HeadersFromMetadata(md)
-	if err == nil {
-		_, err = g.verifyOn(ctx, h, start)
-	}
+	h, _, err := grpcauth.Check(md, func(h sign.Headers) (*verify.Key, error) { return g.verifyOn(ctx, h, start) })
 	g.m.verifySeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
 		reason := string(verify.ReasonOf(err))
@@ -341,7 +339,7 @@ func (g *Gateway) fleet(_ any, ss grpc.ServerStream) error {
 		g.m.calls.WithLabelValues(svc, name, "refused").Inc()
 		g.logRefusal(ctx, method, h, err)
 		g.holdBack(ctx)
-		return verify.StatusOf(err).Err()
+		return grpcauth.StatusOf(err).Err()
 	}
 	// The three headers go upstream exactly as verified.
 	up := outgoing(md, metadata.MD{

@@ -19,6 +19,7 @@ import (
 	"github.com/nodekeys/nodekeys/state/redisstate"
 	"github.com/nodekeys/nodekeys/tokens"
 	"github.com/nodekeys/nodekeys/verify"
+	"github.com/nodekeys/nodekeys/verify/grpcauth"
 	"github.com/nodekeys/nodekeys/verify/replay"
 )
 
@@ -214,8 +215,8 @@ func TestRedisDownAndBack(t *testing.T) {
 	// Fallback closed: refused as unavailable.
 	err := check(cg, key, at(2), now, exp)
 	assert.Equal(t, verify.Unavailable, verify.ReasonOf(err))
-	assert.Equal(t, "Authentication unavailable, try again", verify.StatusOf(err).Message())
-	assert.Equal(t, "Unavailable", verify.StatusOf(err).Code().String())
+	assert.Equal(t, "Authentication unavailable, try again", grpcauth.StatusOf(err).Message())
+	assert.Equal(t, "Unavailable", grpcauth.StatusOf(err).Code().String())
 	// Rate limits: the local limiter decides, or the call is refused.
 	asked := 0
 	lim := local.Limiter(1, 5, func(string, time.Time) bool { asked++; return true })

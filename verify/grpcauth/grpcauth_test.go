@@ -1,4 +1,4 @@
-package verify_test
+package grpcauth_test
 
 import (
 	"context"
@@ -26,7 +26,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	listfile "github.com/nodekeys/nodekeys/allowlist"
+	"github.com/nodekeys/nodekeys/allowlist"
 	"github.com/nodekeys/nodekeys/certs"
 	"github.com/nodekeys/nodekeys/csvlist"
 	"github.com/nodekeys/nodekeys/internal/syncbuf"
@@ -34,6 +34,7 @@ import (
 	"github.com/nodekeys/nodekeys/keys/keyset"
 	"github.com/nodekeys/nodekeys/sign"
 	"github.com/nodekeys/nodekeys/verify"
+	"github.com/nodekeys/nodekeys/verify/grpcauth"
 	"github.com/nodekeys/nodekeys/verify/replay"
 )
 
@@ -50,7 +51,7 @@ var fleetDesc = grpc.ServiceDesc{
 				return nil, err
 			}
 			h := func(ctx context.Context, _ any) (any, error) {
-				k, ok := verify.NodeFromContext(ctx)
+				k, ok := grpcauth.NodeFromContext(ctx)
 				if !ok {
 					return nil, status.Error(codes.Internal, "no node in context")
 				}
@@ -63,7 +64,7 @@ var fleetDesc = grpc.ServiceDesc{
 		StreamName:    "Watch",
 		ServerStreams: true,
 		Handler: func(_ any, ss grpc.ServerStream) error {
-			k, ok := verify.NodeFromContext(ss.Context())
+			k, ok := grpcauth.NodeFromContext(ss.Context())
 			if !ok {
 				return status.Error(codes.Internal, "no node in context")
 			}
@@ -79,7 +80,7 @@ type federation struct {
 	ca     string
 	addr   string
 	v      *verify.Verifier
-	reload *listfile.Reloader
+	reload *allowlist.Reloader
 	logs   *syncbuf.Buffer
 }
 
@@ -98,15 +99,15 @@ func newFederation(t *testing.T, n int, vopts ...verify.Option) *federation {
 	}
 	log := slog.New(slog.NewTextHandler(f.logs, nil))
 	f.v = verify.New(nil, vopts...)
-	f.reload, err = listfile.NewReloader(f.v, f.csv, log)
+	f.reload, err = allowlist.NewReloader(f.v, f.csv, log)
 	require.NoError(t, err)
 
 	pair, err := tls.LoadX509KeyPair(tlsRes.ServerCert, tlsRes.ServerKey)
 	require.NoError(t, err)
 	srv := grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS13})),
-		grpc.UnaryInterceptor(f.v.UnaryServerInterceptor(verify.WithLogger(log, 5))),
-		grpc.StreamInterceptor(f.v.StreamServerInterceptor(verify.WithLogger(log, 5))),
+		grpc.UnaryInterceptor(grpcauth.UnaryServerInterceptor(f.v, grpcauth.WithLogger(log, 5))),
+		grpc.StreamInterceptor(grpcauth.StreamServerInterceptor(f.v, grpcauth.WithLogger(log, 5))),
 	)
 	srv.RegisterService(&fleetDesc, struct{}{})
 	healthpb.RegisterHealthServer(srv, health.NewServer())
