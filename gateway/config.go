@@ -15,6 +15,7 @@ import (
 	"github.com/nodekeys/nodekeys/oidcauth"
 	"github.com/nodekeys/nodekeys/state/redisstate"
 	"github.com/nodekeys/nodekeys/verify"
+	"github.com/nodekeys/nodekeys/verify/replay"
 )
 
 // Config is what a gateway serves and where it forwards. The zero value of
@@ -247,7 +248,7 @@ func (c *Config) Defaults() {
 		c.ReplayEntries = DefaultReplayEntries
 	}
 	if c.ReplayKeyQuota <= 0 {
-		c.ReplayKeyQuota = verify.DefaultKeyQuota
+		c.ReplayKeyQuota = replay.DefaultKeyQuota
 	}
 	if c.KeyRate == 0 {
 		c.KeyRate = DefaultKeyRate

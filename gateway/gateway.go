@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/nodekeys/nodekeys/allowlist"
 	"github.com/nodekeys/nodekeys/authz"
 	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/nodekeys/nodekeys/internal/keyrate"
@@ -35,6 +36,8 @@ import (
 	"github.com/nodekeys/nodekeys/state/redisstate"
 	"github.com/nodekeys/nodekeys/tokens"
 	"github.com/nodekeys/nodekeys/verify"
+	"github.com/nodekeys/nodekeys/verify/grpcauth"
+	"github.com/nodekeys/nodekeys/verify/replay"
 )
 
 // Gateway is a running front door: its verifier, upstream connections and
@@ -43,7 +46,7 @@ type Gateway struct {
 	cfg     Config
 	log     *slog.Logger
 	v       *verify.Verifier
-	reload  *verify.Reloader
+	reload  *allowlist.Reloader
 	certs   *certReloader
 	limiter *keyrate.Limiter
 	m       *metrics
@@ -117,19 +120,19 @@ func New(cfg Config, log *slog.Logger) (_ *Gateway, err error) {
 		opts = append(opts, verify.WithKeyCheck(check))
 	}
 	if *cfg.ReplayGuard {
-		local := verify.NewReplayGuard(cfg.ReplayEntries, verify.WithKeyQuota(cfg.ReplayKeyQuota), verify.OnKeyQuota(g.overQuota))
+		local := replay.NewGuard(cfg.ReplayEntries, replay.WithKeyQuota(cfg.ReplayKeyQuota), replay.OnKeyQuota(g.overQuota))
 		if g.shared != nil {
-			opts = append(opts, verify.WithReplayCheck(g.shared.Replay(local)))
+			opts = append(opts, verify.WithReplay(g.shared.Replay(local)))
 		} else {
-			opts = append(opts, verify.WithReplayGuard(local))
+			opts = append(opts, verify.WithReplay(local))
 		}
 	}
 	g.v = verify.New(nil, opts...)
-	reloadOpts := []verify.ReloadOption{verify.AlsoFrom(cfg.Allowlist[1:]...), verify.OnLoad(g.allowlistLoaded)}
+	reloadOpts := []allowlist.Option{allowlist.AlsoFrom(cfg.Allowlist[1:]...), allowlist.OnLoad(g.allowlistLoaded)}
 	if cfg.AllowEmpty {
-		reloadOpts = append(reloadOpts, verify.AllowEmpty())
+		reloadOpts = append(reloadOpts, allowlist.AllowEmpty())
 	}
-	if g.reload, err = verify.NewReloader(g.v, cfg.Allowlist[0], log, reloadOpts...); err != nil {
+	if g.reload, err = allowlist.NewReloader(g.v, cfg.Allowlist[0], log, reloadOpts...); err != nil {
 		return nil, fmt.Errorf("gateway: allowlist: %w", err)
 	}
 	if g.certs, err = newCertReloader(cfg.TLSCert, cfg.TLSKey, log, g.m.certLoaded); err != nil {
@@ -324,10 +327,7 @@ func (g *Gateway) fleet(_ any, ss grpc.ServerStream) error {
 		return err
 	}
 	start := time.Now()
-	h, err := verify.HeadersFromMetadata(md)
-	if err == nil {
-		_, err = g.verifyOn(ctx, h, start)
-	}
+	h, _, err := grpcauth.Check(md, func(h sign.Headers) (*verify.Key, error) { return g.verifyOn(ctx, h, start) })
 	g.m.verifySeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
 		reason := string(verify.ReasonOf(err))
@@ -338,7 +338,7 @@ func (g *Gateway) fleet(_ any, ss grpc.ServerStream) error {
 		g.m.calls.WithLabelValues(svc, name, "refused").Inc()
 		g.logRefusal(ctx, method, h, err)
 		g.holdBack(ctx)
-		return verify.StatusOf(err).Err()
+		return grpcauth.StatusOf(err).Err()
 	}
 	// The three headers go upstream exactly as verified.
 	up := outgoing(md, metadata.MD{

@@ -1,10 +1,6 @@
 package sign
 
-import (
-	"context"
-
-	"google.golang.org/grpc/credentials"
-)
+import "context"
 
 // PerRPCCredentials returns gRPC call credentials that add Flower's three
 // authentication headers to every call, signing a fresh timestamp each
@@ -14,13 +10,18 @@ import (
 //	grpc.NewClient(addr,
 //		grpc.WithTransportCredentials(credentials.NewTLS(tlsConfig)),
 //		grpc.WithPerRPCCredentials(signer.PerRPCCredentials()))
-func (s *Signer) PerRPCCredentials() credentials.PerRPCCredentials { return rpcCreds{s} }
+//
+// The result is a credentials.PerRPCCredentials of grpc-go by its methods,
+// so that this package, and package verify that reads its Headers, do not
+// import gRPC.
+func (s *Signer) PerRPCCredentials() CallCredentials { return CallCredentials{s} }
 
-type rpcCreds struct{ s *Signer }
+// CallCredentials are the gRPC call credentials of a Signer.
+type CallCredentials struct{ s *Signer }
 
 // GetRequestMetadata signs the current time. The -bin values are raw bytes:
 // gRPC base64-encodes them on the wire.
-func (c rpcCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+func (c CallCredentials) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
 	h, err := c.s.Sign()
 	if err != nil {
 		return nil, err
@@ -33,4 +34,4 @@ func (c rpcCreds) GetRequestMetadata(context.Context, ...string) (map[string]str
 }
 
 // RequireTransportSecurity is true: the headers must not travel in clear.
-func (rpcCreds) RequireTransportSecurity() bool { return true }
+func (CallCredentials) RequireTransportSecurity() bool { return true }

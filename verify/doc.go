@@ -18,6 +18,12 @@
 // reformat PEM, and the key is the same. Flower matches exact bytes; a
 // gateway in front of it should too, so that the two never disagree.
 //
+// New builds a Verifier from an Allowlist (NewAllowlist, from parsed keys);
+// Verify and VerifyAt check one call, VerifyBatch many. The package reads
+// no files and imports no gRPC: package allowlist reads the allowlist from
+// its files and reloads it, verify/replay is the replay guard
+// (WithReplay), and verify/grpcauth makes the check on a gRPC server.
+//
 // P-384 signatures, what SuperNodes make, are verified with a variable-time
 // double-scalar multiplication (github.com/cloudflare/circl/ecc/p384):
 // everything it touches is public. P-256 and P-521 keys go through

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"runtime"
@@ -20,6 +21,7 @@ import (
 	"github.com/nodekeys/nodekeys/internal/parallel"
 	"github.com/nodekeys/nodekeys/keys"
 	"github.com/nodekeys/nodekeys/sign"
+	"github.com/nodekeys/nodekeys/verify/replay"
 )
 
 // Reason says why a call was refused.
@@ -33,10 +35,14 @@ const (
 	BadSignature    Reason = "bad-signature"    // the signature does not verify
 	StaleTimestamp  Reason = "stale-timestamp"  // the timestamp is too far in the past
 	FutureTimestamp Reason = "future-timestamp" // the timestamp is too far in the future
-	Replayed        Reason = "replayed"         // the same signature was seen inside the window
-	RateLimited     Reason = "rate-limited"     // the key sent more calls than it is allowed
 	InvalidNodeID   Reason = "invalid-node-id"  // the request names a node the key does not own
-	Unavailable     Reason = "unavailable"      // shared state needed for the check cannot be reached
+)
+
+// The reasons of a replay.Checker, which a rate limit gives too.
+const (
+	Replayed    = Reason(replay.Replayed)    // the same signature was seen inside the window
+	RateLimited = Reason(replay.RateLimited) // the key sent more calls than it is allowed
+	Unavailable = Reason(replay.Unavailable) // shared state needed for the check cannot be reached
 )
 
 // FlowerMessage returns the message Flower's SuperLink aborts the call with
@@ -74,6 +80,20 @@ func (e *Error) Error() string {
 		return "verify: " + string(e.Reason)
 	}
 	return "verify: " + string(e.Reason) + ": " + e.Detail
+}
+
+// ReasonOf returns the Reason of an *Error, or of a *replay.Error, or ""
+// for any other error.
+func ReasonOf(err error) Reason {
+	var ve *Error
+	if errors.As(err, &ve) {
+		return ve.Reason
+	}
+	var re *replay.Error
+	if errors.As(err, &re) {
+		return Reason(re.Reason)
+	}
+	return ""
 }
 
 // Preallocated errors keep the refusal paths free of allocations.
@@ -206,6 +226,22 @@ func (a *Allowlist) Keys() []*Key {
 	return out
 }
 
+// Diff returns how many keys a holds that old does not (added), and old
+// holds that a does not (removed).
+func (a *Allowlist) Diff(old *Allowlist) (added, removed int) {
+	for pem := range a.byPEM {
+		if _, ok := old.byPEM[pem]; !ok {
+			added++
+		}
+	}
+	for pem := range old.byPEM {
+		if _, ok := a.byPEM[pem]; !ok {
+			removed++
+		}
+	}
+	return added, removed
+}
+
 // Lookup returns the allowed key whose flwr-public-key-bin value is h, or
 // nil. A key that differs from an allowed one only in PEM formatting is
 // found too.
@@ -234,7 +270,7 @@ type Verifier struct {
 	anyKey   bool
 	stdlib   bool
 	exact    bool
-	replay   ReplayChecker
+	replay   replay.Checker
 	keyCheck func(*Key, time.Time) error
 	slots    chan struct{}
 	window   Window
@@ -259,23 +295,11 @@ func AnyKey() Option { return func(v *Verifier) { v.anyKey = true } }
 // benchmarks, or for deployments that want only the standard library.
 func StandardLibrary() Option { return func(v *Verifier) { v.stdlib = true } }
 
-// WithReplayGuard refuses, with reason Replayed, a call whose key and
-// timestamp were accepted before inside the window. Off by default, as in
-// Flower.
-func WithReplayGuard(g *ReplayGuard) Option { return func(v *Verifier) { v.replay = g } }
-
-// ReplayChecker records a verified call and refuses one seen before inside
-// the window. *ReplayGuard is the one of a single process; a checker
-// shared by several gateways (package state/redisstate) is another.
-type ReplayChecker interface {
-	// CheckReplay records the call of the key pemKey at timestamp ts,
-	// accepted at now and inside the window until expiry. It returns nil
-	// for a new call, or an *Error (Replayed, RateLimited, Unavailable).
-	CheckReplay(pemKey, ts string, now, expiry time.Time) error
-}
-
-// WithReplayCheck is WithReplayGuard for any ReplayChecker.
-func WithReplayCheck(c ReplayChecker) Option { return func(v *Verifier) { v.replay = c } }
+// WithReplay runs c for every call that passes the other checks: it
+// refuses, with reason Replayed, a call whose key and timestamp were
+// accepted before inside the window (replay.NewGuard for one process). Off
+// by default, as in Flower.
+func WithReplay(c replay.Checker) Option { return func(v *Verifier) { v.replay = c } }
 
 // ExactPEM matches flwr-public-key-bin against the allowlist byte for
 // byte, as Flower's SuperLink does, instead of also recognising a key that
@@ -382,7 +406,7 @@ func (v *Verifier) VerifyAt(h sign.Headers, now time.Time) (*Key, error) {
 		}
 	}
 	if v.replay != nil {
-		if err := v.replay.CheckReplay(k.PEM, h.Timestamp, now, ts.Add(v.window.Past)); err != nil {
+		if err := v.replay.Check(k.PEM, h.Timestamp, ts, now, ts.Add(v.window.Past)); err != nil {
 			return nil, err
 		}
 	}

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/asn1"
 	"encoding/pem"
-	"errors"
 	"math/big"
 	"strings"
 	"sync"
@@ -20,6 +19,7 @@ import (
 	"github.com/nodekeys/nodekeys/keys"
 	"github.com/nodekeys/nodekeys/sign"
 	"github.com/nodekeys/nodekeys/verify"
+	"github.com/nodekeys/nodekeys/verify/replay"
 )
 
 var now = time.Date(2026, 11, 22, 17, 45, 3, 123456000, time.UTC)
@@ -48,13 +48,7 @@ func (n node) at(t testing.TB, ts time.Time) sign.Headers {
 	return h
 }
 
-func reasonOf(err error) verify.Reason {
-	var ve *verify.Error
-	if errors.As(err, &ve) {
-		return ve.Reason
-	}
-	return ""
-}
+func reasonOf(err error) verify.Reason { return verify.ReasonOf(err) }
 
 func allowlist(t testing.TB, nodes ...node) *verify.Allowlist {
 	t.Helper()
@@ -351,8 +345,8 @@ func TestVerifyBatch(t *testing.T) {
 
 func TestReplayGuard(t *testing.T) {
 	a := newNode(t, elliptic.P384())
-	g := verify.NewReplayGuard(64)
-	v := verify.New(allowlist(t, a), verify.WithReplayGuard(g))
+	g := replay.NewGuard(64)
+	v := verify.New(allowlist(t, a), verify.WithReplay(g))
 	h := a.at(t, now)
 	_, err := v.VerifyAt(h, now)
 	require.NoError(t, err)

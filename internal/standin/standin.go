@@ -40,6 +40,7 @@ import (
 
 	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/nodekeys/nodekeys/verify"
+	"github.com/nodekeys/nodekeys/verify/grpcauth"
 )
 
 // Version is the Flower version whose methods the stand-in serves.
@@ -180,12 +181,8 @@ func (s *Server) fleetCheck(ctx context.Context, method string) error {
 		return nil
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
-	h, err := verify.HeadersFromMetadata(md)
-	if err == nil {
-		_, err = s.v.Verify(h)
-	}
-	if err != nil {
-		return verify.StatusOf(err).Err()
+	if _, _, err := grpcauth.Check(md, s.v.Verify); err != nil {
+		return grpcauth.StatusOf(err).Err()
 	}
 	return nil
 }

@@ -13,8 +13,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/nodekeys/nodekeys/verify"
 )
 
 // The epoch is how a replica learns that Redis lost the shared state
@@ -176,11 +174,10 @@ func (b *Backend) trusted(value string) bool {
 	return value == e.value && !time.Now().Before(e.trustFrom)
 }
 
-// beforeFloor reports whether a header signed at ts (a flwr-timestamp)
-// was signed before the replay floor.
-func (b *Backend) beforeFloor(ts string) bool {
-	signed, ok := verify.ParseTimestamp(ts)
-	return ok && signed.UnixNano() < b.ep.floor.Load()
+// beforeFloor reports whether a header signed at signed was signed before
+// the replay floor.
+func (b *Backend) beforeFloor(signed time.Time) bool {
+	return signed.UnixNano() < b.ep.floor.Load()
 }
 
 func (b *Backend) remember(hashes [][sha256.Size]byte) {

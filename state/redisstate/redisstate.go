@@ -48,7 +48,7 @@ import (
 	"github.com/nodekeys/nodekeys/internal/safefile"
 	"github.com/nodekeys/nodekeys/internal/tlsconf"
 	"github.com/nodekeys/nodekeys/state"
-	"github.com/nodekeys/nodekeys/verify"
+	"github.com/nodekeys/nodekeys/verify/replay"
 )
 
 // Fallback is what the replay guard and rate limits do when Redis fails.
@@ -266,28 +266,28 @@ func (b *Backend) bound(ctx context.Context) (context.Context, context.CancelFun
 // --- the replay guard ---
 
 var (
-	errReplayed    = &verify.Error{Reason: verify.Replayed, Detail: "this signed timestamp was accepted before (by this or another gateway)"}
-	errUnavailable = &verify.Error{Reason: verify.Unavailable, Detail: "the shared state cannot be reached"}
-	errBeforeLoss  = &verify.Error{Reason: verify.Unavailable, Detail: "signed before the shared replay guard lost its entries or was unreachable; the next call, signed anew, passes"}
+	errReplayed    = &replay.Error{Reason: replay.Replayed, Detail: "this signed timestamp was accepted before (by this or another gateway)"}
+	errUnavailable = &replay.Error{Reason: replay.Unavailable, Detail: "the shared state cannot be reached"}
+	errBeforeLoss  = &replay.Error{Reason: replay.Unavailable, Detail: "signed before the shared replay guard lost its entries or was unreachable; the next call, signed anew, passes"}
 )
 
-// replay is a ReplayChecker shared through Redis, with this replica's
-// own guard in front.
-type replay struct {
+// sharedReplay is a replay.Checker shared through Redis, with this
+// replica's own guard in front.
+type sharedReplay struct {
 	b     *Backend
-	local *verify.ReplayGuard
+	local *replay.Guard
 }
 
 // Replay returns the shared replay guard. Every call is first checked and
 // recorded by local (this replica's guard, with its per-key quota), then
 // set in Redis if absent (SET NX with the call's expiry: one round trip).
-func (b *Backend) Replay(local *verify.ReplayGuard) verify.ReplayChecker {
-	return &replay{b: b, local: local}
+func (b *Backend) Replay(local *replay.Guard) replay.Checker {
+	return &sharedReplay{b: b, local: local}
 }
 
-// CheckReplay implements verify.ReplayChecker.
-func (r *replay) CheckReplay(pemKey, ts string, now, expiry time.Time) error {
-	key, call := verify.ReplayDigests(pemKey, ts)
+// Check implements replay.Checker.
+func (r *sharedReplay) Check(pemKey, ts string, signed, now, expiry time.Time) error {
+	key, call := replay.Digests(pemKey, ts)
 	if err := r.local.CheckDigests(key, call, pemKey, now, expiry); err != nil {
 		return err
 	}
@@ -309,7 +309,7 @@ func (r *replay) CheckReplay(pemKey, ts string, now, expiry time.Time) error {
 	if !fresh {
 		return errReplayed
 	}
-	if r.b.beforeFloor(ts) {
+	if r.b.beforeFloor(signed) {
 		return errBeforeLoss
 	}
 	return nil
@@ -345,7 +345,7 @@ return ok
 func (b *Backend) Limiter(rate float64, burst int, local func(pemKey string, now time.Time) bool) func(pemKey string, now time.Time) error {
 	args := []any{strconv.FormatFloat(rate, 'f', -1, 64), burst}
 	return func(pemKey string, now time.Time) error {
-		k, _ := verify.ReplayDigests(pemKey, "")
+		k, _ := replay.Digests(pemKey, "")
 		ctx, cancel := b.ctx()
 		defer cancel()
 		ok, err := b.bucket.Run(ctx, b.rdb, []string{b.key("k:", hex.EncodeToString(k[:16]))}, args...).Int()
@@ -367,7 +367,7 @@ func (b *Backend) Limiter(rate float64, burst int, local func(pemKey string, now
 	}
 }
 
-var errRate = &verify.Error{Reason: verify.RateLimited, Detail: "this key sent more calls than its rate limit allows (across gateways)"}
+var errRate = &replay.Error{Reason: replay.RateLimited, Detail: "this key sent more calls than its rate limit allows (across gateways)"}
 
 // --- owners (state.Store) ---
 

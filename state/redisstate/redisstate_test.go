@@ -19,7 +19,18 @@ import (
 	"github.com/nodekeys/nodekeys/state/redisstate"
 	"github.com/nodekeys/nodekeys/tokens"
 	"github.com/nodekeys/nodekeys/verify"
+	"github.com/nodekeys/nodekeys/verify/grpcauth"
+	"github.com/nodekeys/nodekeys/verify/replay"
 )
+
+// check runs c on a call signed at the time its timestamp ts says.
+func check(c replay.Checker, pemKey, ts string, now, expiry time.Time) error {
+	signed, ok := verify.ParseTimestamp(ts)
+	if !ok {
+		panic("check: not a flwr-timestamp: " + ts)
+	}
+	return c.Check(pemKey, ts, signed, now, expiry)
+}
 
 // errs records the failures a backend reports.
 type errs struct {
@@ -81,24 +92,24 @@ func TestSharedAcrossReplicas(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
 	one, two := replica(t, srv.Addr, nil, nil), replica(t, srv.Addr, nil, nil)
-	guard1 := one.Replay(verify.NewReplayGuard(1000))
-	guard2 := two.Replay(verify.NewReplayGuard(1000))
+	guard1 := one.Replay(replay.NewGuard(1000))
+	guard2 := two.Replay(replay.NewGuard(1000))
 	key := pemKey(t)
 	now := time.Now()
 	ts := sign.FormatTimestamp(now)
 	expiry := now.Add(verify.DefaultWindow.Past)
 
 	// A call accepted by replica 1 is a replay at replica 2.
-	require.NoError(t, guard1.CheckReplay(key, ts, now, expiry))
-	err := guard2.CheckReplay(key, ts, now, expiry)
+	require.NoError(t, check(guard1, key, ts, now, expiry))
+	err := check(guard2, key, ts, now, expiry)
 	assert.Equal(t, verify.Replayed, verify.ReasonOf(err))
-	assert.Equal(t, verify.Replayed, verify.ReasonOf(guard1.CheckReplay(key, ts, now, expiry)))
-	require.NoError(t, guard2.CheckReplay(key, sign.FormatTimestamp(now.Add(time.Millisecond)), now, expiry), "another timestamp is new")
+	assert.Equal(t, verify.Replayed, verify.ReasonOf(check(guard1, key, ts, now, expiry)))
+	require.NoError(t, check(guard2, key, sign.FormatTimestamp(now.Add(time.Millisecond)), now, expiry), "another timestamp is new")
 	// The entry expires with the window.
 	short := sign.FormatTimestamp(now.Add(2 * time.Millisecond))
-	require.NoError(t, guard1.CheckReplay(key, short, now, now.Add(50*time.Millisecond)))
+	require.NoError(t, check(guard1, key, short, now, now.Add(50*time.Millisecond)))
 	time.Sleep(100 * time.Millisecond)
-	require.NoError(t, guard2.CheckReplay(key, short, time.Now(), time.Now().Add(time.Second)), "expired in Redis")
+	require.NoError(t, check(guard2, key, short, time.Now(), time.Now().Add(time.Second)), "expired in Redis")
 
 	// One rate limit across replicas: 4 calls of burst, then refused at either.
 	never := func(string, time.Time) bool {
@@ -188,24 +199,24 @@ func TestRedisDownAndBack(t *testing.T) {
 	closed := replica(t, srv.Addr, func(c *redisstate.Config) {
 		c.ReplayFallback, c.RateFallback = redisstate.Closed, redisstate.Closed
 	}, &e2)
-	lg, cg := local.Replay(verify.NewReplayGuard(1000)), closed.Replay(verify.NewReplayGuard(1000))
+	lg, cg := local.Replay(replay.NewGuard(1000)), closed.Replay(replay.NewGuard(1000))
 	key := pemKey(t)
 	now := time.Now()
 	exp := now.Add(time.Minute)
 	at := func(ms int) string { return sign.FormatTimestamp(now.Add(time.Duration(ms) * time.Millisecond)) }
-	require.NoError(t, lg.CheckReplay(key, at(0), now, exp))
+	require.NoError(t, check(lg, key, at(0), now, exp))
 
 	srv.Stop()
 	// Replay guard, fallback local: new calls pass, and this replica's own
 	// calls are still refused as replays.
-	require.NoError(t, lg.CheckReplay(key, at(1), now, exp))
-	assert.Equal(t, verify.Replayed, verify.ReasonOf(lg.CheckReplay(key, at(1), now, exp)))
-	assert.Equal(t, verify.Replayed, verify.ReasonOf(lg.CheckReplay(key, at(0), now, exp)))
+	require.NoError(t, check(lg, key, at(1), now, exp))
+	assert.Equal(t, verify.Replayed, verify.ReasonOf(check(lg, key, at(1), now, exp)))
+	assert.Equal(t, verify.Replayed, verify.ReasonOf(check(lg, key, at(0), now, exp)))
 	// Fallback closed: refused as unavailable.
-	err := cg.CheckReplay(key, at(2), now, exp)
+	err := check(cg, key, at(2), now, exp)
 	assert.Equal(t, verify.Unavailable, verify.ReasonOf(err))
-	assert.Equal(t, "Authentication unavailable, try again", verify.StatusOf(err).Message())
-	assert.Equal(t, "Unavailable", verify.StatusOf(err).Code().String())
+	assert.Equal(t, "Authentication unavailable, try again", grpcauth.StatusOf(err).Message())
+	assert.Equal(t, "Unavailable", grpcauth.StatusOf(err).Code().String())
 	// Rate limits: the local limiter decides, or the call is refused.
 	asked := 0
 	lim := local.Limiter(1, 5, func(string, time.Time) bool { asked++; return true })
@@ -229,15 +240,15 @@ func TestRedisDownAndBack(t *testing.T) {
 	// header signed before the restart cannot be proven unseen (Redis
 	// lost the entries): refused as unavailable, at both replicas.
 	srv.Restart(t)
-	for i, g := range []verify.ReplayChecker{lg, cg} {
-		err := g.CheckReplay(key, at(10+i), now, exp)
+	for i, g := range []replay.Checker{lg, cg} {
+		err := check(g, key, at(10+i), now, exp)
 		assert.ErrorContains(t, err, "signed before the shared replay guard lost its entries")
 		assert.Equal(t, verify.Unavailable, verify.ReasonOf(err))
 	}
 	after := time.Now()
 	ts := sign.FormatTimestamp(after)
-	require.NoError(t, lg.CheckReplay(key, ts, after, after.Add(time.Minute)))
-	assert.Equal(t, verify.Replayed, verify.ReasonOf(cg.CheckReplay(key, ts, after, after.Add(time.Minute))), "seen by the other replica, through Redis")
+	require.NoError(t, check(lg, key, ts, after, after.Add(time.Minute)))
+	assert.Equal(t, verify.Replayed, verify.ReasonOf(check(cg, key, ts, after, after.Add(time.Minute))), "seen by the other replica, through Redis")
 	require.NoError(t, local.SetOwner(ctx, state.Runs, 1, state.Owner{Subject: "a"}))
 }
 
@@ -264,7 +275,7 @@ func TestSentinelAndCluster(t *testing.T) {
 			two, err := redisstate.New(context.Background(), cfg, nil)
 			require.NoError(t, err)
 			defer two.Close()
-			g1, g2 := one.Replay(verify.NewReplayGuard(0)), two.Replay(verify.NewReplayGuard(0))
+			g1, g2 := one.Replay(replay.NewGuard(0)), two.Replay(replay.NewGuard(0))
 			never := func(string, time.Time) bool { t.Error("Redis did not answer"); return false }
 			l1, l2 := one.Limiter(0.01, 10, never), two.Limiter(0.01, 10, never)
 			now := time.Now()
@@ -272,8 +283,8 @@ func TestSentinelAndCluster(t *testing.T) {
 			for i := range 30 {
 				key := pemKey(t) + strconv.Itoa(i)
 				ts := sign.FormatTimestamp(now)
-				require.NoError(t, g1.CheckReplay(key, ts, now, now.Add(time.Minute)))
-				assert.Equal(t, verify.Replayed, verify.ReasonOf(g2.CheckReplay(key, ts, now, now.Add(time.Minute))))
+				require.NoError(t, check(g1, key, ts, now, now.Add(time.Minute)))
+				assert.Equal(t, verify.Replayed, verify.ReasonOf(check(g2, key, ts, now, now.Add(time.Minute))))
 				for range 5 {
 					require.NoError(t, l1(key, now))
 					require.NoError(t, l2(key, now))
@@ -306,13 +317,13 @@ func BenchmarkShared(b *testing.B) {
 	defer be.Close()
 	ctx := context.Background()
 	b.Run("replay", func(b *testing.B) {
-		g := be.Replay(verify.NewReplayGuard(0))
+		g := be.Replay(replay.NewGuard(0))
 		key := pemKey(b)
 		now := time.Now()
 		b.ReportAllocs()
 		for i := 0; b.Loop(); i++ {
 			ts := sign.FormatTimestamp(now.Add(time.Duration(i) * time.Microsecond))
-			if err := g.CheckReplay(key, ts, now, now.Add(time.Minute)); err != nil {
+			if err := check(g, key, ts, now, now.Add(time.Minute)); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/nodekeys/nodekeys/sign"
 	"github.com/nodekeys/nodekeys/state/redisstate"
 	"github.com/nodekeys/nodekeys/verify"
+	"github.com/nodekeys/nodekeys/verify/replay"
 )
 
 // Flower's SuperNode defaults, from its sources (flwr/common/constant.py
@@ -303,7 +304,7 @@ func measureRedis(addr string, res *replicaResult) error {
 		return 0, fmt.Errorf("no used_memory in INFO")
 	}
 	const entries, buckets = 20000, 5000
-	replay := be.Replay(verify.NewReplayGuard(0))
+	shared := be.Replay(replay.NewGuard(0))
 	base := time.Now()
 	before, err := used()
 	if err != nil {
@@ -311,8 +312,8 @@ func measureRedis(addr string, res *replicaResult) error {
 	}
 	start := time.Now()
 	for i := range entries {
-		ts := sign.FormatTimestamp(base.Add(time.Duration(i) * time.Microsecond))
-		if err := replay.CheckReplay("bench-key-"+strconv.Itoa(i%100), ts, base, base.Add(10*time.Minute)); err != nil {
+		signed := base.Add(time.Duration(i) * time.Microsecond)
+		if err := shared.Check("bench-key-"+strconv.Itoa(i%100), sign.FormatTimestamp(signed), signed, base, base.Add(10*time.Minute)); err != nil {
 			return err
 		}
 	}

@@ -1,4 +1,4 @@
-package verify
+package allowlist
 
 // SetAfterRead makes r run f after it reads each file and before it looks
 // at the file again: a test changes the file there, as a writer would.

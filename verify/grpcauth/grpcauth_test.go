@@ -1,4 +1,4 @@
-package verify_test
+package grpcauth_test
 
 import (
 	"context"
@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/nodekeys/nodekeys/allowlist"
 	"github.com/nodekeys/nodekeys/certs"
 	"github.com/nodekeys/nodekeys/csvlist"
 	"github.com/nodekeys/nodekeys/internal/syncbuf"
@@ -33,6 +34,8 @@ import (
 	"github.com/nodekeys/nodekeys/keys/keyset"
 	"github.com/nodekeys/nodekeys/sign"
 	"github.com/nodekeys/nodekeys/verify"
+	"github.com/nodekeys/nodekeys/verify/grpcauth"
+	"github.com/nodekeys/nodekeys/verify/replay"
 )
 
 // fleetDesc is a stand-in for Flower's Fleet service: Ping answers with the
@@ -48,7 +51,7 @@ var fleetDesc = grpc.ServiceDesc{
 				return nil, err
 			}
 			h := func(ctx context.Context, _ any) (any, error) {
-				k, ok := verify.NodeFromContext(ctx)
+				k, ok := grpcauth.NodeFromContext(ctx)
 				if !ok {
 					return nil, status.Error(codes.Internal, "no node in context")
 				}
@@ -61,7 +64,7 @@ var fleetDesc = grpc.ServiceDesc{
 		StreamName:    "Watch",
 		ServerStreams: true,
 		Handler: func(_ any, ss grpc.ServerStream) error {
-			k, ok := verify.NodeFromContext(ss.Context())
+			k, ok := grpcauth.NodeFromContext(ss.Context())
 			if !ok {
 				return status.Error(codes.Internal, "no node in context")
 			}
@@ -77,7 +80,7 @@ type federation struct {
 	ca     string
 	addr   string
 	v      *verify.Verifier
-	reload *verify.Reloader
+	reload *allowlist.Reloader
 	logs   *syncbuf.Buffer
 }
 
@@ -96,15 +99,15 @@ func newFederation(t *testing.T, n int, vopts ...verify.Option) *federation {
 	}
 	log := slog.New(slog.NewTextHandler(f.logs, nil))
 	f.v = verify.New(nil, vopts...)
-	f.reload, err = verify.NewReloader(f.v, f.csv, log)
+	f.reload, err = allowlist.NewReloader(f.v, f.csv, log)
 	require.NoError(t, err)
 
 	pair, err := tls.LoadX509KeyPair(tlsRes.ServerCert, tlsRes.ServerKey)
 	require.NoError(t, err)
 	srv := grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS13})),
-		grpc.UnaryInterceptor(f.v.UnaryServerInterceptor(verify.WithLogger(log, 5))),
-		grpc.StreamInterceptor(f.v.StreamServerInterceptor(verify.WithLogger(log, 5))),
+		grpc.UnaryInterceptor(grpcauth.UnaryServerInterceptor(f.v, grpcauth.WithLogger(log, 5))),
+		grpc.StreamInterceptor(grpcauth.StreamServerInterceptor(f.v, grpcauth.WithLogger(log, 5))),
 	)
 	srv.RegisterService(&fleetDesc, struct{}{})
 	healthpb.RegisterHealthServer(srv, health.NewServer())
@@ -220,7 +223,7 @@ func TestGRPCEndToEnd(t *testing.T) {
 }
 
 func TestGRPCReplayGuard(t *testing.T) {
-	f := newFederation(t, 1, verify.WithReplayGuard(verify.NewReplayGuard(0)))
+	f := newFederation(t, 1, verify.WithReplay(replay.NewGuard(0)))
 	node := signerOf(t, f.pairs[0].Private)
 	h, err := node.Sign()
 	require.NoError(t, err)

@@ -1,8 +1,16 @@
-package verify
+// Package grpcauth authenticates Flower's Fleet calls on a gRPC server
+// with a verify.Verifier: the SuperLink's per-call check of a SuperNode.
+//
+// Check is that check: the three headers taken from a call's metadata,
+// verified, and on a refusal the status Flower's SuperLink ends the call
+// with (StatusOf). UnaryServerInterceptor and StreamServerInterceptor
+// make it for a gRPC server, and put the node's key in the handler's
+// context (NodeFromContext); the gateway makes it on every Fleet call it
+// forwards.
+package grpcauth
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"strings"
 	"time"
@@ -15,24 +23,21 @@ import (
 	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/nodekeys/nodekeys/internal/ratelog"
 	"github.com/nodekeys/nodekeys/sign"
+	"github.com/nodekeys/nodekeys/verify"
 )
 
-// FleetPrefix is the method prefix of Flower's Fleet service, the calls a
-// SuperNode makes and the SuperLink authenticates.
-const FleetPrefix = flwr.FleetPrefix
-
-// InterceptorOption configures the gRPC interceptors.
-type InterceptorOption func(*interceptor)
+// Option configures the gRPC interceptors.
+type Option func(*interceptor)
 
 // WithMethodPrefix authenticates the methods whose full name starts with
-// prefix (default FleetPrefix); other methods pass through.
-func WithMethodPrefix(prefix string) InterceptorOption {
+// prefix (default flwr.FleetPrefix); other methods pass through.
+func WithMethodPrefix(prefix string) Option {
 	return func(i *interceptor) { i.prefix = prefix }
 }
 
 // WithLogger logs each refused call through l (default slog.Default()),
 // at most perSecond lines a second, with a count of the lines left out.
-func WithLogger(l *slog.Logger, perSecond int) InterceptorOption {
+func WithLogger(l *slog.Logger, perSecond int) Option {
 	return func(i *interceptor) { i.log = l; i.limiter.PerSecond = perSecond }
 }
 
@@ -45,12 +50,12 @@ func WithLogger(l *slog.Logger, perSecond int) InterceptorOption {
 // The two must be byte-equal. Without this option the interceptors check
 // only the key, the timestamp and the signature: which node the request
 // speaks for is then the handler's to check.
-func WithNodeBinding(nodeID func(req any) (id uint64, ok bool), owner func(ctx context.Context, id uint64) (pemKey []byte, ok bool)) InterceptorOption {
+func WithNodeBinding(nodeID func(req any) (id uint64, ok bool), owner func(ctx context.Context, id uint64) (pemKey []byte, ok bool)) Option {
 	return func(i *interceptor) { i.nodeID, i.owner = nodeID, owner }
 }
 
 type interceptor struct {
-	v       *Verifier
+	v       *verify.Verifier
 	prefix  string
 	log     *slog.Logger
 	limiter ratelog.Limiter
@@ -58,8 +63,8 @@ type interceptor struct {
 	owner   func(ctx context.Context, id uint64) ([]byte, bool)
 }
 
-func (v *Verifier) newInterceptor(opts []InterceptorOption) *interceptor {
-	i := &interceptor{v: v, prefix: FleetPrefix, log: slog.Default(), limiter: ratelog.Limiter{PerSecond: 10}}
+func newInterceptor(v *verify.Verifier, opts []Option) *interceptor {
+	i := &interceptor{v: v, prefix: flwr.FleetPrefix, log: slog.Default(), limiter: ratelog.Limiter{PerSecond: 10}}
 	for _, o := range opts {
 		o(i)
 	}
@@ -70,12 +75,12 @@ type nodeKeyCtx struct{}
 
 // NodeFromContext returns the authenticated node's key, which the
 // interceptors put in the context of each call they accept.
-func NodeFromContext(ctx context.Context) (*Key, bool) {
-	k, ok := ctx.Value(nodeKeyCtx{}).(*Key)
+func NodeFromContext(ctx context.Context) (*verify.Key, bool) {
+	k, ok := ctx.Value(nodeKeyCtx{}).(*verify.Key)
 	return k, ok
 }
 
-var errDuplicate = &Error{Malformed, "a flwr-* header has more than one value"}
+var errDuplicate = &verify.Error{Reason: verify.Malformed, Detail: "a flwr-* header has more than one value"}
 
 // HeadersFromMetadata takes the three authentication values from a call's
 // metadata. A header sent more than once is refused as Malformed: Flower's
@@ -100,24 +105,29 @@ func HeadersFromMetadata(md metadata.MD) (sign.Headers, error) {
 // Flower's SuperLink uses (Unauthenticated; ResourceExhausted for
 // RateLimited, which Flower has no counterpart of) and Flower's message.
 func StatusOf(err error) *status.Status {
-	reason := ReasonOf(err)
+	reason := verify.ReasonOf(err)
 	code := codes.Unauthenticated
 	switch reason {
-	case RateLimited:
+	case verify.RateLimited:
 		code = codes.ResourceExhausted
-	case Unavailable:
+	case verify.Unavailable:
 		code = codes.Unavailable
 	}
 	return status.New(code, reason.FlowerMessage())
 }
 
-// ReasonOf returns the Reason of an *Error, or "" for any other error.
-func ReasonOf(err error) Reason {
-	var ve *Error
-	if errors.As(err, &ve) {
-		return ve.Reason
+// Check is the Fleet check of one call: it takes the authentication
+// headers from the call's metadata md and verifies them with check (a
+// Verifier's Verify, or a function that wraps it). It returns the headers,
+// and the node's key or the refusal (a header sent twice, or check's
+// error); StatusOf gives the status the refused call ends with.
+func Check(md metadata.MD, check func(sign.Headers) (*verify.Key, error)) (sign.Headers, *verify.Key, error) {
+	h, err := HeadersFromMetadata(md)
+	if err != nil {
+		return h, nil, err
 	}
-	return ""
+	k, err := check(h)
+	return h, k, err
 }
 
 // authenticate checks the call's metadata and returns the context for the
@@ -127,19 +137,15 @@ func (i *interceptor) authenticate(ctx context.Context, method string) (context.
 		return ctx, nil
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
-	h, err := HeadersFromMetadata(md)
-	var k *Key
-	if err == nil {
-		k, err = i.v.Verify(h)
-	}
+	h, k, err := Check(md, i.v.Verify)
 	if err != nil {
-		i.logRefusal(method, ReasonOf(err), h, err)
+		i.logRefusal(method, verify.ReasonOf(err), h, err)
 		return nil, StatusOf(err).Err()
 	}
 	return context.WithValue(ctx, nodeKeyCtx{}, k), nil
 }
 
-var errNodeID = &Error{InvalidNodeID, "the request's node id belongs to another key, or to none"}
+var errNodeID = &verify.Error{Reason: verify.InvalidNodeID, Detail: "the request's node id belongs to another key, or to none"}
 
 // bind checks that the request speaks for a node the call's key owns.
 func (i *interceptor) bind(ctx context.Context, method string, req any) error {
@@ -153,19 +159,19 @@ func (i *interceptor) bind(ctx context.Context, method string, req any) error {
 	k, _ := NodeFromContext(ctx)
 	pemKey, found := i.owner(ctx, id)
 	if k == nil || !found || string(pemKey) != k.PEM {
-		i.logRefusal(method, InvalidNodeID, sign.Headers{}, errNodeID)
+		i.logRefusal(method, verify.InvalidNodeID, sign.Headers{}, errNodeID)
 		return StatusOf(errNodeID).Err()
 	}
 	return nil
 }
 
-func (i *interceptor) logRefusal(method string, reason Reason, h sign.Headers, err error) {
+func (i *interceptor) logRefusal(method string, reason verify.Reason, h sign.Headers, err error) {
 	ok, dropped := i.limiter.Allow(time.Now())
 	if !ok {
 		return
 	}
 	attrs := []any{"method", method, "reason", string(reason), "detail", err.Error()}
-	if k := i.v.lookupKey(h.PublicKey); k != nil {
+	if k := i.v.Allowlist().Lookup(h.PublicKey); k != nil {
 		attrs = append(attrs, "fingerprint", k.Fingerprint())
 	}
 	if dropped > 0 {
@@ -177,8 +183,8 @@ func (i *interceptor) logRefusal(method string, reason Reason, h sign.Headers, e
 // UnaryServerInterceptor authenticates unary calls, as Flower's SuperLink
 // does, and refuses the others with codes.Unauthenticated and Flower's
 // message for the reason.
-func (v *Verifier) UnaryServerInterceptor(opts ...InterceptorOption) grpc.UnaryServerInterceptor {
-	i := v.newInterceptor(opts)
+func UnaryServerInterceptor(v *verify.Verifier, opts ...Option) grpc.UnaryServerInterceptor {
+	i := newInterceptor(v, opts)
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		ctx, err := i.authenticate(ctx, info.FullMethod)
 		if err != nil {
@@ -195,8 +201,8 @@ func (v *Verifier) UnaryServerInterceptor(opts ...InterceptorOption) grpc.UnaryS
 // only then: a key removed from the allowlist later keeps a stream it
 // opened before. Flower's Fleet methods are all unary; a server with long
 // streams should bound their age (the gateway's --max-stream-age does).
-func (v *Verifier) StreamServerInterceptor(opts ...InterceptorOption) grpc.StreamServerInterceptor {
-	i := v.newInterceptor(opts)
+func StreamServerInterceptor(v *verify.Verifier, opts ...Option) grpc.StreamServerInterceptor {
+	i := newInterceptor(v, opts)
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		ctx, err := i.authenticate(ss.Context(), info.FullMethod)
 		if err != nil {

@@ -1,4 +1,11 @@
-package verify
+// Package allowlist reads a Verifier's allowlist from its files, a CSV
+// (package csvlist) or a folder of .pub files, and keeps it in step with
+// them.
+//
+// Load reads the files once. NewReloader loads them into a
+// verify.Verifier and returns a Reloader, whose Watch reloads them on
+// SIGHUP and when they change; a reload that fails keeps the old list.
+package allowlist
 
 import (
 	"context"
@@ -16,6 +23,7 @@ import (
 	"github.com/nodekeys/nodekeys/csvlist"
 	"github.com/nodekeys/nodekeys/internal/filewatch"
 	"github.com/nodekeys/nodekeys/keys"
+	"github.com/nodekeys/nodekeys/verify"
 )
 
 // Reloader keeps a Verifier's allowlist in step with its files: a CSV
@@ -32,7 +40,7 @@ import (
 // file whose size, time or inode differs after the read from before it is
 // read again at the next look, when it has settled.
 type Reloader struct {
-	v          *Verifier
+	v          *verify.Verifier
 	paths      []string
 	log        *slog.Logger
 	allowEmpty bool
@@ -62,34 +70,34 @@ func stampOf(name string, fi os.FileInfo) fileStamp {
 	return s
 }
 
-// ReloadOption configures a Reloader.
-type ReloadOption func(*Reloader)
+// Option configures a Reloader.
+type Option func(*Reloader)
 
 // AlsoFrom adds more allowlist sources, each a CSV file or a folder of
 // .pub files; the allowlist is the union of all.
-func AlsoFrom(paths ...string) ReloadOption {
+func AlsoFrom(paths ...string) Option {
 	return func(r *Reloader) { r.paths = append(r.paths, paths...) }
 }
 
 // AllowEmpty accepts an allowlist with no keys, which refuses every node.
 // Without it an empty result is a failed reload (a truncated file is more
 // likely than an operator removing every node).
-func AllowEmpty() ReloadOption { return func(r *Reloader) { r.allowEmpty = true } }
+func AllowEmpty() Option { return func(r *Reloader) { r.allowEmpty = true } }
 
 // OnLoad calls f after every reload with the number of keys in force and
 // the reload's error (nil on success): for metrics.
-func OnLoad(f func(keys int, err error)) ReloadOption {
+func OnLoad(f func(keys int, err error)) Option {
 	return func(r *Reloader) { r.onLoad = f }
 }
 
-// LoadAllowlist reads a CSV allowlist, or a folder of .pub files, and
-// builds an Allowlist from it.
-func LoadAllowlist(path string) (*Allowlist, error) {
+// Load reads a CSV allowlist, or a folder of .pub files, and builds a
+// verify.Allowlist from it.
+func Load(path string) (*verify.Allowlist, error) {
 	ks, _, err := readSource(path, nil)
 	if err != nil {
 		return nil, err
 	}
-	return NewAllowlist(ks)
+	return verify.NewAllowlist(ks)
 }
 
 // maxPubFiles bounds how many .pub files a folder source may hold.
@@ -200,7 +208,7 @@ func (r *Reloader) stamps() []fileStamp {
 
 // NewReloader loads path (a CSV file or a folder of .pub files) into v now
 // and returns a Reloader for it; log may be nil for slog.Default().
-func NewReloader(v *Verifier, path string, log *slog.Logger, opts ...ReloadOption) (*Reloader, error) {
+func NewReloader(v *verify.Verifier, path string, log *slog.Logger, opts ...Option) (*Reloader, error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -244,17 +252,7 @@ func (r *Reloader) Reload() (added, removed int, err error) {
 		}
 		return 0, 0, err
 	}
-	old := r.v.Allowlist()
-	for pem := range next.byPEM {
-		if _, ok := old.byPEM[pem]; !ok {
-			added++
-		}
-	}
-	for pem := range old.byPEM {
-		if _, ok := next.byPEM[pem]; !ok {
-			removed++
-		}
-	}
+	added, removed = next.Diff(r.v.Allowlist())
 	r.v.SetAllowlist(next)
 	r.applied = gen
 	r.log.Info("allowlist loaded", "files", r.paths, "keys", next.Len(), "added", added, "removed", removed)
@@ -265,7 +263,7 @@ func (r *Reloader) Reload() (added, removed int, err error) {
 }
 
 // read reads every source, with no lock held.
-func (r *Reloader) read() (*Allowlist, []fileStamp, error) {
+func (r *Reloader) read() (*verify.Allowlist, []fileStamp, error) {
 	var all []*keys.PublicKey
 	var stamps []fileStamp
 	for _, p := range r.paths {
@@ -282,7 +280,7 @@ func (r *Reloader) read() (*Allowlist, []fileStamp, error) {
 	if len(all) == 0 && !r.allowEmpty {
 		return nil, stamps, errEmpty
 	}
-	next, err := NewAllowlist(all)
+	next, err := verify.NewAllowlist(all)
 	return next, stamps, err
 }
 

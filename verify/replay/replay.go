@@ -1,4 +1,11 @@
-package verify
+// Package replay refuses a Flower call whose signed timestamp was accepted
+// before inside the window, which Flower's SuperLink does not do.
+//
+// Guard is the guard of one process; a Checker shared by several gateways
+// (package state/redisstate) puts its own Guard in front. Digests gives
+// what both key on. A Checker refuses with an *Error, whose Reason package
+// verify reports as its own: a Verifier runs one with verify.WithReplay.
+package replay
 
 import (
 	"crypto/sha256"
@@ -7,7 +14,45 @@ import (
 	"time"
 )
 
-// ReplayGuard remembers every accepted (public key, timestamp) pair until
+// Checker records a verified call and refuses one seen before inside the
+// window. *Guard is the one of a single process; a checker shared by
+// several gateways (package state/redisstate) is another.
+type Checker interface {
+	// Check records the call of the key pemKey with the flwr-timestamp ts,
+	// which says the call was signed at signed, accepted at now and inside
+	// the window until expiry. It returns nil for a new call, or an *Error
+	// (Replayed, RateLimited, Unavailable).
+	Check(pemKey, ts string, signed, now, expiry time.Time) error
+}
+
+// Reason says why a Checker refused a call. Package verify reports it as
+// its Reason of the same name.
+type Reason string
+
+// The reasons a Checker gives.
+const (
+	Replayed    Reason = "replayed"     // the same key and timestamp were accepted before
+	RateLimited Reason = "rate-limited" // the key has more calls than it is allowed
+	Unavailable Reason = "unavailable"  // shared state needed for the check cannot be reached
+)
+
+// Error is a call a Checker refused.
+type Error struct {
+	Reason Reason
+	// Detail says more, without echoing the key or the timestamp.
+	Detail string
+}
+
+// Error returns "verify: REASON: DETAIL", as package verify's errors read:
+// a Verifier returns it as its refusal.
+func (e *Error) Error() string {
+	if e.Detail == "" {
+		return "verify: " + string(e.Reason)
+	}
+	return "verify: " + string(e.Reason) + ": " + e.Detail
+}
+
+// Guard remembers every accepted (public key, timestamp) pair until
 // its timestamp leaves the window, and refuses the same pair a second time.
 // Flower has no such guard: a captured set of headers can be replayed for
 // as long as the timestamp stays in the window (305 s).
@@ -24,7 +69,7 @@ import (
 // lock out the rest. Across all keys at most MaxEntries calls are tracked;
 // when full, it refuses new calls rather than forget old ones (fail
 // closed). Each tracked call costs about 80 bytes.
-type ReplayGuard struct {
+type Guard struct {
 	max, quota int
 	onQuota    func(pemKey string)
 	shards     [replayShards]replayShard
@@ -50,13 +95,13 @@ type replayShard struct {
 	sweep  time.Time // next sweep of expired entries
 }
 
-// ReplayOption configures a ReplayGuard.
-type ReplayOption func(*ReplayGuard)
+// Option configures a Guard.
+type Option func(*Guard)
 
 // WithKeyQuota sets how many calls of one key are tracked at once (default
 // DefaultKeyQuota). It bounds what one node can take of the guard.
-func WithKeyQuota(n int) ReplayOption {
-	return func(g *ReplayGuard) {
+func WithKeyQuota(n int) Option {
+	return func(g *Guard) {
 		if n > 0 {
 			g.quota = n
 		}
@@ -66,17 +111,17 @@ func WithKeyQuota(n int) ReplayOption {
 // OnKeyQuota calls f, with the key's PEM, for each call refused because
 // its key is over quota: a metric or a log line per abusive node. f must
 // be fast and safe for concurrent use; it runs under the guard's lock.
-func OnKeyQuota(f func(pemKey string)) ReplayOption {
-	return func(g *ReplayGuard) { g.onQuota = f }
+func OnKeyQuota(f func(pemKey string)) Option {
+	return func(g *Guard) { g.onQuota = f }
 }
 
-// NewReplayGuard returns a guard tracking at most maxEntries calls (0 means
+// NewGuard returns a guard tracking at most maxEntries calls (0 means
 // 1,000,000: about 80 MB).
-func NewReplayGuard(maxEntries int, opts ...ReplayOption) *ReplayGuard {
+func NewGuard(maxEntries int, opts ...Option) *Guard {
 	if maxEntries <= 0 {
 		maxEntries = 1_000_000
 	}
-	g := &ReplayGuard{max: maxEntries, quota: DefaultKeyQuota}
+	g := &Guard{max: maxEntries, quota: DefaultKeyQuota}
 	for _, o := range opts {
 		o(g)
 	}
@@ -88,7 +133,7 @@ func NewReplayGuard(maxEntries int, opts ...ReplayOption) *ReplayGuard {
 }
 
 // Len returns the number of calls tracked now.
-func (g *ReplayGuard) Len() int {
+func (g *Guard) Len() int {
 	n := 0
 	for i := range g.shards {
 		s := &g.shards[i]
@@ -106,10 +151,10 @@ var (
 	replayContext = []byte("nodekeys replay guard v1")
 )
 
-// ReplayDigests returns what a replay guard keys on: a digest of the key
+// Digests returns what a replay guard keys on: a digest of the key
 // alone, and of the key and timestamp (the signed message), both SHA-256
 // under a context string. Neither reveals the key or the timestamp.
-func ReplayDigests(pemKey, ts string) (key, call [32]byte) {
+func Digests(pemKey, ts string) (key, call [32]byte) {
 	h := sha256.New()
 	h.Write(replayContext)
 	h.Write([]byte(pemKey))
@@ -120,16 +165,16 @@ func ReplayDigests(pemKey, ts string) (key, call [32]byte) {
 	return key, call
 }
 
-// CheckReplay implements ReplayChecker.
-func (g *ReplayGuard) CheckReplay(pemKey, ts string, now, expiry time.Time) error {
-	sumKey, sum := ReplayDigests(pemKey, ts)
+// Check implements Checker.
+func (g *Guard) Check(pemKey, ts string, _, now, expiry time.Time) error {
+	sumKey, sum := Digests(pemKey, ts)
 	return g.CheckDigests(sumKey, sum, pemKey, now, expiry)
 }
 
-// CheckDigests is CheckReplay for a call whose ReplayDigests the caller
+// CheckDigests is Check for a call whose Digests the caller
 // has already computed (a shared guard that keys on them too); pemKey is
 // only passed to the OnKeyQuota function.
-func (g *ReplayGuard) CheckDigests(sumKey, sum [32]byte, pemKey string, now, expiry time.Time) error {
+func (g *Guard) CheckDigests(sumKey, sum [32]byte, pemKey string, now, expiry time.Time) error {
 	var d [16]byte
 	copy(d[:], sum[:16])
 	keyID := binary.LittleEndian.Uint64(sumKey[:8])

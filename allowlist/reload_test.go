@@ -1,4 +1,4 @@
-package verify_test
+package allowlist_test
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/nodekeys/nodekeys/allowlist"
 	"github.com/nodekeys/nodekeys/csvlist"
 	"github.com/nodekeys/nodekeys/internal/syncbuf"
 	"github.com/nodekeys/nodekeys/keys"
@@ -26,7 +27,7 @@ type reloadRig struct {
 	csv  string
 	ks   []*keys.PublicKey
 	v    *verify.Verifier
-	r    *verify.Reloader
+	r    *allowlist.Reloader
 	logs *syncbuf.Buffer
 
 	mu    sync.Mutex
@@ -44,8 +45,8 @@ func newReloadRig(t *testing.T, first ...int) *reloadRig {
 		rr.ks = append(rr.ks, k)
 	}
 	rr.write(t, first...)
-	rr.r, err = verify.NewReloader(rr.v, rr.csv, slog.New(slog.NewTextHandler(rr.logs, nil)),
-		verify.OnLoad(func(_ int, err error) {
+	rr.r, err = allowlist.NewReloader(rr.v, rr.csv, slog.New(slog.NewTextHandler(rr.logs, nil)),
+		allowlist.OnLoad(func(_ int, err error) {
 			rr.mu.Lock()
 			rr.loads = append(rr.loads, err)
 			rr.mu.Unlock()
@@ -103,7 +104,7 @@ func TestReloadRefusesTrailingComma(t *testing.T) {
 	assert.Contains(t, rr.logs.String(), "allowlist reload failed; the old list stays")
 	assert.Contains(t, rr.logs.String(), pos)
 
-	_, err = verify.NewReloader(verify.New(nil), rr.csv, slog.New(slog.DiscardHandler))
+	_, err = allowlist.NewReloader(verify.New(nil), rr.csv, slog.New(slog.DiscardHandler))
 	require.ErrorIs(t, err, csvlist.ErrTrailingComma, "nor is such a list loaded at start")
 
 	rr.write(t, 0, 1, 3)
@@ -121,7 +122,7 @@ func TestReloadRefusesFileChangingWhileRead(t *testing.T) {
 	// The new list is 0, 1, 3; the writer has written "0,1" when the
 	// reload reads it, and the rest right after.
 	require.NoError(t, os.WriteFile(rr.csv, []byte(rr.line(0, 1)), 0o644))
-	verify.SetAfterRead(rr.r, func(name string) {
+	allowlist.SetAfterRead(rr.r, func(name string) {
 		f, err := os.OpenFile(name, os.O_APPEND|os.O_WRONLY, 0)
 		if assert.NoError(t, err) {
 			_, err = f.WriteString("," + rr.line(3) + "\n")
@@ -135,7 +136,7 @@ func TestReloadRefusesFileChangingWhileRead(t *testing.T) {
 	require.Error(t, rr.lastLoad(), "counted as a failed reload")
 	assert.Contains(t, rr.logs.String(), "changed while it was read")
 
-	verify.SetAfterRead(rr.r, nil)
+	allowlist.SetAfterRead(rr.r, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go rr.r.Watch(ctx, 10*time.Millisecond)
@@ -149,9 +150,9 @@ func TestReloadRefusesFileChangingWhileRead(t *testing.T) {
 	pub := filepath.Join(dir, "a.pub")
 	require.NoError(t, os.WriteFile(pub, rr.ks[2].MarshalPublicKey(""), 0o644))
 	v := verify.New(nil)
-	r, err := verify.NewReloader(v, dir, slog.New(slog.DiscardHandler))
+	r, err := allowlist.NewReloader(v, dir, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
-	verify.SetAfterRead(r, func(name string) {
+	allowlist.SetAfterRead(r, func(name string) {
 		if name == pub {
 			assert.NoError(t, os.WriteFile(pub, rr.ks[3].MarshalPublicKey("node 3"), 0o644))
 		}
