@@ -63,11 +63,7 @@ type fileStamp struct {
 }
 
 func stampOf(name string, fi os.FileInfo) fileStamp {
-	s := fileStamp{name: name, size: fi.Size(), mtime: fi.ModTime()}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		s.ino = st.Ino
-	}
-	return s
+	return fileStamp{name: name, ino: filewatch.FileID(fi), size: fi.Size(), mtime: fi.ModTime()}
 }
 
 // Option configures a Reloader.

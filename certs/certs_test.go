@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -282,17 +281,5 @@ func TestParseSAN(t *testing.T) {
 	for _, bad := range []string{"", "-a.com", "a-.com", "a..b", "*", "*.com", "a.*.com", "a_b", "1.2.3.4:80", "ex ample", strings.Repeat("a", 64) + ".com", "\x00"} {
 		_, err := certs.ParseSAN(bad)
 		assert.Error(t, err, fmt.Sprintf("%q", bad))
-	}
-}
-
-func TestPermissionsUnderOpenUmask(t *testing.T) {
-	old := syscall.Umask(0)
-	defer syscall.Umask(old)
-	dir := filepath.Join(t.TempDir(), "certificates")
-	res := write(t, certs.Options{Dir: dir})
-	for f, want := range map[string]fs.FileMode{dir: 0o700, res.CAKey: 0o600, res.ServerKey: 0o600, res.CACert: 0o644, res.ServerCert: 0o644} {
-		fi, err := os.Stat(f)
-		require.NoError(t, err)
-		assert.Equal(t, want, fi.Mode().Perm(), f)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/nodekeys/nodekeys/internal/filewatch"
@@ -39,9 +38,7 @@ func stampOf(path string) stamp {
 		return stamp{missing: true}
 	}
 	s := stamp{size: fi.Size(), mtime: fi.ModTime()}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		s.ino = st.Ino
-	}
+	s.ino = filewatch.FileID(fi)
 	return s
 }
 
@@ -92,10 +89,10 @@ func (f *File) Reload() error {
 // holds: revoked tokens. Set it before Watch.
 func (f *File) OnRemoved(fn func(removed []Entry)) { f.gone = fn }
 
-// Watch reloads on SIGHUP, SIGUSR1, and when a look every interval finds
-// the file changed, until ctx ends.
+// Watch reloads on SIGHUP, SIGUSR1 (on Unix), and when a look every
+// interval finds the file changed, until ctx ends.
 func (f *File) Watch(ctx context.Context, interval time.Duration) {
-	filewatch.Loop(ctx, interval, []os.Signal{syscall.SIGHUP, syscall.SIGUSR1}, func() bool {
+	filewatch.Loop(ctx, interval, reloadSignals, func() bool {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		return stampOf(f.path) != f.last

@@ -13,14 +13,17 @@ import (
 )
 
 // Loop calls reload on each of sigs, and when changed reports true at a
-// look every interval (1s if not positive), until ctx ends.
+// look every interval (1s if not positive), until ctx ends. With no sigs
+// it only looks.
 func Loop(ctx context.Context, interval time.Duration, sigs []os.Signal, changed func() bool, reload func()) {
 	if interval <= 0 {
 		interval = time.Second
 	}
 	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, sigs...)
-	defer signal.Stop(ch)
+	if len(sigs) > 0 { // Notify with none would relay every signal
+		signal.Notify(ch, sigs...)
+		defer signal.Stop(ch)
+	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {

@@ -14,7 +14,10 @@
 // Jacobian coordinates, r·Z² = X, so no field inversion is needed.
 //
 // The field arithmetic (arith_amd64.s), the point formulas and the table of
-// G come from github.com/cloudflare/circl/ecc/p384, under the BSD 3-Clause
-// licence in LICENSE beside this file. On other architectures the package
-// uses circl's public CombinedMult.
+// G come from github.com/cloudflare/circl v1.6.5, folder ecc/p384, under
+// the BSD 3-Clause licences beside this file: circl's (LICENSE) and that
+// folder's (LICENSE-ecc-p384). PROVENANCE lists what was changed, and
+// provenance_test.go compares the copy with that version in the module
+// cache. On other architectures, and with the purego build tag, the
+// package uses circl's public CombinedMult.
 package p384

@@ -24,7 +24,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/nodekeys/nodekeys/csvlist"
@@ -434,11 +433,6 @@ func (w *writer) cleanTemporary() []string {
 		}
 	}
 	return out
-}
-
-func processAlive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // dropped returns the fingerprints of old keys not in now.

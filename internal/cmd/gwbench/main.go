@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command gwbench measures nodekeys gateway side by side, in one run, for
 // scripts/bench-gateway.sh: valid Fleet calls a second and latency through
 // the gateway against calls straight to a stand-in SuperLink, and valid
@@ -10,7 +12,8 @@
 // The load is a Go client in this repository, not ghz: every Flower call
 // must carry a fresh ECDSA signature over its own timestamp, which ghz's
 // static or templated metadata cannot make. Everything runs on loopback,
-// each phase for a fixed time.
+// each phase for a fixed time. It reads CPU times from /proc and getrusage,
+// so it builds on Linux only.
 package main
 
 import (
