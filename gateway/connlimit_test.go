@@ -169,17 +169,22 @@ func TestConnectionCapInAll(t *testing.T) {
 // but never sends HTTP/2's preface.
 func TestHandshakeTimeout(t *testing.T) {
 	t.Parallel()
-	timeout := 300 * time.Millisecond
+	timeout := time.Second
 	r := newRig(t, 1, func(c *gateway.Config) { c.HandshakeTimeout = timeout })
 	start := time.Now()
 	open, reset := stall(t, "127.0.0.6", r.fleet, 1)
 	require.Zero(t, reset)
 	silent := open[0]
 	tlsOnly, err := tls.Dial("tcp", r.fleet, &tls.Config{RootCAs: r.caPool, ServerName: "localhost", NextProtos: []string{"h2"}})
-	require.NoError(t, err)
-	defer tlsOnly.Close()
+	if err == nil {
+		defer tlsOnly.Close()
+		assert.True(t, closedWithin(tlsOnly, 5*time.Second), "no HTTP/2 preface")
+	} else {
+		// On a loaded machine the TLS handshake itself can outlast the
+		// timeout: the gateway then closes the connection within it.
+		assert.True(t, errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF), "closed by the gateway: %v", err)
+	}
 	assert.True(t, closedWithin(silent, 5*time.Second), "no TLS handshake")
-	assert.True(t, closedWithin(tlsOnly, 5*time.Second), "no HTTP/2 preface")
 	assert.GreaterOrEqual(t, time.Since(start), timeout-50*time.Millisecond, "not closed before the timeout")
 	require.Eventually(t, func() bool { return metricValue(t, r, openFleet) == 0 }, 5*time.Second, 20*time.Millisecond)
 }
@@ -236,7 +241,7 @@ func h2Idle(r *rig, addr string, ackPings bool, d time.Duration) (closed, goAway
 // review's idle connections did not.
 func TestIdleConnectionsClosed(t *testing.T) {
 	t.Parallel()
-	idle := 300 * time.Millisecond
+	idle := time.Second
 	r := newRig(t, 1, func(c *gateway.Config) { c.IdleTimeout = idle })
 	client := r.dial(t, r.fleet, r.signer(t, 0).PerRPCCredentials())
 	_, _, _, err := call(client, heartbeat, "x")
@@ -267,6 +272,8 @@ func TestIdleConnectionsClosed(t *testing.T) {
 	t.Logf("%d idle connections closed within %s of opening (idle timeout %s)", 5+silent, time.Since(start).Round(time.Millisecond), idle)
 	require.Eventually(t, func() bool { return metricValue(t, r, openFleet) == 0 }, 5*time.Second, 20*time.Millisecond,
 		"the gRPC client's idle connection closed too")
-	_, _, _, err = call(client, heartbeat, "x")
-	require.NoError(t, err, "served again on a new connection")
+	// Served again on a new connection (the gRPC client reconnects with
+	// its own backoff, which a loaded machine can stretch).
+	require.Eventually(t, func() bool { _, _, _, err = call(client, heartbeat, "x"); return err == nil }, 20*time.Second, 100*time.Millisecond,
+		"served again on a new connection: %v", err)
 }
