@@ -282,6 +282,10 @@ func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 		return nil, err
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
+	// Idle connections are dropped before the usual server keep-alive
+	// timeouts (Node's 5 s, among the shortest), so a request seldom goes
+	// out on a connection the provider is closing.
+	tr.IdleConnTimeout = 4 * time.Second
 	if tr.TLSClientConfig, err = tlsconf.Client(cfg.CAFile, ""); err != nil {
 		return nil, fmt.Errorf("oidc: ca_file: %w", err)
 	}
@@ -408,7 +412,7 @@ func (a *Authenticator) StartLogin(ctx context.Context) (*DeviceLogin, error) {
 		Error                   string `json:"error"`
 	}
 	form := url.Values{"scope": {strings.Join(a.scopes, " ")}}
-	if err := a.post(ctx, a.device, form, &body); err != nil {
+	if err := a.post(ctx, a.device, form, &body, true); err != nil {
 		return nil, err
 	}
 	if body.Error != "" || body.DeviceCode == "" {
@@ -431,7 +435,7 @@ func (a *Authenticator) PollLogin(ctx context.Context, deviceCode string) (*Toke
 	if err := a.spend(ctx); err != nil {
 		return nil, err
 	}
-	body, err := a.tokenRequest(ctx, url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:device_code"}, "device_code": {deviceCode}})
+	body, err := a.tokenRequest(ctx, url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:device_code"}, "device_code": {deviceCode}}, true)
 	if err != nil {
 		return nil, err
 	}
@@ -582,7 +586,7 @@ func (a *Authenticator) refresh(ctx context.Context, refresh string) (*Tokens, e
 	if err := a.spend(ctx); err != nil {
 		return nil, err
 	}
-	body, err := a.tokenRequest(ctx, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}})
+	body, err := a.tokenRequest(ctx, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}}, false)
 	if err != nil {
 		return nil, err
 	}

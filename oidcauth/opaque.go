@@ -95,7 +95,7 @@ func (a *Authenticator) askOpaque(ctx context.Context, key [32]byte, token strin
 // endpoint where the answer lacks them. It returns when the token expires.
 func (a *Authenticator) introspect(ctx context.Context, token string) (*Account, time.Time, error) {
 	claims := map[string]any{}
-	if err := a.post(ctx, a.intro, url.Values{"token": {token}, "token_type_hint": {"access_token"}}, &claims); err != nil {
+	if err := a.post(ctx, a.intro, url.Values{"token": {token}, "token_type_hint": {"access_token"}}, &claims, true); err != nil {
 		return nil, time.Time{}, err
 	}
 	active, ok := claims["active"].(bool)
@@ -176,10 +176,11 @@ type tokenAnswer struct {
 	Error   string `json:"error"`
 }
 
-// tokenRequest posts a grant to the token endpoint.
-func (a *Authenticator) tokenRequest(ctx context.Context, form url.Values) (*tokenAnswer, error) {
+// tokenRequest posts a grant to the token endpoint; see post for
+// repeatable.
+func (a *Authenticator) tokenRequest(ctx context.Context, form url.Values, repeatable bool) (*tokenAnswer, error) {
 	var body tokenAnswer
-	if err := a.post(ctx, a.token, form, &body); err != nil {
+	if err := a.post(ctx, a.token, form, &body, repeatable); err != nil {
 		return nil, err
 	}
 	return &body, nil
@@ -189,20 +190,33 @@ func (a *Authenticator) tokenRequest(ctx context.Context, form url.Values) (*tok
 // credentials (client_secret_basic, as confidential clients must) and
 // decodes the JSON answer, whatever its status. A provider that cannot be
 // reached, or answers with a server error or no JSON, is ErrProvider.
-func (a *Authenticator) post(ctx context.Context, endpoint string, form url.Values, out any) error {
+//
+// A request that may be sent twice (repeatable) is sent again once when
+// the first try fails in transit: a kept-alive connection the provider
+// closed as the request went out fails a POST, which Go's transport does
+// not resend by itself. A refresh is never sent twice, as the provider
+// may have used up the refresh token on the first.
+func (a *Authenticator) post(ctx context.Context, endpoint string, form url.Values, out any, repeatable bool) error {
 	if a.secret == "" {
 		form.Set("client_id", a.cfg.ClientID)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
-	if err != nil {
-		return err
+	body := form.Encode()
+	send := func() (*http.Response, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Accept", "application/json")
+		if a.secret != "" {
+			req.SetBasicAuth(url.QueryEscape(a.cfg.ClientID), url.QueryEscape(a.secret))
+		}
+		return a.client.Do(req)
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	if a.secret != "" {
-		req.SetBasicAuth(url.QueryEscape(a.cfg.ClientID), url.QueryEscape(a.secret))
+	resp, err := send()
+	if err != nil && repeatable && ctx.Err() == nil {
+		resp, err = send()
 	}
-	resp, err := a.client.Do(req)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrProvider, err)
 	}
