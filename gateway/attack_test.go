@@ -27,6 +27,7 @@ import (
 	"github.com/nodekeys/nodekeys/internal/oidctest"
 	"github.com/nodekeys/nodekeys/internal/peer"
 	"github.com/nodekeys/nodekeys/internal/standin"
+	"github.com/nodekeys/nodekeys/oidcauth"
 )
 
 // otherApp is a second application at the same provider: its users' tokens
@@ -226,6 +227,8 @@ func hostileCalls(t *testing.T, p *oidctest.Provider) {
 		c.OIDC.ProviderBurstPerClient = 0 // the default
 		c.RefusalDelay = new(time.Duration)
 	})
+	budget := oidcauth.Config{}
+	budget.Defaults()
 	good := login(t, r, p, "alice")
 	stranger, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
@@ -275,6 +278,7 @@ func hostileCalls(t *testing.T, p *oidctest.Provider) {
 		before := p.Counts(t)
 		var mu sync.Mutex
 		codesSeen := map[codes.Code]int{}
+		start := time.Now()
 		hostile(n, func(i int) {
 			err := kind.call(raw, pc, i)
 			mu.Lock()
@@ -286,8 +290,13 @@ func hostileCalls(t *testing.T, p *oidctest.Provider) {
 		for _, path := range kind.paths {
 			asked += after[path] - before[path]
 		}
-		t.Logf("%-45s %4d calls: %2d provider requests (%v); statuses %v", kind.name, n, asked, kind.paths, codesSeen)
-		assert.LessOrEqual(t, asked, 10, kind.name)
+		took := time.Since(start)
+		t.Logf("%-45s %4d calls in %5.1f s: %2d provider requests (%v); statuses %v", kind.name, n, took.Seconds(), asked, kind.paths, codesSeen)
+		// The bound is the address's budget: its burst, and what its rate
+		// refills while the calls go on. At full speed that is at most 10
+		// per 1,000 calls; a loaded machine that takes longer over them
+		// refills a little more.
+		assert.LessOrEqual(t, asked, max(10, budget.ProviderBurstPerClient+int(budget.ProviderRatePerClient*took.Seconds())+1), kind.name)
 		if kind.name != "GetLoginDetails" { // a device login started is no login
 			assert.Zero(t, codesSeen[codes.OK], kind.name)
 		}
