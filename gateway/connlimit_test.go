@@ -119,7 +119,7 @@ const (
 // gateway without caps stops accepting at its open-file limit: see
 // cmd/nodekeys's TestGatewayStalledHandshakes).
 func TestStalledHandshakesFromOneAddress(t *testing.T) {
-	t.Parallel()
+	parallelUnlessLong(t)
 	n, perAddr := 300, 50
 	if peer.Long() {
 		n, perAddr = 2000, gateway.DefaultMaxConnsPerAddr

@@ -69,7 +69,7 @@ func flood(conns []*grpc.ClientConn, hs [][]string, inFlight int, stop <-chan st
 // charged before the signature was checked, so the flood spent the real
 // nodes' allowance and their calls were refused as over their limit.)
 func TestForgedFloodSparesRealNodes(t *testing.T) {
-	t.Parallel()
+	parallelUnlessLong(t)
 	victims, inFlight, perVictim := 5, 256, 6
 	if peer.Long() {
 		inFlight, perVictim = 5000, 6

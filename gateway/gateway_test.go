@@ -28,6 +28,7 @@ import (
 	"github.com/nodekeys/nodekeys/certs"
 	"github.com/nodekeys/nodekeys/csvlist"
 	"github.com/nodekeys/nodekeys/gateway"
+	"github.com/nodekeys/nodekeys/internal/peer"
 	"github.com/nodekeys/nodekeys/internal/standin"
 	"github.com/nodekeys/nodekeys/internal/syncbuf"
 	"github.com/nodekeys/nodekeys/keys"
@@ -35,6 +36,15 @@ import (
 	"github.com/nodekeys/nodekeys/sign"
 	"github.com/nodekeys/nodekeys/state"
 )
+
+// parallelUnlessLong marks a load test parallel in the default run; in
+// the long forms (NODEKEYS_LONG=1) it runs alone, before the parallel
+// tests, so that its thousands of calls do not starve their deadlines.
+func parallelUnlessLong(t *testing.T) {
+	if !peer.Long() {
+		t.Parallel()
+	}
+}
 
 // rig is a gateway in front of a stand-in SuperLink, on loopback.
 type rig struct {
@@ -144,7 +154,8 @@ func (r *rig) signer(t *testing.T, i int, opts ...sign.Option) *sign.Signer {
 }
 
 func call(c *grpc.ClientConn, method, body string, md ...string) (string, metadata.MD, metadata.MD, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// Generous: the long forms load two cores with thousands of calls.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if len(md) > 0 {
 		ctx = metadata.AppendToOutgoingContext(ctx, md...)

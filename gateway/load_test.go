@@ -25,7 +25,7 @@ import (
 // certificate renewed, over and over: not one valid call may fail. Bounded
 // in calls and time, on loopback only.
 func TestLoadDuringReloadsAndRenewals(t *testing.T) {
-	t.Parallel()
+	parallelUnlessLong(t)
 	nodes, calls := 8, 15
 	if peer.Long() {
 		nodes, calls = 24, 40
