@@ -1,0 +1,225 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/nodekeys/nodekeys/internal/flowerpeer"
+	"github.com/nodekeys/nodekeys/internal/oidctest"
+	"github.com/nodekeys/nodekeys/internal/peer"
+	"github.com/nodekeys/nodekeys/internal/syncbuf"
+)
+
+// The bounds of the real Flower CLI's commands on a loaded two-core
+// machine: a command starts a Python process importing Flower (about 2 s
+// of CPU), and a run waits for SuperNodes to start a ClientApp process for
+// each message.
+const (
+	flwrTimeout    = 90 * time.Second
+	flwrRunTimeout = 240 * time.Second
+)
+
+// federation is a folder made by nodekeys init: certificates/ and two key
+// pairs in keys/.
+type federation struct {
+	dir string
+	tls *flowerpeer.TLS
+}
+
+func newFederation(t *testing.T) *federation {
+	t.Helper()
+	dir := t.TempDir()
+	r := nk(t, dir, "", "init", "-q")
+	require.Equal(t, 0, r.code, r.stderr)
+	c := filepath.Join(dir, "certificates")
+	return &federation{dir: dir, tls: &flowerpeer.TLS{
+		CACert: filepath.Join(c, "ca.crt"), ServerCert: filepath.Join(c, "server.pem"), ServerKey: filepath.Join(c, "server.key"),
+	}}
+}
+
+// key returns the path of node i's private key (1-based), or its .pub.
+func (f *federation) key(i int, pub bool) string {
+	p := filepath.Join(f.dir, "keys", fmt.Sprintf("supernode_credentials_%d", i))
+	if pub {
+		p += ".pub"
+	}
+	return p
+}
+
+// gatewayProc is `nodekeys gateway` run as a process with a config file.
+type gatewayProc struct {
+	fleet, control, metrics string
+	log                     *syncbuf.Buffer
+}
+
+// startGateway runs nodekeys gateway in dir in front of sl, with extra
+// YAML appended to the config (oidc:, token_list:, ...), and waits until
+// it is ready.
+func startGateway(t *testing.T, dir, fleet, control, extra string) *gatewayProc {
+	t.Helper()
+	g := &gatewayProc{fleet: freePort(t), control: freePort(t), metrics: freePort(t), log: &syncbuf.Buffer{}}
+	conf := fmt.Sprintf("listen_fleet: %s\nlisten_control: %s\nmetrics: %s\nupstream: %s\nupstream_control: %s\n"+
+		"upstream_ca: certificates/ca.crt\ntls_cert: certificates/server.pem\ntls_key: certificates/server.key\n"+
+		"allowlist: [keys/client_public_keys.csv]\n%s",
+		g.fleet, g.control, g.metrics, fleet, control, extra)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "gateway.yaml"), []byte(conf), 0o600))
+	cmd := exec.Command(bin, "gateway", "--config", "gateway.yaml")
+	cmd.Dir, cmd.Stderr = dir, g.log
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + g.metrics + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == 200
+	}, 20*time.Second, 50*time.Millisecond, g.log.String())
+	return g
+}
+
+// oidcConfig is the gateway's oidc: section for provider p, with the
+// client secret in dir/secret.
+func oidcConfig(t *testing.T, dir string, p *oidctest.Provider) string {
+	t.Helper()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "secret"), []byte(oidctest.ClientSecret+"\n"), 0o600))
+	return fmt.Sprintf("oidc:\n  issuer: %s\n  client_id: %s\n  client_secret_file: secret\n  audience: %s\n  ca_file: %s\n  scopes: [email, profile]\n",
+		p.Issuer, oidctest.ClientID, oidctest.Resource, p.CAFile)
+}
+
+// flwrLogin is the real flwr login against a CLI's connection, started.
+type flwrLogin struct{ cmd *flowerpeer.Command }
+
+func startLogin(t *testing.T, cli *flowerpeer.CLI) *flwrLogin {
+	t.Helper()
+	cmd := cli.Command(flwrTimeout, append([]string{"login"}, cli.Target("login")...)...)
+	require.NoError(t, cmd.Start())
+	return &flwrLogin{cmd}
+}
+
+// complete completes the device sign-in at provider p as account, once
+// the CLI has printed its address, and waits for the CLI's success.
+func (l *flwrLogin) complete(t *testing.T, p *oidctest.Provider, account string) {
+	t.Helper()
+	var uri string
+	require.Eventually(t, func() bool {
+		for _, line := range strings.Split(l.cmd.Stdout.String(), "\n") {
+			if line = strings.TrimSpace(line); strings.HasPrefix(line, "https://") {
+				uri = line
+				return true
+			}
+		}
+		return false
+	}, flwrTimeout, 50*time.Millisecond, "flwr login prints the sign-in address")
+	p.CompleteDeviceLogin(t, uri, account)
+	r := l.cmd.Wait()
+	require.Equal(t, 0, r.Code, r)
+	assert.Contains(t, r.Stdout, "Login successful", r)
+}
+
+// flwrRun runs the test app to completion with flwr run --stream and
+// checks that both SuperNodes trained in every round.
+func flwrRun(t *testing.T, cli *flowerpeer.CLI, rounds int) {
+	t.Helper()
+	args := append(append([]string{"run"}, cli.Target("run")...), "--stream",
+		"--run-config", fmt.Sprintf("num-server-rounds=%d fraction-evaluate=0.0", rounds))
+	r := cli.Flwr(t, flwrRunTimeout, args...)
+	require.Equal(t, 0, r.Code, r)
+	assert.Contains(t, r.Stdout, "Successfully started run", r)
+	assert.Equal(t, rounds, strings.Count(r.Stdout, "aggregate_train: Received 2 results and 0 failures"), r)
+	assert.Contains(t, r.Stdout, fmt.Sprintf("fedapp: done after %d rounds, mean %d.0", rounds, rounds), r)
+}
+
+// TestFlowerThroughGateway runs real Flower behind nodekeys gateway, as a
+// federation would: a SuperLink with TLS and --enable-supernode-auth, the
+// gateway in front with account login and a machine token, one SuperNode's
+// key registered by nodekeys register with the token and the other's by
+// the real flwr supernode register after a real flwr login, both
+// SuperNodes connecting through the gateway, and flwr run --stream of a
+// small numpy app to completion. The default run uses Flower 1.27; the
+// long form adds 1.25 (the CLI's project form).
+func TestFlowerThroughGateway(t *testing.T) {
+	t.Parallel()
+	versions := []string{flowerpeer.V127}
+	if peer.Long() {
+		versions = append(versions, flowerpeer.V125)
+	}
+	if testing.Short() {
+		t.Skip("real Flower: seconds of Python start-up per process (-short)")
+	}
+	for _, v := range versions {
+		t.Run(v, func(t *testing.T) {
+			t.Parallel()
+			flowerThroughGateway(t, flowerpeer.Require(t, v))
+		})
+	}
+}
+
+func flowerThroughGateway(t *testing.T, f *flowerpeer.Flower) {
+	start := time.Now()
+	step := func(what string) { t.Logf("%6.1fs %s", time.Since(start).Seconds(), what) }
+	defer step("done")
+	fed := newFederation(t)
+	sl := f.StartSuperLink(t, flowerpeer.SuperLinkOptions{TLS: fed.tls, SupernodeAuth: true})
+	p := oidctest.Start(t, oidctest.State{}) // while the SuperLink starts
+	for _, args := range [][]string{{"state", "init", "state.db"}, {"token", "new", "--name", "ci", "--role", "member"}} {
+		r := nk(t, fed.dir, "", args...)
+		require.Equal(t, 0, r.code, r.stderr)
+		if args[0] == "token" {
+			require.NoError(t, os.WriteFile(filepath.Join(fed.dir, "ci.token"), []byte(r.stdout), 0o600))
+		}
+	}
+	sl.WaitReady(t)
+	step("superlink")
+	gw := startGateway(t, fed.dir, sl.Fleet, sl.Control,
+		"state_file: state.db\ntoken_list: tokens.txt\n"+oidcConfig(t, fed.dir, p))
+	step("gateway")
+
+	// The real flwr CLI logs in through the gateway as bob (the CLI waits
+	// the device flow's interval, 5 s, before it asks for the tokens)...
+	cli := f.NewCLI(t, "gw", gw.control, fed.tls.CACert)
+	login := startLogin(t, cli)
+
+	// ... while node 1 is registered by nodekeys register with the
+	// machine token, and starts, through the gateway.
+	r := nk(t, fed.dir, "", "register", "--superlink", gw.control, "--root-certificates", "certificates/ca.crt",
+		"--token-file", "ci.token", fed.key(1, true))
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "1 registered, 0 already registered")
+	f.StartSuperNode(t, flowerpeer.SuperNodeOptions{SuperLink: gw.fleet, CA: fed.tls.CACert, PrivateKey: fed.key(1, false)})
+
+	login.complete(t, p, "bob")
+	step("flwr login")
+	// Node 2 is registered by the real flwr supernode register.
+	reg := cli.Flwr(t, flwrTimeout, append([]string{"supernode", "register", fed.key(2, true)}, cli.Target("supernode")...)...)
+	require.Equal(t, 0, reg.Code, reg)
+	assert.Contains(t, reg.Stdout, "registered successfully", reg)
+	step("flwr supernode register")
+	f.StartSuperNode(t, flowerpeer.SuperNodeOptions{SuperLink: gw.fleet, CA: fed.tls.CACert, PrivateKey: fed.key(2, false)})
+
+	rounds := 1
+	if peer.Long() {
+		rounds = 2
+	}
+	flwrRun(t, cli, rounds) // the app waits for both SuperNodes
+	step("flwr run")
+}

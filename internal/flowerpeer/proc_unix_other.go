@@ -1,0 +1,7 @@
+//go:build unix && !linux
+
+package flowerpeer
+
+import "syscall"
+
+func parentDeath(*syscall.SysProcAttr) {}

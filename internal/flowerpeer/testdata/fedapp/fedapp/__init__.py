@@ -1,0 +1,1 @@
+"""fedapp: FedAvg of small numpy arrays, for nodekeys' tests."""
