@@ -107,13 +107,17 @@ func oidcConfig(t *testing.T, dir string, p *oidctest.Provider) string {
 }
 
 // flwrLogin is the real flwr login against a CLI's connection, started.
-type flwrLogin struct{ cmd *flowerpeer.Command }
+type flwrLogin struct {
+	cmd  *flowerpeer.Command
+	done chan flowerpeer.Result
+}
 
 func startLogin(t *testing.T, cli *flowerpeer.CLI) *flwrLogin {
 	t.Helper()
-	cmd := cli.Command(flwrTimeout, append([]string{"login"}, cli.Target("login")...)...)
-	require.NoError(t, cmd.Start())
-	return &flwrLogin{cmd}
+	l := &flwrLogin{cmd: cli.Command(flwrTimeout, append([]string{"login"}, cli.Target("login")...)...), done: make(chan flowerpeer.Result, 1)}
+	require.NoError(t, l.cmd.Start())
+	go func() { l.done <- l.cmd.Wait() }()
+	return l
 }
 
 // complete completes the device sign-in at provider p as account, once
@@ -121,17 +125,25 @@ func startLogin(t *testing.T, cli *flowerpeer.CLI) *flwrLogin {
 func (l *flwrLogin) complete(t *testing.T, p *oidctest.Provider, account string) {
 	t.Helper()
 	var uri string
-	require.Eventually(t, func() bool {
+	for uri == "" {
+		// 1.27 prints the address on a line of its own; 1.25 after
+		// "Please log into your Flower account here: ".
 		for _, line := range strings.Split(l.cmd.Stdout.String(), "\n") {
-			if line = strings.TrimSpace(line); strings.HasPrefix(line, "https://") {
-				uri = line
-				return true
+			if _, u, ok := strings.Cut(line, "https://"); ok {
+				uri = "https://" + strings.TrimSpace(u)
 			}
 		}
-		return false
-	}, flwrTimeout, 50*time.Millisecond, "flwr login prints the sign-in address")
+		if uri != "" {
+			break
+		}
+		select {
+		case r := <-l.done:
+			t.Fatalf("flwr login printed no sign-in address:\n%s", r)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 	p.CompleteDeviceLogin(t, uri, account)
-	r := l.cmd.Wait()
+	r := <-l.done
 	require.Equal(t, 0, r.Code, r)
 	assert.Contains(t, r.Stdout, "Login successful", r)
 }
@@ -197,6 +209,7 @@ func flowerThroughGateway(t *testing.T, f *flowerpeer.Flower) {
 	// The real flwr CLI logs in through the gateway as bob (the CLI waits
 	// the device flow's interval, 5 s, before it asks for the tokens)...
 	cli := f.NewCLI(t, "gw", gw.control, fed.tls.CACert)
+	cli.EnableAccountAuth(t)
 	login := startLogin(t, cli)
 
 	// ... while node 1 is registered by nodekeys register with the
@@ -222,4 +235,62 @@ func flowerThroughGateway(t *testing.T, f *flowerpeer.Flower) {
 	}
 	flwrRun(t, cli, rounds) // the app waits for both SuperNodes
 	step("flwr run")
+}
+
+// TestFlowerCSVEra runs a Flower 1.22 SuperLink, the last that reads the
+// CSV allowlist (--auth-list-public-keys), on nodekeys keygen's CSV, with
+// SuperNodes given both halves of their keys as 1.22 needs: directly and
+// behind the gateway (which reads the same CSV), a run to completion, and
+// a key the CSV lacks refused with Flower's own message (directly) or the
+// gateway's. Long form only (NODEKEYS_LONG=1): a second Flower version.
+func TestFlowerCSVEra(t *testing.T) {
+	t.Parallel()
+	if !peer.Long() {
+		t.Skip("Flower 1.22 (the CSV era) runs in the long form, NODEKEYS_LONG=1")
+	}
+	f := flowerpeer.Require(t, flowerpeer.V122)
+	for _, via := range []string{"direct", "gateway"} {
+		t.Run(via, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			for _, args := range [][]string{{"certgen"}, {"keygen", "--clients", "2"}, {"keygen", "--clients", "1", "--out", "unknown"}} {
+				r := nk(t, dir, "", args...)
+				require.Equal(t, 0, r.code, r.stderr)
+			}
+			c := filepath.Join(dir, "certificates")
+			tls := &flowerpeer.TLS{CACert: filepath.Join(c, "ca.crt"), ServerCert: filepath.Join(c, "server.pem"), ServerKey: filepath.Join(c, "server.key")}
+			sl := f.StartSuperLink(t, flowerpeer.SuperLinkOptions{TLS: tls, AuthList: filepath.Join(dir, "keys", "client_public_keys.csv")})
+			sl.WaitReady(t)
+			sl.WaitOutput(t, "Node authentication enabled with 2 known public keys", 10*time.Second)
+			fleet, control := sl.Fleet, sl.Control
+			if via == "gateway" {
+				// Without account login the gateway passes Control calls on as they are.
+				gw := startGateway(t, dir, sl.Fleet, sl.Control, "")
+				fleet, control = gw.fleet, gw.control
+			}
+			node := func(keys string, i int) *flowerpeer.SuperNode {
+				k := filepath.Join(dir, keys, fmt.Sprintf("client_credentials_%d", i))
+				return f.StartSuperNode(t, flowerpeer.SuperNodeOptions{SuperLink: fleet, CA: tls.CACert, PrivateKey: k, PublicKey: k + ".pub"})
+			}
+			stranger := node("unknown", 1)
+			node("keys", 1)
+			node("keys", 2)
+			cli := f.NewCLI(t, via, control, tls.CACert)
+			flwrRun(t, cli, 1)
+
+			// Flower 1.22's SuperNode prints the refusal and exits (with
+			// status 0) at its first call.
+			select {
+			case <-stranger.Done():
+			case <-time.After(flwrTimeout):
+				t.Fatalf("the SuperNode with an unknown key still runs:\n%s", stranger.Output())
+			}
+			out := stranger.Output()
+			assert.Contains(t, out, "StatusCode.UNAUTHENTICATED", out)
+			if via == "direct" {
+				assert.Contains(t, out, `details = "Public key not recognized"`, out)
+			}
+			assert.NoError(t, stranger.Err(), "Flower 1.22's SuperNode exits with status 0 after the refusal")
+		})
+	}
 }

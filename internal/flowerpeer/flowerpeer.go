@@ -128,8 +128,11 @@ func (f *Flower) env(home string) []string {
 // Process is a running Flower process and its process group.
 type Process struct {
 	Name string
+	// Log is the file of its output (stdout and stderr): a file, not a
+	// pipe, so that its exit is seen when it exits, not when the last
+	// helper it started closes the pipe.
+	Log  string
 	cmd  *exec.Cmd
-	out  syncbuf.Buffer
 	done chan struct{}
 	err  error
 }
@@ -139,9 +142,15 @@ type Process struct {
 func (f *Flower) start(t testing.TB, dir, home, name string, args ...string) *Process {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), ProcessLife)
-	p := &Process{Name: name, done: make(chan struct{})}
+	p := &Process{Name: name, Log: filepath.Join(home, name+".log"), done: make(chan struct{})}
 	p.cmd = f.command(ctx, dir, home, name, args...)
-	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
+	log, err := os.Create(p.Log)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	defer log.Close()
+	p.cmd.Stdout, p.cmd.Stderr = log, log
 	if err := p.cmd.Start(); err != nil {
 		cancel()
 		t.Fatalf("%s: %v", name, err)
@@ -167,7 +176,10 @@ func (f *Flower) command(ctx context.Context, dir, home, name string, args ...st
 }
 
 // Output returns what the process wrote so far (stdout and stderr).
-func (p *Process) Output() string { return p.out.String() }
+func (p *Process) Output() string {
+	b, _ := os.ReadFile(p.Log)
+	return string(b)
+}
 
 // Done is closed when the process has exited.
 func (p *Process) Done() <-chan struct{} { return p.done }
@@ -375,6 +387,28 @@ func (f *Flower) NewCLI(t testing.TB, name, address, caFile string) *CLI {
 	}
 	f.writeFile(t, file, text)
 	return c
+}
+
+// EnableAccountAuth makes the CLI log in: up to 1.25 the federation's
+// table needs enable-account-auth = true (enable-user-auth in 1.22; else
+// flwr login answers "Account authentication is not enabled for the
+// federation"); from 1.26 the CLI asks the SuperLink.
+func (c *CLI) EnableAccountAuth(t testing.TB) {
+	t.Helper()
+	if c.f.ConfigInHome() {
+		return
+	}
+	key := "enable-account-auth"
+	if c.f.Version < "1.23" {
+		key = "enable-user-auth"
+	}
+	file := filepath.Join(c.Project, "pyproject.toml")
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The federation's table is the file's last.
+	c.f.writeFile(t, file, string(b)+key+" = true\n")
 }
 
 func (f *Flower) writeFile(t testing.TB, file, text string) {
