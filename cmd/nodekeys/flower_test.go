@@ -1,11 +1,13 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -235,6 +237,29 @@ func flowerThroughGateway(t *testing.T, f *flowerpeer.Flower) {
 	}
 	flwrRun(t, cli, rounds) // the app waits for both SuperNodes
 	step("flwr run")
+	if !peer.Long() {
+		return
+	}
+
+	// The gateway keeps a member to their own nodes, as the CLI shows:
+	// bob sees the node he registered, not the machine token's.
+	m := regexp.MustCompile(`SuperNode (\d+) registered successfully`).FindStringSubmatch(reg.Stdout)
+	require.NotNil(t, m, reg)
+	ls := cli.Flwr(t, flwrTimeout, append(append([]string{"supernode", "list"}, cli.Target("supernode")...), "--format", "json")...)
+	require.Equal(t, 0, ls.Code, ls)
+	var listed struct {
+		Success bool `json:"success"`
+		Nodes   []struct {
+			ID     string `json:"node-id"`
+			Status string `json:"status"`
+		} `json:"nodes"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(ls.Stdout), &listed), ls)
+	require.True(t, listed.Success, ls)
+	require.Len(t, listed.Nodes, 1, ls)
+	assert.Equal(t, m[1], listed.Nodes[0].ID, ls)
+	assert.Equal(t, "online", listed.Nodes[0].Status, ls)
+	step("flwr supernode list")
 }
 
 // TestFlowerCSVEra runs a Flower 1.22 SuperLink, the last that reads the
