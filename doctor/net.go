@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/nodekeys/nodekeys/internal/flwrpb"
 	"github.com/nodekeys/nodekeys/internal/tlsconf"
 	"github.com/nodekeys/nodekeys/verify"
@@ -99,9 +98,9 @@ func SkewHTTP(ctx context.Context, url string) (time.Duration, error) {
 // SkewControl measures the clock offset by the "now" a SuperLink's
 // Control API sends with ListNodes.
 func SkewControl(ctx context.Context, conn grpc.ClientConnInterface) (time.Duration, error) {
-	out := &flwrpb.ListNodesResponse{}
 	start := time.Now()
-	if err := conn.Invoke(ctx, flwr.Control("ListNodes"), &flwrpb.ListNodesRequest{}, out); err != nil {
+	out, err := flwrpb.NewControlClient(conn).ListNodes(ctx, &flwrpb.ListNodesRequest{})
+	if err != nil {
 		return 0, err
 	}
 	end := time.Now()

@@ -41,8 +41,9 @@ type Tokens struct {
 // opens to sign in; Login then polls until the tokens come, the login
 // expires, or ctx ends.
 func Login(ctx context.Context, conn grpc.ClientConnInterface, show func(uri string, expiresIn time.Duration)) (*Tokens, error) {
-	d := &flwrpb.GetLoginDetailsResponse{}
-	if err := conn.Invoke(ctx, flwr.Control("GetLoginDetails"), &flwrpb.GetLoginDetailsRequest{}, d); err != nil {
+	control := flwrpb.NewControlClient(conn)
+	d, err := control.GetLoginDetails(ctx, &flwrpb.GetLoginDetailsRequest{})
+	if err != nil {
 		return nil, fmt.Errorf("login: %w", err)
 	}
 	if d.AuthnType != "oidc" {
@@ -52,8 +53,8 @@ func Login(ctx context.Context, conn grpc.ClientConnInterface, show func(uri str
 	interval := max(time.Duration(d.Interval)*time.Second, time.Second)
 	deadline := time.Now().Add(time.Duration(d.ExpiresIn) * time.Second)
 	for {
-		t := &flwrpb.GetAuthTokensResponse{}
-		if err := conn.Invoke(ctx, flwr.Control("GetAuthTokens"), &flwrpb.GetAuthTokensRequest{DeviceCode: d.DeviceCode}, t); err != nil {
+		t, err := control.GetAuthTokens(ctx, &flwrpb.GetAuthTokensRequest{DeviceCode: d.DeviceCode})
+		if err != nil {
 			return nil, fmt.Errorf("login: %w", err)
 		}
 		if t.AccessToken != "" && t.RefreshToken != "" {
