@@ -9,25 +9,19 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/nodekeys/nodekeys/control"
 	"github.com/nodekeys/nodekeys/csvlist"
-	"github.com/nodekeys/nodekeys/flwrlogin"
 	"github.com/nodekeys/nodekeys/internal/atomicfile"
-	"github.com/nodekeys/nodekeys/internal/safefile"
-	"github.com/nodekeys/nodekeys/internal/tlsconf"
 	"github.com/nodekeys/nodekeys/keys"
 	"github.com/nodekeys/nodekeys/keys/keyset"
 	"github.com/nodekeys/nodekeys/supernodes"
-	"github.com/nodekeys/nodekeys/tokens"
 )
 
 // controlFlags say how to reach a SuperLink's Control API.
@@ -47,49 +41,30 @@ func controlConn(c *cli.Context) (*grpc.ClientConn, error) {
 	return controlConnTo(c, c.String("superlink"))
 }
 
+// controlOptions are the Control API options the flags give, for addr.
+func controlOptions(c *cli.Context, addr string) control.Options {
+	return control.Options{
+		Address: addr, RootCertificates: c.String("root-certificates"), Insecure: c.Bool("insecure"),
+		Token: os.Getenv("NODEKEYS_TOKEN"), TokenFile: c.String("token-file"), LoginFile: c.String("login-file"),
+	}
+}
+
 // controlConnTo connects to the Control API at addr with the flags'
 // credentials.
 func controlConnTo(c *cli.Context, addr string) (*grpc.ClientConn, error) {
-	var creds credentials.TransportCredentials
-	switch ca := c.String("root-certificates"); {
-	case ca != "" && c.Bool("insecure"):
+	conn, err := control.Dial(controlOptions(c, addr))
+	var le *control.LoginError
+	switch {
+	case errors.Is(err, control.ErrTLSAndInsecure):
 		return nil, usageErr("--root-certificates and --insecure contradict each other")
-	case ca != "":
-		conf, err := tlsconf.Client(ca, "")
-		if err != nil {
-			return nil, err
-		}
-		creds = credentials.NewTLS(conf)
-	case c.Bool("insecure"):
-		creds = insecure.NewCredentials()
-	default:
+	case errors.Is(err, control.ErrNoTransport):
 		return nil, usageErr("say how to reach the SuperLink: --root-certificates CA.crt (TLS) or --insecure")
+	case errors.Is(err, control.ErrTokenNeedsTLS):
+		return nil, usageErr("a bearer token is sent over TLS only: use --root-certificates, not --insecure")
+	case errors.As(err, &le):
+		return nil, withHint(le.Err, "log in first: nodekeys login --out "+le.File)
 	}
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
-	token := os.Getenv("NODEKEYS_TOKEN")
-	if f := c.String("token-file"); f != "" {
-		b, err := safefile.ReadRegular(f, 64<<10)
-		if err != nil {
-			return nil, err
-		}
-		token = strings.TrimSpace(string(b))
-	}
-	if token != "" {
-		if c.Bool("insecure") {
-			return nil, usageErr("a bearer token is sent over TLS only: use --root-certificates, not --insecure")
-		}
-		opts = append(opts, grpc.WithPerRPCCredentials(tokens.Static(token)))
-	}
-	if f := c.String("login-file"); f != "" {
-		tok, err := flwrlogin.ReadFile(f)
-		if err != nil {
-			return nil, withHint(err, "log in first: nodekeys login --out "+f)
-		}
-		// Tokens the server refreshes are kept, in the file too.
-		creds := flwrlogin.NewCredentials(tok, f, !c.Bool("insecure"))
-		opts = append(opts, grpc.WithPerRPCCredentials(creds), grpc.WithUnaryInterceptor(creds.UnaryInterceptor()))
-	}
-	return grpc.NewClient(addr, opts...)
+	return conn, err
 }
 
 // withControl connects to the Control API as the flags say and runs fn
