@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -112,18 +113,39 @@ func registerCommand() *cli.Command {
 }
 
 func registerAction(c *cli.Context) error {
-	want, err := supernodes.ReadWant(c.Args().Slice(), c.String("allowlist"), c.String("dir"))
+	w, err := readWanted(c, c.Args().Slice())
 	if err != nil {
 		return err
 	}
-	if len(want) == 0 {
+	want := w.Keys
+	if len(want) == 0 && len(w.Dropped) == 0 {
 		return usageErr("name the keys: KEY.pub files, --allowlist CSV or --dir DIR")
 	}
 	warnBurned(c.App.ErrWriter, c.String("dir"), want)
+	if len(want) == 0 {
+		return fmt.Errorf("no key to register: %s holds none of the keys", w.Allowlist)
+	}
 	return withControl(c, func(ctx context.Context, conn *grpc.ClientConn) error {
+		// One line when the SuperLink cannot be reached, not one per key.
+		if err := control.Reach(ctx, conn); err != nil {
+			return err
+		}
 		res := supernodes.NewClient(conn).RegisterAll(ctx, want, supernodes.Options{Parallel: c.Int("parallel")})
 		return reportResult(c, res, nil)
 	})
+}
+
+// readWanted reads the keys the flags and files name, and says which of
+// --dir's keys its allowlist no longer holds (they are left out).
+func readWanted(c *cli.Context, files []string) (*supernodes.Wanted, error) {
+	w, err := supernodes.ReadWanted(files, c.String("allowlist"), c.String("dir"))
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range w.Dropped {
+		fmt.Fprintf(c.App.ErrWriter, "nodekeys: leaving out %s (%s): %s no longer holds it\n", d.File, d.Key.Fingerprint(), w.Allowlist)
+	}
+	return w, nil
 }
 
 // warnBurned warns about wanted keys recorded as unregistered in dir.
@@ -218,10 +240,11 @@ func applyAction(c *cli.Context) error {
 	if c.String("allowlist") == "" && c.String("dir") == "" {
 		return usageErr("name the keys with --allowlist CSV or --dir DIR")
 	}
-	want, err := supernodes.ReadWant(nil, c.String("allowlist"), c.String("dir"))
+	wanted, err := readWanted(c, nil)
 	if err != nil {
 		return err
 	}
+	want := wanted.Keys
 	conn, err := controlConn(c)
 	if err != nil {
 		return err
@@ -373,7 +396,7 @@ func rotateAction(c *cli.Context) error {
 		defer cancel()
 		id, err := supernodes.NewClient(conn).Register(ctx, pair.Public.PEM())
 		if err != nil {
-			return withHint(fmt.Errorf("registering the new key: %w", err), "the new pair is written; run 'nodekeys register "+filepath.Join(dir, newName+".pub")+"' again")
+			return withHint(fmt.Errorf("registering the new key: %w", err), "the new pair is written; register it with: "+registerAgain(c, filepath.Join(dir, newName+".pub")))
 		}
 		fmt.Fprintf(out, "registered the new key as node %d\n", id)
 	}
@@ -383,4 +406,33 @@ func rotateAction(c *cli.Context) error {
 	fmt.Fprintf(out, "     nodekeys csv remove %s %s\n", csvPath, old.Fingerprint())
 	fmt.Fprintf(out, "     nodekeys apply --prune --dir %s ...   (unregisters the old key %s)\n", dir, old.Fingerprint())
 	return nil
+}
+
+// registerAgain is the register command that finishes an interrupted
+// rotation: the same SuperLink and credentials as this run's flags.
+func registerAgain(c *cli.Context, pub string) string {
+	args := []string{"nodekeys", "register", "--superlink", c.String("superlink")}
+	if ca := c.String("root-certificates"); ca != "" {
+		args = append(args, "--root-certificates", ca)
+	}
+	if c.Bool("insecure") {
+		args = append(args, "--insecure")
+	}
+	for _, f := range []string{"token-file", "login-file"} {
+		if v := c.String(f); v != "" {
+			args = append(args, "--"+f, v)
+		}
+	}
+	args = append(args, pub)
+	for i, a := range args {
+		if a == "" || strings.ContainsFunc(a, func(r rune) bool { return !safeShell(r) }) {
+			args[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+	}
+	return strings.Join(args, " ")
+}
+
+// safeShell reports whether r needs no quoting in a POSIX shell word.
+func safeShell(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=@+,%", r)
 }
