@@ -148,6 +148,12 @@ func readWanted(c *cli.Context, files []string) (*supernodes.Wanted, error) {
 	return w, nil
 }
 
+// scoped reports whether the calls carry an account's or a token's
+// credentials: a gateway then lists a member only its own nodes.
+func scoped(c *cli.Context) bool {
+	return c.String("login-file") != "" || c.String("token-file") != "" || os.Getenv("NODEKEYS_TOKEN") != ""
+}
+
 // warnBurned warns about wanted keys recorded as unregistered in dir.
 func warnBurned(w io.Writer, dir string, want []supernodes.Want) {
 	if dir == "" {
@@ -180,8 +186,12 @@ func reportResult(c *cli.Context, res *supernodes.Result, plan *supernodes.Plan)
 		for _, o := range res.Outcomes {
 			fmt.Fprintln(out, o)
 		}
-		fmt.Fprintf(out, "%d registered, %d already registered, %d unregistered, %d burned, %d failed\n",
-			res.Count("registered"), res.Count("already-registered"), res.Count("unregistered"), res.Count("burned"), len(res.Failed()))
+		others := ""
+		if n := res.Count("other-account"); n > 0 {
+			others = fmt.Sprintf(", %d held by other accounts", n)
+		}
+		fmt.Fprintf(out, "%d registered, %d already registered%s, %d unregistered, %d burned, %d failed\n",
+			res.Count("registered"), res.Count("already-registered"), others, res.Count("unregistered"), res.Count("burned"), len(res.Failed()))
 	}
 	if n := len(res.Failed()) + res.Count("burned"); n > 0 {
 		return withHint(fmt.Errorf("%d of %d keys were not done", n, len(res.Outcomes)), "run the same command again: it does only what is left")
@@ -258,9 +268,13 @@ func applyAction(c *cli.Context) error {
 		return err
 	}
 	plan := supernodes.MakePlan(nodes, want, c.Bool("prune"))
+	plan.Scoped = scoped(c)
 	w := c.App.ErrWriter
 	if c.Bool("json") && c.Bool("dry-run") {
 		return printJSON(c.App.Writer, planJSON(plan))
+	}
+	if plan.Scoped {
+		fmt.Fprintln(w, "the plan is made from the nodes this account may see (a gateway lists a member's own nodes only)")
 	}
 	fmt.Fprintf(w, "plan: register %d, unregister %d, keep %d registered", len(plan.Register), len(plan.Unregister), len(plan.Present))
 	if len(plan.Extra) > 0 {
@@ -310,7 +324,11 @@ func planJSON(p *supernodes.Plan) map[string]any {
 		}
 		return out
 	}
-	return map[string]any{"register": fps(p.Register), "burned": fps(p.Burned), "unregister": p.Unregister, "present": p.Present, "extra": p.Extra}
+	v := map[string]any{"register": fps(p.Register), "burned": fps(p.Burned), "unregister": p.Unregister, "present": p.Present, "extra": p.Extra}
+	if p.Scoped {
+		v["scoped"] = true
+	}
+	return v
 }
 
 func rotateCommand() *cli.Command {
