@@ -2,6 +2,7 @@ package control_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"os"
@@ -14,9 +15,11 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/nodekeys/nodekeys/certs"
 	"github.com/nodekeys/nodekeys/control"
 	"github.com/nodekeys/nodekeys/internal/flwrpb"
 )
@@ -219,4 +222,53 @@ func TestRefusedLoginLeavesFile(t *testing.T) {
 	assert.Equal(t, codes.Unauthenticated, status.Code(err))
 	b, _ := os.ReadFile(path)
 	assert.Equal(t, `{"access_token": "a", "refresh_token": "r"}`, string(b))
+}
+
+// Over TLS: a server whose certificate the named CA does not sign cannot
+// be reached, and Reach says why; with its own CA the call goes through
+// and a bearer token goes with it.
+func TestTLS(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	dir := t.TempDir()
+	ca := func(name string) *certs.CA {
+		k, err := certs.GenerateKey(certs.ECDSAP256)
+		require.NoError(t, err)
+		c, err := certs.NewCA(k, 2, now)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), certs.MarshalCertificate(c.Cert), 0o644))
+		return c
+	}
+	mine, _ := ca("mine.crt"), ca("other.crt")
+	k, err := certs.GenerateKey(certs.ECDSAP256)
+	require.NoError(t, err)
+	cert, err := mine.Issue(k.Public(), []string{"127.0.0.1"}, 1, now)
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	s := &server{seen: make(chan metadata.MD, 1)}
+	g := grpc.NewServer(grpc.Creds(credentials.NewServerTLSFromCert(&tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: k})))
+	flwrpb.RegisterControlServer(g, s)
+	go g.Serve(ln)
+	defer g.Stop()
+	addr := ln.Addr().String()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	conn, err := control.Dial(control.Options{Address: addr, RootCertificates: filepath.Join(dir, "other.crt")})
+	require.NoError(t, err)
+	defer conn.Close()
+	err = control.Reach(ctx, conn)
+	var ue *control.UnreachableError
+	require.ErrorAs(t, err, &ue)
+	assert.Contains(t, err.Error(), "cannot reach "+addr+": ")
+	assert.Contains(t, err.Error(), "certificate signed by unknown authority")
+
+	conn, err = control.Dial(control.Options{Address: addr, RootCertificates: filepath.Join(dir, "mine.crt"), Token: "nk_secret"})
+	require.NoError(t, err)
+	defer conn.Close()
+	require.NoError(t, control.Reach(ctx, conn))
+	_, err = flwrpb.NewControlClient(conn).ListNodes(ctx, &flwrpb.ListNodesRequest{})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"Bearer nk_secret"}, (<-s.seen).Get("authorization"))
 }
