@@ -13,7 +13,6 @@ import (
 	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/nodekeys/nodekeys/internal/flwrpb"
 	"github.com/nodekeys/nodekeys/internal/tlsconf"
-	"github.com/nodekeys/nodekeys/verify"
 
 	"google.golang.org/grpc"
 )
@@ -99,15 +98,15 @@ func SkewHTTP(ctx context.Context, url string) (time.Duration, error) {
 // SkewControl measures the clock offset by the "now" a SuperLink's
 // Control API sends with ListNodes.
 func SkewControl(ctx context.Context, conn grpc.ClientConnInterface) (time.Duration, error) {
-	out := &flwrpb.ListNodesResponse{}
 	start := time.Now()
-	if err := conn.Invoke(ctx, flwr.Control("ListNodes"), &flwrpb.ListNodesRequest{}, out); err != nil {
+	out, err := flwrpb.NewControlClient(conn).ListNodes(ctx, &flwrpb.ListNodesRequest{})
+	if err != nil {
 		return 0, err
 	}
 	end := time.Now()
 	server, err := time.Parse(time.RFC3339Nano, out.Now)
 	if err != nil {
-		t, ok := verify.ParseTimestamp(out.Now)
+		t, ok := flwr.ParseTimestamp(out.Now)
 		if !ok {
 			return 0, fmt.Errorf("the SuperLink's time %q does not parse", out.Now)
 		}
@@ -125,9 +124,9 @@ func Skew(offset time.Duration, source string) []Finding {
 			Fix: "synchronise this machine's clock (and the SuperLink's) with NTP: timedatectl set-ntp true"}}
 	}
 	switch {
-	case offset >= verify.DefaultWindow.Future:
+	case offset >= flwr.DefaultWindow.Future:
 		return f(Error, fmt.Sprintf("this clock is %.1f s ahead of the server's: Flower refuses timestamps 5 s or more ahead", offset.Seconds()))
-	case -offset >= verify.DefaultWindow.Past-5*time.Second:
+	case -offset >= flwr.DefaultWindow.Past-5*time.Second:
 		return f(Error, fmt.Sprintf("this clock is %.0f s behind the server's: Flower refuses timestamps 305 s or more old", -offset.Seconds()))
 	case offset >= 2*time.Second || offset <= -2*time.Second:
 		return f(Warning, fmt.Sprintf("this clock is %.1f s off the server's", offset.Seconds()))

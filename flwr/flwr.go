@@ -1,7 +1,9 @@
 // Package flwr holds the facts of Flower's protocol that nodekeys relies on,
 // in one place: the services and methods of the Fleet and Control APIs by
-// the Flower version that has them, the metadata of node authentication and
-// of account login, and Flower's ports. The rest of nodekeys derives its
+// the Flower version that has them, the metadata of node authentication
+// (and its timestamp: FormatTimestamp, ParseTimestamp, and the accepted
+// Window of each Flower version, WindowOf), the metadata of account login,
+// and Flower's ports. The rest of nodekeys derives its
 // lists (authorization defaults, metric labels, the gateway's routing, the
 // stand-in SuperLink) from here, so that a method a new Flower adds is one
 // edit.

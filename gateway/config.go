@@ -11,10 +11,10 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/nodekeys/nodekeys/authz"
+	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/nodekeys/nodekeys/internal/safefile"
 	"github.com/nodekeys/nodekeys/oidcauth"
 	"github.com/nodekeys/nodekeys/state/redisstate"
-	"github.com/nodekeys/nodekeys/verify"
 	"github.com/nodekeys/nodekeys/verify/replay"
 )
 
@@ -350,7 +350,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.FlowerVersion != "" {
-		if _, err := verify.FlowerWindow(c.FlowerVersion); err != nil {
+		if _, err := flwr.WindowOf(c.FlowerVersion); err != nil {
 			return err
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/nodekeys/nodekeys/gateway"
 	"github.com/nodekeys/nodekeys/internal/peer"
 	"github.com/nodekeys/nodekeys/sign"
@@ -27,7 +28,7 @@ func forged(t *testing.T, s *sign.Signer, n int) [][]string {
 	t.Helper()
 	out := make([][]string, n)
 	for i := range out {
-		h, err := s.SignTimestamp(sign.FormatTimestamp(time.Now().Add(-time.Duration(i) * time.Millisecond)))
+		h, err := s.SignTimestamp(flwr.FormatTimestamp(time.Now().Add(-time.Duration(i) * time.Millisecond)))
 		require.NoError(t, err)
 		h.Signature = bytes.Clone(h.Signature)
 		h.Signature[len(h.Signature)-1] ^= 1

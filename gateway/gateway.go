@@ -87,9 +87,9 @@ func New(cfg Config, log *slog.Logger) (_ *Gateway, err error) {
 		}
 	}()
 
-	window := verify.DefaultWindow
+	window := flwr.DefaultWindow
 	if cfg.FlowerVersion != "" {
-		window, _ = verify.FlowerWindow(cfg.FlowerVersion)
+		window, _ = flwr.WindowOf(cfg.FlowerVersion)
 	}
 	maxVerify := cfg.MaxVerifications
 	if maxVerify <= 0 {

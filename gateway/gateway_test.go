@@ -27,6 +27,7 @@ import (
 
 	"github.com/nodekeys/nodekeys/certs"
 	"github.com/nodekeys/nodekeys/csvlist"
+	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/nodekeys/nodekeys/gateway"
 	"github.com/nodekeys/nodekeys/internal/peer"
 	"github.com/nodekeys/nodekeys/internal/standin"
@@ -225,7 +226,7 @@ func TestRefusedCallsNeverReachUpstream(t *testing.T) {
 	require.NoError(t, err)
 	now := time.Now()
 	at := func(signer *sign.Signer, t0 time.Time) sign.Headers {
-		h, err := signer.SignTimestamp(sign.FormatTimestamp(t0))
+		h, err := signer.SignTimestamp(flwr.FormatTimestamp(t0))
 		require.NoError(t, err)
 		return h
 	}

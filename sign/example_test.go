@@ -4,14 +4,15 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/nodekeys/nodekeys/keys"
 	"github.com/nodekeys/nodekeys/sign"
 )
 
 func ExampleFormatTimestamp() {
 	t := time.Date(2026, 11, 22, 17, 45, 3, 123456789, time.UTC)
-	fmt.Println(sign.FormatTimestamp(t))
-	fmt.Println(sign.FormatTimestamp(t.Truncate(time.Second)))
+	fmt.Println(flwr.FormatTimestamp(t))
+	fmt.Println(flwr.FormatTimestamp(t.Truncate(time.Second)))
 	// Output:
 	// 2026-11-22T17:45:03.123456+00:00
 	// 2026-11-22T17:45:03+00:00

@@ -82,11 +82,11 @@ func (s *Signer) PublicKeyPEM() []byte { return s.pem }
 
 // Sign returns the headers for a call made now.
 func (s *Signer) Sign() (Headers, error) {
-	return s.SignTimestamp(FormatTimestamp(s.now()))
+	return s.SignTimestamp(flwr.FormatTimestamp(s.now()))
 }
 
 // SignTimestamp returns the headers that sign the timestamp string ts as
-// it is. Use FormatTimestamp to make one.
+// it is. Use flwr.FormatTimestamp to make one.
 func (s *Signer) SignTimestamp(ts string) (Headers, error) {
 	sum := sha256.Sum256([]byte(ts))
 	sig, err := ecdsa.SignASN1(rand.Reader, s.key, sum[:])
@@ -94,16 +94,4 @@ func (s *Signer) SignTimestamp(ts string) (Headers, error) {
 		return Headers{}, fmt.Errorf("sign: %w", err)
 	}
 	return Headers{PublicKey: s.pem, Timestamp: ts, Signature: sig}, nil
-}
-
-// FormatTimestamp formats t as Python's datetime.isoformat() does for an
-// aware UTC datetime: "2026-11-22T17:45:03.123456+00:00", and
-// "2026-11-22T17:45:03+00:00" when the microseconds are 0. Python keeps
-// microseconds; finer digits are dropped.
-func FormatTimestamp(t time.Time) string {
-	t = t.UTC().Truncate(time.Microsecond)
-	if t.Nanosecond() == 0 {
-		return t.Format("2006-01-02T15:04:05+00:00")
-	}
-	return t.Format("2006-01-02T15:04:05.000000+00:00")
 }

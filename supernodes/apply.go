@@ -31,6 +31,12 @@ type Plan struct {
 	// Extra are registered keys that are not wanted, left alone (without
 	// prune).
 	Extra []Node `json:"extra"`
+	// Scoped, set by the caller, says the nodes the plan was made from are
+	// those the caller may see, not all the SuperLink holds: a gateway
+	// lists a member's own nodes only. A key to Register that the
+	// SuperLink turns out to hold is then another account's (action
+	// "other-account"), not "already-registered".
+	Scoped bool `json:"scoped,omitempty"`
 }
 
 // MakePlan compares the SuperLink's nodes with the wanted keys. Keys are
@@ -83,7 +89,8 @@ type Outcome struct {
 	Fingerprint string `json:"fingerprint"`
 	File        string `json:"file,omitempty"`
 	NodeID      uint64 `json:"node_id,omitempty"`
-	// Action is "registered", "already-registered", "unregistered",
+	// Action is "registered", "already-registered", "other-account" (held
+	// by the SuperLink, not in the caller's scoped list), "unregistered",
 	// "burned" or "failed".
 	Action string `json:"action"`
 	Error  string `json:"error,omitempty"`
@@ -164,6 +171,8 @@ func (c *Client) Apply(ctx context.Context, p *Plan, opts Options) *Result {
 			switch {
 			case err == nil:
 				o.Action, o.NodeID = "registered", id
+			case errors.Is(err, ErrAlreadyRegistered) && p.Scoped:
+				o.Action, o.Error = "other-account", "the SuperLink holds this key, and this account may not see it: another account registered it (or unregistered it before)"
 			case errors.Is(err, ErrAlreadyRegistered):
 				o.Action = "already-registered"
 			default:

@@ -19,16 +19,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/nodekeys/nodekeys/internal/flwrpb"
 	"github.com/nodekeys/nodekeys/keys"
-)
-
-// The Control API methods used here.
-var (
-	MethodRegisterNode   = flwr.Control("RegisterNode")
-	MethodUnregisterNode = flwr.Control("UnregisterNode")
-	MethodListNodes      = flwr.Control("ListNodes")
 )
 
 // ErrAlreadyRegistered is returned by Register for a key the SuperLink
@@ -37,12 +29,14 @@ var ErrAlreadyRegistered = errors.New("supernodes: the SuperLink already holds t
 
 // Client calls a SuperLink's Control API.
 type Client struct {
-	conn grpc.ClientConnInterface
+	control flwrpb.ControlClient
 }
 
 // NewClient returns a Client on conn (transport and call credentials are
 // conn's).
-func NewClient(conn grpc.ClientConnInterface) *Client { return &Client{conn: conn} }
+func NewClient(conn grpc.ClientConnInterface) *Client {
+	return &Client{control: flwrpb.NewControlClient(conn)}
+}
 
 // Node is a SuperNode as the SuperLink lists it.
 type Node struct {
@@ -61,8 +55,8 @@ type Node struct {
 // Register registers the key whose PEM SubjectPublicKeyInfo is pem and
 // returns its node id.
 func (c *Client) Register(ctx context.Context, pem []byte) (uint64, error) {
-	out := &flwrpb.RegisterNodeResponse{}
-	if err := c.conn.Invoke(ctx, MethodRegisterNode, &flwrpb.RegisterNodeRequest{PublicKey: pem}, out); err != nil {
+	out, err := c.control.RegisterNode(ctx, &flwrpb.RegisterNodeRequest{PublicKey: pem})
+	if err != nil {
 		if st, ok := status.FromError(err); ok && st.Code() == codes.FailedPrecondition &&
 			strings.Contains(strings.ToLower(st.Message()), "already in use") {
 			return 0, ErrAlreadyRegistered
@@ -77,13 +71,14 @@ func (c *Client) Register(ctx context.Context, pem []byte) (uint64, error) {
 
 // Unregister unregisters a node. Its key is burned from then on.
 func (c *Client) Unregister(ctx context.Context, id uint64) error {
-	return c.conn.Invoke(ctx, MethodUnregisterNode, &flwrpb.UnregisterNodeRequest{NodeId: id}, &flwrpb.UnregisterNodeResponse{})
+	_, err := c.control.UnregisterNode(ctx, &flwrpb.UnregisterNodeRequest{NodeId: id})
+	return err
 }
 
 // List returns the SuperLink's nodes, burned ones included.
 func (c *Client) List(ctx context.Context) ([]Node, error) {
-	out := &flwrpb.ListNodesResponse{}
-	if err := c.conn.Invoke(ctx, MethodListNodes, &flwrpb.ListNodesRequest{}, out); err != nil {
+	out, err := c.control.ListNodes(ctx, &flwrpb.ListNodesRequest{})
+	if err != nil {
 		return nil, err
 	}
 	nodes := make([]Node, 0, len(out.NodesInfo))

@@ -16,17 +16,41 @@ import (
 	"github.com/nodekeys/nodekeys/internal/atomicfile"
 	"github.com/nodekeys/nodekeys/internal/safefile"
 	"github.com/nodekeys/nodekeys/keys"
+	"github.com/nodekeys/nodekeys/keys/keyset"
 )
 
 // ReadWant reads the wanted keys: .pub files, an allowlist CSV, and every
-// *.pub in a folder; each may be empty. A key named twice counts once.
+// *.pub in a folder; each may be empty. A key named twice counts once. A
+// folder's *.pub whose key the folder's own allowlist (client_public_keys.csv)
+// no longer holds is left out: see ReadWanted.
 func ReadWant(pubFiles []string, allowlist, dir string) ([]Want, error) {
-	var out []Want
+	w, err := ReadWanted(pubFiles, allowlist, dir)
+	if err != nil {
+		return nil, err
+	}
+	return w.Keys, nil
+}
+
+// Wanted are the keys ReadWanted read.
+type Wanted struct {
+	Keys []Want
+	// Dropped are the folder's .pub files whose keys its allowlist
+	// (Allowlist) does not hold: removed from the federation (nodekeys csv
+	// remove) while the file stayed. They are not wanted.
+	Dropped []Want
+	// Allowlist is the folder's CSV that decided, "" when it has none.
+	Allowlist string
+}
+
+// ReadWanted is ReadWant, and says which of the folder's keys its
+// allowlist left out.
+func ReadWanted(pubFiles []string, allowlist, dir string) (*Wanted, error) {
+	out := &Wanted{}
 	seen := map[string]bool{}
 	add := func(k *keys.PublicKey, file string) {
 		if !seen[k.Fingerprint()] {
 			seen[k.Fingerprint()] = true
-			out = append(out, Want{Key: k, File: file})
+			out.Keys = append(out.Keys, Want{Key: k, File: file})
 		}
 	}
 	for _, f := range pubFiles {
@@ -55,6 +79,20 @@ func ReadWant(pubFiles []string, allowlist, dir string) ([]Want, error) {
 				return nil, err
 			}
 		}
+		// The folder's allowlist, when it has one, says which of its keys
+		// are in the federation.
+		var listed map[string]bool
+		csvPath := filepath.Join(dir, keyset.DefaultCSV)
+		switch l, err := csvlist.ReadFile(csvPath); {
+		case err == nil:
+			out.Allowlist = csvPath
+			listed = map[string]bool{}
+			for _, k := range l.Keys() {
+				listed[k.Fingerprint()] = true
+			}
+		case !errors.Is(err, fs.ErrNotExist):
+			return nil, err
+		}
 		sort.Strings(names)
 		for _, f := range names {
 			if filepath.Base(f) == "server_credentials.pub" {
@@ -63,6 +101,12 @@ func ReadWant(pubFiles []string, allowlist, dir string) ([]Want, error) {
 			k, err := keys.ReadPublicKey(f)
 			if err != nil {
 				return nil, err
+			}
+			if listed != nil && !listed[k.Fingerprint()] {
+				if !seen[k.Fingerprint()] {
+					out.Dropped = append(out.Dropped, Want{Key: k, File: f})
+				}
+				continue
 			}
 			add(k, f)
 		}

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/nodekeys/nodekeys/csvlist"
 	"github.com/nodekeys/nodekeys/internal/standin"
 	"github.com/nodekeys/nodekeys/keys"
 	"github.com/nodekeys/nodekeys/supernodes"
@@ -177,6 +178,24 @@ func TestReadWant(t *testing.T) {
 	assert.Len(t, got, 3, "a key named twice counts once; the server pair is not a SuperNode")
 	_, err = supernodes.ReadWant(nil, "", filepath.Join(dir, "missing"))
 	assert.Error(t, err)
+
+	// The folder's allowlist holds keys 1 and 3: key 2's file stayed after
+	// the key left the federation, and is not wanted.
+	csv := filepath.Join(dir, "client_public_keys.csv")
+	require.NoError(t, os.WriteFile(csv, csvlist.Marshal([]*keys.PublicKey{ws[0].Key, ws[2].Key}), 0o644))
+	w, err := supernodes.ReadWanted(nil, "", dir)
+	require.NoError(t, err)
+	require.Len(t, w.Keys, 2)
+	assert.Equal(t, ws[0].Key.Fingerprint(), w.Keys[0].Key.Fingerprint())
+	assert.Equal(t, ws[2].Key.Fingerprint(), w.Keys[1].Key.Fingerprint())
+	require.Len(t, w.Dropped, 1)
+	assert.Equal(t, filepath.Join(dir, "client_credentials_2.pub"), w.Dropped[0].File)
+	assert.Equal(t, csv, w.Allowlist)
+	// Named on its own, a file is wanted whatever the folder's list says.
+	w, err = supernodes.ReadWanted([]string{filepath.Join(dir, "client_credentials_2.pub")}, "", dir)
+	require.NoError(t, err)
+	assert.Len(t, w.Keys, 3)
+	assert.Empty(t, w.Dropped)
 }
 
 // BenchmarkRegister measures registering N keys against the stand-in, 16

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/nodekeys/nodekeys/keys"
 	"github.com/nodekeys/nodekeys/sign"
 	"github.com/nodekeys/nodekeys/verify"
@@ -36,7 +37,7 @@ func benchSetup(b *testing.B, n int) (*verify.Verifier, sign.Headers, *ecdsa.Pri
 	if err != nil {
 		b.Fatal(err)
 	}
-	h, err := s.SignTimestamp(sign.FormatTimestamp(benchNow.Add(-time.Second)))
+	h, err := s.SignTimestamp(flwr.FormatTimestamp(benchNow.Add(-time.Second)))
 	if err != nil {
 		b.Fatal(err)
 	}

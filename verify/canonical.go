@@ -14,7 +14,7 @@ const (
 // base64 characters a line, "\n" line ends, a final newline) into buf and
 // returns it; ok is false when h is not one PEM "PUBLIC KEY" block. It
 // works in fixed buffers, so the unknown-key path allocates nothing.
-func canonicalPEM(h []byte, buf *[MaxPublicKeyLen]byte) (out []byte, ok bool) {
+func canonicalPEM(h []byte, buf *[maxPublicKeyLen]byte) (out []byte, ok bool) {
 	h = bytes.TrimSpace(h)
 	body, found := bytes.CutPrefix(h, []byte(pemHeader))
 	if !found {
@@ -25,7 +25,7 @@ func canonicalPEM(h []byte, buf *[MaxPublicKeyLen]byte) (out []byte, ok bool) {
 		return nil, false
 	}
 	// The base64 characters, without line breaks or other white space.
-	var b64 [MaxPublicKeyLen]byte
+	var b64 [maxPublicKeyLen]byte
 	n := 0
 	for _, c := range body {
 		switch c {
@@ -38,7 +38,7 @@ func canonicalPEM(h []byte, buf *[MaxPublicKeyLen]byte) (out []byte, ok bool) {
 		b64[n] = c
 		n++
 	}
-	var der [MaxPublicKeyLen * 3 / 4]byte
+	var der [maxPublicKeyLen * 3 / 4]byte
 	m, err := base64.StdEncoding.Strict().Decode(der[:], b64[:n])
 	if err != nil || m == 0 {
 		return nil, false
@@ -49,7 +49,7 @@ func canonicalPEM(h []byte, buf *[MaxPublicKeyLen]byte) (out []byte, ok bool) {
 		return nil, false
 	}
 	w := copy(buf[:], pemHeader+"\n")
-	var line [MaxPublicKeyLen]byte // enc <= n: the input had as many characters
+	var line [maxPublicKeyLen]byte // enc <= n: the input had as many characters
 	base64.StdEncoding.Encode(line[:enc], der[:m])
 	for i := 0; i < enc; i += 64 {
 		w += copy(buf[w:], line[i:min(i+64, enc)])

@@ -35,7 +35,7 @@ func TestCanonicalPEM(t *testing.T) {
 			pemHeader + "\n" + wrap(76, "\n") + pemFooter + "\n",
 			pemHeader + "\n" + b64 + "\n" + pemFooter,
 		} {
-			var buf [MaxPublicKeyLen]byte
+			var buf [maxPublicKeyLen]byte
 			got, ok := canonicalPEM([]byte(in), &buf)
 			assert.True(t, ok, "%q", in)
 			assert.Equal(t, want, string(got))
@@ -44,7 +44,7 @@ func TestCanonicalPEM(t *testing.T) {
 			"", want[:40], strings.Replace(want, "PUBLIC KEY", "PRIVATE KEY", 1), want + "junk",
 			pemHeader + "\n!!!!\n" + pemFooter, pemHeader + pemFooter, pemHeader + "\n" + strings.Repeat("A", 600) + "\n" + pemFooter,
 		} {
-			var buf [MaxPublicKeyLen]byte
+			var buf [maxPublicKeyLen]byte
 			_, ok := canonicalPEM([]byte(bad), &buf)
 			assert.False(t, ok, "%q", bad)
 		}

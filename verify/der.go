@@ -7,9 +7,9 @@ import (
 	"golang.org/x/crypto/cryptobyte/asn1"
 )
 
-// MaxSignatureLen bounds flwr-signature-bin: a P-521 DER signature is at
+// maxSignatureLen bounds flwr-signature-bin: a P-521 DER signature is at
 // most 139 bytes.
-const MaxSignatureLen = 160
+const maxSignatureLen = 160
 
 // parseSignature parses a DER ECDSA-Sig-Value, SEQUENCE { r INTEGER,
 // s INTEGER }, strictly: minimal lengths, minimal non-negative integers, no

@@ -9,7 +9,7 @@
 // each, not a signature verification.
 //
 // Flower accepts a call when -5 s < now - timestamp < 305 s (Flower 1.20
-// and later; see Window for older versions). Verify returns nil or an
+// and later; flwr.WindowOf gives older versions'). Verify returns nil or an
 // *Error whose Reason says why the call was refused.
 //
 // A key is found in the allowlist by its exact header bytes and, unless

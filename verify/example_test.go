@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/nodekeys/nodekeys/keys"
 	"github.com/nodekeys/nodekeys/sign"
 	"github.com/nodekeys/nodekeys/verify"
@@ -18,7 +19,7 @@ func Example() {
 	// The SuperNode signs the current time.
 	now := time.Now()
 	signer, _ := sign.New(pair.Private)
-	h, _ := signer.SignTimestamp(sign.FormatTimestamp(now))
+	h, _ := signer.SignTimestamp(flwr.FormatTimestamp(now))
 
 	// The SuperLink verifies it.
 	v := verify.New(list)

@@ -13,30 +13,9 @@ import (
 	"golang.org/x/crypto/cryptobyte"
 	"golang.org/x/crypto/cryptobyte/asn1"
 
+	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/nodekeys/nodekeys/sign"
 )
-
-// FuzzParseTimestamp: no panic; an accepted timestamp formats back (in
-// UTC, to the microsecond) to a string that parses to the same instant.
-func FuzzParseTimestamp(f *testing.F) {
-	for _, s := range []string{"2026-11-22T17:45:03.123456+00:00", "2026-11-22T17:45:03+00:00", "2026-11-22 17:45:03Z",
-		"2026-11-22T17:45:03.5-05:30", "2024-02-29T23:59:59.999999999+23:59", "2026-11-22T17:45:03"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		ts, ok := ParseTimestamp(s)
-		if !ok {
-			return
-		}
-		if len(s) > MaxTimestampLen {
-			t.Fatal("accepted an over-long timestamp")
-		}
-		back, ok := ParseTimestamp(sign.FormatTimestamp(ts))
-		if !ok || !back.Equal(ts.Truncate(time.Microsecond)) {
-			t.Fatalf("%q: %v formats to %q", s, ts, sign.FormatTimestamp(ts))
-		}
-	})
-}
 
 // FuzzParseSignature: what parseSignature accepts is exactly strict DER:
 // re-encoding r and s gives back the input.
@@ -73,7 +52,7 @@ func FuzzVerifyHeaders(f *testing.F) {
 	list := &Allowlist{byPEM: map[string]*Key{k.PEM: k}}
 	s, _ := sign.New(priv)
 	now := time.Date(2026, 11, 22, 17, 45, 3, 0, time.UTC)
-	h, _ := s.SignTimestamp(sign.FormatTimestamp(now))
+	h, _ := s.SignTimestamp(flwr.FormatTimestamp(now))
 	f.Add(h.PublicKey, h.Timestamp, h.Signature)
 	f.Add([]byte("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"), "2026-11-22T17:45:03Z", []byte{0x30, 0})
 	f.Fuzz(func(t *testing.T, pemKey []byte, ts string, sig []byte) {

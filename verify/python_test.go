@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/nodekeys/nodekeys/csvlist"
+	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/nodekeys/nodekeys/internal/peer"
 	"github.com/nodekeys/nodekeys/keys"
 	"github.com/nodekeys/nodekeys/sign"
@@ -83,17 +84,17 @@ func TestPythonSignedHeadersVerifyInGo(t *testing.T) {
 		pemBytes, _ := base64.StdEncoding.DecodeString(w.PublicKey)
 		sig, _ := base64.StdEncoding.DecodeString(w.Signature)
 		h := sign.Headers{PublicKey: pemBytes, Timestamp: w.Timestamp, Signature: sig}
-		ts, ok := verify.ParseTimestamp(w.Timestamp)
+		ts, ok := flwr.ParseTimestamp(w.Timestamp)
 		require.True(t, ok, w.Timestamp)
 		// Python's isoformat is exactly ours.
-		require.Equal(t, w.Timestamp, sign.FormatTimestamp(ts))
+		require.Equal(t, w.Timestamp, flwr.FormatTimestamp(ts))
 		if !strings.Contains(w.Timestamp, ".") {
 			noFraction++
 		}
 		// Exact PEM bytes hit the allowlist with no canonicalisation.
 		_, err := v.VerifyAt(h, ts.Add(time.Second))
 		require.NoError(t, err, w.Timestamp)
-		h.Timestamp = sign.FormatTimestamp(ts.Add(time.Microsecond))
+		h.Timestamp = flwr.FormatTimestamp(ts.Add(time.Microsecond))
 		_, err = v.VerifyAt(h, ts.Add(time.Second))
 		require.Equal(t, verify.BadSignature, reasonOf(err))
 		got++
@@ -155,7 +156,7 @@ func TestGoSignedHeadersVerifyInPython(t *testing.T) {
 		if i%5 == 0 {
 			ts = ts.Truncate(time.Second)
 		}
-		h, err := signers[i%16].SignTimestamp(sign.FormatTimestamp(ts))
+		h, err := signers[i%16].SignTimestamp(flwr.FormatTimestamp(ts))
 		require.NoError(t, err)
 		line, err := json.Marshal(wireHeaders{
 			PublicKey: base64.StdEncoding.EncodeToString(h.PublicKey), Timestamp: h.Timestamp,
@@ -166,102 +167,4 @@ func TestGoSignedHeadersVerifyInPython(t *testing.T) {
 	}
 	out := peer.Python(t, in.Bytes(), pySuperLink)
 	assert.Equal(t, fmt.Sprintf("%d 0", n), strings.TrimSpace(string(out)))
-}
-
-// pyFromISO prints, for each line of stdin, the UTC instant Python's
-// datetime.fromisoformat reads (microseconds since the epoch), or "refused".
-const pyFromISO = `
-import sys
-from datetime import datetime, timezone
-epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
-for line in sys.stdin.read().split("\n")[:-1]:
-    try:
-        t = datetime.fromisoformat(line)
-        if t.tzinfo is None:
-            print("naive"); continue
-        d = t - epoch
-        print((d.days * 86400 + d.seconds) * 10**6 + d.microseconds)
-    except Exception:
-        print("refused")
-`
-
-// TestTimestampGrammarAgainstPython spells timestamps many ways and checks
-// them against the machine's Python: whatever ParseTimestamp accepts,
-// Python reads to the same instant; a SuperNode's forms are accepted by
-// both; what Python reads and nodekeys refuses lies outside Python 3.10's
-// grammar (ParseTimestamp's doc lists those forms).
-func TestTimestampGrammarAgainstPython(t *testing.T) {
-	rnd := rand.New(rand.NewPCG(3, 4))
-	var spellings []string
-	seps := []string{"T", " ", "t", "x", "_"}
-	fracs := []string{"", ".1", ".12", ".123", ".1234", ".12345", ".123456", ".1234567", ".123456789", ",123456", "."}
-	zones := []string{"+00:00", "-00:00", "+01:30", "-05:00", "Z", "z", "+0000", "+00", "+00:00:30", "+00:00:30.5", "", "+24:00", "-23:59"}
-	for range 400 {
-		at := time.Unix(rnd.Int64N(4e9), 0).UTC()
-		date := at.Format("2006-01-02")
-		clock := at.Format("15:04:05")
-		switch rnd.IntN(8) {
-		case 0:
-			clock = at.Format("15:04")
-		case 1:
-			date = at.Format("20060102")
-		}
-		spellings = append(spellings, date+seps[rnd.IntN(len(seps))]+clock+fracs[rnd.IntN(len(fracs))]+zones[rnd.IntN(len(zones))])
-	}
-	// What SuperNodes send: isoformat() of an aware UTC time.
-	var supernode []string
-	for range 200 {
-		at := time.Unix(rnd.Int64N(4e9), int64(rnd.IntN(1e6))*1000*int64(rnd.IntN(2)))
-		supernode = append(supernode, sign.FormatTimestamp(at))
-	}
-	all := append(spellings, supernode...)
-	out := strings.Split(strings.TrimSpace(string(peer.Python(t, []byte(strings.Join(all, "\n")+"\n"), pyFromISO))), "\n")
-	require.Len(t, out, len(all))
-	accepted, pyOnly := 0, 0
-	for i, s := range all {
-		got, ok := verify.ParseTimestamp(s)
-		py := out[i]
-		if ok {
-			accepted++
-			require.NotEqual(t, "refused", py, "%q: nodekeys accepts what Python refuses", s)
-			assert.Equal(t, py, fmt.Sprint(got.UnixMicro()), "%q: another instant than Python's", s)
-			continue
-		}
-		require.Less(t, i, len(spellings), "%q: a SuperNode's timestamp refused", s)
-		if py != "refused" && py != "naive" {
-			pyOnly++
-			assert.True(t, outside310(s), "%q: Python 3.10 reads it too, nodekeys should", s)
-		}
-	}
-	t.Logf("%d of %d spellings accepted by both; %d read only by Python 3.11+", accepted, len(all), pyOnly)
-	assert.Greater(t, accepted, len(supernode))
-}
-
-// outside310 reports whether s uses a form Python 3.10's fromisoformat
-// refuses, or one nodekeys refuses on purpose though 3.10 reads it (an
-// hour-and-minute time, another separator, an offset with seconds).
-func outside310(s string) bool {
-	if len(s) < 11 || s[4] != '-' || s[7] != '-' {
-		return true // basic date
-	}
-	rest := s[11:]
-	if s[10] != 'T' && s[10] != ' ' {
-		return true // other separators: 3.10 reads them, no SuperNode sends them
-	}
-	if strings.ContainsAny(rest, "Zz,") {
-		return true
-	}
-	if len(rest) < 8 || rest[5] != ':' {
-		return true // HH:MM only
-	}
-	clock, zone := rest[:8], rest[8:]
-	_ = clock
-	if f, ok := strings.CutPrefix(zone, "."); ok {
-		n := len(f) - len(strings.TrimLeft(f, "0123456789"))
-		if n != 3 && n != 6 {
-			return true
-		}
-		zone = f[n:]
-	}
-	return len(zone) != 6 // +HH:MM:SS offsets, +HHMM, +HH
 }

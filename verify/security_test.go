@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/nodekeys/nodekeys/verify"
 	"github.com/nodekeys/nodekeys/verify/replay"
 )
@@ -36,7 +37,7 @@ func TestReplayGuardKeyQuota(t *testing.T) {
 		require.NoError(t, err, "node b is not locked out by node a")
 	}
 	// The flood's entries expire with the window, and node a works again.
-	later := now.Add(verify.DefaultWindow.Past + 2*time.Second)
+	later := now.Add(flwr.DefaultWindow.Past + 2*time.Second)
 	_, err := v.VerifyAt(a.at(t, later), later)
 	require.NoError(t, err)
 }

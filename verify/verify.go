@@ -8,15 +8,13 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
-	"fmt"
 	"math/big"
 	"runtime"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/nodekeys/nodekeys/internal/p384"
 	"github.com/nodekeys/nodekeys/internal/parallel"
 	"github.com/nodekeys/nodekeys/keys"
@@ -113,46 +111,9 @@ var (
 	errBadSignature = &Error{BadSignature, "the signature does not verify"}
 )
 
-// MaxPublicKeyLen bounds flwr-public-key-bin: a P-521 key in PEM is 268
+// maxPublicKeyLen bounds flwr-public-key-bin: a P-521 key in PEM is 268
 // bytes.
-const MaxPublicKeyLen = 512
-
-// Window is the accepted range of now - timestamp: a call is accepted when
-// -Future < now - timestamp < Past, both ends open, as Flower checks it.
-type Window struct {
-	Future, Past time.Duration
-}
-
-// DefaultWindow is Flower's window since 1.20: -5 s < d < 305 s.
-var DefaultWindow = Window{Future: 5 * time.Second, Past: 305 * time.Second}
-
-// FlowerWindow returns the window of a Flower version ("1.19", "1.15.0").
-// Flower 1.15.0 sent the headers without the flwr- prefix; Flower before
-// 1.15 used another scheme, which this package does not check.
-func FlowerWindow(version string) (Window, error) {
-	parts := strings.SplitN(version, ".", 3)
-	nums := make([]int, 3)
-	for i, p := range parts {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 0 {
-			return Window{}, fmt.Errorf("verify: %q is not a Flower version like 1.19", version)
-		}
-		nums[i] = n
-	}
-	if len(parts) < 2 {
-		return Window{}, fmt.Errorf("verify: %q is not a Flower version like 1.19", version)
-	}
-	major, minor, patch := nums[0], nums[1], nums[2]
-	switch {
-	case major != 1 || minor < 15:
-		return Window{}, fmt.Errorf("verify: Flower %s does not use signed timestamps (1.15 and later do)", version)
-	case minor == 15 && patch == 0 && len(parts) == 3:
-		return Window{Future: 0, Past: 10 * time.Second}, nil
-	case minor < 20:
-		return Window{Future: 5 * time.Second, Past: 15 * time.Second}, nil
-	}
-	return DefaultWindow, nil
-}
+const maxPublicKeyLen = 512
 
 // Key is an allowed SuperNode key.
 type Key struct {
@@ -254,7 +215,7 @@ func (a *Allowlist) lookup(h []byte) *Key {
 	if k, ok := a.byPEM[string(h)]; ok {
 		return k
 	}
-	var buf [MaxPublicKeyLen]byte
+	var buf [maxPublicKeyLen]byte
 	c, ok := canonicalPEM(h, &buf)
 	if !ok {
 		return nil
@@ -273,15 +234,16 @@ type Verifier struct {
 	replay   replay.Checker
 	keyCheck func(*Key, time.Time) error
 	slots    chan struct{}
-	window   Window
+	window   flwr.Window
 	now      func() time.Time
 }
 
 // Option configures a Verifier.
 type Option func(*Verifier)
 
-// WithWindow sets the accepted window (default DefaultWindow).
-func WithWindow(w Window) Option { return func(v *Verifier) { v.window = w } }
+// WithWindow sets the accepted window (default flwr.DefaultWindow;
+// flwr.WindowOf gives a Flower version's).
+func WithWindow(w flwr.Window) Option { return func(v *Verifier) { v.window = w } }
 
 // WithClock makes the Verifier read the time from now (default time.Now).
 func WithClock(now func() time.Time) Option { return func(v *Verifier) { v.now = now } }
@@ -334,7 +296,7 @@ func WithMaxConcurrent(n int) Option {
 
 // New returns a Verifier that accepts the keys of list.
 func New(list *Allowlist, opts ...Option) *Verifier {
-	v := &Verifier{window: DefaultWindow, now: time.Now}
+	v := &Verifier{window: flwr.DefaultWindow, now: time.Now}
 	if list == nil {
 		list = &Allowlist{}
 	}
@@ -363,11 +325,11 @@ func (v *Verifier) VerifyAt(h sign.Headers, now time.Time) (*Key, error) {
 		return nil, errMissing
 	}
 	switch {
-	case len(h.PublicKey) > MaxPublicKeyLen:
+	case len(h.PublicKey) > maxPublicKeyLen:
 		return nil, errKeyTooLong
-	case len(h.Timestamp) > MaxTimestampLen:
+	case len(h.Timestamp) > flwr.MaxTimestampLen:
 		return nil, errTSTooLong
-	case len(h.Signature) > MaxSignatureLen:
+	case len(h.Signature) > maxSignatureLen:
 		return nil, errSigTooLong
 	}
 	var k *Key
@@ -379,7 +341,7 @@ func (v *Verifier) VerifyAt(h sign.Headers, now time.Time) (*Key, error) {
 	} else if k = v.lookupKey(h.PublicKey); k == nil {
 		return nil, errUnknown
 	}
-	ts, ok := ParseTimestamp(h.Timestamp)
+	ts, ok := flwr.ParseTimestamp(h.Timestamp)
 	if !ok {
 		return nil, errTimestamp
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/nodekeys/nodekeys/keys"
 	"github.com/nodekeys/nodekeys/sign"
 	"github.com/nodekeys/nodekeys/verify"
@@ -43,7 +44,7 @@ func newNode(t testing.TB, curve elliptic.Curve) node {
 
 func (n node) at(t testing.TB, ts time.Time) sign.Headers {
 	t.Helper()
-	h, err := n.signer.SignTimestamp(sign.FormatTimestamp(ts))
+	h, err := n.signer.SignTimestamp(flwr.FormatTimestamp(ts))
 	require.NoError(t, err)
 	return h
 }
@@ -93,7 +94,7 @@ func TestReasons(t *testing.T) {
 		{"non-ASCII timestamp", mutate(func(h *sign.Headers) { h.Timestamp = "2026-11-22T17:45:02.12345é+00:00" }), verify.Malformed},
 		{"stale", a.at(t, now.Add(-10*time.Minute)), verify.StaleTimestamp},
 		{"future", a.at(t, now.Add(time.Minute)), verify.FutureTimestamp},
-		{"tampered timestamp", mutate(func(h *sign.Headers) { h.Timestamp = sign.FormatTimestamp(now.Add(-2 * time.Second)) }), verify.BadSignature},
+		{"tampered timestamp", mutate(func(h *sign.Headers) { h.Timestamp = flwr.FormatTimestamp(now.Add(-2 * time.Second)) }), verify.BadSignature},
 		{"flipped signature bit", mutate(func(h *sign.Headers) { h.Signature[len(h.Signature)-1] ^= 1 }), verify.BadSignature},
 		{"signature of another key", mutate(func(h *sign.Headers) { h.Signature = b.at(t, now.Add(-time.Second)).Signature }), verify.BadSignature},
 		{"BER signature", mutate(func(h *sign.Headers) { h.Signature = berLength(h.Signature) }), verify.Malformed},
@@ -149,72 +150,13 @@ func TestWindowEdges(t *testing.T) {
 		assert.Equal(t, tc.want, reasonOf(err), "d = %v", tc.d)
 	}
 	// Flower 1.19: -5 s < d < 15 s.
-	w, err := verify.FlowerWindow("1.19")
+	w, err := flwr.WindowOf("1.19")
 	require.NoError(t, err)
 	v = verify.New(allowlist(t, a), verify.WithWindow(w))
 	_, err = v.VerifyAt(a.at(t, now.Add(-15*time.Second)), now)
 	assert.Equal(t, verify.StaleTimestamp, reasonOf(err))
 	_, err = v.VerifyAt(a.at(t, now.Add(-14*time.Second)), now)
 	assert.NoError(t, err)
-}
-
-func TestFlowerWindow(t *testing.T) {
-	for version, want := range map[string]verify.Window{
-		"1.15.0": {Future: 0, Past: 10 * time.Second},
-		"1.15.1": {Future: 5 * time.Second, Past: 15 * time.Second},
-		"1.15":   {Future: 5 * time.Second, Past: 15 * time.Second},
-		"1.19":   {Future: 5 * time.Second, Past: 15 * time.Second},
-		"1.20":   verify.DefaultWindow,
-		"1.23.1": verify.DefaultWindow,
-	} {
-		w, err := verify.FlowerWindow(version)
-		require.NoError(t, err, version)
-		assert.Equal(t, want, w, version)
-	}
-	for _, bad := range []string{"", "1", "1.x", "1.14", "2.0", "-1.20"} {
-		_, err := verify.FlowerWindow(bad)
-		assert.Error(t, err, bad)
-	}
-}
-
-func TestTimestampForms(t *testing.T) {
-	for _, tc := range []struct {
-		s    string
-		want time.Time
-	}{
-		{"2026-11-22T17:45:03.123456+00:00", time.Date(2026, 11, 22, 17, 45, 3, 123456000, time.UTC)},
-		{"2026-11-22T17:45:03+00:00", time.Date(2026, 11, 22, 17, 45, 3, 0, time.UTC)},
-		{"2026-11-22 17:45:03.500000+00:00", time.Date(2026, 11, 22, 17, 45, 3, 500000000, time.UTC)},
-		{"2026-11-22T18:45:03.123+01:00", time.Date(2026, 11, 22, 17, 45, 3, 123000000, time.UTC)},
-		{"2026-11-22T12:15:03-05:30", time.Date(2026, 11, 22, 17, 45, 3, 0, time.UTC)},
-		{"2024-02-29T00:00:00.000001+00:00", time.Date(2024, 2, 29, 0, 0, 0, 1000, time.UTC)},
-	} {
-		got, ok := verify.ParseTimestamp(tc.s)
-		require.True(t, ok, tc.s)
-		assert.True(t, tc.want.Equal(got), "%s: %v", tc.s, got)
-	}
-	for _, bad := range []string{
-		"", "2026-11-22T17:45:03", "2026-11-22T17:45:03.123456", "2026-11-22", "2026-13-22T17:45:03+00:00",
-		"2026-02-29T17:45:03+00:00", "2026-11-22T24:00:00+00:00", "2026-11-22T17:60:03+00:00",
-		"2026-11-22T17:45:60+00:00", "2026-11-22T17:45:03.+00:00", "2026-11-22T17:45:03.1234567890+00:00",
-		"2026-11-22T17:45:03+0000", "2026-11-22T17:45:03+24:00", "2026-11-22X17:45:03+00:00",
-		"２026-11-22T17:45:03+00:00", "2026-11-22T17:45:03+00:00 ", "2026-11-22T17:45:03z",
-		"0000-01-01T00:00:00+00:00", strings.Repeat("2", 100),
-		// Python 3.11 reads these; 3.10 does not, so no SuperLink on it would.
-		"2026-11-22T17:45:03Z", "2026-11-22T17:45:03.5+00:00", "2024-02-29T00:00:00.000000001+00:00",
-		"2026-11-22T17:45:03,123+00:00", "2026-11-22T17:45+00:00", "20261122T174503+0000",
-	} {
-		_, ok := verify.ParseTimestamp(bad)
-		assert.False(t, ok, "%q", bad)
-	}
-}
-
-func TestFormatTimestampRoundTrip(t *testing.T) {
-	assert.Equal(t, "2026-11-22T17:45:03.123456+00:00", sign.FormatTimestamp(now))
-	assert.Equal(t, "2026-11-22T17:45:03+00:00", sign.FormatTimestamp(now.Truncate(time.Second)))
-	assert.Equal(t, "2026-11-22T17:45:03.000001+00:00", sign.FormatTimestamp(now.Truncate(time.Second).Add(1999*time.Nanosecond)))
-	loc := time.FixedZone("X", 3600)
-	assert.Equal(t, "2026-11-22T17:45:03.123456+00:00", sign.FormatTimestamp(now.In(loc)))
 }
 
 func TestPEMFormattingIsRecognised(t *testing.T) {
@@ -375,7 +317,7 @@ func TestReplayGuard(t *testing.T) {
 	assert.LessOrEqual(t, g.Len(), 64)
 	_, err = v.VerifyAt(a.at(t, now.Add(-500*time.Millisecond)), now)
 	assert.Equal(t, verify.Replayed, reasonOf(err))
-	later := now.Add(verify.DefaultWindow.Past + time.Second)
+	later := now.Add(flwr.DefaultWindow.Past + time.Second)
 	_, err = v.VerifyAt(a.at(t, later), later)
 	require.NoError(t, err, "expired entries make room")
 	assert.LessOrEqual(t, g.Len(), 64)

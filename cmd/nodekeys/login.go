@@ -8,7 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"google.golang.org/grpc"
 
-	"github.com/nodekeys/nodekeys/flwrlogin"
+	"github.com/nodekeys/nodekeys/control"
 )
 
 func loginCommand() *cli.Command {
@@ -27,7 +27,7 @@ func loginCommand() *cli.Command {
 			"them with --login-file, and keep the new pair when the server refreshes them.\n\n" +
 			"   nodekeys login --superlink superlink.example:9093 --root-certificates certificates/ca.crt\n" +
 			"   nodekeys nodes --superlink superlink.example:9093 --root-certificates certificates/ca.crt --login-file ~/.config/nodekeys/login.json",
-		Flags: append(flags, &cli.StringFlag{Name: "out", Value: flwrlogin.DefaultFile(), Usage: "the token `FILE` to write"}),
+		Flags: append(flags, &cli.StringFlag{Name: "out", Value: control.DefaultFile(), Usage: "the token `FILE` to write"}),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return usageErr("login takes no arguments, got %q", c.Args().First())
@@ -36,13 +36,13 @@ func loginCommand() *cli.Command {
 				return usageErr("login writes --out; --login-file is for the other commands")
 			}
 			return withControl(c, func(ctx context.Context, conn *grpc.ClientConn) error {
-				tok, err := flwrlogin.Login(ctx, conn, func(uri string, expires time.Duration) {
+				tok, err := control.Login(ctx, conn, func(uri string, expires time.Duration) {
 					fmt.Fprintf(c.App.ErrWriter, "Open this address in a browser and sign in (within %s):\n  %s\n", expires.Round(time.Second), uri)
 				})
 				if err != nil {
 					return err
 				}
-				if err := flwrlogin.WriteFile(c.String("out"), tok); err != nil {
+				if err := control.WriteFile(c.String("out"), tok); err != nil {
 					return err
 				}
 				fmt.Fprintf(c.App.Writer, "logged in; the tokens are in %s (0600)\n", c.String("out"))

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bufio"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -79,10 +81,32 @@ func TestLoginCommand(t *testing.T) {
 	r := nk(t, dir, "", "nodes", "--superlink", control, "--root-certificates", "certificates/ca.crt", "--login-file", tokens)
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "NODE ID")
+	// The same login as the flwr CLI (1.26 and later) stores it, in
+	// FLWR_HOME/credentials.yaml: nodekeys uses the entry for --superlink.
+	var tok struct {
+		Access  string `json:"access_token"`
+		Refresh string `json:"refresh_token"`
+	}
+	b, err := os.ReadFile(tokens)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &tok))
+	home := filepath.Join(dir, "flwrhome")
+	require.NoError(t, os.Mkdir(home, 0o700))
+	b64 := base64.StdEncoding.EncodeToString
+	require.NoError(t, os.WriteFile(filepath.Join(home, "credentials.yaml"), []byte(fmt.Sprintf(
+		"flower.account-auth.%[1]s.authn-type: b2lkYw==\nflower.account-auth.%[1]s.oidc-access-token: %[2]s\nflower.account-auth.%[1]s.oidc-refresh-token: %[3]s\n",
+		control, b64([]byte(tok.Access)), b64([]byte(tok.Refresh)))), 0o600))
+	r = nk(t, dir, "", "nodes", "--superlink", control, "--root-certificates", "certificates/ca.crt", "--login-file", "flwrhome")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "NODE ID")
+	r = nk(t, dir, "", "nodes", "--superlink", control, "--root-certificates", "certificates/ca.crt", "--login-file", "conf")
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "nodekeys: error: conf holds no login: looked for conf/credentials.yaml (flwr 1.26 and later) and conf/.flwr/.credentials/FEDERATION.json (flwr 1.25 and earlier)\n")
+
 	r = nk(t, dir, "", "nodes", "--superlink", control, "--root-certificates", "certificates/ca.crt")
 	assert.Equal(t, 1, r.code)
 	assert.Contains(t, r.stderr, "run flwr login")
 	assert.Contains(t, gwLog.String(), "sub=alice")
-	b, _ := os.ReadFile(tokens)
+	b, _ = os.ReadFile(tokens)
 	assert.NotContains(t, gwLog.String(), strings.Split(string(b), "\"")[3], "no token in the logs")
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/nodekeys/nodekeys/csvlist"
+	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/nodekeys/nodekeys/sign"
 	"github.com/nodekeys/nodekeys/verify"
 )
@@ -90,10 +91,10 @@ func signAction(c *cli.Context) error {
 		return err
 	}
 	warnReadable(c.App.ErrWriter, c.String("key"))
-	ts := sign.FormatTimestamp(time.Now())
+	ts := flwr.FormatTimestamp(time.Now())
 	if c.IsSet("timestamp") {
 		ts = c.String("timestamp")
-		if _, ok := verify.ParseTimestamp(ts); !ok {
+		if _, ok := flwr.ParseTimestamp(ts); !ok {
 			return usageErr("--timestamp %q is not an ISO 8601 time with a UTC offset, like 2026-11-22T17:45:03.123456+00:00", ts)
 		}
 	}
@@ -125,8 +126,8 @@ func verifyCommand() *cli.Command {
 			&cli.BoolFlag{Name: "any-key", Usage: "accept any valid P-384 key, as a SuperLink without an allowlist does"},
 			&cli.StringFlag{Name: "now", Usage: "check as if the time were this (ISO 8601 with offset)"},
 			&cli.StringFlag{Name: "flower", Usage: "use the timestamp window of this Flower version (1.15.0, 1.19, 1.20, ...)"},
-			&cli.DurationFlag{Name: "max-future", Value: verify.DefaultWindow.Future, Usage: "refuse timestamps this far ahead of now, or further"},
-			&cli.DurationFlag{Name: "max-age", Value: verify.DefaultWindow.Past, Usage: "refuse timestamps this old, or older"},
+			&cli.DurationFlag{Name: "max-future", Value: flwr.DefaultWindow.Future, Usage: "refuse timestamps this far ahead of now, or further"},
+			&cli.DurationFlag{Name: "max-age", Value: flwr.DefaultWindow.Past, Usage: "refuse timestamps this old, or older"},
 			&cli.BoolFlag{Name: "json", Usage: "print a JSON object per input"},
 		},
 		Action: verifyAction,
@@ -162,11 +163,11 @@ func verifyAction(c *cli.Context) error {
 	default:
 		return usageErr("name the allowed keys with --allowlist CSV, or accept any P-384 key with --any-key")
 	}
-	w := verify.DefaultWindow
+	w := flwr.DefaultWindow
 	if c.IsSet("flower") {
 		var err error
-		if w, err = verify.FlowerWindow(c.String("flower")); err != nil {
-			return usageErr("%v", strings.TrimPrefix(err.Error(), "verify: "))
+		if w, err = flwr.WindowOf(c.String("flower")); err != nil {
+			return usageErr("%v", strings.TrimPrefix(err.Error(), "flwr: "))
 		}
 	}
 	if c.IsSet("max-future") {
@@ -180,14 +181,14 @@ func verifyAction(c *cli.Context) error {
 	}
 	opts = append(opts, verify.WithWindow(w))
 	if c.IsSet("now") {
-		if _, ok := verify.ParseTimestamp(c.String("now")); !ok {
+		if _, ok := flwr.ParseTimestamp(c.String("now")); !ok {
 			return usageErr("--now %q is not an ISO 8601 time with a UTC offset", c.String("now"))
 		}
 	}
 	v := verify.New(list, opts...)
 	now := time.Now
 	if c.IsSet("now") {
-		t, _ := verify.ParseTimestamp(c.String("now"))
+		t, _ := flwr.ParseTimestamp(c.String("now"))
 		now = func() time.Time { return t }
 	}
 

@@ -16,18 +16,13 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/nodekeys/nodekeys/control"
 	"github.com/nodekeys/nodekeys/csvlist"
-	"github.com/nodekeys/nodekeys/flwrlogin"
 	"github.com/nodekeys/nodekeys/internal/atomicfile"
-	"github.com/nodekeys/nodekeys/internal/safefile"
-	"github.com/nodekeys/nodekeys/internal/tlsconf"
 	"github.com/nodekeys/nodekeys/keys"
 	"github.com/nodekeys/nodekeys/keys/keyset"
 	"github.com/nodekeys/nodekeys/supernodes"
-	"github.com/nodekeys/nodekeys/tokens"
 )
 
 // controlFlags say how to reach a SuperLink's Control API.
@@ -47,49 +42,30 @@ func controlConn(c *cli.Context) (*grpc.ClientConn, error) {
 	return controlConnTo(c, c.String("superlink"))
 }
 
+// controlOptions are the Control API options the flags give, for addr.
+func controlOptions(c *cli.Context, addr string) control.Options {
+	return control.Options{
+		Address: addr, RootCertificates: c.String("root-certificates"), Insecure: c.Bool("insecure"),
+		Token: os.Getenv("NODEKEYS_TOKEN"), TokenFile: c.String("token-file"), LoginFile: c.String("login-file"),
+	}
+}
+
 // controlConnTo connects to the Control API at addr with the flags'
 // credentials.
 func controlConnTo(c *cli.Context, addr string) (*grpc.ClientConn, error) {
-	var creds credentials.TransportCredentials
-	switch ca := c.String("root-certificates"); {
-	case ca != "" && c.Bool("insecure"):
+	conn, err := control.Dial(controlOptions(c, addr))
+	var le *control.LoginError
+	switch {
+	case errors.Is(err, control.ErrTLSAndInsecure):
 		return nil, usageErr("--root-certificates and --insecure contradict each other")
-	case ca != "":
-		conf, err := tlsconf.Client(ca, "")
-		if err != nil {
-			return nil, err
-		}
-		creds = credentials.NewTLS(conf)
-	case c.Bool("insecure"):
-		creds = insecure.NewCredentials()
-	default:
+	case errors.Is(err, control.ErrNoTransport):
 		return nil, usageErr("say how to reach the SuperLink: --root-certificates CA.crt (TLS) or --insecure")
+	case errors.Is(err, control.ErrTokenNeedsTLS):
+		return nil, usageErr("a bearer token is sent over TLS only: use --root-certificates, not --insecure")
+	case errors.As(err, &le):
+		return nil, withHint(le.Err, "log in first: nodekeys login --out "+le.File)
 	}
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
-	token := os.Getenv("NODEKEYS_TOKEN")
-	if f := c.String("token-file"); f != "" {
-		b, err := safefile.ReadRegular(f, 64<<10)
-		if err != nil {
-			return nil, err
-		}
-		token = strings.TrimSpace(string(b))
-	}
-	if token != "" {
-		if c.Bool("insecure") {
-			return nil, usageErr("a bearer token is sent over TLS only: use --root-certificates, not --insecure")
-		}
-		opts = append(opts, grpc.WithPerRPCCredentials(tokens.Static(token)))
-	}
-	if f := c.String("login-file"); f != "" {
-		tok, err := flwrlogin.ReadFile(f)
-		if err != nil {
-			return nil, withHint(err, "log in first: nodekeys login --out "+f)
-		}
-		// Tokens the server refreshes are kept, in the file too.
-		creds := flwrlogin.NewCredentials(tok, f, !c.Bool("insecure"))
-		opts = append(opts, grpc.WithPerRPCCredentials(creds), grpc.WithUnaryInterceptor(creds.UnaryInterceptor()))
-	}
-	return grpc.NewClient(addr, opts...)
+	return conn, err
 }
 
 // withControl connects to the Control API as the flags say and runs fn
@@ -137,18 +113,45 @@ func registerCommand() *cli.Command {
 }
 
 func registerAction(c *cli.Context) error {
-	want, err := supernodes.ReadWant(c.Args().Slice(), c.String("allowlist"), c.String("dir"))
+	w, err := readWanted(c, c.Args().Slice())
 	if err != nil {
 		return err
 	}
-	if len(want) == 0 {
+	want := w.Keys
+	if len(want) == 0 && len(w.Dropped) == 0 {
 		return usageErr("name the keys: KEY.pub files, --allowlist CSV or --dir DIR")
 	}
 	warnBurned(c.App.ErrWriter, c.String("dir"), want)
+	if len(want) == 0 {
+		return fmt.Errorf("no key to register: %s holds none of the keys", w.Allowlist)
+	}
 	return withControl(c, func(ctx context.Context, conn *grpc.ClientConn) error {
+		// One line when the SuperLink cannot be reached, not one per key.
+		if err := control.Reach(ctx, conn); err != nil {
+			return err
+		}
 		res := supernodes.NewClient(conn).RegisterAll(ctx, want, supernodes.Options{Parallel: c.Int("parallel")})
 		return reportResult(c, res, nil)
 	})
+}
+
+// readWanted reads the keys the flags and files name, and says which of
+// --dir's keys its allowlist no longer holds (they are left out).
+func readWanted(c *cli.Context, files []string) (*supernodes.Wanted, error) {
+	w, err := supernodes.ReadWanted(files, c.String("allowlist"), c.String("dir"))
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range w.Dropped {
+		fmt.Fprintf(c.App.ErrWriter, "nodekeys: leaving out %s (%s): %s no longer holds it\n", d.File, d.Key.Fingerprint(), w.Allowlist)
+	}
+	return w, nil
+}
+
+// scoped reports whether the calls carry an account's or a token's
+// credentials: a gateway then lists a member only its own nodes.
+func scoped(c *cli.Context) bool {
+	return c.String("login-file") != "" || c.String("token-file") != "" || os.Getenv("NODEKEYS_TOKEN") != ""
 }
 
 // warnBurned warns about wanted keys recorded as unregistered in dir.
@@ -183,8 +186,12 @@ func reportResult(c *cli.Context, res *supernodes.Result, plan *supernodes.Plan)
 		for _, o := range res.Outcomes {
 			fmt.Fprintln(out, o)
 		}
-		fmt.Fprintf(out, "%d registered, %d already registered, %d unregistered, %d burned, %d failed\n",
-			res.Count("registered"), res.Count("already-registered"), res.Count("unregistered"), res.Count("burned"), len(res.Failed()))
+		others := ""
+		if n := res.Count("other-account"); n > 0 {
+			others = fmt.Sprintf(", %d held by other accounts", n)
+		}
+		fmt.Fprintf(out, "%d registered, %d already registered%s, %d unregistered, %d burned, %d failed\n",
+			res.Count("registered"), res.Count("already-registered"), others, res.Count("unregistered"), res.Count("burned"), len(res.Failed()))
 	}
 	if n := len(res.Failed()) + res.Count("burned"); n > 0 {
 		return withHint(fmt.Errorf("%d of %d keys were not done", n, len(res.Outcomes)), "run the same command again: it does only what is left")
@@ -243,10 +250,11 @@ func applyAction(c *cli.Context) error {
 	if c.String("allowlist") == "" && c.String("dir") == "" {
 		return usageErr("name the keys with --allowlist CSV or --dir DIR")
 	}
-	want, err := supernodes.ReadWant(nil, c.String("allowlist"), c.String("dir"))
+	wanted, err := readWanted(c, nil)
 	if err != nil {
 		return err
 	}
+	want := wanted.Keys
 	conn, err := controlConn(c)
 	if err != nil {
 		return err
@@ -260,9 +268,13 @@ func applyAction(c *cli.Context) error {
 		return err
 	}
 	plan := supernodes.MakePlan(nodes, want, c.Bool("prune"))
+	plan.Scoped = scoped(c)
 	w := c.App.ErrWriter
 	if c.Bool("json") && c.Bool("dry-run") {
 		return printJSON(c.App.Writer, planJSON(plan))
+	}
+	if plan.Scoped {
+		fmt.Fprintln(w, "the plan is made from the nodes this account may see (a gateway lists a member's own nodes only)")
 	}
 	fmt.Fprintf(w, "plan: register %d, unregister %d, keep %d registered", len(plan.Register), len(plan.Unregister), len(plan.Present))
 	if len(plan.Extra) > 0 {
@@ -312,7 +324,11 @@ func planJSON(p *supernodes.Plan) map[string]any {
 		}
 		return out
 	}
-	return map[string]any{"register": fps(p.Register), "burned": fps(p.Burned), "unregister": p.Unregister, "present": p.Present, "extra": p.Extra}
+	v := map[string]any{"register": fps(p.Register), "burned": fps(p.Burned), "unregister": p.Unregister, "present": p.Present, "extra": p.Extra}
+	if p.Scoped {
+		v["scoped"] = true
+	}
+	return v
 }
 
 func rotateCommand() *cli.Command {
@@ -398,7 +414,7 @@ func rotateAction(c *cli.Context) error {
 		defer cancel()
 		id, err := supernodes.NewClient(conn).Register(ctx, pair.Public.PEM())
 		if err != nil {
-			return withHint(fmt.Errorf("registering the new key: %w", err), "the new pair is written; run 'nodekeys register "+filepath.Join(dir, newName+".pub")+"' again")
+			return withHint(fmt.Errorf("registering the new key: %w", err), "the new pair is written; register it with: "+registerAgain(c, filepath.Join(dir, newName+".pub")))
 		}
 		fmt.Fprintf(out, "registered the new key as node %d\n", id)
 	}
@@ -408,4 +424,33 @@ func rotateAction(c *cli.Context) error {
 	fmt.Fprintf(out, "     nodekeys csv remove %s %s\n", csvPath, old.Fingerprint())
 	fmt.Fprintf(out, "     nodekeys apply --prune --dir %s ...   (unregisters the old key %s)\n", dir, old.Fingerprint())
 	return nil
+}
+
+// registerAgain is the register command that finishes an interrupted
+// rotation: the same SuperLink and credentials as this run's flags.
+func registerAgain(c *cli.Context, pub string) string {
+	args := []string{"nodekeys", "register", "--superlink", c.String("superlink")}
+	if ca := c.String("root-certificates"); ca != "" {
+		args = append(args, "--root-certificates", ca)
+	}
+	if c.Bool("insecure") {
+		args = append(args, "--insecure")
+	}
+	for _, f := range []string{"token-file", "login-file"} {
+		if v := c.String(f); v != "" {
+			args = append(args, "--"+f, v)
+		}
+	}
+	args = append(args, pub)
+	for i, a := range args {
+		if a == "" || strings.ContainsFunc(a, func(r rune) bool { return !safeShell(r) }) {
+			args[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+	}
+	return strings.Join(args, " ")
+}
+
+// safeShell reports whether r needs no quoting in a POSIX shell word.
+func safeShell(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=@+,%", r)
 }

@@ -105,5 +105,42 @@ func TestRegistrationCommands(t *testing.T) {
 	assert.Contains(t, r.stderr, "--root-certificates CA.crt (TLS) or --insecure")
 	r = nk(t, dir, "", "register", "--superlink", "127.0.0.1:1", "--insecure", "--timeout", "2s", "keys/client_credentials_1.pub")
 	assert.Equal(t, 1, r.code)
-	assert.Contains(t, r.stdout, "failed")
+	assert.Equal(t, "nodekeys: error: cannot reach 127.0.0.1:1: connect: connection refused\n", r.stderr)
+}
+
+// What register and rotate tell an operator when things go wrong: a
+// SuperLink that cannot be reached is said once, not once per key; keys
+// the allowlist dropped are not registered; an interrupted rotation says
+// how to finish it against the same SuperLink.
+func TestRegistrationFailures(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	require.Equal(t, 0, nk(t, dir, "", "keygen", "--clients", "5", "-q").code)
+	gone := freePort(t) // nothing listens there any more
+
+	r := nk(t, dir, "", "register", "--superlink", gone, "--insecure", "--timeout", "5s", "--dir", "keys")
+	assert.Equal(t, 1, r.code)
+	assert.Equal(t, "nodekeys: error: cannot reach "+gone+": connect: connection refused\n", r.stderr)
+	assert.Empty(t, r.stdout, "no line per key")
+
+	up, err := standin.Listen()
+	require.NoError(t, err)
+	defer up.Stop()
+	r = nk(t, dir, "", "csv", "remove", "keys/client_public_keys.csv", "keys/client_credentials_3.pub")
+	require.Equal(t, 0, r.code, r.stderr)
+	r = nk(t, dir, "", "register", "--superlink", up.Addr, "--insecure", "--dir", "keys")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "4 registered, 0 already registered")
+	assert.NotContains(t, r.stdout, "client_credentials_3.pub")
+	assert.Contains(t, r.stderr, "leaving out keys/client_credentials_3.pub (SHA256:")
+	assert.Contains(t, r.stderr, "keys/client_public_keys.csv no longer holds it")
+	assert.Equal(t, 4, up.Registered())
+
+	r = nk(t, dir, "", "rotate", "--superlink", gone, "--insecure", "--timeout", "5s", "2")
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "hint: the new pair is written; register it with: nodekeys register --superlink "+gone+
+		" --insecure keys/client_credentials_2.new.pub\n")
+	r = nk(t, dir, "", "register", "--superlink", up.Addr, "--insecure", "keys/client_credentials_2.new.pub")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Equal(t, 5, up.Registered(), "the hint's command finishes the rotation")
 }

@@ -103,6 +103,16 @@ func TestTokenAndStateCommands(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &nodes))
 	assert.Len(t, nodes, 2, "an admin sees both")
 
+	// A member's apply plans with the nodes it may see, says so, and
+	// reports the admin's key as another account's, not as its own.
+	r = ctl("ci", "apply", "--dir", "keys")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "the plan is made from the nodes this account may see")
+	assert.Contains(t, r.stderr, "plan: register 1, unregister 0, keep 1 registered")
+	assert.Contains(t, r.stdout, "other-account      SHA256:")
+	assert.Contains(t, r.stdout, "keys/client_credentials_2.pub: the SuperLink holds this key, and this account may not see it")
+	assert.Contains(t, r.stdout, "0 registered, 0 already registered, 1 held by other accounts, 0 unregistered")
+
 	// A token never goes over plaintext.
 	r = nk(t, dir, "", "nodes", "--superlink", control, "--insecure", "--token-file", "ops.token")
 	assert.Equal(t, 2, r.code)

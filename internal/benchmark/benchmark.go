@@ -17,6 +17,7 @@ import (
 	"github.com/cloudflare/circl/ecc/p384"
 
 	"github.com/nodekeys/nodekeys/csvlist"
+	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/nodekeys/nodekeys/keys"
 	"github.com/nodekeys/nodekeys/sign"
 	"github.com/nodekeys/nodekeys/verify"
@@ -202,12 +203,12 @@ func makeHeaders(privs []*ecdsa.PrivateKey, now time.Time) (valid, stale, unknow
 			return nil, nil, nil, err
 		}
 		at := now.Add(-time.Second - time.Duration(i)*time.Millisecond)
-		h, err := s.SignTimestamp(sign.FormatTimestamp(at))
+		h, err := s.SignTimestamp(flwr.FormatTimestamp(at))
 		if err != nil {
 			return nil, nil, nil, err
 		}
 		valid = append(valid, h)
-		if h, err = s.SignTimestamp(sign.FormatTimestamp(at.Add(-24 * time.Hour))); err != nil {
+		if h, err = s.SignTimestamp(flwr.FormatTimestamp(at.Add(-24 * time.Hour))); err != nil {
 			return nil, nil, nil, err
 		}
 		stale = append(stale, h)
@@ -219,7 +220,7 @@ func makeHeaders(privs []*ecdsa.PrivateKey, now time.Time) (valid, stale, unknow
 			if s, err = sign.New(p.Private); err != nil {
 				return nil, nil, nil, err
 			}
-			if h, err = s.SignTimestamp(sign.FormatTimestamp(at)); err != nil {
+			if h, err = s.SignTimestamp(flwr.FormatTimestamp(at)); err != nil {
 				return nil, nil, nil, err
 			}
 			unknown = append(unknown, h)

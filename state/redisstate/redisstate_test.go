@@ -11,10 +11,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/nodekeys/nodekeys/internal/peer"
 	"github.com/nodekeys/nodekeys/internal/redistest"
 	"github.com/nodekeys/nodekeys/keys"
-	"github.com/nodekeys/nodekeys/sign"
 	"github.com/nodekeys/nodekeys/state"
 	"github.com/nodekeys/nodekeys/state/redisstate"
 	"github.com/nodekeys/nodekeys/tokens"
@@ -25,7 +25,7 @@ import (
 
 // check runs c on a call signed at the time its timestamp ts says.
 func check(c replay.Checker, pemKey, ts string, now, expiry time.Time) error {
-	signed, ok := verify.ParseTimestamp(ts)
+	signed, ok := flwr.ParseTimestamp(ts)
 	if !ok {
 		panic("check: not a flwr-timestamp: " + ts)
 	}
@@ -96,17 +96,17 @@ func TestSharedAcrossReplicas(t *testing.T) {
 	guard2 := two.Replay(replay.NewGuard(1000))
 	key := pemKey(t)
 	now := time.Now()
-	ts := sign.FormatTimestamp(now)
-	expiry := now.Add(verify.DefaultWindow.Past)
+	ts := flwr.FormatTimestamp(now)
+	expiry := now.Add(flwr.DefaultWindow.Past)
 
 	// A call accepted by replica 1 is a replay at replica 2.
 	require.NoError(t, check(guard1, key, ts, now, expiry))
 	err := check(guard2, key, ts, now, expiry)
 	assert.Equal(t, verify.Replayed, verify.ReasonOf(err))
 	assert.Equal(t, verify.Replayed, verify.ReasonOf(check(guard1, key, ts, now, expiry)))
-	require.NoError(t, check(guard2, key, sign.FormatTimestamp(now.Add(time.Millisecond)), now, expiry), "another timestamp is new")
+	require.NoError(t, check(guard2, key, flwr.FormatTimestamp(now.Add(time.Millisecond)), now, expiry), "another timestamp is new")
 	// The entry expires with the window.
-	short := sign.FormatTimestamp(now.Add(2 * time.Millisecond))
+	short := flwr.FormatTimestamp(now.Add(2 * time.Millisecond))
 	require.NoError(t, check(guard1, key, short, now, now.Add(50*time.Millisecond)))
 	time.Sleep(100 * time.Millisecond)
 	require.NoError(t, check(guard2, key, short, time.Now(), time.Now().Add(time.Second)), "expired in Redis")
@@ -203,7 +203,7 @@ func TestRedisDownAndBack(t *testing.T) {
 	key := pemKey(t)
 	now := time.Now()
 	exp := now.Add(time.Minute)
-	at := func(ms int) string { return sign.FormatTimestamp(now.Add(time.Duration(ms) * time.Millisecond)) }
+	at := func(ms int) string { return flwr.FormatTimestamp(now.Add(time.Duration(ms) * time.Millisecond)) }
 	require.NoError(t, check(lg, key, at(0), now, exp))
 
 	srv.Stop()
@@ -246,7 +246,7 @@ func TestRedisDownAndBack(t *testing.T) {
 		assert.Equal(t, verify.Unavailable, verify.ReasonOf(err))
 	}
 	after := time.Now()
-	ts := sign.FormatTimestamp(after)
+	ts := flwr.FormatTimestamp(after)
 	require.NoError(t, check(lg, key, ts, after, after.Add(time.Minute)))
 	assert.Equal(t, verify.Replayed, verify.ReasonOf(check(cg, key, ts, after, after.Add(time.Minute))), "seen by the other replica, through Redis")
 	require.NoError(t, local.SetOwner(ctx, state.Runs, 1, state.Owner{Subject: "a"}))
@@ -282,7 +282,7 @@ func TestSentinelAndCluster(t *testing.T) {
 			// Many keys, so that in the Cluster they fall on every node.
 			for i := range 30 {
 				key := pemKey(t) + strconv.Itoa(i)
-				ts := sign.FormatTimestamp(now)
+				ts := flwr.FormatTimestamp(now)
 				require.NoError(t, check(g1, key, ts, now, now.Add(time.Minute)))
 				assert.Equal(t, verify.Replayed, verify.ReasonOf(check(g2, key, ts, now, now.Add(time.Minute))))
 				for range 5 {
@@ -322,7 +322,7 @@ func BenchmarkShared(b *testing.B) {
 		now := time.Now()
 		b.ReportAllocs()
 		for i := 0; b.Loop(); i++ {
-			ts := sign.FormatTimestamp(now.Add(time.Duration(i) * time.Microsecond))
+			ts := flwr.FormatTimestamp(now.Add(time.Duration(i) * time.Microsecond))
 			if err := check(g, key, ts, now, now.Add(time.Minute)); err != nil {
 				b.Fatal(err)
 			}

@@ -29,6 +29,7 @@ import (
 	"github.com/nodekeys/nodekeys/allowlist"
 	"github.com/nodekeys/nodekeys/certs"
 	"github.com/nodekeys/nodekeys/csvlist"
+	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/nodekeys/nodekeys/internal/syncbuf"
 	"github.com/nodekeys/nodekeys/keys"
 	"github.com/nodekeys/nodekeys/keys/keyset"
@@ -202,7 +203,7 @@ func TestGRPCEndToEnd(t *testing.T) {
 	wantRefused(t, err, "Missing authentication metadata")
 	h, err := node.Sign()
 	require.NoError(t, err)
-	_, err = ping(plain, sign.HeaderPublicKey, string(h.PublicKey), sign.HeaderTimestamp, sign.FormatTimestamp(time.Now()),
+	_, err = ping(plain, sign.HeaderPublicKey, string(h.PublicKey), sign.HeaderTimestamp, flwr.FormatTimestamp(time.Now()),
 		sign.HeaderSignature, string(h.Signature))
 	wantRefused(t, err, "Invalid signature")
 	_, err = ping(plain, sign.HeaderPublicKey, string(h.PublicKey), sign.HeaderTimestamp, h.Timestamp,

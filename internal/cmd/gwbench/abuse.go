@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/nodekeys/nodekeys/internal/rapidreset"
 	"github.com/nodekeys/nodekeys/internal/standin"
 	"github.com/nodekeys/nodekeys/sign"
@@ -119,7 +120,7 @@ func (b *bench) victimPhase(addr string, inFlight int) (victimResult, error) {
 	var forged []sign.Headers
 	now := time.Now()
 	for i := range 64 * victims {
-		h, err := b.signers[i%victims].SignTimestamp(sign.FormatTimestamp(now.Add(-time.Duration(i) * time.Millisecond)))
+		h, err := b.signers[i%victims].SignTimestamp(flwr.FormatTimestamp(now.Add(-time.Duration(i) * time.Millisecond)))
 		if err != nil {
 			return res, err
 		}

@@ -429,11 +429,11 @@ func (b *bench) floodHeaders(kind string) ([]sign.Headers, error) {
 		var err error
 		switch kind {
 		case "stale":
-			h, err = b.signers[i%len(b.signers)].SignTimestamp(sign.FormatTimestamp(now.Add(-400*time.Second - time.Duration(i)*time.Millisecond)))
+			h, err = b.signers[i%len(b.signers)].SignTimestamp(flwr.FormatTimestamp(now.Add(-400*time.Second - time.Duration(i)*time.Millisecond)))
 		case "unknown-key":
-			h, err = b.strange[i%len(b.strange)].SignTimestamp(sign.FormatTimestamp(now.Add(-time.Duration(i) * time.Millisecond)))
+			h, err = b.strange[i%len(b.strange)].SignTimestamp(flwr.FormatTimestamp(now.Add(-time.Duration(i) * time.Millisecond)))
 		case "bad-signature":
-			h, err = b.flooder.SignTimestamp(sign.FormatTimestamp(now.Add(-time.Duration(i) * time.Millisecond)))
+			h, err = b.flooder.SignTimestamp(flwr.FormatTimestamp(now.Add(-time.Duration(i) * time.Millisecond)))
 			if err == nil {
 				h.Signature = append([]byte(nil), h.Signature...)
 				h.Signature[len(h.Signature)-1] ^= 1

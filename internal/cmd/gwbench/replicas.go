@@ -16,11 +16,11 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/nodekeys/nodekeys/internal/standin"
 	"github.com/nodekeys/nodekeys/keys/keyset"
 	"github.com/nodekeys/nodekeys/sign"
 	"github.com/nodekeys/nodekeys/state/redisstate"
-	"github.com/nodekeys/nodekeys/verify"
 	"github.com/nodekeys/nodekeys/verify/replay"
 )
 
@@ -315,7 +315,7 @@ func measureRedis(addr string, res *replicaResult) error {
 	start := time.Now()
 	for i := range entries {
 		signed := base.Add(time.Duration(i) * time.Microsecond)
-		if err := shared.Check("bench-key-"+strconv.Itoa(i%100), sign.FormatTimestamp(signed), signed, base, base.Add(10*time.Minute)); err != nil {
+		if err := shared.Check("bench-key-"+strconv.Itoa(i%100), flwr.FormatTimestamp(signed), signed, base, base.Add(10*time.Minute)); err != nil {
 			return err
 		}
 	}
@@ -367,9 +367,9 @@ func reportReplicas(r replicaResult, o opts) {
 		}
 	}
 	fmt.Printf("(CPU us/call: all gateways of the target / Redis / HAProxy, CPU time over valid calls)\n")
-	perNode := float64(verify.DefaultWindow.Past) / float64(time.Second) * (1/heartbeatEvery.Seconds() + 1/pullEvery.Seconds())
+	perNode := float64(flwr.DefaultWindow.Past) / float64(time.Second) * (1/heartbeatEvery.Seconds() + 1/pullEvery.Seconds())
 	fmt.Printf("Redis memory: %.0f bytes a replay entry, %.0f bytes a rate bucket; an idle Flower SuperNode (heartbeat every %s, pull every %s)\n"+
 		"keeps %.0f replay entries in the %s window: %.1f KB of Redis per active node\n",
-		r.BytesPerReplayEntry, r.BytesPerBucket, heartbeatEvery, pullEvery, perNode, verify.DefaultWindow.Past,
+		r.BytesPerReplayEntry, r.BytesPerBucket, heartbeatEvery, pullEvery, perNode, flwr.DefaultWindow.Past,
 		(perNode*r.BytesPerReplayEntry+r.BytesPerBucket)/1024)
 }

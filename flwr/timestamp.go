@@ -1,6 +1,24 @@
-package verify
+package flwr
 
-import "time"
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// FormatTimestamp formats t as a SuperNode writes flwr-timestamp: Python's
+// datetime.isoformat() of an aware UTC datetime,
+// "2026-11-22T17:45:03.123456+00:00", and "2026-11-22T17:45:03+00:00"
+// when the microseconds are 0. Python keeps microseconds; finer digits are
+// dropped.
+func FormatTimestamp(t time.Time) string {
+	t = t.UTC().Truncate(time.Microsecond)
+	if t.Nanosecond() == 0 {
+		return t.Format("2006-01-02T15:04:05+00:00")
+	}
+	return t.Format("2006-01-02T15:04:05.000000+00:00")
+}
 
 // MaxTimestampLen bounds flwr-timestamp: the longest accepted form is 32
 // bytes.
@@ -101,4 +119,42 @@ func daysIn(month, year int) int {
 		return 30
 	}
 	return 31
+}
+
+// Window is the accepted range of now - timestamp: a call is accepted when
+// -Future < now - timestamp < Past, both ends open, as Flower checks it.
+type Window struct {
+	Future, Past time.Duration
+}
+
+// DefaultWindow is Flower's window since 1.20: -5 s < d < 305 s.
+var DefaultWindow = Window{Future: 5 * time.Second, Past: 305 * time.Second}
+
+// WindowOf returns the window of a Flower version ("1.19", "1.15.0"):
+// 0 < d < 10 s in 1.15.0 (whose headers lacked the flwr- prefix),
+// -5 s < d < 15 s in 1.15.1 to 1.19, DefaultWindow from 1.20. Flower before
+// 1.15 used another scheme, and has no window.
+func WindowOf(version string) (Window, error) {
+	parts := strings.SplitN(version, ".", 3)
+	nums := make([]int, 3)
+	for i, p := range parts {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 {
+			return Window{}, fmt.Errorf("flwr: %q is not a Flower version like 1.19", version)
+		}
+		nums[i] = n
+	}
+	if len(parts) < 2 {
+		return Window{}, fmt.Errorf("flwr: %q is not a Flower version like 1.19", version)
+	}
+	major, minor, patch := nums[0], nums[1], nums[2]
+	switch {
+	case major != 1 || minor < 15:
+		return Window{}, fmt.Errorf("flwr: Flower %s does not use signed timestamps (1.15 and later do)", version)
+	case minor == 15 && patch == 0 && len(parts) == 3:
+		return Window{Future: 0, Past: 10 * time.Second}, nil
+	case minor < 20:
+		return Window{Future: 5 * time.Second, Past: 15 * time.Second}, nil
+	}
+	return DefaultWindow, nil
 }
