@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -81,21 +82,30 @@ func csvCheck(c *cli.Context) error {
 	if err != nil && !errors.As(err, &probs) {
 		return err
 	}
-	ok := len(probs) == 0
+	// What Flower's SuperLink fails on is an error, though csvlist reads
+	// it: the exit status and the words say the same.
+	var warnings []*csvlist.Problem
 	for _, w := range l.Warnings {
-		ok = ok && !w.BreaksFlower
+		if w.BreaksFlower {
+			probs = append(probs, w)
+		} else {
+			warnings = append(warnings, w)
+		}
 	}
+	sort.SliceStable(probs, func(i, j int) bool {
+		return probs[i].Line < probs[j].Line || probs[i].Line == probs[j].Line && probs[i].Column < probs[j].Column
+	})
 	if len(l.Entries) == 0 && len(probs) == 0 {
 		probs = append(probs, &csvlist.Problem{File: l.File, Err: errors.New("no keys: a SuperLink with this allowlist accepts no node")})
-		ok = false
 	}
+	ok := len(probs) == 0
 	out, stderr := c.App.Writer, c.App.ErrWriter
 	if c.Bool("json") {
 		res := csvCheckJSON{File: l.File, OK: ok, Count: len(l.Entries), Keys: []csvKeyJSON{}, Warnings: []csvProblemJSON{}, Errors: []csvProblemJSON{}}
 		for _, e := range l.Entries {
 			res.Keys = append(res.Keys, csvKeyJSON{e.Line, e.Column, e.Key.Curve(), e.Key.Fingerprint(), e.Key.Comment})
 		}
-		for _, w := range l.Warnings {
+		for _, w := range warnings {
 			res.Warnings = append(res.Warnings, problemJSON(w))
 		}
 		for _, p := range probs {
@@ -108,7 +118,7 @@ func csvCheck(c *cli.Context) error {
 		for _, e := range l.Entries {
 			fmt.Fprintf(out, "%d:%d\t%s\t%s\n", e.Line, e.Column, e.Key.Curve(), e.Key.Fingerprint())
 		}
-		for _, w := range l.Warnings {
+		for _, w := range warnings {
 			fmt.Fprintf(stderr, "nodekeys: warning: %s\n", w)
 		}
 		for _, p := range probs {
@@ -118,7 +128,8 @@ func csvCheck(c *cli.Context) error {
 		if !ok {
 			status = "NOT OK"
 		}
-		fmt.Fprintf(out, "%s: %d keys, %d errors, %d warnings: %s\n", l.File, len(l.Entries), len(probs), len(l.Warnings), status)
+		fmt.Fprintf(out, "%s: %d %s, %d %s, %d %s: %s\n", l.File, len(l.Entries), plural(len(l.Entries), "key", "keys"),
+			len(probs), plural(len(probs), "error", "errors"), len(warnings), plural(len(warnings), "warning", "warnings"), status)
 	}
 	if !ok {
 		return silentFailure
