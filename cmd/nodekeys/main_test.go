@@ -186,7 +186,7 @@ func TestKeygenOutputInTheWay(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "keys"), []byte("a file"), 0o644))
 	r := nk(t, dir, "", "keygen")
 	assert.Equal(t, 1, r.code)
-	assert.Equal(t, "nodekeys: error: keyset: keys: is a regular file, not a folder\n", r.stderr)
+	assert.Equal(t, "nodekeys: error: keys: is a regular file, not a folder\n", r.stderr)
 }
 
 func TestCSVCommands(t *testing.T) {
@@ -254,7 +254,7 @@ func TestCSVCommands(t *testing.T) {
 
 	r = nk(t, dir, "", "csv", "check", "missing.csv")
 	assert.Equal(t, 1, r.code)
-	assert.Equal(t, "nodekeys: error: csvlist: open missing.csv: no such file or directory\n", r.stderr)
+	assert.Equal(t, "nodekeys: error: open missing.csv: no such file or directory\n", r.stderr)
 }
 
 // One rule for exit codes, for every command: 0 success (and --help), 1 a
