@@ -4,6 +4,11 @@
 // certificate that does not cover the address SuperNodes dial or does not
 // chain to the CA, certificates near expiry, loose file modes, a TLS
 // handshake that fails, and a clock too far from the SuperLink's.
+//
+// Inspect says what one file is by its content (the classifier that both
+// `nodekeys inspect` and Files use); Files checks files and folders and
+// says what it checked; TLS, SkewHTTP and SkewControl check a live
+// SuperLink or gateway.
 package doctor
 
 import (

@@ -22,7 +22,9 @@ func inspectCommand() *cli.Command {
 			"(every certificate of a chain), private and public keys (OpenSSH, PEM, DER), and\n" +
 			"allowlist CSVs. Fingerprints are SHA256:... as ssh-keygen prints them. Keys and\n" +
 			"certificates given together are matched; a private key is checked against the\n" +
-			".pub beside it; --ca checks that certificates chain to a CA.\n\n" +
+			".pub beside it; --ca checks that certificates chain to a CA. Exit 1 for a file\n" +
+			"that cannot be read, a certificate expired or not yet valid, or an allowlist\n" +
+			"Flower's SuperLink fails on.\n\n" +
 			"   nodekeys inspect --ca certificates/ca.crt certificates/server.pem certificates/server.key\n" +
 			"   nodekeys inspect keys/client_credentials_1 keys/client_public_keys.csv",
 		ArgsUsage: "FILE...",
