@@ -56,14 +56,12 @@ type Reloader struct {
 // fileStamp tells whether a file changed: editors and atomic writers
 // replace it (another inode), others rewrite it (another size or time).
 type fileStamp struct {
-	name  string
-	ino   uint64
-	size  int64
-	mtime time.Time
+	name string
+	filewatch.Stamp
 }
 
 func stampOf(name string, fi os.FileInfo) fileStamp {
-	return fileStamp{name: name, ino: filewatch.FileID(fi), size: fi.Size(), mtime: fi.ModTime()}
+	return fileStamp{name: name, Stamp: filewatch.StampOf(fi)}
 }
 
 // Option configures a Reloader.
@@ -184,7 +182,7 @@ func (r *Reloader) stamps() []fileStamp {
 	for _, p := range r.paths {
 		fi, err := os.Stat(p)
 		if err != nil {
-			out = append(out, fileStamp{name: p})
+			out = append(out, fileStamp{name: p, Stamp: filewatch.Stamp{Missing: true}})
 			continue
 		}
 		out = append(out, stampOf(p, fi))
@@ -267,7 +265,7 @@ func (r *Reloader) read() (*verify.Allowlist, []fileStamp, error) {
 		stamps = append(stamps, st...)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
-				stamps = append(stamps, fileStamp{name: p})
+				stamps = append(stamps, fileStamp{name: p, Stamp: filewatch.Stamp{Missing: true}})
 			}
 			return nil, stamps, err
 		}

@@ -143,7 +143,7 @@ func ReadFile(path string) (*List, error) {
 		return &List{File: path}, Problems{{File: path, Err: fmt.Errorf("%w: larger than %d MiB", ErrTooLarge, MaxFileSize>>20)}}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("csvlist: %w", err)
+		return nil, err // it names the file
 	}
 	return Parse(path, data)
 }

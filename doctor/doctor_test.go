@@ -44,7 +44,7 @@ func newFed(t *testing.T, opts ...func(*certs.Options)) fed {
 }
 
 func (f fed) check(names ...string) []doctor.Finding {
-	return doctor.Files([]string{filepath.Join(f.dir, "certificates"), filepath.Join(f.dir, "keys")}, names, "", time.Now())
+	return doctor.Files([]string{filepath.Join(f.dir, "certificates"), filepath.Join(f.dir, "keys")}, names, "", time.Now()).Findings
 }
 
 func checks(fs []doctor.Finding) []string {
@@ -121,6 +121,13 @@ func TestPlantedProblems(t *testing.T) {
 		{"readable private key", func(t *testing.T, f fed) {
 			require.NoError(t, os.Chmod(key1(f), 0o644))
 		}, nil, "file-mode"},
+		{"allowlist with a trailing comma", func(t *testing.T, f fed) {
+			b, _ := os.ReadFile(f.keys.CSV)
+			require.NoError(t, os.WriteFile(f.keys.CSV, append(b[:len(b)-1], ",\n"...), 0o644))
+		}, nil, "allowlist"},
+		{"PKCS#8 key under another name", func(t *testing.T, f fed) {
+			peer.Run(t, nil, "ssh-keygen", "-q", "-t", "ecdsa", "-b", "384", "-N", "", "-m", "PKCS8", "-f", filepath.Join(f.dir, "keys", "node7"))
+		}, nil, "key-format"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFed(t)
@@ -224,4 +231,47 @@ func TestClockSkew(t *testing.T) {
 	off, err = doctor.SkewControl(ctx, conn)
 	require.NoError(t, err)
 	assert.Less(t, off.Abs(), 200*time.Millisecond)
+}
+
+// Files says what it checked, and which CA it judged the chains by.
+func TestFilesSaysWhatItChecked(t *testing.T) {
+	f := newFed(t)
+	rep := doctor.Files([]string{filepath.Join(f.dir, "certificates"), filepath.Join(f.dir, "keys")}, nil, "", time.Now())
+	assert.Empty(t, rep.Findings)
+	assert.Equal(t, doctor.Checked{SuperNodeKeys: 2, TLSKeys: 2, PublicKeys: 2, Allowlists: 1, Certificates: 2}, rep.Checked)
+	assert.Equal(t, "2 SuperNode keys, 2 public keys, 1 allowlist, 2 certificates, 2 TLS keys", rep.Checked.String())
+	assert.Equal(t, f.certs.CACert, rep.CA)
+
+	empty := t.TempDir()
+	rep = doctor.Files([]string{empty}, nil, "", time.Now())
+	assert.Equal(t, []string{"nothing-checked"}, checks(rep.Findings))
+	assert.Equal(t, "no files", rep.Checked.String())
+}
+
+// An expired server certificate is one finding, not two: its chain is
+// judged within its validity.
+func TestExpiredCertificateIsSaidOnce(t *testing.T) {
+	dir := t.TempDir()
+	_, err := certs.Write(certs.Options{Dir: dir, Days: 10, Now: time.Now().AddDate(0, 0, -100)})
+	require.NoError(t, err)
+	rep := doctor.Files([]string{dir}, nil, "", time.Now())
+	assert.Equal(t, []string{"expiry"}, checks(rep.Findings), "%+v", rep.Findings)
+	// Another CA still breaks the chain.
+	other := t.TempDir()
+	o, err := certs.Write(certs.Options{Dir: other})
+	require.NoError(t, err)
+	rep = doctor.Files([]string{filepath.Join(dir, "server.pem")}, nil, o.CACert, time.Now())
+	assert.ElementsMatch(t, []string{"expiry", "certificate-chain"}, checks(rep.Findings), "%+v", rep.Findings)
+}
+
+// Inspect reads files by content: a PEM private key named like anything.
+func TestInspectByContent(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "node")
+	peer.Run(t, nil, "ssh-keygen", "-q", "-t", "ecdsa", "-b", "384", "-N", "", "-m", "PKCS8", "-f", key)
+	i := doctor.Inspect(key, time.Now())
+	assert.Equal(t, "PEM private key", i.Kind)
+	assert.Equal(t, "ECDSA P-384", i.Algorithm)
+	assert.Equal(t, []string{key + ".pub"}, i.Matches)
+	assert.False(t, i.Failed())
 }

@@ -4,33 +4,35 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/nodekeys/nodekeys/internal/filewatch"
 	"github.com/nodekeys/nodekeys/internal/safefile"
 )
 
 // certReloader serves a certificate and key from files and reloads them
-// when either file changes, looking at most once a second: a certificate
-// renewed with certgen --force is served to new connections without a
-// restart. A pair that fails to load leaves the old one served.
+// when either file changes (a filewatch.Stamp: replaced, resized or
+// touched), looking at most once an interval (filewatch.DefaultInterval),
+// at a handshake: a certificate renewed with certgen --force is served to
+// new connections without a restart. A pair that fails to load leaves the
+// old one served.
 type certReloader struct {
 	certPath, keyPath string
 	log               *slog.Logger
 	onLoad            func(*tls.Certificate)
+	interval          time.Duration
 
 	cur  atomic.Pointer[tls.Certificate]
 	mu   sync.Mutex
 	next time.Time // the next look at the files
-	seen [2]time.Time
-	size [2]int64
+	seen [2]filewatch.Stamp
 }
 
 func newCertReloader(certPath, keyPath string, log *slog.Logger, onLoad func(*tls.Certificate)) (*certReloader, error) {
-	r := &certReloader{certPath: certPath, keyPath: keyPath, log: log, onLoad: onLoad}
-	r.seen, r.size = r.stamps()
+	r := &certReloader{certPath: certPath, keyPath: keyPath, log: log, onLoad: onLoad, interval: filewatch.DefaultInterval}
+	r.seen = r.stamps()
 	if err := r.load(); err != nil {
 		return nil, err
 	}
@@ -57,14 +59,9 @@ func (r *certReloader) load() error {
 	return nil
 }
 
-// stamps reports the files' modification times and sizes.
-func (r *certReloader) stamps() (t [2]time.Time, n [2]int64) {
-	for i, p := range []string{r.certPath, r.keyPath} {
-		if fi, err := os.Stat(p); err == nil {
-			t[i], n[i] = fi.ModTime(), fi.Size()
-		}
-	}
-	return t, n
+// stamps looks at both files.
+func (r *certReloader) stamps() [2]filewatch.Stamp {
+	return [2]filewatch.Stamp{filewatch.Look(r.certPath), filewatch.Look(r.keyPath)}
 }
 
 // get returns the pair to serve, reloading it first when a file changed.
@@ -72,10 +69,9 @@ func (r *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	now := time.Now()
 	r.mu.Lock()
 	if now.After(r.next) {
-		r.next = now.Add(time.Second)
-		t, n := r.stamps()
-		if t != r.seen || n != r.size {
-			r.seen, r.size = t, n
+		r.next = now.Add(r.interval)
+		if st := r.stamps(); st != r.seen {
+			r.seen = st
 			if err := r.load(); err != nil {
 				r.log.Error("server certificate reload failed; the old one stays", "cert", r.certPath, "key", r.keyPath, "error", err)
 			} else {

@@ -3,7 +3,6 @@ package tokens
 import (
 	"context"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,24 +21,7 @@ type File struct {
 	gone   func([]Entry)
 
 	mu   sync.Mutex
-	last stamp
-}
-
-type stamp struct {
-	size    int64
-	mtime   time.Time
-	ino     uint64
-	missing bool
-}
-
-func stampOf(path string) stamp {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return stamp{missing: true}
-	}
-	s := stamp{size: fi.Size(), mtime: fi.ModTime()}
-	s.ino = filewatch.FileID(fi)
-	return s
+	last filewatch.Stamp
 }
 
 // Open reads the token file at path; it must exist and parse. onLoad, if
@@ -58,7 +40,7 @@ func (f *File) Set() *Set { return f.set.Load() }
 
 // Reload reads the file now.
 func (f *File) Reload() error {
-	st := stampOf(f.path)
+	st := filewatch.Look(f.path)
 	entries, err := ReadFile(f.path)
 	if f.onLoad != nil {
 		f.onLoad(len(entries), err)
@@ -95,6 +77,6 @@ func (f *File) Watch(ctx context.Context, interval time.Duration) {
 	filewatch.Loop(ctx, interval, reloadSignals, func() bool {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		return stampOf(f.path) != f.last
+		return filewatch.Look(f.path) != f.last
 	}, func() { f.Reload() })
 }

@@ -3,16 +3,14 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"path/filepath"
+	"sort"
 	"strings"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/nodekeys/nodekeys/allowlist"
 	"github.com/nodekeys/nodekeys/csvlist"
-	"github.com/nodekeys/nodekeys/internal/atomicfile"
 	"github.com/nodekeys/nodekeys/keys"
 )
 
@@ -81,21 +79,30 @@ func csvCheck(c *cli.Context) error {
 	if err != nil && !errors.As(err, &probs) {
 		return err
 	}
-	ok := len(probs) == 0
+	// What Flower's SuperLink fails on is an error, though csvlist reads
+	// it: the exit status and the words say the same.
+	var warnings []*csvlist.Problem
 	for _, w := range l.Warnings {
-		ok = ok && !w.BreaksFlower
+		if w.BreaksFlower {
+			probs = append(probs, w)
+		} else {
+			warnings = append(warnings, w)
+		}
 	}
+	sort.SliceStable(probs, func(i, j int) bool {
+		return probs[i].Line < probs[j].Line || probs[i].Line == probs[j].Line && probs[i].Column < probs[j].Column
+	})
 	if len(l.Entries) == 0 && len(probs) == 0 {
 		probs = append(probs, &csvlist.Problem{File: l.File, Err: errors.New("no keys: a SuperLink with this allowlist accepts no node")})
-		ok = false
 	}
+	ok := len(probs) == 0
 	out, stderr := c.App.Writer, c.App.ErrWriter
 	if c.Bool("json") {
 		res := csvCheckJSON{File: l.File, OK: ok, Count: len(l.Entries), Keys: []csvKeyJSON{}, Warnings: []csvProblemJSON{}, Errors: []csvProblemJSON{}}
 		for _, e := range l.Entries {
 			res.Keys = append(res.Keys, csvKeyJSON{e.Line, e.Column, e.Key.Curve(), e.Key.Fingerprint(), e.Key.Comment})
 		}
-		for _, w := range l.Warnings {
+		for _, w := range warnings {
 			res.Warnings = append(res.Warnings, problemJSON(w))
 		}
 		for _, p := range probs {
@@ -108,7 +115,7 @@ func csvCheck(c *cli.Context) error {
 		for _, e := range l.Entries {
 			fmt.Fprintf(out, "%d:%d\t%s\t%s\n", e.Line, e.Column, e.Key.Curve(), e.Key.Fingerprint())
 		}
-		for _, w := range l.Warnings {
+		for _, w := range warnings {
 			fmt.Fprintf(stderr, "nodekeys: warning: %s\n", w)
 		}
 		for _, p := range probs {
@@ -118,7 +125,8 @@ func csvCheck(c *cli.Context) error {
 		if !ok {
 			status = "NOT OK"
 		}
-		fmt.Fprintf(out, "%s: %d keys, %d errors, %d warnings: %s\n", l.File, len(l.Entries), len(probs), len(l.Warnings), status)
+		fmt.Fprintf(out, "%s: %d %s, %d %s, %d %s: %s\n", l.File, len(l.Entries), plural(len(l.Entries), "key", "keys"),
+			len(probs), plural(len(probs), "error", "errors"), len(warnings), plural(len(warnings), "warning", "warnings"), status)
 	}
 	if !ok {
 		return silentFailure
@@ -126,53 +134,17 @@ func csvCheck(c *cli.Context) error {
 	return nil
 }
 
-// readForEdit reads an allowlist to change; a missing file is an empty list.
-func readForEdit(path string, create bool) (*csvlist.List, error) {
-	l, err := csvlist.ReadFile(path)
-	if create && errors.Is(err, fs.ErrNotExist) {
-		return &csvlist.List{File: path}, nil
-	}
-	if err != nil {
-		return nil, withHint(err, "run 'nodekeys csv check "+path+"' to see every problem; nothing was changed")
-	}
-	return l, nil
-}
-
-// editList reads the allowlist at path, lets edit change its keys, and
-// writes it back atomically, under a lock on its folder so that
-// concurrent edits (and keygen) take turns. A symbolic link is written
-// through to its target, which keeps its mode and owner.
+// editList edits the allowlist at path (allowlist.Edit), saying so when
+// another nodekeys holds the folder, with the hint for a file that does
+// not parse.
 func editList(path string, create bool, edit func(l *csvlist.List) ([]*keys.PublicKey, error)) error {
-	target := path
-	if fi, err := os.Lstat(path); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
-		if target, err = filepath.EvalSymlinks(path); err != nil {
-			return fmt.Errorf("%s: a symbolic link to nowhere: %w", path, err)
-		}
+	err := allowlist.Edit(path, allowlist.EditOptions{Create: create, Waiting: func(folder string) {
+		fmt.Fprintf(os.Stderr, "nodekeys: waiting for another nodekeys writing %s\n", folder)
+	}}, edit)
+	if probs := (csvlist.Problems)(nil); errors.As(err, &probs) {
+		return withHint(err, "run 'nodekeys csv check "+path+"' to see every problem; nothing was changed")
 	}
-	folder, err := atomicfile.OpenFolder(filepath.Dir(target))
-	if err != nil {
-		return err
-	}
-	defer folder.Close()
-	if err := folder.Lock(time.Minute, func() {
-		fmt.Fprintf(os.Stderr, "nodekeys: waiting for another nodekeys writing %s\n", filepath.Dir(target))
-	}); err != nil {
-		return err
-	}
-	l, err := readForEdit(target, create)
-	if err != nil {
-		return err
-	}
-	l.File = path
-	ks, err := edit(l)
-	if err != nil {
-		return err
-	}
-	data, name := csvlist.Marshal(ks), filepath.Base(target)
-	if fi, err := os.Stat(target); err == nil {
-		return folder.WriteLike(name, data, fi)
-	}
-	return folder.Write(name, data, 0o644, false)
+	return err
 }
 
 func csvAdd(c *cli.Context) error {

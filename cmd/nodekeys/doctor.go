@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -16,20 +17,22 @@ func doctorCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "doctor",
 		Usage: "find what is wrong with a federation's keys, certificates, TLS and clocks, each with the fix",
-		Description: "Checks the files given (default: certificates/ and keys/): SuperNode keys Flower\n" +
-			"cannot load (PKCS #8, SEC 1, encrypted, RSA, Ed25519, another curve), a .pub that is\n" +
-			"not its private key's, a server certificate that does not cover the address\n" +
-			"SuperNodes dial or does not chain to the CA, expiry within 30 days, file modes.\n" +
+		Description: "Checks the files given, each by its content (default: certificates/ and\n" +
+			"keys/): SuperNode keys Flower cannot load (PKCS #8, SEC 1, encrypted, RSA, Ed25519,\n" +
+			"another curve), a .pub that is not its private key's, allowlists Flower fails on,\n" +
+			"a server certificate that does not cover the address SuperNodes dial or does not\n" +
+			"chain to the CA, expiry within 30 days, file modes.\n" +
 			"With --superlink, a real TLS handshake as a SuperNode makes it. The clock is\n" +
 			"compared with the SuperLink's: by the time its Control API sends with ListNodes\n" +
 			"(--control), or by the Date of a gateway's /healthz (--health); a TLS handshake\n" +
-			"carries no time. Exit 0 only when nothing is wrong.\n\n" +
+			"carries no time. Each run ends with what it checked; a path with nothing to\n" +
+			"check, or one it cannot read, is an error. Exit 0 only when nothing is wrong.\n\n" +
 			"   nodekeys doctor --superlink superlink.example:9092\n" +
 			"   nodekeys doctor --health http://127.0.0.1:9094/healthz keys/ certificates/",
 		ArgsUsage: "[FILE|DIR...]",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "superlink", Usage: "the Fleet API `ADDR` SuperNodes dial (its host is checked against the certificate)"},
-			&cli.StringFlag{Name: "ca", Usage: "the CA certificate `FILE` SuperNodes trust (default: certificates/ca.crt if there)"},
+			&cli.StringFlag{Name: "ca", Usage: "the CA certificate `FILE` SuperNodes trust (default: the CA among the files checked)"},
 			&cli.StringSliceFlag{Name: "name", Usage: "another `NAME` or address SuperNodes dial (repeat)"},
 			&cli.StringFlag{Name: "control", Usage: "the Control API `ADDR`, whose ListNodes gives the SuperLink's time"},
 			&cli.StringFlag{Name: "health", Usage: "a gateway's health `URL`, whose Date header gives its time"},
@@ -60,12 +63,6 @@ func doctorAction(c *cli.Context) error {
 			}
 		}
 	}
-	ca := c.String("ca")
-	if ca == "" {
-		if _, err := os.Stat("certificates/ca.crt"); err == nil {
-			ca = "certificates/ca.crt"
-		}
-	}
 	names := c.StringSlice("name")
 	if sl := c.String("superlink"); sl != "" {
 		host, _, err := net.SplitHostPort(sl)
@@ -78,14 +75,25 @@ func doctorAction(c *cli.Context) error {
 		return usageErr("nothing to check: name files or folders, or run in a folder with certificates/ and keys/")
 	}
 	now := time.Now()
-	findings := doctor.Files(paths, names, ca, now)
+	rep := doctor.Files(paths, names, c.String("ca"), now)
+	findings := rep.Findings
+	// What was checked, said at the end of every run.
+	checked := []string{}
+	if len(paths) > 0 {
+		checked = append(checked, rep.Checked.String())
+	}
+	ca := rep.CA
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if sl := c.String("superlink"); sl != "" {
-		if ca == "" {
-			return usageErr("--superlink needs the CA: --ca certificates/ca.crt")
+		switch {
+		case ca == "" && len(rep.CAs) > 1:
+			return usageErr("--superlink: the files hold several CA certificates (%s): name the one SuperNodes trust with --ca", strings.Join(rep.CAs, ", "))
+		case ca == "":
+			return usageErr("--superlink needs the CA SuperNodes trust: name its folder (certificates/) or give --ca FILE")
 		}
 		findings = append(findings, doctor.TLS(ctx, sl, ca)...)
+		checked = append(checked, "the TLS handshake with "+sl+" trusting "+ca)
 	}
 	if addr := c.String("control"); addr != "" {
 		if c.String("root-certificates") == "" && !c.Bool("insecure") && ca != "" {
@@ -101,6 +109,7 @@ func doctorAction(c *cli.Context) error {
 				Problem: "could not read the SuperLink's time: " + err.Error(), Fix: "check --control and its credentials"})
 		} else {
 			findings = append(findings, doctor.Skew(off, addr)...)
+			checked = append(checked, "the clock against "+addr)
 		}
 	}
 	if url := c.String("health"); url != "" {
@@ -109,8 +118,10 @@ func doctorAction(c *cli.Context) error {
 				Problem: "could not read the server's time: " + err.Error(), Fix: "check the URL (the gateway's --metrics address)"})
 		} else {
 			findings = append(findings, doctor.Skew(off, url)...)
+			checked = append(checked, "the clock against "+url)
 		}
 	}
+	summary := "checked: " + strings.Join(checked, "; ")
 	if c.Bool("json") {
 		if findings == nil {
 			findings = []doctor.Finding{}
@@ -118,6 +129,7 @@ func doctorAction(c *cli.Context) error {
 		if err := printJSON(c.App.Writer, findings); err != nil {
 			return err
 		}
+		fmt.Fprintln(c.App.ErrWriter, "nodekeys: "+summary)
 	} else {
 		for _, f := range findings {
 			where := ""
@@ -126,6 +138,7 @@ func doctorAction(c *cli.Context) error {
 			}
 			fmt.Fprintf(c.App.Writer, "%-7s %s%s\n        fix: %s\n", f.Severity, where, f.Problem, f.Fix)
 		}
+		fmt.Fprintln(c.App.Writer, summary)
 		if len(findings) == 0 {
 			fmt.Fprintln(c.App.Writer, "nothing wrong found")
 		}

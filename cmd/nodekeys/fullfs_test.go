@@ -50,7 +50,7 @@ func TestFullDisk(t *testing.T) {
 	assert.Equal(t, 1, r.code)
 	// The error names the file as the operator knows it, not a temporary
 	// name: a private key or a .pub, whichever the disk ran out on.
-	assert.Regexp(t, `^nodekeys: error: keyset: \w+ keys/client_credentials_\d+(\.pub)?: no space left on device\n$`, r.stderr)
+	assert.Regexp(t, `^nodekeys: error: \w+ keys/client_credentials_\d+(\.pub)?: no space left on device\n$`, r.stderr)
 	assert.Empty(t, entries(t, fs), "nothing half-written is left")
 
 	// An existing folder survives a failed --append whole.
@@ -59,7 +59,7 @@ func TestFullDisk(t *testing.T) {
 	before := snapshot(t, filepath.Join(fs, "keys"))
 	r = nk(t, fs, "", "keygen", "--clients", "300", "--append")
 	assert.Equal(t, 1, r.code)
-	assert.Regexp(t, `^nodekeys: error: keyset: \w+ keys/client_credentials_\d+(\.pub)?: no space left on device\n$`, r.stderr)
+	assert.Regexp(t, `^nodekeys: error: \w+ keys/client_credentials_\d+(\.pub)?: no space left on device\n$`, r.stderr)
 	assert.Equal(t, before, snapshot(t, filepath.Join(fs, "keys")), "old keys and CSV unchanged, no temporary files")
 
 	r = nk(t, smallFS(t, "size=4k"), "", "certgen")

@@ -100,7 +100,7 @@ func TestHostileInputs(t *testing.T) {
 		{[]string{"csv", "check", "empty.csv"}, "", 1, "nodekeys: error: empty.csv: no keys: a SuperLink with this allowlist accepts no node"},
 		{[]string{"csv", "check", "huge.csv"}, "", 1, "nodekeys: error: huge.csv:1:1: malformed key: no key data after the type"},
 		{[]string{"csv", "check", "garbage.bin"}, "", 1, "nodekeys: error: garbage.bin:1:"},
-		{[]string{"csv", "check", "folder"}, "", 1, "nodekeys: error: csvlist: folder: is a folder, not a regular file"},
+		{[]string{"csv", "check", "folder"}, "", 1, "nodekeys: error: folder: is a folder, not a regular file"},
 		{[]string{"csv", "add", "keys/client_public_keys.csv", "ed25519.key.pub"}, "", 1, `nodekeys: error: keys: ed25519.key.pub: not an EC key: the type is "ssh-ed25519"`},
 		{[]string{"csv", "add", "keys/client_public_keys.csv", "keys/client_credentials_1"}, "", 1, "nodekeys: error: keys: keys/client_credentials_1: malformed key: this is PEM, not an OpenSSH public key line"},
 		// verify: hostile stdin.
@@ -112,7 +112,7 @@ func TestHostileInputs(t *testing.T) {
 		{[]string{"inspect", "huge"}, "", 1, "nodekeys: error: huge: larger than 1 MiB and not an allowlist: not a key or a certificate"},
 		{[]string{"inspect", "garbage.bin"}, "", 1, "nodekeys: error: garbage.bin: not a text file, nor a DER certificate or key"},
 		{[]string{"inspect", "/dev/zero"}, "", 1, "nodekeys: error: /dev/zero: is a character device, not a regular file"},
-		{[]string{"csv", "check", "/dev/zero"}, "", 1, "nodekeys: error: csvlist: /dev/zero: is a character device, not a regular file"},
+		{[]string{"csv", "check", "/dev/zero"}, "", 1, "nodekeys: error: /dev/zero: is a character device, not a regular file"},
 		{[]string{"inspect", "truncated.key"}, "", 1, "nodekeys: error: truncated.key: a PEM header without a readable block"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

@@ -103,7 +103,7 @@ func TestDoctorCommand(t *testing.T) {
 	require.Equal(t, 0, nk(t, dir, "", "init", "-q").code)
 	r := nk(t, dir, "", "doctor")
 	require.Equal(t, 0, r.code, r.stdout+r.stderr)
-	assert.Equal(t, "nothing wrong found\n", r.stdout)
+	assert.Equal(t, "checked: 2 SuperNode keys, 2 public keys, 1 allowlist, 2 certificates, 2 TLS keys\nnothing wrong found\n", r.stdout)
 	require.NoError(t, os.Chmod(filepath.Join(dir, "keys/supernode_credentials_1"), 0o644))
 	r = nk(t, dir, "", "doctor", "--json", "--name", "superlink.example")
 	assert.Equal(t, 1, r.code)

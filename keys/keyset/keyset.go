@@ -140,25 +140,25 @@ var stagingRe = regexp.MustCompile(`^\.(.+)\.tmp-([0-9]+)-[0-9a-z]+$`)
 func Write(opts Options) (*Result, error) {
 	opts.defaults()
 	if opts.Count < 0 {
-		return nil, fmt.Errorf("keyset: the count of pairs must not be negative")
+		return nil, errors.New("the count of pairs must not be negative")
 	}
 	if opts.Prefix != filepath.Base(opts.Prefix) || opts.Prefix == "." || opts.Prefix == ".." {
-		return nil, fmt.Errorf("keyset: the prefix %q must be a plain file name", opts.Prefix)
+		return nil, fmt.Errorf("the prefix %q must be a plain file name", opts.Prefix)
 	}
 	clean := filepath.Clean(opts.Dir)
 	parentPath, base := filepath.Dir(clean), filepath.Base(clean)
 	if err := os.MkdirAll(parentPath, 0o755); err != nil {
-		return nil, fmt.Errorf("keyset: %w", err)
+		return nil, err
 	}
 	parent, err := atomicfile.OpenFolder(parentPath)
 	if err != nil {
-		return nil, fmt.Errorf("keyset: %w", err)
+		return nil, err
 	}
 	defer parent.Close()
 	w := &writer{opts: opts, parent: parent, base: base}
 	res, err := w.write()
 	if err != nil {
-		return nil, fmt.Errorf("keyset: %w", err)
+		return nil, err
 	}
 	return res, nil
 }
@@ -500,7 +500,7 @@ func (w *writer) existing() ([]int, error) {
 func Existing(dir, prefix string) ([]int, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("keyset: %w", err)
+		return nil, err
 	}
 	names := make([]string, len(ents))
 	for i, e := range ents {

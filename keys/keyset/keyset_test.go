@@ -289,7 +289,7 @@ func TestReadOnlyFolder(t *testing.T) {
 	require.NoError(t, err)
 	_, err = keyset.Write(keyset.Options{Dir: self, Count: 1})
 	require.Error(t, err)
-	assert.Regexp(t, `keyset: open /proc/[0-9]+/.*: (permission denied|read-only file system|no such file or directory)`, err.Error())
+	assert.Regexp(t, `^open /proc/[0-9]+/.*: (permission denied|read-only file system|no such file or directory)`, err.Error())
 	_, err = keyset.Write(keyset.Options{Dir: "/proc/nodekeys-new", Count: 1})
 	require.Error(t, err)
 }

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"bytes"
+	"crypto/tls"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/nodekeys/nodekeys/certs"
+	"github.com/nodekeys/nodekeys/internal/peer"
+)
+
+// doctor never gives an all-clear for a run that checked nothing: a file
+// named on the command line is read by its content whatever its name, a
+// folder with nothing to check or a path it cannot read is an error with
+// the fix, and every run says what it checked.
+func TestDoctorNeverClearsWhatItDidNotCheck(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	require.Equal(t, 0, nk(t, dir, "", "init", "-q").code)
+	// A key Flower's SuperNode cannot load, under a name that is not a
+	// SuperNode key's.
+	peer.Run(t, nil, "ssh-keygen", "-q", "-t", "ecdsa", "-b", "384", "-N", "", "-m", "PKCS8", "-f", filepath.Join(dir, "pkcs8_node"))
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "empty"), 0o755))
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "etc"), 0o755))
+	for name, body := range map[string]string{"hosts": "127.0.0.1 localhost\n", "fstab": "# no file systems\n", "ld.so.cache": "\x00\x01\x02"} {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "etc", name), []byte(body), 0o644))
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("the SuperLink is at superlink.example\n"), 0o644))
+
+	for _, tc := range []struct {
+		args []string
+		want string // in stdout
+	}{
+		{[]string{"pkcs8_node"}, `error   pkcs8_node: a PEM "PRIVATE KEY" key: a SuperNode loads OpenSSH private keys only`},
+		{[]string{"empty"}, "error   empty: no key, certificate or allowlist here\n        fix: name the folders or files that hold them"},
+		{[]string{"etc"}, "error   etc: no key, certificate or allowlist here (3 other files)"},
+		{[]string{"notes.txt"}, "error   notes.txt: not a key, a certificate or an allowlist"},
+		{[]string{"missing"}, "error   missing: no such file or folder\n        fix: check the path"},
+	} {
+		r := nk(t, dir, "", append([]string{"doctor"}, tc.args...)...)
+		assert.Equal(t, 1, r.code, "%v: %s", tc.args, r.stdout)
+		assert.Contains(t, r.stdout, tc.want, tc.args)
+		assert.NotContains(t, r.stdout, "nothing wrong found", tc.args)
+	}
+	r := nk(t, dir, "", "doctor", "pkcs8_node")
+	assert.Contains(t, r.stdout, "\nchecked: 1 SuperNode key\n")
+
+	r = nk(t, dir, "", "doctor")
+	require.Equal(t, 0, r.code, r.stdout)
+	assert.Equal(t, "checked: 2 SuperNode keys, 2 public keys, 1 allowlist, 2 certificates, 2 TLS keys\nnothing wrong found\n", r.stdout)
+	r = nk(t, dir, "", "doctor", "--json", "keys")
+	require.Equal(t, 0, r.code, r.stdout)
+	assert.Equal(t, "[]\n", r.stdout)
+	assert.Equal(t, "nodekeys: checked: 2 SuperNode keys, 2 public keys, 1 allowlist\n", r.stderr)
+}
+
+// A folder or file the user cannot read is an error that says so, with the
+// fix, never an all-clear. Root reads anything, so as root the command
+// runs as nobody.
+func TestDoctorUnreadable(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	require.Equal(t, 0, nk(t, dir, "", "init", "-q").code)
+	require.NoError(t, os.Chmod(filepath.Join(dir, "keys"), 0o000))
+	require.NoError(t, os.Chmod(filepath.Join(dir, "certificates/server.pem"), 0o000))
+	t.Cleanup(func() { os.Chmod(filepath.Join(dir, "keys"), 0o755) })
+
+	run := func(args ...string) result {
+		cmd := exec.Command(bin, args...)
+		cmd.Dir = dir
+		if os.Geteuid() == 0 {
+			// nobody must reach the binary and the folder.
+			exe := filepath.Join(t.TempDir(), "nodekeys")
+			require.NoError(t, copyExecutable(bin, exe))
+			for _, d := range []string{filepath.Dir(exe), filepath.Dir(filepath.Dir(exe)), dir, filepath.Dir(dir)} {
+				require.NoError(t, os.Chmod(d, 0o755))
+			}
+			cmd.Path, cmd.Args[0] = exe, exe
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		}
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else {
+			require.NoError(t, err)
+		}
+		return result{out.String(), errb.String(), code}
+	}
+	r := run("doctor", "keys")
+	assert.Equal(t, 1, r.code, r.stdout+r.stderr)
+	assert.Contains(t, r.stdout, "error   keys: cannot list this folder: permission denied\n        fix: let this user read it (ls -ld keys; chmod u+rx, or run as its owner)\n")
+	r = run("doctor", "certificates/server.pem")
+	assert.Equal(t, 1, r.code, r.stdout+r.stderr)
+	assert.Contains(t, r.stdout, "error   certificates/server.pem: cannot read it: permission denied\n")
+}
+
+// copyExecutable links (or else copies) the file at from to to.
+func copyExecutable(from, to string) error {
+	if real, err := filepath.EvalSymlinks(from); err == nil && os.Link(real, to) == nil {
+		return nil
+	}
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// doctor --superlink with a folder named checks the handshake against that
+// folder's CA, and says which CA it trusted.
+func TestDoctorSuperlinkUsesTheNamedFoldersCA(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	require.Equal(t, 0, nk(t, dir, "", "certgen").code)
+	require.Equal(t, 0, nk(t, dir, "", "certgen", "--out", "other/certificates").code)
+	// The server presents ./certificates' certificate, which other's CA
+	// did not issue.
+	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "certificates/server.pem"), filepath.Join(dir, "certificates/server.key"))
+	require.NoError(t, err)
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{pair}, NextProtos: []string{"h2"}})
+	require.NoError(t, err)
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { c.(*tls.Conn).Handshake(); c.Close() }()
+		}
+	}()
+	addr := ln.Addr().String()
+	r := nk(t, dir, "", "doctor", "--superlink", addr, "other/certificates")
+	assert.Equal(t, 1, r.code, r.stdout)
+	assert.Contains(t, r.stdout, "error   "+addr+": the server's certificate was not issued by the CA given")
+	assert.Contains(t, r.stdout, "the TLS handshake with "+addr+" trusting other/certificates/ca.crt\n")
+	r = nk(t, dir, "", "doctor", "--superlink", addr, "certificates")
+	assert.Equal(t, 0, r.code, r.stdout)
+	assert.Contains(t, r.stdout, "trusting certificates/ca.crt\nnothing wrong found\n")
+}
+
+// An expired certificate is an error in inspect and in doctor, said once,
+// not again as a chain that fails with the wrong fix; a certificate not
+// yet valid is said to be so.
+func TestCertificateOutOfItsValidity(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	now := time.Now()
+	_, err := certs.Write(certs.Options{Dir: filepath.Join(dir, "old"), Now: now.AddDate(0, 0, -400), Days: 10})
+	require.NoError(t, err)
+	_, err = certs.Write(certs.Options{Dir: filepath.Join(dir, "future"), Now: now.Add(48 * time.Hour)})
+	require.NoError(t, err)
+
+	r := nk(t, dir, "", "inspect", "old/server.pem")
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stdout, "old/server.pem: certificate, ECDSA P-384\n")
+	assert.Regexp(t, `^nodekeys: error: old/server\.pem: the certificate has EXPIRED \(\d{4}-\d\d-\d\d\): renew it: nodekeys certgen --force \(keeps the CA\)\n$`, r.stderr)
+	r = nk(t, dir, "", "inspect", "--ca", "old/ca.crt", "old/server.pem")
+	assert.Equal(t, 1, r.code)
+	assert.NotContains(t, r.stderr, "does not chain")
+	assert.Contains(t, r.stdout, "chains to:   old/ca.crt")
+
+	r = nk(t, dir, "", "doctor", "old")
+	assert.Equal(t, 1, r.code)
+	assert.Regexp(t, `^error   old/server\.pem: the certificate expired on \d{4}-\d\d-\d\d\n        fix: renew it: nodekeys certgen --force \(keeps the CA\)\nchecked: 2 certificates, 2 TLS keys\n$`, r.stdout)
+
+	r = nk(t, dir, "", "inspect", "future/server.pem")
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "nodekeys: error: future/server.pem: the certificate is not valid until ")
+	r = nk(t, dir, "", "doctor", "future")
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stdout, "error   future/ca.crt: the CA certificate is not valid until ")
+	assert.Contains(t, r.stdout, "error   future/server.pem: the certificate is not valid until ")
+	assert.NotContains(t, r.stdout, "chain")
+	assert.Equal(t, 2, strings.Count(r.stdout, "error "), r.stdout)
+}
