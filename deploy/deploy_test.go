@@ -3,10 +3,10 @@ package deploy_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -16,6 +16,8 @@ import (
 
 	"github.com/nodekeys/nodekeys/certs"
 	"github.com/nodekeys/nodekeys/deploy"
+	"github.com/nodekeys/nodekeys/internal/composetest"
+	"github.com/nodekeys/nodekeys/internal/peer"
 	"github.com/nodekeys/nodekeys/keys/keyset"
 )
 
@@ -128,34 +130,90 @@ func TestKubernetesCertManager(t *testing.T) {
 	}
 }
 
-func TestComposeSecrets(t *testing.T) {
-	dir, c, k := federation(t, 2)
-	f, err := deploy.Load(filepath.Join(dir, "certificates"), filepath.Join(dir, "keys"), "supernode_credentials", false)
+// writeCompose writes the Compose output of f into dir as the CLI does
+// (private keys 0600, readable by Flower's user through an ACL).
+func writeCompose(t *testing.T, f *deploy.Federation, o deploy.ComposeOptions) []deploy.ComposeFile {
+	t.Helper()
+	files, err := f.Compose(o)
 	require.NoError(t, err)
-	files, err := f.Compose()
-	require.NoError(t, err)
-	byName := map[string]deploy.ComposeFile{}
-	for _, f := range files {
-		byName[f.Name] = f
+	require.NoError(t, os.MkdirAll(filepath.Join(o.Dir, "secrets"), 0o700))
+	for _, file := range files {
+		mode := os.FileMode(0o644)
+		if file.Private {
+			mode = 0o600
+		}
+		require.NoError(t, os.WriteFile(filepath.Join(o.Dir, file.Name), file.Data, mode))
 	}
-	assert.Equal(t, read(t, c.ServerKey), byName["secrets/server.key"].Data)
-	assert.True(t, byName["secrets/server.key"].Private)
-	assert.False(t, byName["secrets/ca.crt"].Private)
-	assert.Equal(t, read(t, k.Pairs[1].Private), byName["secrets/supernode_credentials_2"].Data)
-	var spec struct {
-		Secrets  map[string]struct{ File string }
-		Services map[string]struct {
-			Secrets []struct{ Source, Target string }
+	return files
+}
+
+// The Compose output, merged after each Flower version's own compose.yml
+// by compose-go (the loader docker compose uses), runs every SuperNode
+// there is a key for, with every file present, TLS with the federation's
+// CA and the node authentication of that version.
+func TestComposeMergesWithFlowersFiles(t *testing.T) {
+	dir := t.TempDir()
+	c, err := certs.Write(certs.Options{Dir: filepath.Join(dir, "certificates"), AddHosts: []string{"superlink"}})
+	require.NoError(t, err)
+	k, err := keyset.Write(keyset.Options{Dir: filepath.Join(dir, "keys"), Prefix: "supernode_credentials", Count: 3})
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		version      string
+		registration bool
+	}{{"1.22.0", false}, {"1.25.0", true}, {"1.27.0", true}} {
+		complete := composetest.FlowerComplete(t, tc.version)
+		// Three nodes (one more than Flower's file) for every version;
+		// one (Flower's second switched off) and two for the newest; all
+		// of them in the long form.
+		counts := []int{3}
+		if tc.version == "1.27.0" || peer.Long() {
+			counts = []int{1, 2, 3}
+		}
+		for _, n := range counts {
+			t.Run(fmt.Sprintf("%s/%d", tc.version, n), func(t *testing.T) {
+				f, err := deploy.Load(filepath.Join(dir, "certificates"), filepath.Join(dir, "keys"), "supernode_credentials", false)
+				require.NoError(t, err)
+				f.Nodes = f.Nodes[:n]
+				out := filepath.Join(t.TempDir(), "compose")
+				writeCompose(t, f, deploy.ComposeOptions{Dir: out, FlowerVersion: tc.version})
+
+				p := composetest.Load(t, filepath.Join(complete, "compose.yml"), filepath.Join(out, deploy.ComposeFileName))
+				got := composetest.Check(t, p, composetest.Want{Nodes: n, Registration: tc.registration, CACert: c.CACert})
+				for i, pair := range k.Pairs[:n] {
+					assert.Equal(t, read(t, pair.Private), read(t, got[fmt.Sprintf("supernode-%d", i+1)]))
+				}
+				if n < 2 {
+					assert.Contains(t, p.DisabledServices, "supernode-2", "Flower's keyless SuperNode stays off")
+				}
+			})
 		}
 	}
-	require.NoError(t, yaml.Unmarshal(byName["secrets.yaml"].Data, &spec))
-	targets := map[string]string{}
-	for _, s := range spec.Services["superlink"].Secrets {
-		targets[s.Target] = spec.Secrets[s.Source].File
-	}
-	assert.Equal(t, map[string]string{
-		"/app/certificates/ca.crt": "./secrets/ca.crt", "/app/certificates/server.pem": "./secrets/server.pem",
-		"/app/certificates/server.key": "./secrets/server.key"}, targets)
-	require.Len(t, spec.Services["supernode-2"].Secrets, 2)
-	assert.True(t, strings.HasSuffix(spec.Services["supernode-2"].Secrets[1].Target, "/supernode_credentials_2"))
+}
+
+func TestComposeRefuses(t *testing.T) {
+	dir, _, _ := federation(t, 1)
+	f, err := deploy.Load(filepath.Join(dir, "certificates"), filepath.Join(dir, "keys"), "supernode_credentials", false)
+	require.NoError(t, err)
+	_, err = f.Compose(deploy.ComposeOptions{Dir: filepath.Join(dir, "out")})
+	assert.ErrorIs(t, err, deploy.ErrNoServiceHost, "SuperNodes dial superlink:9092")
+	_, err = f.Compose(deploy.ComposeOptions{Dir: "out"})
+	assert.ErrorContains(t, err, "absolute path")
+	f.Hosts = append(f.Hosts, "superlink")
+	_, err = f.Compose(deploy.ComposeOptions{Dir: filepath.Join(dir, "out"), FlowerVersion: "2.x"})
+	assert.ErrorContains(t, err, `"2.x" is not a Flower version`)
+}
+
+// GrantRead lets Flower's container user, and no one else, read a 0600
+// file that stays its owner's: Compose ignores uid, gid and mode on file
+// secrets, so the host file's own permissions must let uid 49999 read.
+func TestGrantRead(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "server.key")
+	require.NoError(t, os.WriteFile(p, []byte("key\n"), 0o600))
+	assert.False(t, composetest.ReadableBy(t, p, deploy.FlowerUID), "0600 alone is not enough")
+	require.NoError(t, deploy.GrantRead(p, deploy.FlowerUID))
+	assert.True(t, composetest.ReadableBy(t, p, deploy.FlowerUID))
+	assert.False(t, composetest.ReadableBy(t, p, deploy.FlowerUID-1), "nor anyone else")
+	fi, err := os.Stat(p)
+	require.NoError(t, err)
+	assert.Zero(t, fi.Mode().Perm()&0o007, "others get nothing")
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -46,14 +47,19 @@ func exportCommand() *cli.Command {
 			},
 			{
 				Name:  "compose",
-				Usage: "the secrets folder and secrets: block for Flower's Docker Compose files",
+				Usage: "the secrets and Compose file that turn on TLS and node authentication in Flower's Compose files",
 				Description: "Writes DIR/secrets/ (ca.crt, server.pem, server.key and each SuperNode key) and\n" +
-					"DIR/secrets.yaml, which maps them to /app/certificates/{ca.crt,server.pem,server.key}\n" +
-					"and /app/keys/. Private keys are given to uid 49999, the user Flower's images run\n" +
-					"as, with mode 0400: readable by the container, by no other user. Not run as root,\n" +
-					"nodekeys keeps them 0600 and prints the chown to run.\n\n" +
-					"   nodekeys export compose && docker compose -f compose.yml -f compose/secrets.yaml up",
-				Flags:  exportFlags("compose"),
+					"DIR/federation.yml, to merge after Flower's framework/docker/complete/compose.yml\n" +
+					"(in place of its with-tls.yml). It gives the SuperLink the federation's certificate\n" +
+					"and node authentication (the CSV allowlist before Flower 1.23, --enable-supernode-auth\n" +
+					"and registration from 1.23), and one SuperNode service per key pair with the\n" +
+					"federation's CA and its key. Files are named by absolute path. The server\n" +
+					"certificate must name superlink, the SuperLink's service name. Private keys stay\n" +
+					"0600 and yours; an ACL lets uid 49999, the user of Flower's images, read them.\n\n" +
+					"   nodekeys export compose --flower-version 1.27.0\n" +
+					"   docker compose -f compose.yml -f \"$PWD/compose/federation.yml\" up",
+				Flags: append(exportFlags("compose"),
+					&cli.StringFlag{Name: "flower-version", Value: deploy.DefaultFlowerVersion, Usage: "the Flower `VERSION` of the images: node authentication by CSV before 1.23, by registration after"}),
 				Action: exportCompose,
 			},
 		},
@@ -122,15 +128,26 @@ func exportCompose(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usageErr("export compose takes no arguments, got %q", c.Args().First())
 	}
+	registration, err := deploy.Registration(c.String("flower-version"))
+	if err != nil {
+		return &cliError{err: err, code: exitUsage}
+	}
 	f, err := loadFederation(c, false)
 	if err != nil {
 		return err
 	}
-	files, err := f.Compose()
+	out := c.String("out")
+	abs, err := filepath.Abs(out)
 	if err != nil {
 		return err
 	}
-	out := c.String("out")
+	files, err := f.Compose(deploy.ComposeOptions{Dir: abs, FlowerVersion: c.String("flower-version")})
+	if errors.Is(err, deploy.ErrNoServiceHost) {
+		return withHint(err, fmt.Sprintf("renew it with the name: nodekeys certgen --force --add-san %s --out %s (the names it has are kept)", deploy.ComposeServiceHost, c.String("certs-dir")))
+	}
+	if err != nil {
+		return err
+	}
 	d, err := openOut(out)
 	if err != nil {
 		return err
@@ -144,7 +161,7 @@ func exportCompose(c *cli.Context) error {
 		return err
 	}
 	defer sd.Close()
-	var unowned []string
+	var unreadable []string
 	for _, file := range files {
 		dir, name := d, file.Name
 		if rest, ok := strings.CutPrefix(file.Name, "secrets/"); ok {
@@ -158,18 +175,44 @@ func exportCompose(c *cli.Context) error {
 			return refuseHint(err)
 		}
 		if file.Private {
-			p := filepath.Join(out, file.Name)
-			if err := os.Lchown(p, deploy.FlowerUID, deploy.FlowerUID); err == nil {
-				os.Chmod(p, 0o400)
-			} else {
-				unowned = append(unowned, p)
+			if err := grantFlower(filepath.Join(out, file.Name)); err != nil {
+				unreadable = append(unreadable, filepath.Join(out, file.Name))
 			}
 		}
 	}
-	fmt.Fprintf(c.App.Writer, "wrote %s/secrets/ (%d files) and %s/secrets.yaml\n", out, len(files)-1, out)
-	if len(unowned) > 0 {
-		fmt.Fprintf(c.App.ErrWriter, "nodekeys: note: the private keys stay 0600 and yours; for Flower's containers (uid %d) run:\n  sudo chown %d:%d %s && sudo chmod 400 %s\n",
-			deploy.FlowerUID, deploy.FlowerUID, deploy.FlowerUID, strings.Join(unowned, " "), strings.Join(unowned, " "))
+	w := c.App.Writer
+	composeFile := filepath.Join(abs, deploy.ComposeFileName)
+	fmt.Fprintf(w, "wrote %s/secrets/ (%d files) and %s, for Flower %s and %d SuperNodes\n", out, len(files)-1, composeFile, c.String("flower-version"), len(f.Nodes))
+	if len(unreadable) > 0 {
+		fmt.Fprintf(c.App.ErrWriter, "nodekeys: note: no ACL could be set here; for Flower's containers (uid %d) to read the private keys run:\n  sudo chown %d:%d %s && sudo chmod 400 %s\n",
+			deploy.FlowerUID, deploy.FlowerUID, deploy.FlowerUID, strings.Join(unreadable, " "), strings.Join(unreadable, " "))
+	} else {
+		fmt.Fprintf(w, "private keys: 0600 and yours, readable by uid %d (Flower's images) through an ACL\n", deploy.FlowerUID)
+	}
+	up := fmt.Sprintf("docker compose -f compose.yml -f %s", composeFile)
+	fmt.Fprintf(w, "\nin Flower's framework/docker/complete/ (without with-tls.yml):\n")
+	if registration {
+		fmt.Fprintf(w, "  %s up -d superlink\n", up)
+		fmt.Fprintf(w, "  nodekeys register --superlink 127.0.0.1:9093 --root-certificates %s --dir %s\n", filepath.Join(c.String("certs-dir"), certs.CACertFile), c.String("keys-dir"))
+		fmt.Fprintf(w, "  %s up -d\n", up)
+	} else {
+		fmt.Fprintf(w, "  %s up -d\n", up)
 	}
 	return nil
+}
+
+// grantFlower lets Flower's container user read the file at p: through an
+// ACL, which its owner may set; else, as root, by giving it to that user.
+func grantFlower(p string) error {
+	err := deploy.GrantRead(p, deploy.FlowerUID)
+	if err == nil {
+		return nil
+	}
+	if os.Geteuid() == 0 {
+		if err := os.Lchown(p, deploy.FlowerUID, deploy.FlowerUID); err != nil {
+			return err
+		}
+		return os.Chmod(p, 0o400)
+	}
+	return err
 }

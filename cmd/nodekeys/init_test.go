@@ -6,12 +6,15 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/nodekeys/nodekeys/internal/composetest"
 	"github.com/nodekeys/nodekeys/internal/peer"
 )
 
@@ -80,19 +83,41 @@ func TestExport(t *testing.T) {
 	r = nk(t, dir, "", "export", "k8s", "--force", "--cert-manager")
 	require.Equal(t, 0, r.code, r.stderr)
 
+}
+
+// export compose follows its own hint to a certificate that names the
+// service, and the command it prints, run in Flower's folder, loads with
+// compose-go (the loader docker compose uses) into a federation with TLS,
+// node authentication and a SuperNode per key pair; the private keys stay
+// the user's, 0600, readable by Flower's container user alone.
+func TestExportComposeDeploys(t *testing.T) {
+	t.Parallel()
+	complete := composetest.FlowerComplete(t, "1.27.0")
+	dir := t.TempDir()
+	require.Equal(t, 0, nk(t, dir, "", "init", "-q", "--supernodes", "3").code)
+	r := nk(t, dir, "", "export", "compose")
+	require.Equal(t, 1, r.code, "the certificate lacks the service name")
+	fix := regexp.MustCompile(`hint: renew it with the name: nodekeys (.*) \(`).FindStringSubmatch(r.stderr)
+	require.NotNil(t, fix, r.stderr)
+	r = nk(t, dir, "", strings.Fields(fix[1])...)
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "kept the names of the certificate it replaces: localhost, 127.0.0.1, ::1")
+
 	r = nk(t, dir, "", "export", "compose")
 	require.Equal(t, 0, r.code, r.stderr)
-	for _, f := range []string{"server.key", "supernode_credentials_1"} {
-		fi, err := os.Stat(filepath.Join(dir, "compose/secrets", f))
+	m := regexp.MustCompile(`(?m)^  docker compose -f compose.yml -f (\S+) up -d$`).FindStringSubmatch(r.stdout)
+	require.NotNil(t, m, r.stdout)
+	assert.Contains(t, r.stdout, "nodekeys register --superlink 127.0.0.1:9093 --root-certificates certificates/ca.crt --dir keys\n")
+	p := composetest.Load(t, filepath.Join(complete, "compose.yml"), m[1])
+	keys := composetest.Check(t, p, composetest.Want{Nodes: 3, Registration: true, CACert: filepath.Join(dir, "certificates/ca.crt")})
+	for _, f := range []string{keys["supernode-3"], filepath.Join(dir, "compose/secrets/server.key")} {
+		fi, err := os.Stat(f)
 		require.NoError(t, err)
-		assert.Zero(t, fi.Mode().Perm()&0o077, "%s: no one else reads a private key", f)
-		if os.Geteuid() == 0 {
-			st := fi.Sys().(*syscall.Stat_t)
-			assert.EqualValues(t, 49999, st.Uid, "%s belongs to Flower's container user", f)
-			assert.Equal(t, os.FileMode(0o400), fi.Mode().Perm())
-		}
+		assert.Zero(t, fi.Mode().Perm()&0o007, "%s: others read nothing", f)
+		assert.EqualValues(t, os.Geteuid(), fi.Sys().(*syscall.Stat_t).Uid, "%s stays the user's", f)
+		assert.True(t, composetest.ReadableBy(t, f, 49999), "%s: Flower's container user reads it", f)
+		assert.False(t, composetest.ReadableBy(t, f, 1000), "%s: no other user does", f)
 	}
-	assert.FileExists(t, filepath.Join(dir, "compose/secrets.yaml"))
 }
 
 // doctor finds nothing on a fresh init, and exits 1 with each finding
