@@ -32,17 +32,21 @@ func exportCommand() *cli.Command {
 		Subcommands: []*cli.Command{
 			{
 				Name:  "k8s",
-				Usage: "Secrets and Helm values for Flower's charts, for kubectl apply",
-				Description: "Writes DIR/secrets.yaml: the SuperLink's kubernetes.io/tls Secret (tls.crt, tls.key,\n" +
-					"ca.crt) and, per SuperNode, a Secret with its OpenSSH key and the CA; and per\n" +
-					"SuperNode DIR/values-NAME.yaml for Flower's SuperNode chart, with the key inline\n" +
-					"(global.nodeAuth.authSupernodePrivateKey). With --cert-manager, a cert-manager\n" +
-					"Issuer of type CA backed by the development CA and a Certificate replace the\n" +
-					"static server certificate, so cert-manager issues and renews it.\n\n" +
-					"   nodekeys export k8s --namespace flower && kubectl apply -f k8s/secrets.yaml",
+				Usage: "Secrets for kubectl apply and values files for Flower's Helm charts",
+				Description: "Writes the manifests DIR/superlink.yaml (the SuperLink's kubernetes.io/tls Secret\n" +
+					"flower-superlink-tls: tls.crt, tls.key, ca.crt; 0600) and DIR/supernodes.yaml (the\n" +
+					"CA alone, flower-superlink-ca, for SuperNodes), and apart from them, so that\n" +
+					"kubectl apply -f DIR/ reads only manifests, DIR/values/superlink.yaml (tls.existingSecret,\n" +
+					"the chart's own issuer and certificate off, node authentication) and per SuperNode\n" +
+					"DIR/values/NAME.yaml (supernode.superlink.certificate.existingSecret). A SuperNode's\n" +
+					"private key is in no file of DIR: helm reads it from the key folder (--set-file).\n" +
+					"With --cert-manager, a cert-manager Issuer of type CA backed by the development CA\n" +
+					"and a Certificate issue and renew flower-superlink-tls instead.\n\n" +
+					"   nodekeys export k8s --namespace flower && kubectl apply -n flower -f k8s/",
 				Flags: append(exportFlags("k8s"),
 					&cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Value: "default", Usage: "the namespace of the objects"},
-					&cli.BoolFlag{Name: "cert-manager", Usage: "add a cert-manager Issuer (CA) and Certificate for the SuperLink"}),
+					&cli.BoolFlag{Name: "cert-manager", Usage: "add a cert-manager Issuer (CA) and Certificate for the SuperLink"},
+					&cli.StringFlag{Name: "flower-version", Value: deploy.DefaultFlowerVersion, Usage: "the Flower `VERSION` of the charts: node authentication by allowlist before 1.23, by registration after"}),
 				Action: exportK8s,
 			},
 			{
@@ -89,31 +93,54 @@ func exportK8s(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usageErr("export k8s takes no arguments, got %q", c.Args().First())
 	}
+	if _, err := deploy.Registration(c.String("flower-version")); err != nil {
+		return &cliError{err: err, code: exitUsage}
+	}
 	f, err := loadFederation(c, c.Bool("cert-manager"))
 	if err != nil {
 		return err
 	}
-	files, err := f.Kubernetes(deploy.K8sOptions{Namespace: c.String("namespace"), CertManager: c.Bool("cert-manager")})
+	ns := c.String("namespace")
+	files, err := f.Kubernetes(deploy.K8sOptions{Namespace: ns, CertManager: c.Bool("cert-manager"), FlowerVersion: c.String("flower-version")})
 	if err != nil {
 		return err
 	}
-	d, err := openOut(c.String("out"))
+	out := c.String("out")
+	d, err := openOut(out)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
+	if err := atomicfile.MkdirPrivate(filepath.Join(out, deploy.ValuesDir)); err != nil {
+		return err
+	}
+	vd, err := d.Sub(deploy.ValuesDir)
+	if err != nil {
+		return err
+	}
+	defer vd.Close()
 	for _, file := range files {
+		dir, name := d, file.Name
+		if rest, ok := strings.CutPrefix(file.Name, deploy.ValuesDir+"/"); ok {
+			dir, name = vd, rest
+		}
 		mode := os.FileMode(0o644)
 		if file.Secret {
 			mode = 0o600
 		}
-		if err := d.Write(file.Name, file.Data, mode, c.Bool("force")); err != nil {
+		if err := dir.Write(name, file.Data, mode, c.Bool("force")); err != nil {
 			return refuseHint(err)
 		}
 	}
-	fmt.Fprintf(c.App.Writer, "wrote %s (the SuperLink's TLS Secret and %d SuperNode Secrets) and %d values files, 0600\n",
-		filepath.Join(c.String("out"), "secrets.yaml"), len(f.Nodes), len(files)-1)
-	fmt.Fprintf(c.App.Writer, "apply: kubectl apply -f %s\n", filepath.Join(c.String("out"), "secrets.yaml"))
+	w := c.App.Writer
+	fmt.Fprintf(w, "wrote %s (the SuperLink's TLS, 0600), %s (the CA, for SuperNodes) and %d values files in %s\n",
+		filepath.Join(out, "superlink.yaml"), filepath.Join(out, "supernodes.yaml"), len(files)-2, filepath.Join(out, deploy.ValuesDir))
+	fmt.Fprintf(w, "apply:     kubectl apply -n %s -f %s\n", ns, out+string(filepath.Separator))
+	fmt.Fprintf(w, "SuperLink: helm install superlink CHART -n %s -f %s\n", ns, filepath.Join(out, deploy.ValuesDir, "superlink.yaml"))
+	for _, n := range f.Nodes {
+		fmt.Fprintf(w, "SuperNode: helm install %s CHART -n %s -f %s --set-file global.nodeAuth.authSupernodePrivateKey=%s\n",
+			strings.ReplaceAll(n.Name, "_", "-"), ns, filepath.Join(out, deploy.ValuesDir, strings.ReplaceAll(n.Name, "_", "-")+".yaml"), filepath.Join(c.String("keys-dir"), n.Name))
+	}
 	return nil
 }
 

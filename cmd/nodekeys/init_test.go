@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/nodekeys/nodekeys/internal/composetest"
+	"github.com/nodekeys/nodekeys/internal/k8stest"
 	"github.com/nodekeys/nodekeys/internal/peer"
 )
 
@@ -64,25 +66,75 @@ func TestInit(t *testing.T) {
 	assert.FileExists(t, filepath.Join(example, "certificates/server.pem"))
 }
 
-// export writes 0600 files in a 0700 folder; compose gives private keys to
-// Flower's container user, readable by it alone.
+// export k8s writes a folder that kubectl apply -f takes as it is (every
+// file in it a manifest that validates strictly), values files apart that
+// name only objects it defines, private keys 0600 in a 0700 folder, and
+// the object names the README gives.
 func TestExport(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	require.Equal(t, 0, nk(t, dir, "", "init", "-q").code)
+	require.Equal(t, 0, nk(t, dir, "", "init", "-q", "--add-san", "superlink.example").code)
 	r := nk(t, dir, "", "export", "k8s", "--namespace", "flower")
 	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "apply:     kubectl apply -n flower -f k8s/\n")
+	assert.Contains(t, r.stdout, "SuperNode: helm install supernode-credentials-2 CHART -n flower -f k8s/values/supernode-credentials-2.yaml --set-file global.nodeAuth.authSupernodePrivateKey=keys/supernode_credentials_2\n")
 	fi, err := os.Stat(filepath.Join(dir, "k8s"))
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o700), fi.Mode().Perm())
-	fi, err = os.Stat(filepath.Join(dir, "k8s/secrets.yaml"))
+	// What kubectl apply -f k8s/ reads: the files directly in the folder.
+	ents, err := os.ReadDir(filepath.Join(dir, "k8s"))
 	require.NoError(t, err)
-	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+	names := map[string]bool{}
+	manifests := 0
+	for _, e := range ents {
+		if e.IsDir() || !slices.Contains([]string{".yaml", ".yml", ".json"}, filepath.Ext(e.Name())) {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, "k8s", e.Name()))
+		require.NoError(t, err)
+		k8stest.RequireValid(t, e.Name(), b)
+		manifests++
+		for _, m := range regexp.MustCompile(`(?m)^\s+name: (\S+)$`).FindAllStringSubmatch(string(b), -1) {
+			names[m[1]] = true
+		}
+	}
+	assert.Equal(t, 2, manifests)
+	fi, err = os.Stat(filepath.Join(dir, "k8s/superlink.yaml"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "it holds the server key")
+	for _, v := range []string{"superlink.yaml", "supernode-credentials-1.yaml", "supernode-credentials-2.yaml"} {
+		b, err := os.ReadFile(filepath.Join(dir, "k8s/values", v))
+		require.NoError(t, err)
+		for _, ref := range regexp.MustCompile(`existingSecret: (\S+)`).FindAllStringSubmatch(string(b), -1) {
+			assert.True(t, names[ref[1]], "%s names %s, which k8s/ defines", v, ref[1])
+		}
+	}
+	// Every object name the README's Kubernetes section gives is one the
+	// output defines.
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	require.NoError(t, err)
+	section := string(readme)[strings.Index(string(readme), "## Kubernetes and Docker Compose"):]
+	section = section[:strings.Index(section, "`export compose` writes")]
+	r = nk(t, dir, "", "export", "k8s", "--namespace", "flower", "--cert-manager", "--out", "k8s-cm")
+	require.Equal(t, 0, r.code, r.stderr)
+	for _, f := range []string{"superlink.yaml", "supernodes.yaml"} {
+		b, err := os.ReadFile(filepath.Join(dir, "k8s-cm", f))
+		require.NoError(t, err)
+		k8stest.RequireValid(t, f, b)
+		for _, m := range regexp.MustCompile(`(?m)^\s+(?:name|secretName): (\S+)$`).FindAllStringSubmatch(string(b), -1) {
+			names[m[1]] = true
+		}
+	}
+	named := regexp.MustCompile("`(flower-[a-z-]+)`").FindAllStringSubmatch(section, -1)
+	require.NotEmpty(t, named)
+	for _, m := range named {
+		assert.True(t, names[m[1]], "the README names %s", m[1])
+	}
+
 	r = nk(t, dir, "", "export", "k8s")
 	assert.Equal(t, 1, r.code, "no file replaced without --force")
 	r = nk(t, dir, "", "export", "k8s", "--force", "--cert-manager")
 	require.Equal(t, 0, r.code, r.stderr)
-
 }
 
 // export compose follows its own hint to a certificate that names the
