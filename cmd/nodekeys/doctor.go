@@ -25,7 +25,7 @@ func doctorCommand() *cli.Command {
 			"(--control), or by the Date of a gateway's /healthz (--health); a TLS handshake\n" +
 			"carries no time. Exit 0 only when nothing is wrong.\n\n" +
 			"   nodekeys doctor --superlink superlink.example:9092\n" +
-			"   nodekeys doctor --health http://127.0.0.1:9094/healthz keys/ certificates/",
+			"   nodekeys doctor --health http://127.0.0.1:9190/healthz keys/ certificates/",
 		ArgsUsage: "[FILE|DIR...]",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "superlink", Usage: "the Fleet API `ADDR` SuperNodes dial (its host is checked against the certificate)"},
