@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -260,6 +261,27 @@ func ParseSANs(in []string) ([]string, error) {
 		}
 		seen[san] = true
 		out = append(out, san)
+	}
+	return out, nil
+}
+
+// MergeSANs checks base and add and returns base followed by the names of
+// add that base does not already hold: adding a name that is there (one of
+// DefaultHosts, or a name a renewal keeps) is not an error. A name given
+// twice within base, or within add, is.
+func MergeSANs(base, add []string) ([]string, error) {
+	out, err := ParseSANs(base)
+	if err != nil {
+		return nil, err
+	}
+	extra, err := ParseSANs(add)
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range extra {
+		if !slices.Contains(out, h) {
+			out = append(out, h)
+		}
 	}
 	return out, nil
 }

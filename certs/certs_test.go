@@ -202,6 +202,35 @@ func TestRenewKeepsTheCA(t *testing.T) {
 	assert.NotEqual(t, renewed.CAFingerprint, fresh.CAFingerprint)
 }
 
+// Renewal (Force, no Hosts) keeps the names of the certificate it
+// replaces, says which it kept, and adds AddHosts to them; Hosts replaces
+// them. A name already there is not "given twice".
+func TestRenewKeepsNames(t *testing.T) {
+	dir := t.TempDir()
+	first := write(t, certs.Options{Dir: dir, AddHosts: []string{"superlink.example", "localhost"}})
+	assert.Equal(t, []string{"localhost", "127.0.0.1", "::1", "superlink.example"}, first.Hosts)
+	assert.Empty(t, first.KeptHosts)
+
+	renewed := write(t, certs.Options{Dir: dir, Force: true})
+	want := []string{"localhost", "superlink.example", "127.0.0.1", "::1"}
+	assert.Equal(t, want, renewed.Hosts)
+	assert.Equal(t, want, renewed.KeptHosts)
+	assert.Equal(t, renewed.ServerCert, renewed.KeptFrom)
+	cert, err := certs.ReadCertificate(renewed.ServerCert)
+	require.NoError(t, err)
+	require.NoError(t, cert.VerifyHostname("superlink.example"), "the renewed certificate still serves the name")
+
+	added := write(t, certs.Options{Dir: dir, Force: true, AddHosts: []string{"superlink", "superlink.example"}})
+	assert.Equal(t, append(append([]string{}, want...), "superlink"), added.Hosts)
+
+	replaced := write(t, certs.Options{Dir: dir, Force: true, Hosts: []string{"other.example"}})
+	assert.Equal(t, []string{"other.example"}, replaced.Hosts)
+	assert.Empty(t, replaced.KeptHosts)
+
+	_, err = certs.Write(certs.Options{Dir: t.TempDir(), Hosts: []string{"a.example", "a.example"}})
+	assert.ErrorContains(t, err, "given twice")
+}
+
 func TestExternalCA(t *testing.T) {
 	caDir := t.TempDir()
 	ca := write(t, certs.Options{Dir: caDir})

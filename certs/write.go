@@ -25,11 +25,13 @@ const (
 
 // Options say what Write makes. Zero values take the defaults.
 type Options struct {
-	Dir   string
+	Dir string
+	// Hosts are the server certificate's SANs. Empty means the SANs of
+	// the server certificate being replaced (renewal keeps its names), or
+	// DefaultHosts when there is none.
 	Hosts []string
-	// AddHosts are SANs added to Hosts, or to DefaultHosts when Hosts is
-	// empty: renewing with another name keeps localhost and the loopback
-	// addresses.
+	// AddHosts are SANs added to Hosts (or to what empty Hosts means); a
+	// name already there is not added twice.
 	AddHosts []string
 	Days     int
 	CADays   int
@@ -61,7 +63,11 @@ type Result struct {
 	ServerFingerprint string    `json:"server_sha256"`
 	ServerNotAfter    time.Time `json:"server_not_after"`
 	Hosts             []string  `json:"sans"`
-	KeyType           KeyType   `json:"key_type"`
+	// KeptHosts are the SANs taken from the server certificate that was
+	// replaced (empty Hosts); KeptFrom names it. Both are empty otherwise.
+	KeptHosts []string `json:"kept_sans,omitempty"`
+	KeptFrom  string   `json:"kept_from,omitempty"`
+	KeyType   KeyType  `json:"key_type"`
 }
 
 func exists(p string) bool {
@@ -124,6 +130,11 @@ func Write(opts Options) (*Result, error) {
 	if opts.Dir == "" {
 		opts.Dir = DefaultDir
 	}
+	var kept []string
+	if len(opts.Hosts) == 0 && opts.Force {
+		kept = ExistingHosts(filepath.Join(opts.Dir, ServerCertFile))
+		opts.Hosts = kept
+	}
 	if len(opts.Hosts) == 0 {
 		opts.Hosts = DefaultHosts
 	}
@@ -151,7 +162,7 @@ func Write(opts Options) (*Result, error) {
 	if opts.CACert != "" && opts.NewCA {
 		return nil, ErrNewCAWithCA
 	}
-	hosts, err := ParseSANs(append(append([]string{}, opts.Hosts...), opts.AddHosts...))
+	hosts, err := MergeSANs(opts.Hosts, opts.AddHosts)
 	if err != nil {
 		return nil, err
 	}
@@ -165,6 +176,9 @@ func Write(opts Options) (*Result, error) {
 	res := &Result{
 		Dir: opts.Dir, CACert: p(CACertFile), CAKey: p(CAKeyFile),
 		ServerCert: p(ServerCertFile), ServerKey: p(ServerKeyFile), Hosts: hosts, KeyType: opts.KeyType,
+	}
+	if len(kept) > 0 {
+		res.KeptHosts, res.KeptFrom = kept, res.ServerCert
 	}
 	for _, f := range []string{res.ServerCert, res.ServerKey} {
 		if exists(f) && !opts.Force {
@@ -251,6 +265,24 @@ func Write(opts Options) (*Result, error) {
 	res.ServerFingerprint = SHA256Fingerprint(cert)
 	res.ServerNotAfter = cert.NotAfter
 	return res, nil
+}
+
+// ExistingHosts returns the SANs (DNS names, then IP addresses) of the
+// certificate at path, or nil if there is no readable certificate there.
+func ExistingHosts(path string) []string {
+	b, err := readFile(path)
+	if err != nil {
+		return nil
+	}
+	cert, err := ParseCertificate(b)
+	if err != nil {
+		return nil
+	}
+	hosts := append([]string{}, cert.DNSNames...)
+	for _, ip := range cert.IPAddresses {
+		hosts = append(hosts, ip.String())
+	}
+	return hosts
 }
 
 // writePair writes a key (0600) and its certificate (0644); both land after

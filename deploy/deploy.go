@@ -8,6 +8,7 @@ package deploy
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,7 +25,10 @@ type Node struct {
 	Index int
 	Name  string
 	// PrivateKey is the OpenSSH private key file, as written.
-	PrivateKey  []byte
+	PrivateKey []byte
+	// PublicKey is "ecdsa-sha2-nistp384 BASE64", the form of a CSV
+	// allowlist element and of the .pub file without its comment.
+	PublicKey   string
 	Fingerprint string
 }
 
@@ -90,11 +94,36 @@ func Load(certsDir, keysDir, prefix string, withCAKey bool) (*Federation, error)
 		if err != nil {
 			return nil, fmt.Errorf("deploy: %w", err)
 		}
-		f.Nodes = append(f.Nodes, Node{Index: i, Name: name, PrivateKey: b, Fingerprint: pub.Fingerprint()})
+		f.Nodes = append(f.Nodes, Node{Index: i, Name: name, PrivateKey: b, PublicKey: pub.AuthorizedKey(), Fingerprint: pub.Fingerprint()})
 	}
 	sort.Slice(f.Nodes, func(a, b int) bool { return f.Nodes[a].Index < f.Nodes[b].Index })
 	return f, nil
 }
+
+// HasHost says whether the server certificate names host.
+func (f *Federation) HasHost(host string) bool {
+	return slices.Contains(f.Hosts, host)
+}
+
+// Registration says whether Flower version v ("1.27.0", "1.22") admits
+// SuperNodes by registration (1.23 and later) rather than by the CSV
+// allowlist. A version that does not parse is an error naming it.
+func Registration(v string) (bool, error) {
+	parts := strings.SplitN(v, ".", 3)
+	if len(parts) < 2 {
+		return false, fmt.Errorf("deploy: %q is not a Flower version like 1.27.0", v)
+	}
+	major, err1 := strconv.Atoi(parts[0])
+	minor, err2 := strconv.Atoi(parts[1])
+	if err1 != nil || err2 != nil || major != 1 || minor < 9 {
+		return false, fmt.Errorf("deploy: %q is not a Flower version with node authentication (1.9 and later)", v)
+	}
+	return minor >= 23, nil
+}
+
+// DefaultFlowerVersion is the Flower version the outputs are for unless
+// told otherwise.
+const DefaultFlowerVersion = "1.27.0"
 
 // dnsLabel makes a Kubernetes object name part: lower case, '-' for '_'.
 func dnsLabel(s string) string {

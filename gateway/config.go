@@ -158,7 +158,8 @@ type Config struct {
 	RefusalDelaySlots int            `yaml:"refusal_delay_slots"`
 
 	// Metrics is the address of /metrics, /healthz and /readyz (default
-	// 127.0.0.1:9094, loopback only); "-" turns it off.
+	// 127.0.0.1:9190, loopback only, clear of Flower's 9091-9096); "-"
+	// turns it off.
 	Metrics string `yaml:"metrics"`
 	// LogFormat is "text" (default) or "json"; LogLevel "info" (default),
 	// "debug", "warn" or "error".
@@ -175,7 +176,7 @@ const (
 	DefaultListenFleet    = ":9092"
 	DefaultListenControl  = ":9093"
 	DefaultUpstream       = "127.0.0.1:19092"
-	DefaultMetrics        = "127.0.0.1:9094"
+	DefaultMetrics        = "127.0.0.1:9190"
 	DefaultKeyRate        = 100
 	DefaultKeyBurst       = 1000
 	DefaultMaxHeaderBytes = 16 << 10

@@ -36,7 +36,7 @@ else
   # Copied on its own into a Flower example: nodekeys must be installed.
   NODEKEYS=${NODEKEYS:-$(command -v nodekeys || true)}
   if [ -z "$NODEKEYS" ]; then
-    echo "nodekeys not found: go install github.com/nodekeys/nodekeys/cmd/nodekeys@latest, or set NODEKEYS" >&2
+    echo "nodekeys not found: in a clone of nodekeys run go install ./cmd/nodekeys (README, Install from a clone), or set NODEKEYS" >&2
     exit 1
   fi
 fi

@@ -32,7 +32,7 @@ if [ -f "$here/nodekeys-bin.sh" ]; then
 else
   NODEKEYS=${NODEKEYS:-$(command -v nodekeys || true)}
   if [ -z "$NODEKEYS" ]; then
-    echo "nodekeys not found: go install github.com/nodekeys/nodekeys/cmd/nodekeys@latest, or set NODEKEYS" >&2
+    echo "nodekeys not found: in a clone of nodekeys run go install ./cmd/nodekeys (README, Install from a clone), or set NODEKEYS" >&2
     exit 1
   fi
 fi

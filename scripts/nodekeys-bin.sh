@@ -1,7 +1,7 @@
 # Sourced by the drop-in scripts: sets NODEKEYS to a nodekeys binary.
 # Order: $NODEKEYS if set; nodekeys on PATH; built once from the nodekeys
 # checkout this script sits in (cached until the sources change); else
-# `go install` of the module.
+# an error that says how to install it.
 find_nodekeys() {
   if [ -n "${NODEKEYS:-}" ]; then return; fi
   if command -v nodekeys >/dev/null 2>&1; then NODEKEYS=$(command -v nodekeys); return; fi
@@ -17,7 +17,7 @@ find_nodekeys() {
     fi
     return
   fi
-  echo "nodekeys not found: installing it with go install" >&2
-  GOBIN="${XDG_CACHE_HOME:-$HOME/.cache}/nodekeys" go install github.com/nodekeys/nodekeys/cmd/nodekeys@latest >&2
-  NODEKEYS="${XDG_CACHE_HOME:-$HOME/.cache}/nodekeys/nodekeys"
+  # The module is not published: go install ...@latest cannot fetch it.
+  echo "nodekeys not found: in a clone of nodekeys run go install ./cmd/nodekeys (README, Install from a clone), or set NODEKEYS" >&2
+  return 1
 }

@@ -18,7 +18,9 @@ func certgenCommand() *cli.Command {
 		Description: "Writes certificates/ca.crt, ca.key, server.pem and server.key, for SANs localhost,\n" +
 			"127.0.0.1 and ::1, plus each --add-san; --san replaces those three. A CA already in\n" +
 			"the folder (or given with --ca-cert and --ca-key) is reused: the server certificate\n" +
-			"is renewed and SuperNodes that trust ca.crt keep working. A new CA needs --new-ca.\n\n" +
+			"is renewed and SuperNodes that trust ca.crt keep working. A new CA needs --new-ca.\n" +
+			"Renewing (--force) keeps the names of the certificate it replaces, plus each\n" +
+			"--add-san, unless --san names them all.\n\n" +
 			"   nodekeys certgen --add-san superlink.example --add-san 192.0.2.7\n" +
 			"   nodekeys certgen --force --add-san superlink.example   (renew, keep the CA)",
 		Flags: []cli.Flag{
@@ -95,6 +97,9 @@ func certgenAction(c *cli.Context) error {
 	} else {
 		fmt.Fprintf(out, "kept the CA: %s, valid until %s; SuperNodes that trust it keep working\n", res.CACert, res.CANotAfter.Format("2006-01-02"))
 	}
+	if len(res.KeptHosts) > 0 {
+		fmt.Fprintf(out, "kept the names of the certificate it replaces: %s (--san to choose others)\n", strings.Join(res.KeptHosts, ", "))
+	}
 	fmt.Fprintf(out, "server certificate: %s (key %s, 0600) for %v, %s, valid until %s (%d days)\n",
 		res.ServerCert, res.ServerKey, res.Hosts, res.KeyType, res.ServerNotAfter.Format("2006-01-02"),
 		certs.DaysLeft(res.ServerNotAfter, time.Now()))
@@ -113,7 +118,7 @@ func checkSANs(c *cli.Context) error {
 	if len(hosts) == 0 {
 		hosts = certs.DefaultHosts
 	}
-	if _, err := certs.ParseSANs(append(append([]string{}, hosts...), c.StringSlice("add-san")...)); err != nil {
+	if _, err := certs.MergeSANs(hosts, c.StringSlice("add-san")); err != nil {
 		return &cliError{err: err, code: exitUsage}
 	}
 	return nil

@@ -200,6 +200,9 @@ func TestKeygenCleansUpOnSignals(t *testing.T) {
 			err := cmd.Wait()
 			require.Error(t, err, "an interrupted keygen fails")
 			assert.Contains(t, stderr.String(), "interrupted")
+			if sig == os.Interrupt {
+				assert.Equal(t, 130, cmd.ProcessState.ExitCode(), "the shell's code for SIGINT")
+			}
 		}
 		assert.Equal(t, before, snapshot(t, dir), "%v: nothing left behind", sig)
 		ents, _ := os.ReadDir(dir)

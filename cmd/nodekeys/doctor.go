@@ -28,7 +28,7 @@ func doctorCommand() *cli.Command {
 			"carries no time. Each run ends with what it checked; a path with nothing to\n" +
 			"check, or one it cannot read, is an error. Exit 0 only when nothing is wrong.\n\n" +
 			"   nodekeys doctor --superlink superlink.example:9092\n" +
-			"   nodekeys doctor --health http://127.0.0.1:9094/healthz keys/ certificates/",
+			"   nodekeys doctor --health http://127.0.0.1:9190/healthz keys/ certificates/",
 		ArgsUsage: "[FILE|DIR...]",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "superlink", Usage: "the Fleet API `ADDR` SuperNodes dial (its host is checked against the certificate)"},

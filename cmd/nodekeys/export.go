@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -31,29 +32,38 @@ func exportCommand() *cli.Command {
 		Subcommands: []*cli.Command{
 			{
 				Name:  "k8s",
-				Usage: "Secrets and Helm values for Flower's charts, for kubectl apply",
-				Description: "Writes DIR/secrets.yaml: the SuperLink's kubernetes.io/tls Secret (tls.crt, tls.key,\n" +
-					"ca.crt) and, per SuperNode, a Secret with its OpenSSH key and the CA; and per\n" +
-					"SuperNode DIR/values-NAME.yaml for Flower's SuperNode chart, with the key inline\n" +
-					"(global.nodeAuth.authSupernodePrivateKey). With --cert-manager, a cert-manager\n" +
-					"Issuer of type CA backed by the development CA and a Certificate replace the\n" +
-					"static server certificate, so cert-manager issues and renews it.\n\n" +
-					"   nodekeys export k8s --namespace flower && kubectl apply -f k8s/secrets.yaml",
+				Usage: "Secrets for kubectl apply and values files for Flower's Helm charts",
+				Description: "Writes the manifests DIR/superlink.yaml (the SuperLink's kubernetes.io/tls Secret\n" +
+					"flower-superlink-tls: tls.crt, tls.key, ca.crt; 0600) and DIR/supernodes.yaml (the\n" +
+					"CA alone, flower-superlink-ca, for SuperNodes), and apart from them, so that\n" +
+					"kubectl apply -f DIR/ reads only manifests, DIR/values/superlink.yaml (tls.existingSecret,\n" +
+					"the chart's own issuer and certificate off, node authentication) and per SuperNode\n" +
+					"DIR/values/NAME.yaml (supernode.superlink.certificate.existingSecret). A SuperNode's\n" +
+					"private key is in no file of DIR: helm reads it from the key folder (--set-file).\n" +
+					"With --cert-manager, a cert-manager Issuer of type CA backed by the development CA\n" +
+					"and a Certificate issue and renew flower-superlink-tls instead.\n\n" +
+					"   nodekeys export k8s --namespace flower && kubectl apply -n flower -f k8s/",
 				Flags: append(exportFlags("k8s"),
 					&cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Value: "default", Usage: "the namespace of the objects"},
-					&cli.BoolFlag{Name: "cert-manager", Usage: "add a cert-manager Issuer (CA) and Certificate for the SuperLink"}),
+					&cli.BoolFlag{Name: "cert-manager", Usage: "add a cert-manager Issuer (CA) and Certificate for the SuperLink"},
+					&cli.StringFlag{Name: "flower-version", Value: deploy.DefaultFlowerVersion, Usage: "the Flower `VERSION` of the charts: node authentication by allowlist before 1.23, by registration after"}),
 				Action: exportK8s,
 			},
 			{
 				Name:  "compose",
-				Usage: "the secrets folder and secrets: block for Flower's Docker Compose files",
+				Usage: "the secrets and Compose file that turn on TLS and node authentication in Flower's Compose files",
 				Description: "Writes DIR/secrets/ (ca.crt, server.pem, server.key and each SuperNode key) and\n" +
-					"DIR/secrets.yaml, which maps them to /app/certificates/{ca.crt,server.pem,server.key}\n" +
-					"and /app/keys/. Private keys are given to uid 49999, the user Flower's images run\n" +
-					"as, with mode 0400: readable by the container, by no other user. Not run as root,\n" +
-					"nodekeys keeps them 0600 and prints the chown to run.\n\n" +
-					"   nodekeys export compose && docker compose -f compose.yml -f compose/secrets.yaml up",
-				Flags:  exportFlags("compose"),
+					"DIR/federation.yml, to merge after Flower's framework/docker/complete/compose.yml\n" +
+					"(in place of its with-tls.yml). It gives the SuperLink the federation's certificate\n" +
+					"and node authentication (the CSV allowlist before Flower 1.23, --enable-supernode-auth\n" +
+					"and registration from 1.23), and one SuperNode service per key pair with the\n" +
+					"federation's CA and its key. Files are named by absolute path. The server\n" +
+					"certificate must name superlink, the SuperLink's service name. Private keys stay\n" +
+					"0600 and yours; an ACL lets uid 49999, the user of Flower's images, read them.\n\n" +
+					"   nodekeys export compose --flower-version 1.27.0\n" +
+					"   docker compose -f compose.yml -f \"$PWD/compose/federation.yml\" up",
+				Flags: append(exportFlags("compose"),
+					&cli.StringFlag{Name: "flower-version", Value: deploy.DefaultFlowerVersion, Usage: "the Flower `VERSION` of the images: node authentication by CSV before 1.23, by registration after"}),
 				Action: exportCompose,
 			},
 		},
@@ -83,31 +93,54 @@ func exportK8s(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usageErr("export k8s takes no arguments, got %q", c.Args().First())
 	}
+	if _, err := deploy.Registration(c.String("flower-version")); err != nil {
+		return &cliError{err: err, code: exitUsage}
+	}
 	f, err := loadFederation(c, c.Bool("cert-manager"))
 	if err != nil {
 		return err
 	}
-	files, err := f.Kubernetes(deploy.K8sOptions{Namespace: c.String("namespace"), CertManager: c.Bool("cert-manager")})
+	ns := c.String("namespace")
+	files, err := f.Kubernetes(deploy.K8sOptions{Namespace: ns, CertManager: c.Bool("cert-manager"), FlowerVersion: c.String("flower-version")})
 	if err != nil {
 		return err
 	}
-	d, err := openOut(c.String("out"))
+	out := c.String("out")
+	d, err := openOut(out)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
+	if err := atomicfile.MkdirPrivate(filepath.Join(out, deploy.ValuesDir)); err != nil {
+		return err
+	}
+	vd, err := d.Sub(deploy.ValuesDir)
+	if err != nil {
+		return err
+	}
+	defer vd.Close()
 	for _, file := range files {
+		dir, name := d, file.Name
+		if rest, ok := strings.CutPrefix(file.Name, deploy.ValuesDir+"/"); ok {
+			dir, name = vd, rest
+		}
 		mode := os.FileMode(0o644)
 		if file.Secret {
 			mode = 0o600
 		}
-		if err := d.Write(file.Name, file.Data, mode, c.Bool("force")); err != nil {
+		if err := dir.Write(name, file.Data, mode, c.Bool("force")); err != nil {
 			return refuseHint(err)
 		}
 	}
-	fmt.Fprintf(c.App.Writer, "wrote %s (the SuperLink's TLS Secret and %d SuperNode Secrets) and %d values files, 0600\n",
-		filepath.Join(c.String("out"), "secrets.yaml"), len(f.Nodes), len(files)-1)
-	fmt.Fprintf(c.App.Writer, "apply: kubectl apply -f %s\n", filepath.Join(c.String("out"), "secrets.yaml"))
+	w := c.App.Writer
+	fmt.Fprintf(w, "wrote %s (the SuperLink's TLS, 0600), %s (the CA, for SuperNodes) and %d values files in %s\n",
+		filepath.Join(out, "superlink.yaml"), filepath.Join(out, "supernodes.yaml"), len(files)-2, filepath.Join(out, deploy.ValuesDir))
+	fmt.Fprintf(w, "apply:     kubectl apply -n %s -f %s\n", ns, out+string(filepath.Separator))
+	fmt.Fprintf(w, "SuperLink: helm install superlink CHART -n %s -f %s\n", ns, filepath.Join(out, deploy.ValuesDir, "superlink.yaml"))
+	for _, n := range f.Nodes {
+		fmt.Fprintf(w, "SuperNode: helm install %s CHART -n %s -f %s --set-file global.nodeAuth.authSupernodePrivateKey=%s\n",
+			strings.ReplaceAll(n.Name, "_", "-"), ns, filepath.Join(out, deploy.ValuesDir, strings.ReplaceAll(n.Name, "_", "-")+".yaml"), filepath.Join(c.String("keys-dir"), n.Name))
+	}
 	return nil
 }
 
@@ -122,15 +155,26 @@ func exportCompose(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usageErr("export compose takes no arguments, got %q", c.Args().First())
 	}
+	registration, err := deploy.Registration(c.String("flower-version"))
+	if err != nil {
+		return &cliError{err: err, code: exitUsage}
+	}
 	f, err := loadFederation(c, false)
 	if err != nil {
 		return err
 	}
-	files, err := f.Compose()
+	out := c.String("out")
+	abs, err := filepath.Abs(out)
 	if err != nil {
 		return err
 	}
-	out := c.String("out")
+	files, err := f.Compose(deploy.ComposeOptions{Dir: abs, FlowerVersion: c.String("flower-version")})
+	if errors.Is(err, deploy.ErrNoServiceHost) {
+		return withHint(err, fmt.Sprintf("renew it with the name: nodekeys certgen --force --add-san %s --out %s (the names it has are kept)", deploy.ComposeServiceHost, c.String("certs-dir")))
+	}
+	if err != nil {
+		return err
+	}
 	d, err := openOut(out)
 	if err != nil {
 		return err
@@ -144,7 +188,7 @@ func exportCompose(c *cli.Context) error {
 		return err
 	}
 	defer sd.Close()
-	var unowned []string
+	var unreadable []string
 	for _, file := range files {
 		dir, name := d, file.Name
 		if rest, ok := strings.CutPrefix(file.Name, "secrets/"); ok {
@@ -158,18 +202,44 @@ func exportCompose(c *cli.Context) error {
 			return refuseHint(err)
 		}
 		if file.Private {
-			p := filepath.Join(out, file.Name)
-			if err := os.Lchown(p, deploy.FlowerUID, deploy.FlowerUID); err == nil {
-				os.Chmod(p, 0o400)
-			} else {
-				unowned = append(unowned, p)
+			if err := grantFlower(filepath.Join(out, file.Name)); err != nil {
+				unreadable = append(unreadable, filepath.Join(out, file.Name))
 			}
 		}
 	}
-	fmt.Fprintf(c.App.Writer, "wrote %s/secrets/ (%d files) and %s/secrets.yaml\n", out, len(files)-1, out)
-	if len(unowned) > 0 {
-		fmt.Fprintf(c.App.ErrWriter, "nodekeys: note: the private keys stay 0600 and yours; for Flower's containers (uid %d) run:\n  sudo chown %d:%d %s && sudo chmod 400 %s\n",
-			deploy.FlowerUID, deploy.FlowerUID, deploy.FlowerUID, strings.Join(unowned, " "), strings.Join(unowned, " "))
+	w := c.App.Writer
+	composeFile := filepath.Join(abs, deploy.ComposeFileName)
+	fmt.Fprintf(w, "wrote %s/secrets/ (%d files) and %s, for Flower %s and %d SuperNodes\n", out, len(files)-1, composeFile, c.String("flower-version"), len(f.Nodes))
+	if len(unreadable) > 0 {
+		fmt.Fprintf(c.App.ErrWriter, "nodekeys: note: no ACL could be set here; for Flower's containers (uid %d) to read the private keys run:\n  sudo chown %d:%d %s && sudo chmod 400 %s\n",
+			deploy.FlowerUID, deploy.FlowerUID, deploy.FlowerUID, strings.Join(unreadable, " "), strings.Join(unreadable, " "))
+	} else {
+		fmt.Fprintf(w, "private keys: 0600 and yours, readable by uid %d (Flower's images) through an ACL\n", deploy.FlowerUID)
+	}
+	up := fmt.Sprintf("docker compose -f compose.yml -f %s", composeFile)
+	fmt.Fprintf(w, "\nin Flower's framework/docker/complete/ (without with-tls.yml):\n")
+	if registration {
+		fmt.Fprintf(w, "  %s up -d superlink\n", up)
+		fmt.Fprintf(w, "  nodekeys register --superlink 127.0.0.1:9093 --root-certificates %s --dir %s\n", filepath.Join(c.String("certs-dir"), certs.CACertFile), c.String("keys-dir"))
+		fmt.Fprintf(w, "  %s up -d\n", up)
+	} else {
+		fmt.Fprintf(w, "  %s up -d\n", up)
 	}
 	return nil
+}
+
+// grantFlower lets Flower's container user read the file at p: through an
+// ACL, which its owner may set; else, as root, by giving it to that user.
+func grantFlower(p string) error {
+	err := deploy.GrantRead(p, deploy.FlowerUID)
+	if err == nil {
+		return nil
+	}
+	if os.Geteuid() == 0 {
+		if err := os.Lchown(p, deploy.FlowerUID, deploy.FlowerUID); err != nil {
+			return err
+		}
+		return os.Chmod(p, 0o400)
+	}
+	return err
 }

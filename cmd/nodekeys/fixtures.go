@@ -82,8 +82,14 @@ func fixturesAction(c *cli.Context) error {
 		}
 		return p.Private, nil
 	}
+	// The names come from the flags alone, never from a certificate
+	// already in the folder: fixtures are the same for the same flags.
+	hosts := c.StringSlice("san")
+	if len(hosts) == 0 {
+		hosts = certs.DefaultHosts
+	}
 	cs, err := certs.Write(certs.Options{
-		Dir: filepath.Join(out, "certificates"), Hosts: c.StringSlice("san"), AddHosts: c.StringSlice("add-san"), Force: force, NewCA: true, NewKey: roleKey,
+		Dir: filepath.Join(out, "certificates"), Hosts: hosts, AddHosts: c.StringSlice("add-san"), Force: force, NewCA: true, NewKey: roleKey,
 	})
 	if err != nil {
 		return err

@@ -83,7 +83,7 @@ func gatewayCommand() *cli.Command {
 			&cli.IntFlag{Name: "replay-key-quota", Value: 32768, Usage: "replay-guard entries one key may hold (its calls inside the window)"},
 			&cli.Float64Flag{Name: "key-rate", Value: gateway.DefaultKeyRate, Usage: "calls a second one key may make; -1 turns the limit off"},
 			&cli.IntFlag{Name: "key-burst", Value: gateway.DefaultKeyBurst, Usage: "calls one key may make at once"},
-			&cli.IntFlag{Name: "max-verifications", Usage: "signature verifications at once (default: 4 per core)"},
+			&cli.IntFlag{Name: "max-verifications", DefaultText: "4 per core", Usage: "signature verifications at once"},
 			&cli.IntFlag{Name: "max-header-bytes", Value: gateway.DefaultMaxHeaderBytes, Usage: "largest metadata a call may carry"},
 			&cli.DurationFlag{Name: "max-stream-age", Value: gateway.DefaultMaxStreamAge, Usage: "end a Fleet stream this long after it opened"},
 			&cli.DurationFlag{Name: "refusal-delay", Value: gateway.DefaultRefusalDelay, Usage: "hold a refused Fleet call this long before answering (0 answers at once)"},

@@ -94,10 +94,10 @@ func initAction(c *cli.Context) error {
 	}
 	out := c.App.Writer
 	fmt.Fprintf(out, "wrote %s/: CA (ca.crt, ca.key 0600) and server certificate for %v (server.pem, server.key 0600)\n", cres.Dir, cres.Hosts)
-	fmt.Fprintf(out, "wrote %s/: %d SuperNode key pairs (%s_N, 0600, and .pub) and %s\n", kres.Dir, len(kres.Pairs), prefix, filepath.Base(kres.CSV))
+	fmt.Fprintf(out, "wrote %s/: %d SuperNode key %s (%s_N, 0600, and .pub) and %s\n", kres.Dir, len(kres.Pairs), plural(len(kres.Pairs), "pair", "pairs"), prefix, filepath.Base(kres.CSV))
 	fmt.Fprintf(out, "\nSuperLink: flower-superlink --ssl-ca-certfile %s --ssl-certfile %s --ssl-keyfile %s --enable-supernode-auth\n", cres.CACert, cres.ServerCert, cres.ServerKey)
 	if len(kres.Pairs) > 0 {
-		fmt.Fprintf(out, "           then: nodekeys register --insecure|--root-certificates %s --dir %s\n", cres.CACert, kres.Dir)
+		fmt.Fprintf(out, "           then: nodekeys register --superlink 127.0.0.1:9093 --root-certificates %s --dir %s\n", cres.CACert, kres.Dir)
 		fmt.Fprintf(out, "SuperNode: flower-supernode --root-certificates %s --auth-supernode-private-key %s\n", cres.CACert, kres.Pairs[0].Private)
 	}
 	return nil

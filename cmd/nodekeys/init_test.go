@@ -6,12 +6,17 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/nodekeys/nodekeys/internal/composetest"
+	"github.com/nodekeys/nodekeys/internal/k8stest"
 	"github.com/nodekeys/nodekeys/internal/peer"
 )
 
@@ -61,38 +66,110 @@ func TestInit(t *testing.T) {
 	assert.FileExists(t, filepath.Join(example, "certificates/server.pem"))
 }
 
-// export writes 0600 files in a 0700 folder; compose gives private keys to
-// Flower's container user, readable by it alone.
+// export k8s writes a folder that kubectl apply -f takes as it is (every
+// file in it a manifest that validates strictly), values files apart that
+// name only objects it defines, private keys 0600 in a 0700 folder, and
+// the object names the README gives.
 func TestExport(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	require.Equal(t, 0, nk(t, dir, "", "init", "-q").code)
+	require.Equal(t, 0, nk(t, dir, "", "init", "-q", "--add-san", "superlink.example").code)
 	r := nk(t, dir, "", "export", "k8s", "--namespace", "flower")
 	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "apply:     kubectl apply -n flower -f k8s/\n")
+	assert.Contains(t, r.stdout, "SuperNode: helm install supernode-credentials-2 CHART -n flower -f k8s/values/supernode-credentials-2.yaml --set-file global.nodeAuth.authSupernodePrivateKey=keys/supernode_credentials_2\n")
 	fi, err := os.Stat(filepath.Join(dir, "k8s"))
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o700), fi.Mode().Perm())
-	fi, err = os.Stat(filepath.Join(dir, "k8s/secrets.yaml"))
+	// What kubectl apply -f k8s/ reads: the files directly in the folder.
+	ents, err := os.ReadDir(filepath.Join(dir, "k8s"))
 	require.NoError(t, err)
-	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+	names := map[string]bool{}
+	manifests := 0
+	for _, e := range ents {
+		if e.IsDir() || !slices.Contains([]string{".yaml", ".yml", ".json"}, filepath.Ext(e.Name())) {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, "k8s", e.Name()))
+		require.NoError(t, err)
+		k8stest.RequireValid(t, e.Name(), b)
+		manifests++
+		for _, m := range regexp.MustCompile(`(?m)^\s+name: (\S+)$`).FindAllStringSubmatch(string(b), -1) {
+			names[m[1]] = true
+		}
+	}
+	assert.Equal(t, 2, manifests)
+	fi, err = os.Stat(filepath.Join(dir, "k8s/superlink.yaml"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "it holds the server key")
+	for _, v := range []string{"superlink.yaml", "supernode-credentials-1.yaml", "supernode-credentials-2.yaml"} {
+		b, err := os.ReadFile(filepath.Join(dir, "k8s/values", v))
+		require.NoError(t, err)
+		for _, ref := range regexp.MustCompile(`existingSecret: (\S+)`).FindAllStringSubmatch(string(b), -1) {
+			assert.True(t, names[ref[1]], "%s names %s, which k8s/ defines", v, ref[1])
+		}
+	}
+	// Every object name the README's Kubernetes section gives is one the
+	// output defines.
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	require.NoError(t, err)
+	section := string(readme)[strings.Index(string(readme), "## Kubernetes and Docker Compose"):]
+	section = section[:strings.Index(section, "`export compose` writes")]
+	r = nk(t, dir, "", "export", "k8s", "--namespace", "flower", "--cert-manager", "--out", "k8s-cm")
+	require.Equal(t, 0, r.code, r.stderr)
+	for _, f := range []string{"superlink.yaml", "supernodes.yaml"} {
+		b, err := os.ReadFile(filepath.Join(dir, "k8s-cm", f))
+		require.NoError(t, err)
+		k8stest.RequireValid(t, f, b)
+		for _, m := range regexp.MustCompile(`(?m)^\s+(?:name|secretName): (\S+)$`).FindAllStringSubmatch(string(b), -1) {
+			names[m[1]] = true
+		}
+	}
+	named := regexp.MustCompile("`(flower-[a-z-]+)`").FindAllStringSubmatch(section, -1)
+	require.NotEmpty(t, named)
+	for _, m := range named {
+		assert.True(t, names[m[1]], "the README names %s", m[1])
+	}
+
 	r = nk(t, dir, "", "export", "k8s")
 	assert.Equal(t, 1, r.code, "no file replaced without --force")
 	r = nk(t, dir, "", "export", "k8s", "--force", "--cert-manager")
 	require.Equal(t, 0, r.code, r.stderr)
+}
+
+// export compose follows its own hint to a certificate that names the
+// service, and the command it prints, run in Flower's folder, loads with
+// compose-go (the loader docker compose uses) into a federation with TLS,
+// node authentication and a SuperNode per key pair; the private keys stay
+// the user's, 0600, readable by Flower's container user alone.
+func TestExportComposeDeploys(t *testing.T) {
+	t.Parallel()
+	complete := composetest.FlowerComplete(t, "1.27.0")
+	dir := t.TempDir()
+	require.Equal(t, 0, nk(t, dir, "", "init", "-q", "--supernodes", "3").code)
+	r := nk(t, dir, "", "export", "compose")
+	require.Equal(t, 1, r.code, "the certificate lacks the service name")
+	fix := regexp.MustCompile(`hint: renew it with the name: nodekeys (.*) \(`).FindStringSubmatch(r.stderr)
+	require.NotNil(t, fix, r.stderr)
+	r = nk(t, dir, "", strings.Fields(fix[1])...)
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "kept the names of the certificate it replaces: localhost, 127.0.0.1, ::1")
 
 	r = nk(t, dir, "", "export", "compose")
 	require.Equal(t, 0, r.code, r.stderr)
-	for _, f := range []string{"server.key", "supernode_credentials_1"} {
-		fi, err := os.Stat(filepath.Join(dir, "compose/secrets", f))
+	m := regexp.MustCompile(`(?m)^  docker compose -f compose.yml -f (\S+) up -d$`).FindStringSubmatch(r.stdout)
+	require.NotNil(t, m, r.stdout)
+	assert.Contains(t, r.stdout, "nodekeys register --superlink 127.0.0.1:9093 --root-certificates certificates/ca.crt --dir keys\n")
+	p := composetest.Load(t, filepath.Join(complete, "compose.yml"), m[1])
+	keys := composetest.Check(t, p, composetest.Want{Nodes: 3, Registration: true, CACert: filepath.Join(dir, "certificates/ca.crt")})
+	for _, f := range []string{keys["supernode-3"], filepath.Join(dir, "compose/secrets/server.key")} {
+		fi, err := os.Stat(f)
 		require.NoError(t, err)
-		assert.Zero(t, fi.Mode().Perm()&0o077, "%s: no one else reads a private key", f)
-		if os.Geteuid() == 0 {
-			st := fi.Sys().(*syscall.Stat_t)
-			assert.EqualValues(t, 49999, st.Uid, "%s belongs to Flower's container user", f)
-			assert.Equal(t, os.FileMode(0o400), fi.Mode().Perm())
-		}
+		assert.Zero(t, fi.Mode().Perm()&0o007, "%s: others read nothing", f)
+		assert.EqualValues(t, os.Geteuid(), fi.Sys().(*syscall.Stat_t).Uid, "%s stays the user's", f)
+		assert.True(t, composetest.ReadableBy(t, f, 49999), "%s: Flower's container user reads it", f)
+		assert.False(t, composetest.ReadableBy(t, f, 1000), "%s: no other user does", f)
 	}
-	assert.FileExists(t, filepath.Join(dir, "compose/secrets.yaml"))
 }
 
 // doctor finds nothing on a fresh init, and exits 1 with each finding

@@ -72,10 +72,10 @@ func keygenAction(c *cli.Context) error {
 		opts.Generator = keys.Generator{Seed: seed}
 		fmt.Fprintln(stderr, "nodekeys: warning: the seed derives every key: anyone who knows it has the private keys. Use these keys for tests only.")
 	}
-	if bar := progressBar(stderr, n, "keygen", c.Bool("quiet")); bar != nil {
+	bar := progressBar(stderr, n, "keygen", c.Bool("quiet"))
+	if bar != nil {
 		var mu sync.Mutex
 		opts.Progress = func(int) { mu.Lock(); bar.Add(1); mu.Unlock() }
-		defer bar.Close()
 	}
 	// SIGINT or SIGTERM stops the work and removes what it wrote so far.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -85,6 +85,17 @@ func keygenAction(c *cli.Context) error {
 		fmt.Fprintf(stderr, "nodekeys: waiting for another nodekeys writing %s\n", opts.Dir)
 	}
 	res, err := keyset.Write(opts)
+	if bar != nil {
+		// An interrupted or failed run erases the bar: the error line
+		// starts on a clean line, with no half bar before it.
+		if err != nil {
+			bar.Exit()
+			bar.Clear()
+			fmt.Fprint(stderr, "\r\033[K")
+		} else {
+			bar.Close()
+		}
+	}
 	if err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) && errors.Is(err, fs.ErrExist) {
@@ -117,7 +128,7 @@ func keygenAction(c *cli.Context) error {
 	case c.Bool("quiet"):
 		return nil
 	}
-	fmt.Fprintf(out, "wrote %d key pairs in %s/ (private keys 0600)\n", len(res.Pairs), res.Dir)
+	fmt.Fprintf(out, "wrote %d key %s in %s/ (private keys 0600)\n", len(res.Pairs), plural(len(res.Pairs), "pair", "pairs"), res.Dir)
 	show := res.Pairs
 	if len(show) > 5 {
 		show = show[:5]

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Exit codes.
@@ -21,6 +24,9 @@ const (
 	exitFailure  = 1 // an error, a rejected input or a problem found
 	exitUsage    = 2 // bad flags or arguments
 	exitInternal = 3
+	// exitInterrupted is the shell's code for a command ended by SIGINT
+	// (128 + 2): the work was stopped and cleaned up, not failed.
+	exitInterrupted = 130
 )
 
 // version is set at build time with -ldflags "-X main.version=..."; a
@@ -114,7 +120,12 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 func dispatchUnknown(c *cli.Context, cmds []*cli.Command, root bool) error {
 	args := c.Args().Slice()
 	if len(args) == 0 {
-		return cli.ShowSubcommandHelp(c)
+		// The help, and a failure: a script that ran nodekeys without a
+		// command did not do what it meant.
+		if err := cli.ShowSubcommandHelp(c); err != nil {
+			return err
+		}
+		return &cliError{err: errors.New(""), code: exitUsage}
 	}
 	if args[0] == "help" && root {
 		if len(args) == 1 {
@@ -150,7 +161,8 @@ func setUsageErrors(cmds []*cli.Command) {
 // run runs the command line args and returns the exit code.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	app := newApp(stdin, stdout, stderr)
-	err := app.Run(args)
+	setCompletion(app, args)
+	err := app.Run(flagsFirst(app.Commands, args))
 	if err == nil {
 		return exitOK
 	}
@@ -158,9 +170,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var ce *cliError
 	if errors.As(err, &ce) {
 		code, hint = ce.code, ce.hint
-		if ce == silentFailure {
+		if ce == silentFailure || ce.err.Error() == "" {
 			return code
 		}
+	} else if errors.Is(err, context.Canceled) || status.Code(err) == codes.Canceled {
+		code = exitInterrupted
 	} else if strings.HasPrefix(err.Error(), "flag provided but not defined") ||
 		strings.HasPrefix(err.Error(), "invalid value") ||
 		strings.Contains(err.Error(), "Required flag") {
@@ -173,6 +187,107 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "hint: run 'nodekeys %s--help'\n", commandPath(app.Commands, args[1:]))
 	}
 	return code
+}
+
+// flagsFirst moves the flags that follow a command's arguments before
+// them: urfave/cli stops reading flags at the first argument, so
+// `csv check FILE --json` would take --json for a file. A flag that takes
+// a value keeps the word after it; "--" ends the flags. Shell completion
+// (a last argument --generate-bash-completion) is left as it is.
+func flagsFirst(cmds []*cli.Command, args []string) []string {
+	if len(args) < 2 || args[len(args)-1] == "--generate-bash-completion" {
+		return args
+	}
+	out := []string{args[0]}
+	var cmd *cli.Command
+	i := 1
+	for ; i < len(args); i++ {
+		next := findCommand(cmds, args[i])
+		if next == nil {
+			break
+		}
+		cmd, cmds = next, next.Subcommands
+		out = append(out, args[i])
+	}
+	if cmd == nil {
+		return args
+	}
+	takesValue := map[string]bool{}
+	for _, f := range cmd.Flags {
+		tv := true
+		if d, ok := f.(cli.DocGenerationFlag); ok {
+			tv = d.TakesValue()
+		}
+		for _, n := range f.Names() {
+			takesValue[n] = tv
+		}
+	}
+	var flags, rest []string
+	for j := i; j < len(args); j++ {
+		a := args[j]
+		switch {
+		case a == "--":
+			rest = append(rest, args[j:]...)
+			j = len(args)
+		case strings.HasPrefix(a, "-") && a != "-":
+			flags = append(flags, a)
+			if name := strings.TrimLeft(a, "-"); !strings.Contains(name, "=") && takesValue[name] && j+1 < len(args) {
+				flags = append(flags, args[j+1])
+				j++
+			}
+		default:
+			rest = append(rest, a)
+		}
+	}
+	return append(append(out, flags...), rest...)
+}
+
+func findCommand(cmds []*cli.Command, name string) *cli.Command {
+	for _, c := range cmds {
+		if c.HasName(name) {
+			return c
+		}
+	}
+	return nil
+}
+
+// setCompletion makes shell completion (the word being completed, then
+// --generate-bash-completion, as the scripts of 'nodekeys completion'
+// send it) offer a command's flags when the word starts with '-' or the
+// command has no subcommands, else its subcommands. It reads args, not
+// os.Args as urfave/cli's own completion does.
+func setCompletion(app *cli.App, args []string) {
+	word := ""
+	if n := len(args); n > 2 && args[n-1] == "--generate-bash-completion" {
+		word = args[n-2]
+	}
+	suggest := func(w io.Writer, subs []*cli.Command, flags []cli.Flag) {
+		if strings.HasPrefix(word, "-") || len(subs) == 0 {
+			for _, f := range flags {
+				for _, n := range f.Names() {
+					if len(n) > 1 && n != "help" {
+						fmt.Fprintln(w, "--"+n)
+					}
+				}
+			}
+			fmt.Fprintln(w, "--help")
+			return
+		}
+		for _, c := range subs {
+			if !c.Hidden && c.Name != "help" {
+				fmt.Fprintln(w, c.Name)
+			}
+		}
+	}
+	app.BashComplete = func(c *cli.Context) { suggest(c.App.Writer, app.Commands, nil) }
+	var walk func(cmds []*cli.Command)
+	walk = func(cmds []*cli.Command) {
+		for _, cmd := range cmds {
+			cmd.BashComplete = func(c *cli.Context) { suggest(c.App.Writer, cmd.Subcommands, cmd.Flags) }
+			walk(cmd.Subcommands)
+		}
+	}
+	walk(app.Commands)
 }
 
 // commandPath returns "csv check " for "nodekeys csv check --bad x": the
@@ -246,7 +361,7 @@ func completionCommand() *cli.Command {
 const bashCompletion = `# nodekeys bash completion: source <(nodekeys completion bash)
 _nodekeys_complete() {
   local opts
-  opts=$("${COMP_WORDS[0]}" "${COMP_WORDS[@]:1:$COMP_CWORD-1}" --generate-bash-completion 2>/dev/null)
+  opts=$("${COMP_WORDS[0]}" "${COMP_WORDS[@]:1:$COMP_CWORD}" --generate-bash-completion 2>/dev/null)
   COMPREPLY=($(compgen -W "${opts}" -- "${COMP_WORDS[COMP_CWORD]}"))
   return 0
 }
@@ -257,7 +372,7 @@ const zshCompletion = `#compdef nodekeys
 # nodekeys zsh completion: source <(nodekeys completion zsh)
 _nodekeys() {
   local -a opts
-  opts=("${(@f)$(${words[1]} ${words[@]:1:$CURRENT-2} --generate-bash-completion 2>/dev/null)}")
+  opts=("${(@f)$(${words[1]} ${words[@]:1:$CURRENT-1} --generate-bash-completion 2>/dev/null)}")
   _describe 'values' opts
 }
 compdef _nodekeys nodekeys

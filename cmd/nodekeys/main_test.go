@@ -294,7 +294,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"csv", "no-such-subcommand"}, 2},
 		{[]string{"certgen", "--san", "10.0.0.256"}, 2},
 		{[]string{"fixtures", "--out", "f", "--seed", "00112233445566778899aabbccddeeff", "--san", "10.0.0.256"}, 2},
-		{[]string{"certgen", "--add-san", "localhost"}, 2}, // given twice
+		{[]string{"certgen", "--san", "a.example", "--san", "a.example"}, 2}, // given twice
 		{[]string{"keygen", "extra-argument"}, 2},
 		{[]string{"inspect"}, 2},
 		{[]string{"inspect", "missing-file"}, 1},

@@ -2,13 +2,16 @@ package main
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/urfave/cli/v2"
 )
 
 // readmeCommands returns the command lines of README.md's ```sh blocks, in
@@ -87,4 +90,64 @@ func TestREADMECommands(t *testing.T) {
 func isBenchmark(c string) bool {
 	return strings.HasPrefix(c, "scripts/bench") || strings.HasPrefix(c, "nodekeys bench") ||
 		strings.HasPrefix(c, "go test") && strings.Contains(c, "-bench")
+}
+
+// TestREADMEShownCommandsParse parses every nodekeys command the README
+// shows in a code block other than ```sh (which TestREADMECommands runs):
+// those need a SuperLink or a cluster, so each is read by nodekeys' own
+// flag parsing, with every command's action replaced by one that does
+// nothing. An unknown flag, a bad value or a missing required flag fails.
+func TestREADMEShownCommandsParse(t *testing.T) {
+	t.Parallel()
+	f, err := os.Open(filepath.Join("..", "..", "README.md"))
+	require.NoError(t, err)
+	defer f.Close()
+	var cmds []string
+	open, in, cont := false, false, ""
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "```"):
+			open = !open
+			in = open && !strings.HasPrefix(line, "```sh")
+		case in && strings.HasSuffix(line, "\\"):
+			cont += strings.TrimSuffix(line, "\\")
+		case in:
+			if l := cont + line; strings.HasPrefix(l, "nodekeys ") {
+				cmds = append(cmds, l)
+			}
+			cont = ""
+		}
+	}
+	require.NoError(t, sc.Err())
+	require.NotEmpty(t, cmds)
+	for _, c := range cmds {
+		if i := strings.Index(c, "  #"); i > 0 {
+			c = c[:i]
+		}
+		var stdout, stderr strings.Builder
+		app := newApp(strings.NewReader(""), &stdout, &stderr)
+		var noop func(cmds []*cli.Command)
+		noop = func(cmds []*cli.Command) {
+			for _, cmd := range cmds {
+				if len(cmd.Subcommands) == 0 {
+					cmd.Action = func(c *cli.Context) error {
+						for _, a := range c.Args().Slice() {
+							if strings.HasPrefix(a, "-") {
+								return fmt.Errorf("%s was read as an argument, not a flag", a)
+							}
+						}
+						return nil
+					}
+				}
+				noop(cmd.Subcommands)
+			}
+		}
+		noop(app.Commands)
+		args := strings.Fields(c)
+		require.NotNil(t, findCommand(app.Commands, args[1]), "%s: no such command", c)
+		assert.NoError(t, app.Run(flagsFirst(app.Commands, args)), "README: %s\n%s", c, stderr.String())
+	}
+	t.Logf("parsed %d nodekeys commands shown in the README", len(cmds))
 }

@@ -4,12 +4,14 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/nodekeys/nodekeys/internal/atomicfile"
 	"github.com/nodekeys/nodekeys/state"
 	"github.com/nodekeys/nodekeys/tokens"
 )
@@ -29,7 +31,7 @@ func tokenCommand() *cli.Command {
 			"'authorization: Bearer TOKEN' (nodekeys register/nodes --token-file, or\n" +
 			"tokens.Static in Go).\n\n" +
 			"Examples:\n" +
-			"  nodekeys token new --file /etc/nodekeys/tokens.txt --name ci-pipeline --role member > ci.token\n" +
+			"  nodekeys token new --file /etc/nodekeys/tokens.txt --name ci-pipeline --role member --out ci.token\n" +
 			"  nodekeys token list --file /etc/nodekeys/tokens.txt\n" +
 			"  nodekeys token revoke --file /etc/nodekeys/tokens.txt --name ci-pipeline",
 		Subcommands: []*cli.Command{{
@@ -40,14 +42,29 @@ func tokenCommand() *cli.Command {
 				&cli.StringFlag{Name: "name", Required: true, Usage: "what the token is for (`NAME`, unique in the file; owns what it starts)"},
 				&cli.StringFlag{Name: "role", Required: true, Usage: "the `ROLE` it has in the gateway's policy (default policy: admin or member)"},
 				&cli.BoolFlag{Name: "json", Usage: "print JSON (with the token)"},
+				&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "write the token to `FILE`, mode 0600 (never replaced), instead of stdout"},
 			},
 			Action: func(c *cli.Context) error {
 				if c.NArg() > 0 {
 					return usageErr("token new takes no arguments, got %q", c.Args().First())
 				}
+				out := c.String("out")
+				if out != "" {
+					if _, err := os.Lstat(out); err == nil {
+						return withHint(fmt.Errorf("refusing to overwrite %s", out), "name a new file: a token is written once")
+					}
+				}
 				tok, e, err := tokens.New(c.String("file"), c.String("name"), c.String("role"))
 				if err != nil {
 					return err
+				}
+				if out != "" {
+					if err := atomicfile.Write(out, []byte(tok+"\n"), 0o600, false); err != nil {
+						return withHint(err, fmt.Sprintf("the token is lost; revoke it: nodekeys token revoke --file %s --name %s", c.String("file"), e.Name))
+					}
+					fmt.Fprintf(c.App.ErrWriter, "token %q (role %s, %s) added to %s; the token is in %s (0600) and shown nowhere else\n",
+						e.Name, e.Role, e.Fingerprint(), c.String("file"), out)
+					return nil
 				}
 				if c.Bool("json") {
 					return printJSON(c.App.Writer, map[string]string{"token": tok, "name": e.Name, "role": e.Role,

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/nodekeys/nodekeys/flwr"
+)
+
+// Flags after a command's arguments are read as flags, across the CLI.
+func TestFlagsAfterArguments(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	require.Equal(t, 0, nk(t, dir, "", "keygen", "--clients", "1", "-q").code)
+	r := nk(t, dir, "", "csv", "check", "keys/client_public_keys.csv", "--json")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, `"ok": true`)
+	// register reads --insecure as a flag, not as a file to open.
+	r = nk(t, dir, "", "register", "missing.pub", "--insecure", "--superlink", "127.0.0.1:1", "--timeout", "1s")
+	assert.NotContains(t, r.stderr, "--insecure")
+	assert.Contains(t, r.stderr, "missing.pub")
+	// rotate's own example: N, then flags.
+	r = nk(t, dir, "", "rotate", "3", "--superlink", "127.0.0.1:1", "--insecure", "--timeout", "1s")
+	assert.NotContains(t, r.stderr, "takes the node's number")
+	// "--" still ends the flags.
+	r = nk(t, dir, "", "csv", "check", "--", "--json")
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "--json")
+}
+
+// The bash completion script completes flags: it sends the word being
+// completed, and a word starting with '-' gets the command's flags.
+func TestCompletionCompletesFlags(t *testing.T) {
+	t.Parallel()
+	script := nk(t, t.TempDir(), "", "completion", "bash").stdout
+	cmd := exec.Command("bash", "-c", script+`
+COMP_WORDS=(nodekeys csv check --js); COMP_CWORD=3; _nodekeys_complete; echo "${COMPREPLY[@]}"
+COMP_WORDS=(nodekeys csv ch); COMP_CWORD=2; _nodekeys_complete; echo "${COMPREPLY[@]}"
+COMP_WORDS=(nodekeys export compose --flo); COMP_CWORD=3; _nodekeys_complete; echo "${COMPREPLY[@]}"`)
+	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(bin)+":"+os.Getenv("PATH"))
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Equal(t, "--json\ncheck\n--flower-version\n", string(out))
+}
+
+// nodekeys with no command shows the help and fails; init prints a
+// command the shell can run as it is; one pair is "1 key pair".
+func TestSmallCLIFixes(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	r := nk(t, dir, "")
+	assert.Equal(t, 2, r.code)
+	assert.Contains(t, r.stdout, "COMMANDS:")
+	assert.Empty(t, r.stderr)
+
+	r = nk(t, dir, "", "init", "--supernodes", "1")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.NotContains(t, r.stdout, "|")
+	m := regexp.MustCompile(`then: (nodekeys register .*)\n`).FindStringSubmatch(r.stdout)
+	require.NotNil(t, m, r.stdout)
+	assert.Equal(t, "nodekeys register --superlink 127.0.0.1:9093 --root-certificates certificates/ca.crt --dir keys", m[1])
+	assert.Contains(t, r.stdout, "1 SuperNode key pair (")
+	r = nk(t, dir, "", "keygen", "--clients", "1", "--out", "k1")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "wrote 1 key pair in k1/")
+}
+
+// The gateway's metrics address is clear of Flower's ports, and
+// --max-verifications shows one default.
+func TestGatewayHelpDefaults(t *testing.T) {
+	t.Parallel()
+	r := nk(t, t.TempDir(), "", "gateway", "--help")
+	require.Equal(t, 0, r.code, r.stderr)
+	m := regexp.MustCompile(`--metrics ADDR\s.*\(default: "([^"]+)"\)`).FindStringSubmatch(r.stdout)
+	require.NotNil(t, m, r.stdout)
+	_, port, err := net.SplitHostPort(m[1])
+	require.NoError(t, err)
+	for _, p := range []int{flwr.PortServerAppIo, flwr.PortFleet, flwr.PortControl, flwr.PortClientAppIo, flwr.PortFleetREST, flwr.PortSimulationIo} {
+		assert.NotEqual(t, strconv.Itoa(p), port, "Flower uses %d", p)
+	}
+	line := regexp.MustCompile(`(?m)^.*--max-verifications.*$`).FindString(r.stdout)
+	assert.Equal(t, 1, strings.Count(line, "default"), line)
+	assert.Contains(t, line, "(default: 4 per core)")
+}
+
+// token new --out writes the token 0600 itself, never over a file.
+func TestTokenOut(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	r := nk(t, dir, "", "token", "new", "--file", "tokens.txt", "--name", "ci", "--role", "member", "--out", "ci.token")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Empty(t, r.stdout, "the token is in the file only")
+	fi, err := os.Stat(filepath.Join(dir, "ci.token"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+	b, err := os.ReadFile(filepath.Join(dir, "ci.token"))
+	require.NoError(t, err)
+	assert.Regexp(t, `^nkt_\S+\n$`, string(b))
+	r = nk(t, dir, "", "token", "new", "--file", "tokens.txt", "--name", "ci2", "--role", "member", "--out", "ci.token")
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "refusing to overwrite ci.token")
+	r = nk(t, dir, "", "token", "list", "--file", "tokens.txt")
+	assert.NotContains(t, r.stdout, "ci2", "nothing added when the file is in the way")
+}
