@@ -339,8 +339,9 @@ const (
 // HotKeyBytesPerKey (9,216) bytes, which makes its later verifications
 // about 2x faster; at most maxBytes of tables are held, and when the cache
 // is full the key to make room for a new one is one not verified since the
-// cache last looked (a clock over the keys held). Tables are built for at
-// most one key per 64 verifications, so churn costs at most a few percent.
+// cache last looked (a clock over the keys held). Once the cache is full,
+// a table is built for at most one key per 64 verifications, so churn
+// costs at most a few percent.
 // A maxBytes of 0 turns the cache off: every key then verifies as a key
 // seen for the first time or twice does. The tables hold only public data
 // and are read in variable time, as all P-384 verification here is.

@@ -11,11 +11,14 @@ import (
 // where a Cache holds nothing and verifies as Verify does.
 const TableBytes = int64(unsafe.Sizeof(hotTable{}))
 
-// BuildCredit is the number of verifications through a Cache that pay for
-// one table: a Cache builds at most one table per BuildCredit verifications
-// (with at most maxBanked tables' worth saved up). A table costs about two
-// verifications, so however the keys churn, building tables never costs more
-// than about 3% of the verifications' time.
+// BuildCredit is the number of verifications that pay for a table once the
+// Cache is full: from then on it builds at most one table (and evicts one
+// key) per BuildCredit verifications of keys it does not hold, with at
+// most maxBanked tables' worth saved up. A table costs about two
+// verifications, so however the keys churn, building tables never costs
+// more than about 3% of the verifications' time. Until the Cache is full,
+// each key it takes in stays until it is full, so those tables are built
+// at most once each and without credit.
 const BuildCredit = 64
 
 // maxBanked bounds the credit saved while no table is built.
@@ -62,9 +65,7 @@ func NewCache(maxBytes int64, promoteAfter int) *Cache {
 	if per := TableBytes; per > 0 && maxBytes > 0 {
 		keys = int(min(maxBytes/per, int64(1)<<30))
 	}
-	c := &Cache{promoteAfter: uint32(max(promoteAfter, 1)), ring: make([]*PublicKey, 0, keys)}
-	c.credit.Store(BuildCredit)
-	return c
+	return &Cache{promoteAfter: uint32(max(promoteAfter, 1)), ring: make([]*PublicKey, 0, keys)}
 }
 
 // Verify is Verify, with k's table if it has one; it counts k's verified
@@ -114,15 +115,18 @@ func (c *Cache) MaxKeys() int { return cap(c.ring) }
 // Held reports whether k has a table.
 func (k *PublicKey) Held() bool { return k.hot.table.Load() != nil }
 
-// promote builds k's table and takes k in, if the credit allows and a slot
-// is free or a held key has not verified since the hand last passed it.
-// Otherwise k starts counting again.
+// promote builds k's table and takes k in: into a free slot, or, if the
+// credit allows, in place of a key chosen by use. Otherwise k starts
+// counting again.
 func (c *Cache) promote(k *PublicKey) {
 	defer k.hot.uses.Store(0)
 	if !k.hot.owner.CompareAndSwap(nil, c) {
 		return // another Cache holds it
 	}
-	if !c.spend() {
+	c.mu.Lock()
+	full := len(c.ring) == cap(c.ring)
+	c.mu.Unlock()
+	if full && !c.spend() {
 		k.hot.owner.Store(nil)
 		return
 	}
