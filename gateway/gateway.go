@@ -169,6 +169,12 @@ func New(cfg Config, log *slog.Logger) (_ *Gateway, err error) {
 			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 			grpc.ConnectionTimeout(cfg.HandshakeTimeout),
 			grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: cfg.IdleTimeout}),
+			// Calls run on goroutines kept from call to call, whose stacks
+			// have grown to what a call needs: a new goroutine a call grew
+			// its stack twice, copying it, for about 8% of the gateway's
+			// CPU time under load. Past this many calls at once, grpc-go
+			// starts a goroutine for the call as before.
+			grpc.NumStreamWorkers(uint32(streamWorkers * runtime.GOMAXPROCS(0))),
 		}
 	}
 	g.conns = g.connLimits()
@@ -247,6 +253,9 @@ func New(cfg Config, log *slog.Logger) (_ *Gateway, err error) {
 	g.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	return g, nil
 }
+
+// streamWorkers is the goroutines a server keeps for calls, per core.
+const streamWorkers = 16
 
 // upstreamCreds returns the transport credentials for the upstream.
 func upstreamCreds(cfg Config) (credentials.TransportCredentials, error) {
