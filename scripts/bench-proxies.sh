@@ -26,6 +26,12 @@ args=(-compare -nodekeys "$work/nodekeys" -duration "${secs}s" -rounds "$rounds"
 if [ -n "${NODEKEYS_BASE:-}" ]; then
   args+=(-base-nodekeys "$NODEKEYS_BASE")
 fi
+flower=${NODEKEYS_FLOWER:-$root/.peers/flower}/1.27/bin/flower-superlink
+if [ -x "$flower" ]; then
+  args+=(-superlink "$flower")
+else
+  echo "bench-proxies: no $flower; the Flower SuperLink phases are skipped" >&2
+fi
 if command -v perf >/dev/null; then
   args+=(-perf "$work/gateway.perf")
 fi

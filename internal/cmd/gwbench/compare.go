@@ -3,9 +3,11 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -14,6 +16,11 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/nodekeys/nodekeys/internal/standin"
 	"github.com/nodekeys/nodekeys/keys"
@@ -41,7 +48,7 @@ type compareResult struct {
 // stand-in, in a process of its own, so that its CPU time is its own.
 // Each target runs with one call in flight (latency) and with o.clients
 // (calls a second and CPU time per call), in interleaved rounds.
-func runCompare(o opts, baseNodekeys, perfOut string) error {
+func runCompare(o opts, baseNodekeys, perfOut, superlink string) error {
 	dir, err := os.MkdirTemp("", "gwbench-compare-")
 	if err != nil {
 		return err
@@ -71,12 +78,16 @@ func runCompare(o opts, baseNodekeys, perfOut string) error {
 	}
 	type target struct {
 		name, label, addr string
-		proxy             string // the proxy's address, for its CPU time
+		proxy             string   // the proxy's address, for its CPU time
+		upstream          []string // the upstream's addresses, for its CPU time
 	}
+	ups := []string{direct, behind}
+	// The heartbeats of each SuperLink's nodes, by its Fleet address.
+	payloads := map[string][][]byte{}
 	plan := []target{
-		{"direct", "Go stand-in, direct (TLS)", direct, ""},
-		{"haproxy", "HAProxy (TLS, h2) -> stand-in", hap, hap},
-		{"gateway", "nodekeys gateway -> stand-in", gw, gw},
+		{"direct", "Go stand-in, direct (TLS)", direct, "", ups},
+		{"haproxy", "HAProxy (TLS, h2) -> stand-in", hap, hap, ups},
+		{"gateway", "nodekeys gateway -> stand-in", gw, gw, ups},
 	}
 	if baseNodekeys != "" {
 		own := b.o.nodekeys
@@ -86,7 +97,37 @@ func runCompare(o opts, baseNodekeys, perfOut string) error {
 		if err != nil {
 			return err
 		}
-		plan = append(plan, target{"gateway-base", "base gateway -> stand-in", base, base})
+		plan = append(plan, target{"gateway-base", "base gateway -> stand-in", base, base, ups})
+	}
+	if superlink != "" {
+		flDirect, err := b.startSuperLink(superlink, true)
+		if err != nil {
+			return err
+		}
+		flBehind, err := b.startSuperLink(superlink, false)
+		if err != nil {
+			return err
+		}
+		if payloads[flDirect], err = b.activateNodes(flDirect, true); err != nil {
+			return err
+		}
+		if payloads[flBehind], err = b.activateNodes(flBehind, false); err != nil {
+			return err
+		}
+		flHap, err := b.startHAProxyH2(flBehind)
+		if err != nil {
+			return err
+		}
+		flGw, err := b.startGatewayConfig(flBehind, ks, "")
+		if err != nil {
+			return err
+		}
+		fl := []string{flDirect, flBehind}
+		payloads[flHap], payloads[flGw] = payloads[flBehind], payloads[flBehind]
+		plan = append(plan,
+			target{"flower-direct", "Flower SuperLink, direct (TLS)", flDirect, "", fl},
+			target{"flower-haproxy", "HAProxy -> Flower SuperLink", flHap, flHap, fl},
+			target{"flower-gateway", "gateway -> Flower SuperLink", flGw, flGw, fl})
 	}
 	res := compareResult{Cores: runtimeCores()}
 	runs := map[string][]phase{}
@@ -104,6 +145,7 @@ func runCompare(o opts, baseNodekeys, perfOut string) error {
 				// CPU time and the profile count from the timed part on: the
 				// handshakes and warm-up calls of a phase's connections are
 				// not what is measured.
+				b.payloads = payloads[t.addr] // nil for the stand-in
 				var stopPerf func() error
 				var perfErr error
 				var proxy0, up0 float64
@@ -112,7 +154,7 @@ func runCompare(o opts, baseNodekeys, perfOut string) error {
 						stopPerf, perfErr = startPerf(b.pids[gw], perfOut)
 						res.Profile = perfOut
 					}
-					proxy0, up0 = b.cpu(t.proxy), b.cpu(direct, behind)
+					proxy0, up0 = b.cpu(t.proxy), b.cpu(t.upstream...)
 				}
 				p, err := b.measure(t.addr, "", clients)
 				b.started = nil
@@ -130,7 +172,7 @@ func runCompare(o opts, baseNodekeys, perfOut string) error {
 				if p.Calls > 0 {
 					n := float64(p.Calls)
 					p.GatewayCPUus = (b.cpu(t.proxy) - proxy0) / n * 1e6
-					p.RedisCPUus = (b.cpu(direct, behind) - up0) / n * 1e6
+					p.RedisCPUus = (b.cpu(t.upstream...) - up0) / n * 1e6
 				}
 				p.Name, p.Target = name, t.label
 				if runs[name] == nil {
@@ -154,6 +196,126 @@ func runCompare(o opts, baseNodekeys, perfOut string) error {
 	reportCompare(res, o)
 	return nil
 }
+
+// startSuperLink runs Flower's SuperLink (the flower-superlink command of
+// Flower 1.27) on free loopback ports, with TLS or without, node
+// authentication off (the gateway is what checks the signatures here), its
+// state in memory, and waits up to 3 minutes for its Fleet API.
+func (b *bench) startSuperLink(bin string, withTLS bool) (string, error) {
+	var addrs [3]string
+	for i := range addrs {
+		a, err := freeAddr()
+		if err != nil {
+			return "", err
+		}
+		addrs[i] = a
+	}
+	storage, err := os.MkdirTemp(b.dir, "superlink-")
+	if err != nil {
+		return "", err
+	}
+	args := []string{"--fleet-api-address", addrs[0], "--serverappio-api-address", addrs[1],
+		"--control-api-address", addrs[2], "--storage-dir", storage, "--isolation", "process"}
+	if withTLS {
+		args = append(args, "--ssl-certfile", b.tlsRes.ServerCert, "--ssl-keyfile", b.tlsRes.ServerKey, "--ssl-ca-certfile", b.tlsRes.CACert)
+	} else {
+		args = append(args, "--insecure")
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "FLWR_TELEMETRY_ENABLED=0")
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	b.procs = append(b.procs, cmd)
+	b.pids[addrs[0]] = cmd.Process.Pid
+	if b.controlOf == nil {
+		b.controlOf = map[string]string{}
+	}
+	b.controlOf[addrs[0]] = addrs[2]
+	deadline := time.Now().Add(3 * time.Minute)
+	for time.Now().Before(deadline) {
+		if c, err := net.Dial("tcp", addrs[0]); err == nil {
+			c.Close()
+			return addrs[0], nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return "", fmt.Errorf("flower-superlink: nothing listens on %s after 3 minutes", addrs[0])
+}
+
+// activateNodes registers every signer's key with the SuperLink at fleet
+// (Control RegisterNode, on the port after the ServerAppIo one), activates
+// it (Fleet ActivateNode, signed), and returns each node's
+// SendNodeHeartbeatRequest, the call the benchmark then makes.
+func (b *bench) activateNodes(fleet string, withTLS bool) ([][]byte, error) {
+	control := b.controlOf[fleet]
+	dial := func(addr string, creds credentials.PerRPCCredentials) (*grpc.ClientConn, error) {
+		if withTLS {
+			return b.dial(addr, creds)
+		}
+		opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.ForceCodec(standin.Codec()))}
+		if creds != nil {
+			opts = append(opts, grpc.WithPerRPCCredentials(insecureCreds{creds}))
+		}
+		return grpc.NewClient(addr, opts...)
+	}
+	cc, err := dial(control, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var out [][]byte
+	for _, s := range b.signers {
+		h, err := s.SignTimestamp(sign.FormatTimestamp(time.Now()))
+		if err != nil {
+			return nil, err
+		}
+		req := protowire.AppendTag(nil, 1, protowire.BytesType)
+		req = protowire.AppendBytes(req, h.PublicKey)
+		var resp []byte
+		if err := cc.Invoke(ctx, "/flwr.proto.Control/RegisterNode", &req, &resp); err != nil {
+			return nil, fmt.Errorf("flower-superlink: RegisterNode: %w", err)
+		}
+		fc, err := dial(fleet, s.PerRPCCredentials())
+		if err != nil {
+			return nil, err
+		}
+		act := protowire.AppendTag(nil, 1, protowire.BytesType)
+		act = protowire.AppendBytes(act, h.PublicKey)
+		act = protowire.AppendTag(act, 2, protowire.Fixed64Type)
+		act = protowire.AppendFixed64(act, math.Float64bits(30))
+		err = fc.Invoke(ctx, "/flwr.proto.Fleet/ActivateNode", &act, &resp)
+		fc.Close()
+		if err != nil {
+			return nil, fmt.Errorf("flower-superlink: ActivateNode: %w", err)
+		}
+		num, typ, n := protowire.ConsumeTag(resp)
+		if n < 0 || num != 1 || typ != protowire.VarintType {
+			return nil, fmt.Errorf("flower-superlink: ActivateNode answered %x", resp)
+		}
+		id, m := protowire.ConsumeVarint(resp[n:])
+		if m < 0 {
+			return nil, fmt.Errorf("flower-superlink: ActivateNode answered %x", resp)
+		}
+		node := protowire.AppendTag(nil, 1, protowire.VarintType)
+		node = protowire.AppendVarint(node, id)
+		hb := protowire.AppendTag(nil, 1, protowire.BytesType)
+		hb = protowire.AppendBytes(hb, node)
+		hb = protowire.AppendTag(hb, 2, protowire.Fixed64Type)
+		hb = protowire.AppendFixed64(hb, math.Float64bits(30))
+		out = append(out, hb)
+	}
+	return out, nil
+}
+
+// insecureCreds sends per-call credentials over a connection without TLS,
+// on loopback.
+type insecureCreds struct{ credentials.PerRPCCredentials }
+
+func (insecureCreds) RequireTransportSecurity() bool { return false }
 
 // startStandinProcess runs the Go stand-in in a process of its own (this
 // program, -serve-standin), with TLS or without.
@@ -324,20 +486,26 @@ func reportCompare(r compareResult, o opts) {
 			fmt.Printf("    first error: %s\n", p.FirstError)
 		}
 	}
-	d1, d := by["direct-1"], by["direct"]
 	fmt.Printf("\none verification here: %.0f us of CPU for a hot key, %.0f us without the hot-key cache\n", r.VerifyHotUs, r.VerifyColdUs)
-	for _, name := range []string{"haproxy", "gateway", "gateway-base"} {
-		p1, ok1 := by[name+"-1"]
-		p, ok := by[name]
+	for _, up := range []string{"", "flower-"} {
+		d1, ok1 := by[up+"direct-1"]
+		d, ok := by[up+"direct"]
 		if !ok1 || !ok {
 			continue
 		}
-		fmt.Printf("%-12s adds %5.0f us at p50 and %6.0f us at p99 to one call at a time; %.2fx the calls/s of direct under load; %.0f us of its CPU a call\n",
-			name, p1.P50us-d1.P50us, p1.P99us-d1.P99us, p.PerSec/max(d.PerSec, 1), p.GatewayCPUus)
-	}
-	if h, g := by["haproxy"], by["gateway"]; h.PerSec > 0 && g.PerSec > 0 {
-		fmt.Printf("gateway vs HAProxy: %.2fx the calls/s; p50 added latency over HAProxy's: %.0f us (one verification: %.0f us hot)\n",
-			g.PerSec/h.PerSec, by["gateway-1"].P50us-by["haproxy-1"].P50us, r.VerifyHotUs)
+		for _, name := range []string{"haproxy", "gateway", "gateway-base"} {
+			p1, ok1 := by[up+name+"-1"]
+			p, ok := by[up+name]
+			if !ok1 || !ok {
+				continue
+			}
+			fmt.Printf("%-20s adds %5.0f us at p50 and %6.0f us at p99 to one call at a time; %.2fx the calls/s of direct under load; %.0f us of its CPU a call\n",
+				up+name, p1.P50us-d1.P50us, p1.P99us-d1.P99us, p.PerSec/max(d.PerSec, 1), p.GatewayCPUus)
+		}
+		if h, g := by[up+"haproxy"], by[up+"gateway"]; h.PerSec > 0 && g.PerSec > 0 {
+			fmt.Printf("%sgateway vs HAProxy: %.2fx the calls/s, %.2fx the CPU a call; p50 added latency over HAProxy's: %.0f us (one verification: %.0f us hot)\n",
+				up, g.PerSec/h.PerSec, g.GatewayCPUus/max(h.GatewayCPUus, 1), by[up+"gateway-1"].P50us-by[up+"haproxy-1"].P50us, r.VerifyHotUs)
+		}
 	}
 	if r.Profile != "" {
 		fmt.Printf("perf data of the gateway under load: %s\n", r.Profile)

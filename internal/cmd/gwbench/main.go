@@ -99,6 +99,7 @@ func main() {
 	compare := flag.Bool("compare", false, "instead: the gateway against HAProxy (TLS, h2) and against no proxy, in front of the same stand-in")
 	base := flag.String("base-nodekeys", "", "with -compare: also a gateway of this nodekeys binary (another version)")
 	perfOut := flag.String("perf", "", "with -compare: record the gateway's CPU profile under load with perf into this file")
+	superlink := flag.String("superlink", "", "with -compare: also Flower's flower-superlink command (1.27) as the upstream")
 	serve := flag.String("serve-standin", "", "serve the Go stand-in on this address until SIGTERM (used by -compare)")
 	standinCert := flag.String("standin-cert", "", "with -serve-standin: TLS certificate")
 	standinKey := flag.String("standin-key", "", "with -serve-standin: TLS key")
@@ -107,7 +108,7 @@ func main() {
 	if *serve != "" {
 		err = serveStandin(*serve, *standinCert, *standinKey)
 	} else if *compare {
-		err = runCompare(o, *base, *perfOut)
+		err = runCompare(o, *base, *perfOut, *superlink)
 	} else if *victimsIn != "" {
 		var counts []int
 		for _, f := range strings.Split(*victimsIn, ",") {
@@ -154,6 +155,13 @@ type bench struct {
 	// started, if set, is called when a phase's timed part starts, after
 	// the connections and their warm-up calls.
 	started func()
+	// payloads, if set, are the requests of the valid calls and warm-up
+	// calls on each signer's connection, instead of the stand-in's text
+	// commands: a real SuperLink parses them.
+	payloads [][]byte
+	// controlOf is each Flower SuperLink's Control API address, by its
+	// Fleet API address.
+	controlOf map[string]string
 }
 
 func run(o opts) error {
@@ -473,8 +481,11 @@ func (b *bench) measure(addr, flood string, clients int) (phase, error) {
 		conns[i] = c
 	}
 	// Warm up every connection (handshakes are not what is measured).
-	for _, c := range conns {
+	for i, c := range conns {
 		req, out := []byte("warm"), []byte{}
+		if b.payloads != nil {
+			req = b.payloads[i]
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err := c.Invoke(ctx, method, &req, &out)
 		cancel()
@@ -531,6 +542,9 @@ func (b *bench) measure(addr, flood string, clients int) (phase, error) {
 			for i := w; running(); i += clients {
 				c := conns[i%len(conns)]
 				req, out := []byte("echo:valid"), []byte{}
+				if b.payloads != nil {
+					req = b.payloads[i%len(conns)]
+				}
 				t0 := time.Now()
 				err := c.Invoke(ctx, method, &req, &out)
 				if err != nil {
