@@ -95,7 +95,8 @@ func New(cfg Config, log *slog.Logger) (_ *Gateway, err error) {
 	if maxVerify <= 0 {
 		maxVerify = 4 * runtime.GOMAXPROCS(0)
 	}
-	opts := []verify.Option{verify.ExactPEM(), verify.WithWindow(window), verify.WithMaxConcurrent(maxVerify)}
+	opts := []verify.Option{verify.ExactPEM(), verify.WithWindow(window), verify.WithMaxConcurrent(maxVerify),
+		verify.WithHotKeys(int64(max(cfg.HotKeyBytes, 0)), verify.DefaultPromoteAfter)}
 	if cfg.Redis != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		g.shared, err = redisstate.New(ctx, *cfg.Redis, g.sharedError)
