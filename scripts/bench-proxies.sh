@@ -2,8 +2,11 @@
 # nodekeys gateway against HAProxy and against no proxy, in one run, on
 # loopback: valid Fleet calls a second, p50/p99 latency added to one call at
 # a time, and CPU time per call of the proxy and of the upstream, with both
-# proxies in front of the same upstream, the Go stand-in SuperLink (in a
-# process of its own). HAProxy (Debian's haproxy) terminates TLS and speaks
+# proxies in front of the same upstream: the Go stand-in SuperLink (in a
+# process of its own), and Flower's own SuperLink 1.27 (flower-superlink,
+# from $NODEKEYS_FLOWER or .peers/flower, made by
+# ../shared/peers/flower/setup.sh; skipped if absent), whose nodes are
+# registered and activated first and then send heartbeats. HAProxy (Debian's haproxy) terminates TLS and speaks
 # HTTP/2 on both sides, as an operator would run it in front of a SuperLink
 # without node authentication. Then a CPU profile of the gateway under the
 # same load (perf, Debian's linux-perf), in shares: verification, TLS,
