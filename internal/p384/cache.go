@@ -40,6 +40,7 @@ const maxBanked = 256
 // another Cache verifies it with the table if it has one.
 type Cache struct {
 	promoteAfter uint32
+	maxKeys      int // cap(ring), read without the lock
 	credit       atomic.Int64
 
 	mu   sync.Mutex
@@ -65,13 +66,13 @@ func NewCache(maxBytes int64, promoteAfter int) *Cache {
 	if per := TableBytes; per > 0 && maxBytes > 0 {
 		keys = int(min(maxBytes/per, int64(1)<<30))
 	}
-	return &Cache{promoteAfter: uint32(max(promoteAfter, 1)), ring: make([]*PublicKey, 0, keys)}
+	return &Cache{promoteAfter: uint32(max(promoteAfter, 1)), maxKeys: keys, ring: make([]*PublicKey, 0, keys)}
 }
 
 // Verify is Verify, with k's table if it has one; it counts k's verified
 // signatures toward its promotion. A nil Cache is Verify.
 func (c *Cache) Verify(k *PublicKey, digest, r, s []byte) bool {
-	if c == nil || cap(c.ring) == 0 {
+	if c == nil || c.maxKeys == 0 {
 		return Verify(k, digest, r, s)
 	}
 	if t := k.hot.table.Load(); t != nil {
@@ -97,7 +98,7 @@ func (c *Cache) Verify(k *PublicKey, digest, r, s []byte) bool {
 // to call often. It does nothing where tables are not built, or if another
 // Cache holds k.
 func (c *Cache) Promote(k *PublicKey) {
-	if cap(c.ring) > 0 && k.hot.table.Load() == nil && k.hot.owner.CompareAndSwap(nil, c) {
+	if c.maxKeys > 0 && k.hot.table.Load() == nil && k.hot.owner.CompareAndSwap(nil, c) {
 		c.take(k)
 	}
 }
@@ -110,7 +111,7 @@ func (c *Cache) Len() int {
 }
 
 // MaxKeys returns the most keys c holds.
-func (c *Cache) MaxKeys() int { return cap(c.ring) }
+func (c *Cache) MaxKeys() int { return c.maxKeys }
 
 // Held reports whether k has a table.
 func (k *PublicKey) Held() bool { return k.hot.table.Load() != nil }
