@@ -15,7 +15,7 @@ import (
 var benchNow = time.Date(2026, 11, 22, 17, 45, 3, 123456000, time.UTC)
 
 // benchSetup returns a verifier of n keys and valid headers of key 0.
-func benchSetup(b *testing.B, n int) (*verify.Verifier, sign.Headers, *ecdsa.PrivateKey) {
+func benchSetup(b *testing.B, n int, opts ...verify.Option) (*verify.Verifier, sign.Headers, *ecdsa.PrivateKey) {
 	b.Helper()
 	var pubs []*keys.PublicKey
 	var first *ecdsa.PrivateKey
@@ -41,16 +41,58 @@ func benchSetup(b *testing.B, n int) (*verify.Verifier, sign.Headers, *ecdsa.Pri
 	if err != nil {
 		b.Fatal(err)
 	}
-	return verify.New(list), h, first
+	return verify.New(list, opts...), h, first
+}
+
+// hotPaths are the verifiers BenchmarkVerifyP384 compares in one run:
+// today's path (no hot-key cache), a key held by the cache, and a key the
+// cache counts but never promotes. benchstat shows hot and cold as ratios
+// against today.
+var hotPaths = []struct {
+	name string
+	opt  verify.Option
+}{
+	{"today", verify.WithHotKeys(0, 0)},
+	{"hot", verify.WithHotKeys(verify.DefaultHotKeyBytes, 1)},
+	{"cold", verify.WithHotKeys(verify.DefaultHotKeyBytes, 1<<30)},
 }
 
 func BenchmarkVerifyP384(b *testing.B) {
-	v, h, _ := benchSetup(b, 100)
-	b.ReportAllocs()
-	for b.Loop() {
+	for _, p := range hotPaths {
+		b.Run("path="+p.name, func(b *testing.B) {
+			v, h, _ := benchSetup(b, 100, p.opt)
+			warm(b, v, h, p.name == "hot")
+			b.ReportAllocs()
+			c0 := cpuTime()
+			for b.Loop() {
+				if _, err := v.VerifyAt(h, benchNow); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportCPU(b, c0)
+		})
+	}
+}
+
+// reportCPU reports the CPU time per operation since c0: the cost per
+// core, which a loaded machine inflates less than the wall time.
+func reportCPU(b *testing.B, c0 time.Duration) {
+	if c := cpuTime(); c > 0 {
+		b.ReportMetric(float64(c-c0)/float64(b.N), "cpu-ns/op")
+	}
+}
+
+// warm verifies h twice, so that its key is past its first two calls, and
+// checks that the cache holds it or not.
+func warm(b *testing.B, v *verify.Verifier, h sign.Headers, hot bool) {
+	b.Helper()
+	for range 2 {
 		if _, err := v.VerifyAt(h, benchNow); err != nil {
 			b.Fatal(err)
 		}
+	}
+	if held, _ := v.HotKeys(); (held == 1) != (hot && verify.HotKeyBytesPerKey > 0) {
+		b.Fatalf("%d keys held", held)
 	}
 }
 
@@ -67,15 +109,22 @@ func BenchmarkStdlibP384(b *testing.B) {
 }
 
 func BenchmarkVerifyP384Parallel(b *testing.B) {
-	v, h, _ := benchSetup(b, 100)
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if _, err := v.VerifyAt(h, benchNow); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
+	for _, p := range hotPaths {
+		b.Run("path="+p.name, func(b *testing.B) {
+			v, h, _ := benchSetup(b, 100, p.opt)
+			warm(b, v, h, p.name == "hot")
+			b.ReportAllocs()
+			c0 := cpuTime()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := v.VerifyAt(h, benchNow); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			reportCPU(b, c0)
+		})
+	}
 }
 
 func BenchmarkRejectStale(b *testing.B) {

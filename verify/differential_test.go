@@ -10,6 +10,7 @@ import (
 	mrand "math/rand/v2"
 	"testing"
 
+	"github.com/nodekeys/nodekeys/internal/p384"
 	"github.com/nodekeys/nodekeys/internal/peer"
 
 	"github.com/stretchr/testify/require"
@@ -67,7 +68,8 @@ func derSig(r, s *big.Int) []byte {
 }
 
 // TestDifferential compares the verify core with crypto/ecdsa on random
-// valid signatures and their mutations, on every supported curve.
+// valid signatures and their mutations, on every supported curve, and on
+// P-384 with a key held by a hot-key cache too.
 func TestDifferential(t *testing.T) {
 	rng := mrand.New(mrand.NewPCG(1, 2))
 	rounds := 20 // the fuzz targets, run in CI, go much further
@@ -82,6 +84,11 @@ func TestDifferential(t *testing.T) {
 			require.NoError(t, err)
 			k, err := newKey(&priv.PublicKey)
 			require.NoError(t, err)
+			var hot *Key
+			var cache *p384.Cache
+			if curve == elliptic.P384() {
+				hot, cache = hotKey(t, &priv.PublicKey)
+			}
 			msg := make([]byte, rng.IntN(64))
 			for j := range msg {
 				msg[j] = byte(rng.Uint32())
@@ -93,6 +100,9 @@ func TestDifferential(t *testing.T) {
 				want := ecdsa.VerifyASN1(&priv.PublicKey, sum[:], s)
 				got := k.verifyDigest(sum[:], s) == nil
 				require.Equal(t, want, got, "%s round %d mutation %d", curve.Params().Name, i, m)
+				if hot != nil {
+					require.Equal(t, want, hot.verifyDigestIn(cache, sum[:], s) == nil, "hot key, round %d mutation %d", i, m)
+				}
 				agreed++
 			}
 			// Another digest never verifies.
@@ -121,17 +131,22 @@ func FuzzVerifyP384(f *testing.F) {
 	f.Add(sum[:], []byte{0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01})
 	f.Add([]byte{}, []byte{0x30, 0x00})
 	// k soon takes the split path of a key seen before; a fresh key each
-	// time takes the plain path of a key's first call.
+	// time takes the plain path of a key's first call; hot has a table.
 	k.verifyDigest(sum[:], sig)
 	k.verifyDigest(sum[:], sig)
+	hot, cache := hotKey(f, &priv.PublicKey)
 	f.Fuzz(func(t *testing.T, digest, sig []byte) {
 		want := ecdsa.VerifyASN1(&priv.PublicKey, digest, sig)
 		fresh, err := newKey(&priv.PublicKey)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for name, k := range map[string]*Key{"warm": k, "fresh": fresh} {
-			if got := k.verifyDigest(digest, sig) == nil; want != got {
+		for name, k := range map[string]*Key{"warm": k, "fresh": fresh, "hot": hot} {
+			var c *p384.Cache // a key of the cache's alone: the others stay out
+			if k == hot {
+				c = cache
+			}
+			if got := k.verifyDigestIn(c, digest, sig) == nil; want != got {
 				t.Fatalf("crypto/ecdsa says %v, the fast path (%s key) %v", want, name, got)
 			}
 		}

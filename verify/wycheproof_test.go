@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/nodekeys/nodekeys/internal/p384"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -34,7 +36,9 @@ type wycheproofFile struct {
 }
 
 // TestWycheproof runs every P-384 vector through the verify core and through
-// crypto/ecdsa: both must give the expected result.
+// crypto/ecdsa: both must give the expected result. The core judges each
+// vector on three paths: a key's first verification, a later one, and a
+// key held by a hot-key cache (on amd64).
 func TestWycheproof(t *testing.T) {
 	for _, name := range []string{"ecdsa_secp384r1_sha256_test.json", "ecdsa_secp384r1_sha384_test.json"} {
 		t.Run(name, func(t *testing.T) {
@@ -51,6 +55,7 @@ func TestWycheproof(t *testing.T) {
 				k, err := newKey(pub)
 				require.NoError(t, err)
 				require.NotNil(t, k.p384, "the fast path is under test")
+				hot, cache := hotKey(t, pub)
 				for _, tc := range g.Tests {
 					msg, _ := hex.DecodeString(tc.Msg)
 					sig, _ := hex.DecodeString(tc.Sig)
@@ -75,11 +80,24 @@ func TestWycheproof(t *testing.T) {
 					fresh, err := newKey(pub)
 					require.NoError(t, err)
 					assert.Equal(t, want, fresh.verifyDigest(sum, sig) == nil, "fresh key, tcId %d", tc.TcID)
+					assert.Equal(t, want, hot.verifyDigestIn(cache, sum, sig) == nil, "hot key, tcId %d", tc.TcID)
 					assert.Equal(t, want, ecdsa.VerifyASN1(pub, sum, sig), "crypto/ecdsa on tcId %d", tc.TcID)
 					ran++
 				}
+				require.Equal(t, p384.TableBytes > 0, hot.p384.Held(), "the key stayed held")
 			}
 			assert.Equal(t, f.NumberOfTests, ran)
 		})
 	}
+}
+
+// hotKey returns pub as a Key that a cache holds.
+func hotKey(t testing.TB, pub *ecdsa.PublicKey) (*Key, *p384.Cache) {
+	t.Helper()
+	k, err := newKey(pub)
+	require.NoError(t, err)
+	c := p384.NewCache(p384.TableBytes, 1)
+	c.Promote(k.p384)
+	require.Equal(t, p384.TableBytes > 0, k.p384.Held(), "the hot path is under test on amd64")
+	return k, c
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nodekeys/nodekeys/gateway"
 	"github.com/nodekeys/nodekeys/state"
+	"github.com/nodekeys/nodekeys/verify"
 )
 
 func gatewayCommand() *cli.Command {
@@ -84,6 +85,7 @@ func gatewayCommand() *cli.Command {
 			&cli.Float64Flag{Name: "key-rate", Value: gateway.DefaultKeyRate, Usage: "calls a second one key may make; -1 turns the limit off"},
 			&cli.IntFlag{Name: "key-burst", Value: gateway.DefaultKeyBurst, Usage: "calls one key may make at once"},
 			&cli.IntFlag{Name: "max-verifications", DefaultText: "4 per core", Usage: "signature verifications at once"},
+			&cli.IntFlag{Name: "hot-key-bytes", Value: verify.DefaultHotKeyBytes, Usage: "memory for the precomputed tables of keys that call often (9,216 bytes a key); -1 turns them off"},
 			&cli.IntFlag{Name: "max-header-bytes", Value: gateway.DefaultMaxHeaderBytes, Usage: "largest metadata a call may carry"},
 			&cli.DurationFlag{Name: "max-stream-age", Value: gateway.DefaultMaxStreamAge, Usage: "end a Fleet stream this long after it opened"},
 			&cli.DurationFlag{Name: "refusal-delay", Value: gateway.DefaultRefusalDelay, Usage: "hold a refused Fleet call this long before answering (0 answers at once)"},
@@ -163,6 +165,7 @@ func gatewayConfig(c *cli.Context) (*gateway.Config, error) {
 	num("replay-key-quota", &cfg.ReplayKeyQuota)
 	num("key-burst", &cfg.KeyBurst)
 	num("max-verifications", &cfg.MaxVerifications)
+	num("hot-key-bytes", &cfg.HotKeyBytes)
 	num("max-header-bytes", &cfg.MaxHeaderBytes)
 	num("refusal-logs-per-second", &cfg.RefusalLogsPerSecond)
 	if c.IsSet("key-rate") || cfg.KeyRate == 0 {

@@ -6,6 +6,7 @@ import (
 	"crypto/ecdh"
 	"crypto/rand"
 	"math/big"
+	"os"
 	"testing"
 )
 
@@ -40,14 +41,16 @@ func encode(P jacobianPoint) []byte {
 	return out
 }
 
-// checkProducts computes m·G + n·Q with both multiplications and fails t
+// checkProducts computes m·G + n·Q with the three multiplications, plain,
+// split (given high = 2^192·Q) and hot (given Q's table), and fails t
 // unless each is the uncompressed point want, or infinity for a nil want.
-func checkProducts(t *testing.T, k *PublicKey, high *jacobianPoint, m, n *[48]byte, want []byte) {
+func checkProducts(t *testing.T, k *PublicKey, high *jacobianPoint, tab *hotTable, m, n *[48]byte, want []byte) {
 	t.Helper()
-	var plain, split jacobianPoint
+	var plain, split, hot jacobianPoint
 	combinedMult(&plain, &k.q, m, n)
 	splitMult(&split, &k.q, high, m, n)
-	for name, P := range map[string]jacobianPoint{"combinedMult": plain, "splitMult": split} {
+	hotMult(&hot, tab, m, n)
+	for name, P := range map[string]jacobianPoint{"combinedMult": plain, "splitMult": split, "hotMult": hot} {
 		if want == nil {
 			if P.z != (fp384{}) {
 				t.Fatalf("%s m=%x n=%x: want infinity", name, m, n)
@@ -100,20 +103,29 @@ func TestHighQ(t *testing.T) {
 	}
 }
 
-// TestCombinedMultEdges compares m·G + n·Q, by both combinedMult and
-// splitMult, with (m + n·d)·G from crypto/ecdh where the products collide: Q is ±G, ±2^192·G or
-// 2^192·G + G, and the halves of m and n are equal, opposite or zero, down
+// TestCombinedMultEdges compares m·G + n·Q, by combinedMult, splitMult
+// and hotMult, with (m + n·d)·G from crypto/ecdh where the products
+// collide: Q is ±G, ±2^192·G, 2^192·G + G, 2^32·G or -2^352·G (pieces of a
+// hot table), and the halves of m and n are equal, opposite or zero, down
 // to results at infinity.
 func TestCombinedMultEdges(t *testing.T) {
 	one := big.NewInt(1)
 	neg := func(v *big.Int) *big.Int { return new(big.Int).Sub(curveN, v) }
-	keys := []*big.Int{one, neg(one), two192, neg(two192), new(big.Int).Add(two192, one), big.NewInt(2)}
+	two32 := new(big.Int).Lsh(one, 32)
+	two352 := new(big.Int).Lsh(one, 352)
+	keys := []*big.Int{one, neg(one), two192, neg(two192), new(big.Int).Add(two192, one), big.NewInt(2),
+		two32, neg(two352)}
 	halves := func(lo, hi int64) *big.Int {
 		v := new(big.Int).Mul(big.NewInt(hi), two192)
 		return v.Add(v, big.NewInt(lo))
 	}
-	scalars := []*big.Int{one, two192, halves(1, 1), halves(5, 3), halves(0, 7), neg(one), neg(two192), neg(halves(1, 1)), big.NewInt(0)}
-	for range 5 {
+	scalars := []*big.Int{one, two192, halves(1, 1), halves(5, 3), halves(0, 7), neg(one), neg(two192), neg(halves(1, 1)), big.NewInt(0),
+		two32, two352, neg(two32), new(big.Int).Sub(two352, one)}
+	random := 1 // FuzzMult goes further
+	if os.Getenv("NODEKEYS_LONG") == "1" {
+		random = 5
+	}
+	for range random {
 		r, _ := rand.Int(rand.Reader, curveN)
 		scalars = append(scalars, r)
 	}
@@ -121,6 +133,7 @@ func TestCombinedMultEdges(t *testing.T) {
 	for _, d := range keys {
 		k := publicKey(t, d)
 		high := shifted(&k.q)
+		tab := buildTable(k)
 		for _, m := range scalars {
 			for _, n := range scalars {
 				if n.Sign() == 0 {
@@ -132,7 +145,7 @@ func TestCombinedMultEdges(t *testing.T) {
 					mm.FillBytes(mb[:])
 					n.FillBytes(nb[:])
 					want := mulBase(t, new(big.Int).Add(mm, new(big.Int).Mul(n, d)))
-					checkProducts(t, k, high, &mb, &nb, want)
+					checkProducts(t, k, high, tab, &mb, &nb, want)
 					checked += 2
 				}
 			}
@@ -141,7 +154,7 @@ func TestCombinedMultEdges(t *testing.T) {
 	t.Logf("%d products agree with crypto/ecdh", checked)
 }
 
-// FuzzMult compares both multiplications, m·G + n·Q for Q = d·G, with
+// FuzzMult compares the three multiplications, m·G + n·Q for Q = d·G, with
 // (m + n·d)·G from crypto/ecdh, on arbitrary scalars.
 func FuzzMult(f *testing.F) {
 	f.Add([]byte{1}, []byte{1}, []byte{1})
@@ -164,6 +177,6 @@ func FuzzMult(f *testing.F) {
 		}
 		k := publicKey(t, dv)
 		want := mulBase(t, new(big.Int).Add(mv, new(big.Int).Mul(nv, dv)))
-		checkProducts(t, k, shifted(&k.q), &mb, &nb, want)
+		checkProducts(t, k, shifted(&k.q), buildTable(k), &mb, &nb, want)
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"errors"
 	"math/big"
+	"math/bits"
 	"sync"
 	"sync/atomic"
 )
@@ -30,6 +31,8 @@ type PublicKey struct {
 	// (Flower's no-allowlist mode parses a key per call) never pays for
 	// it. Racing calls compute the same value, so either store is right.
 	high atomic.Pointer[jacobianPoint]
+	// hot is the key's state in a Cache.
+	hot hotState
 }
 
 // NewPublicKey takes an uncompressed point, 0x04 || X || Y, that the caller
@@ -85,6 +88,11 @@ func Verify(k *PublicKey, digest, r, s []byte) bool {
 	} else {
 		combinedMult(&P, &k.q, &k1, &k2)
 	}
+	return matches(&P, r)
+}
+
+// matches reports whether P is finite and its x-coordinate is r mod n.
+func matches(P *jacobianPoint, r []byte) bool {
 	if P.z == (fp384{}) {
 		return false // the point at infinity
 	}
@@ -264,7 +272,8 @@ func abs8(d int8) int8 {
 
 // wnaf writes the width-w non-adjacent form of the big-endian k, least
 // significant digit first, and returns the number of digits. Each digit is
-// 0 or odd in (-2^(w-1), 2^(w-1)).
+// 0 or odd in (-2^(w-1), 2^(w-1)); out must be zero. Runs of zero digits
+// are skipped a word or a run of trailing zeros at a time.
 func wnaf(out *[386]int8, k *[48]byte, w uint) int {
 	// Little-endian 64-bit limbs, one spare for the carry of k - d, d < 0.
 	var l [7]uint64
@@ -274,29 +283,44 @@ func wnaf(out *[386]int8, k *[48]byte, w uint) int {
 		}
 	}
 	mask := uint64(1)<<w - 1
-	n := 0
-	for i := 0; ; i++ {
-		if l == ([7]uint64{}) {
-			return n
+	n, pos := 0, 0
+	for l != ([7]uint64{}) {
+		if l[0] == 0 {
+			copy(l[:], l[1:])
+			l[6] = 0
+			pos += 64
+			continue
 		}
-		if l[0]&1 == 1 {
-			d := int64(l[0] & mask)
-			if d >= 1<<(w-1) {
-				d -= 1 << w
-			}
-			out[i] = int8(d)
-			if d > 0 {
-				subSmall(&l, uint64(d))
-			} else {
-				addSmall(&l, uint64(-d))
-			}
+		if l[0]&1 == 0 {
+			tz := uint(bits.TrailingZeros64(l[0]))
+			shiftRight(&l, tz)
+			pos += int(tz)
+			continue
 		}
-		n = i + 1
-		for j := range 6 {
-			l[j] = l[j]>>1 | l[j+1]<<63
+		d := int64(l[0] & mask)
+		if d >= 1<<(w-1) {
+			d -= 1 << w
 		}
-		l[6] >>= 1
+		out[pos] = int8(d)
+		n = pos + 1
+		if d > 0 {
+			subSmall(&l, uint64(d))
+		} else {
+			addSmall(&l, uint64(-d))
+		}
+		// l is now a multiple of 2^w: the next w-1 digits are zero.
+		shiftRight(&l, w)
+		pos += int(w)
 	}
+	return n
+}
+
+// shiftRight sets l = l >> s, 0 < s < 64.
+func shiftRight(l *[7]uint64, s uint) {
+	for j := range 6 {
+		l[j] = l[j]>>s | l[j+1]<<(64-s)
+	}
+	l[6] >>= s
 }
 
 func subSmall(l *[7]uint64, v uint64) {

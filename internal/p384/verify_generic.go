@@ -14,6 +14,7 @@ var curve = p384.P384()
 // PublicKey is a P-384 public key in the form Verify takes.
 type PublicKey struct {
 	x, y *big.Int
+	hot  hotState
 }
 
 // NewPublicKey takes an uncompressed point, 0x04 || X || Y, that the caller

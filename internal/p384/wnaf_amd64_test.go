@@ -21,7 +21,7 @@ func TestWNAF(t *testing.T) {
 		cases = append(cases, k)
 	}
 	for _, k := range cases {
-		for _, w := range []uint{5, 7} {
+		for _, w := range []uint{5, 7, 8} {
 			var out [386]int8
 			n := wnaf(&out, &k, w)
 			sum := new(big.Int)

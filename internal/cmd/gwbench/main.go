@@ -96,9 +96,20 @@ func main() {
 	flag.StringVar(&o.only, "only", "", "run only the phases whose names contain this (go-direct, py-gateway-stale, ...)")
 	victimsIn := flag.String("victims", "", "instead: forged signatures under 5 real nodes' keys, for each number of calls in flight in this list (256,2000,5000): the real nodes' valid calls refused")
 	resets := flag.Int("resets", 0, "instead: the gateway's CPU time for this many HTTP/2 streams opened and reset at once")
+	compare := flag.Bool("compare", false, "instead: the gateway against HAProxy (TLS, h2) and against no proxy, in front of the same stand-in")
+	base := flag.String("base-nodekeys", "", "with -compare: also a gateway of this nodekeys binary (another version)")
+	perfOut := flag.String("perf", "", "with -compare: record the gateway's CPU profile under load with perf into this file")
+	superlink := flag.String("superlink", "", "with -compare: also Flower's flower-superlink command (1.27) as the upstream")
+	serve := flag.String("serve-standin", "", "serve the Go stand-in on this address until SIGTERM (used by -compare)")
+	standinCert := flag.String("standin-cert", "", "with -serve-standin: TLS certificate")
+	standinKey := flag.String("standin-key", "", "with -serve-standin: TLS key")
 	flag.Parse()
 	var err error
-	if *victimsIn != "" {
+	if *serve != "" {
+		err = serveStandin(*serve, *standinCert, *standinKey)
+	} else if *compare {
+		err = runCompare(o, *base, *perfOut, *superlink)
+	} else if *victimsIn != "" {
 		var counts []int
 		for _, f := range strings.Split(*victimsIn, ",") {
 			n, cerr := strconv.Atoi(strings.TrimSpace(f))
@@ -141,6 +152,16 @@ type bench struct {
 	pool    *x509.CertPool
 	procs   []*exec.Cmd
 	pids    map[string]int // address served -> process, for CPU time
+	// started, if set, is called when a phase's timed part starts, after
+	// the connections and their warm-up calls.
+	started func()
+	// payloads, if set, are the requests of the valid calls and warm-up
+	// calls on each signer's connection, instead of the stand-in's text
+	// commands: a real SuperLink parses them.
+	payloads [][]byte
+	// controlOf is each Flower SuperLink's Control API address, by its
+	// Fleet API address.
+	controlOf map[string]string
 }
 
 func run(o opts) error {
@@ -460,14 +481,20 @@ func (b *bench) measure(addr, flood string, clients int) (phase, error) {
 		conns[i] = c
 	}
 	// Warm up every connection (handshakes are not what is measured).
-	for _, c := range conns {
+	for i, c := range conns {
 		req, out := []byte("warm"), []byte{}
+		if b.payloads != nil {
+			req = b.payloads[i]
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err := c.Invoke(ctx, method, &req, &out)
 		cancel()
 		if err != nil {
 			return p, fmt.Errorf("warm-up call: %w", err)
 		}
+	}
+	if b.started != nil {
+		b.started()
 	}
 	// Calls get a generous deadline; the phase ends at stop, after which no
 	// call starts, so no call is cut short by the phase's end.
@@ -515,6 +542,9 @@ func (b *bench) measure(addr, flood string, clients int) (phase, error) {
 			for i := w; running(); i += clients {
 				c := conns[i%len(conns)]
 				req, out := []byte("echo:valid"), []byte{}
+				if b.payloads != nil {
+					req = b.payloads[i%len(conns)]
+				}
 				t0 := time.Now()
 				err := c.Invoke(ctx, method, &req, &out)
 				if err != nil {
