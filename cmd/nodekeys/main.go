@@ -98,6 +98,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			applyCommand(),
 			rotateCommand(),
 			tokenCommand(),
+			accountCommand(),
 			stateCommand(),
 			versionCommand(),
 			completionCommand(),
@@ -150,7 +151,7 @@ func setUsageErrors(cmds []*cli.Command) {
 // run runs the command line args and returns the exit code.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	app := newApp(stdin, stdout, stderr)
-	err := app.Run(args)
+	err := app.Run(accountArgs(args))
 	if err == nil {
 		return exitOK
 	}
