@@ -42,7 +42,9 @@ type Result struct {
 }
 
 // SignedIn reports whether the page says the sign-in succeeded.
-func (r Result) SignedIn() bool { return r.Status == http.StatusOK && regexp.MustCompile(`<h1>Signed in</h1>`).MatchString(r.Page) }
+func (r Result) SignedIn() bool {
+	return r.Status == http.StatusOK && regexp.MustCompile(`<h1>Signed in</h1>`).MatchString(r.Page)
+}
 
 // SignIn opens uri (verification_uri_complete) and signs in as name with
 // password and, if not empty, the one-time code otp.
