@@ -2,8 +2,8 @@ package gateway_test
 
 import (
 	"bufio"
-	"encoding/base64"
 	"crypto/tls"
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"os"
