@@ -591,7 +591,7 @@ func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 		serve(func() error { return g.httpSrv.Serve(ls.Metrics) })
 	}
 	if ls.Accounts != nil && g.accts != nil {
-		serve(func() error { return g.accts.srv.ServeTLS(ls.Accounts, "", "") })
+		serve(func() error { return g.accts.srv.ServeTLS(g.conns.wrap(ls.Accounts, "accounts"), "", "") })
 	}
 	for _, c := range []*grpc.ClientConn{g.fleetUp, g.controlUp} {
 		if c != nil {
