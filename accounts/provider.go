@@ -254,6 +254,9 @@ func (p *Provider) serviceClient(id string) bool {
 type inProcess struct{ h http.Handler }
 
 func (t inProcess) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil {
+		defer req.Body.Close() // as a RoundTripper must
+	}
 	sreq := req.Clone(req.Context())
 	sreq.Host = req.URL.Host
 	sreq.RequestURI = req.URL.RequestURI()
