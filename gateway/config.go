@@ -10,6 +10,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/nodekeys/nodekeys/accounts"
 	"github.com/nodekeys/nodekeys/authz"
 	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/nodekeys/nodekeys/internal/safefile"
@@ -68,6 +69,11 @@ type Config struct {
 	// oidcauth): flwr login against this provider, and every other
 	// Control call refused without a valid login.
 	OIDC *oidcauth.Config `yaml:"oidc"`
+	// Accounts turns on account login with the gateway's own OpenID
+	// Connect provider instead of an external one (see package accounts):
+	// accounts and service clients from a file that nodekeys account
+	// writes, and a sign-in page on its own TLS listener.
+	Accounts *accounts.Config `yaml:"accounts"`
 	// TokenList is the file of machine tokens' hashes that nodekeys token
 	// new writes (see package tokens). Its tokens are accepted on Control
 	// calls as "authorization: Bearer nkt_...", each with the role written
@@ -337,6 +343,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("gateway: refusal_delay must be 0 to 10s, got %s", *c.RefusalDelay)
 	case c.OIDC != nil && c.ListenControl == Off:
 		return errors.New("gateway: oidc needs the Control listener (listen_control is off)")
+	case c.Accounts != nil && c.OIDC != nil:
+		return errors.New("gateway: accounts and oidc contradict each other: account login uses one provider")
+	case c.Accounts != nil && c.ListenControl == Off:
+		return errors.New("gateway: accounts needs the Control listener (listen_control is off)")
 	case c.TokenList != "" && c.ListenControl == Off && c.FleetTokenRole == "":
 		return errors.New("gateway: token_list is for the Control listener (listen_control is off) unless fleet_token_role is set")
 	case c.FleetTokenRole != "" && c.TokenList == "":
@@ -379,6 +389,12 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("gateway: %w", err)
 		}
 	}
+	if c.Accounts != nil {
+		c.Accounts.Defaults()
+		if err := c.Accounts.Validate(); err != nil {
+			return fmt.Errorf("gateway: %w", err)
+		}
+	}
 	if c.Policy != nil {
 		if err := c.Policy.Validate(); err != nil {
 			return fmt.Errorf("gateway: policy: %w", err)
@@ -393,5 +409,5 @@ var ErrNoStateStore = errors.New("gateway: oidc and token_list need a state_file
 // authenticatesControl reports whether Control calls need a login or a
 // token, and so roles and owners.
 func (c *Config) authenticatesControl() bool {
-	return c.ListenControl != Off && (c.OIDC != nil || c.TokenList != "")
+	return c.ListenControl != Off && (c.OIDC != nil || c.Accounts != nil || c.TokenList != "")
 }

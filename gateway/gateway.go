@@ -54,7 +54,8 @@ type Gateway struct {
 	connLog ratelog.Limiter // measures taken against connections
 	tarpit  chan struct{}   // slots for refused calls held back
 	oidc    *oidcauth.Authenticator
-	tokens  *tokens.File // nil without a token file
+	accts   *accountsServer // nil without accounts
+	tokens  *tokens.File    // nil without a token file
 	policy  *authz.Policy
 	store   state.Store         // nil unless the Control API is authenticated
 	shared  *redisstate.Backend // nil without redis
@@ -185,6 +186,11 @@ func New(cfg Config, log *slog.Logger) (_ *Gateway, err error) {
 	}
 	if cfg.RegisterNodes {
 		g.reg = newRegistrar(g)
+	}
+	if cfg.Accounts != nil {
+		if cfg.OIDC, err = g.newAccounts(cfg, tlsConf); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.OIDC != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -525,6 +531,8 @@ func upState(ctx context.Context, c *grpc.ClientConn) connectivity.State {
 // serves nothing there.
 type Listeners struct {
 	Fleet, Control, Metrics net.Listener
+	// Accounts serves the sign-in page and the provider of accounts:.
+	Accounts net.Listener
 }
 
 // Listen opens the configured addresses.
@@ -549,6 +557,16 @@ func (g *Gateway) Listen() (*Listeners, error) {
 			return nil, fmt.Errorf("gateway: %w", err)
 		}
 	}
+	if g.accts != nil {
+		if ls.Accounts, err = net.Listen("tcp", g.cfg.Accounts.Listen); err != nil {
+			for _, l := range []net.Listener{ls.Fleet, ls.Control, ls.Metrics} {
+				if l != nil {
+					l.Close()
+				}
+			}
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
+	}
 	return &ls, nil
 }
 
@@ -566,7 +584,7 @@ func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 		go g.tokens.Watch(ctx, g.cfg.ReloadInterval)
 	}
 
-	errs := make(chan error, 3)
+	errs := make(chan error, 4)
 	var wg sync.WaitGroup
 	serve := func(f func() error) {
 		wg.Go(func() {
@@ -581,6 +599,9 @@ func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 	}
 	if ls.Metrics != nil {
 		serve(func() error { return g.httpSrv.Serve(ls.Metrics) })
+	}
+	if ls.Accounts != nil && g.accts != nil {
+		serve(func() error { return g.accts.srv.ServeTLS(g.conns.wrap(ls.Accounts, "accounts"), "", "") })
 	}
 	for _, c := range []*grpc.ClientConn{g.fleetUp, g.controlUp} {
 		if c != nil {
@@ -629,6 +650,9 @@ func (g *Gateway) shutdown() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		g.httpSrv.Shutdown(ctx)
+		if g.accts != nil {
+			g.accts.srv.Shutdown(ctx)
+		}
 		g.fleetUp.Close()
 		if g.controlUp != nil {
 			g.controlUp.Close()

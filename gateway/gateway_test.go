@@ -57,6 +57,7 @@ type rig struct {
 	fleet    string
 	control  string
 	metrics  string
+	accounts string // the accounts listener's address, with accounts:
 	logs     *syncbuf.Buffer
 	cancel   context.CancelFunc
 	done     chan error
@@ -86,7 +87,7 @@ func newRig(t *testing.T, nodes int, tweak ...func(*gateway.Config)) *rig {
 	for _, f := range tweak {
 		f(&cfg)
 	}
-	if (cfg.OIDC != nil || cfg.TokenList != "") && cfg.StateFile == "" && cfg.Redis == nil {
+	if (cfg.OIDC != nil || cfg.Accounts != nil || cfg.TokenList != "") && cfg.StateFile == "" && cfg.Redis == nil {
 		cfg.StateFile = filepath.Join(dir, "state.db")
 		require.NoError(t, state.Create(cfg.StateFile))
 	}
@@ -100,15 +101,25 @@ func newRig(t *testing.T, nodes int, tweak ...func(*gateway.Config)) *rig {
 
 func (r *rig) start(t *testing.T, cfg gateway.Config) {
 	t.Helper()
-	r.cfg = cfg
-	gw, err := gateway.New(cfg, slog.New(slog.NewTextHandler(r.logs, nil)))
-	require.NoError(t, err)
 	listen := func() net.Listener {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)
 		return ln
 	}
-	ls := &gateway.Listeners{Fleet: listen(), Control: listen(), Metrics: listen()}
+	var accounts net.Listener
+	if cfg.Accounts != nil {
+		accounts = listen()
+		if cfg.Accounts.Issuer == "" { // the issuer names its port
+			cfg.Accounts.Issuer = "https://" + accounts.Addr().String()
+		}
+	}
+	r.cfg = cfg
+	gw, err := gateway.New(cfg, slog.New(slog.NewTextHandler(r.logs, nil)))
+	require.NoError(t, err)
+	ls := &gateway.Listeners{Fleet: listen(), Control: listen(), Metrics: listen(), Accounts: accounts}
+	if accounts != nil {
+		r.accounts = accounts.Addr().String()
+	}
 	r.gw, r.fleet, r.control, r.metrics = gw, ls.Fleet.Addr().String(), ls.Control.Addr().String(), ls.Metrics.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel, r.done = cancel, make(chan error, 1)

@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -194,6 +195,13 @@ func TestAccountLoginWithARealProvider(t *testing.T) {
 // token of another issuer, and one for another audience.
 func forgedTokens(t *testing.T, p *oidctest.Provider, good string) map[string]string {
 	t.Helper()
+	return forgedTokensOf(t, p.HTTPClient(), p.Issuer+"/jwks", good)
+}
+
+// forgedTokensOf is forgedTokens for the provider whose key set is at
+// jwksURL.
+func forgedTokensOf(t *testing.T, client *http.Client, jwksURL, good string) map[string]string {
+	t.Helper()
 	parts := strings.Split(good, ".")
 	var claims map[string]any
 	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
@@ -205,7 +213,7 @@ func forgedTokens(t *testing.T, p *oidctest.Provider, good string) map[string]st
 		"alg none": enc(map[string]any{"alg": "none", "typ": "JWT"}) + "." + parts[1] + ".",
 	}
 	// HS256 with the provider's public key (as PEM) as the HMAC secret.
-	resp, err := p.HTTPClient().Get(p.Issuer + "/jwks")
+	resp, err := client.Get(jwksURL)
 	require.NoError(t, err)
 	var jwks jose.JSONWebKeySet
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&jwks))

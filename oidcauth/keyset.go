@@ -46,7 +46,7 @@ var errUnknownKey = errors.New("the token's key is not in the provider's key set
 
 // VerifySignature implements go-oidc's KeySet.
 func (s *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
-	jws, err := jose.ParseSigned(jwt, s.algs)
+	jws, err := jose.ParseSignedCompact(jwt, s.algs)
 	if err != nil {
 		return nil, fmt.Errorf("malformed JWT: %w", err)
 	}

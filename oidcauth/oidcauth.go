@@ -127,6 +127,15 @@ type Config struct {
 	// GroupsClaim is the claim that holds the account's groups or roles,
 	// a dotted path (default "groups"; Keycloak: "realm_access.roles").
 	GroupsClaim string `yaml:"groups_claim"`
+
+	// ClientSecret, Transport and ClientAllowed are for a provider in this
+	// process (package accounts), never from a file: the gateway client's
+	// secret, the transport that reaches the provider instead of HTTPS,
+	// and a check of clients besides ClientID and AllowedClients (a
+	// service client added while the gateway runs).
+	ClientSecret  string               `yaml:"-"`
+	Transport     http.RoundTripper    `yaml:"-"`
+	ClientAllowed func(id string) bool `yaml:"-"`
 }
 
 // The ways of checking opaque tokens (Config.OpaqueTokens).
@@ -290,6 +299,9 @@ func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 		return nil, fmt.Errorf("oidc: ca_file: %w", err)
 	}
 	a.client = &http.Client{Transport: tr, Timeout: 15 * time.Second}
+	if cfg.Transport != nil {
+		a.client.Transport = cfg.Transport
+	}
 	ctx = oidc.ClientContext(ctx, a.client)
 	if a.provider, err = oidc.NewProvider(ctx, cfg.Issuer); err != nil {
 		return nil, fmt.Errorf("oidc: discovery at %s: %w", cfg.Issuer, err)
@@ -372,6 +384,8 @@ func (a *Authenticator) spend(ctx context.Context) error {
 
 func readSecret(cfg Config) (string, error) {
 	switch {
+	case cfg.ClientSecret != "":
+		return cfg.ClientSecret, nil
 	case cfg.ClientSecretFile != "":
 		b, err := safefile.ReadRegular(cfg.ClientSecretFile, 64<<10)
 		if err != nil {
@@ -540,7 +554,7 @@ func (a *Authenticator) claims(claims map[string]any) (*Account, error) {
 	if client == "" {
 		client, _ = claims["azp"].(string)
 	}
-	if client != "" && !slices.Contains(a.clients, client) {
+	if client != "" && !slices.Contains(a.clients, client) && (a.cfg.ClientAllowed == nil || !a.cfg.ClientAllowed(client)) {
 		return nil, fmt.Errorf("the token was issued to the client %q, which this gateway does not accept (allowed_clients)", client)
 	}
 	late := time.Now().Add(a.cfg.Leeway)

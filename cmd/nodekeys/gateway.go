@@ -50,6 +50,11 @@ func gatewayCommand() *cli.Command {
 			"                   (issuer, client_id, client_secret_file or client_secret_env,\n" +
 			"                   audience, allowed_clients, scopes, groups_claim, ca_file,\n" +
 			"                   leeway, opaque_tokens, provider rates; see the README)\n" +
+			"  accounts:        account login with the gateway's own provider instead of oidc:\n" +
+			"                   (issuer, listen (:9095, TLS with tls_cert), file (made by\n" +
+			"                   nodekeys account), keys_file, access_token_lifetime (5m),\n" +
+			"                   refresh_token_lifetime (168h), session_lifetime (720h),\n" +
+			"                   device_code_lifetime (10m), poll_interval (5s); see the README)\n" +
 			"  token_list:      bearer tokens for machines (--token-list; nodekeys token new)\n" +
 			"  policy:          roles_claim, and roles: NAME: {methods: [StartRun, ...] or\n" +
 			"                   [\"*\"], see_all: true|false}; default: admin (everything,\n" +
