@@ -92,6 +92,11 @@ const (
 	GrantClientCredentials = "client_credentials"
 )
 
+// startTimeout bounds a provider's start: Node loading oidc-provider
+// takes seconds of CPU, and the tests run on loaded two-core machines
+// (20 s was missed there with real Flower running beside).
+const startTimeout = 60 * time.Second
+
 // Provider is a running provider.
 type Provider struct {
 	Issuer string
@@ -226,9 +231,9 @@ func (p *Provider) start(t testing.TB, node string, st State) {
 			t.Fatalf("the OIDC provider did not start: %q", line)
 		}
 		p.Issuer = issuer
-	case <-time.After(20 * time.Second):
+	case <-time.After(startTimeout):
 		cmd.Process.Kill()
-		t.Fatal("the OIDC provider did not start in 20 s")
+		t.Fatalf("the OIDC provider did not start in %s", startTimeout)
 	}
 	p.cmd = cmd
 }

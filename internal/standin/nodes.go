@@ -4,13 +4,17 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"math"
+	"strings"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/nodekeys/nodekeys/internal/flwrpb"
 	"github.com/nodekeys/nodekeys/keys"
 )
@@ -105,11 +109,11 @@ func (r *nodeRegistry) register(pem []byte) (proto.Message, error) {
 		return nil, status.Error(codes.Unavailable, "stand-in: this registration fails, as asked")
 	}
 	if _, err := keys.ParsePEMPublicKey(pem); err != nil {
-		return nil, status.Error(codes.FailedPrecondition, "The provided public key is not valid.")
+		return nil, status.Error(codes.FailedPrecondition, "The provided public key is not valid")
 	}
 	if _, ok := r.byPEM[string(pem)]; ok {
 		// Registered, or unregistered and so burned: never again.
-		return nil, status.Error(codes.FailedPrecondition, "Public key already in use.")
+		return nil, status.Error(codes.FailedPrecondition, "Public key already in use")
 	}
 	id := newNodeID()
 	r.nodes[id] = &flwrpb.NodeInfo{NodeId: id, OwnerAid: "<id:none>", OwnerName: "none", Status: "registered",
@@ -123,7 +127,7 @@ func (r *nodeRegistry) unregister(id uint64) (proto.Message, error) {
 	defer r.mu.Unlock()
 	n, ok := r.nodes[id]
 	if !ok || n.UnregisteredAt != nil {
-		return nil, status.Error(codes.NotFound, "Node ID not found for account.")
+		return nil, status.Error(codes.NotFound, "Node ID not found for account")
 	}
 	at := time.Now().UTC().Format(time.RFC3339Nano)
 	n.UnregisteredAt, n.Status = &at, "unregistered"
@@ -138,4 +142,109 @@ func (r *nodeRegistry) list() proto.Message {
 		out.NodesInfo = append(out.NodesInfo, proto.Clone(n).(*flwrpb.NodeInfo))
 	}
 	return out
+}
+
+// WithNodeAuth answers Fleet calls past the signature check as a Flower
+// 1.27 SuperLink started with --enable-supernode-auth does, for the keys
+// registered through the Control API: RegisterNode is refused;
+// ActivateNode needs the registered key its request carries (and a
+// heartbeat interval Flower accepts) and answers its node id; every other
+// call must name the node id of the key that signed it ("Invalid node
+// ID"). What passes is answered with its request, as without the option.
+// Text commands are not checked.
+func WithNodeAuth() Option { return func(s *Server) { s.nodeAuth = true } }
+
+// Flower's bounds of a SuperNode's heartbeat interval, in seconds.
+const minHeartbeat, maxHeartbeat = 10, 1800
+
+// fleet applies Flower's node rules to a Fleet call signed by key (PEM);
+// ok is true when it answers the call itself (out, or a refusal).
+func (r *nodeRegistry) fleet(method string, key, req []byte) (out []byte, ok bool, err error) {
+	fields, err := topFields(req)
+	if err != nil {
+		return nil, true, status.Error(codes.Internal, "the request does not decode")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch strings.TrimPrefix(method, flwr.FleetPrefix) {
+	case "RegisterNode":
+		return nil, true, status.Error(codes.FailedPrecondition, "SuperNode authentication is enabled. All SuperNodes must be registered via the CLI.")
+	case "ActivateNode":
+		// The key in the request, not the one that signed it.
+		id, found := r.active(fields.bytes[1])
+		if !found {
+			return nil, true, status.Error(codes.FailedPrecondition, "No SuperNode found with the given public key.")
+		}
+		if iv := fields.double[2]; iv < minHeartbeat || iv > maxHeartbeat {
+			return nil, true, status.Error(codes.InvalidArgument, "Invalid heartbeat interval")
+		}
+		return protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), id), true, nil
+	case "DeactivateNode", "UnregisterNode":
+		// uint64 node_id = 1; the others carry Node node = 1 {node_id = 1}.
+	default:
+		node, err := topFields(fields.bytes[1])
+		if err != nil {
+			return nil, true, status.Error(codes.Internal, "the request does not decode")
+		}
+		fields.varint[1] = node.varint[1]
+	}
+	if id, found := r.active(key); !found || id != fields.varint[1] {
+		return nil, true, status.Error(codes.Unauthenticated, "Invalid node ID")
+	}
+	return nil, false, nil
+}
+
+// active returns the node id of a registered, not unregistered key.
+func (r *nodeRegistry) active(pem []byte) (uint64, bool) {
+	id, ok := r.byPEM[string(pem)]
+	if !ok || r.nodes[id].UnregisteredAt != nil {
+		return 0, false
+	}
+	return id, true
+}
+
+// fields are a message's top-level scalar fields by number (the last of
+// each, as protobuf reads them).
+type fields struct {
+	varint map[protowire.Number]uint64
+	double map[protowire.Number]float64
+	bytes  map[protowire.Number][]byte
+}
+
+func topFields(b []byte) (fields, error) {
+	f := fields{varint: map[protowire.Number]uint64{}, double: map[protowire.Number]float64{}, bytes: map[protowire.Number][]byte{}}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return f, protowire.ParseError(n)
+		}
+		b = b[n:]
+		switch typ {
+		case protowire.VarintType:
+			v, m := protowire.ConsumeVarint(b)
+			if m < 0 {
+				return f, protowire.ParseError(m)
+			}
+			f.varint[num], n = v, m
+		case protowire.Fixed64Type:
+			v, m := protowire.ConsumeFixed64(b)
+			if m < 0 {
+				return f, protowire.ParseError(m)
+			}
+			f.double[num], n = math.Float64frombits(v), m
+		case protowire.BytesType:
+			v, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return f, protowire.ParseError(m)
+			}
+			f.bytes[num], n = v, m
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return f, protowire.ParseError(n)
+			}
+		}
+		b = b[n:]
+	}
+	return f, nil
 }

@@ -17,7 +17,10 @@ import (
 // runRegistry keeps runs as a SuperLink without account auth does: each
 // StartRun makes a run with a random id and owner "<id:none>"; ListRuns
 // lists them (or the one asked for), StopRun stops one, StreamLogs and
-// PullArtifacts answer for one; an unknown id is NotFound. A Run carries,
+// PullArtifacts answer for one; an unknown id is NotFound, "Run ID not
+// found", as Flower says it. Unlike open-source Flower, which has no
+// artifact provider (PullArtifacts: Unimplemented), the stand-in answers
+// PullArtifacts with a URL, as a SuperLink with one does. A Run carries,
 // besides run_id and flwr_aid, a fab_hash (field 5) that the declared
 // types do not know, so that a proxy that drops unknown fields is caught.
 type runRegistry struct {
@@ -29,6 +32,10 @@ type runRegistry struct {
 func newRunRegistry() *runRegistry {
 	return &runRegistry{runs: map[uint64]*flwrpb.Run{}, stop: map[uint64]bool{}}
 }
+
+// runNotFound is Flower's message for a run id it does not know (the flwr
+// CLI matches it exactly).
+const runNotFound = "Run ID not found"
 
 // textCommand reports whether a request is one of the stand-in's text
 // commands rather than a Flower message.
@@ -68,6 +75,9 @@ func (r *runRegistry) handle(method string, req []byte) (out []byte, ok bool, er
 		if err := proto.Unmarshal(req, in); err != nil {
 			return nil, true, status.Error(codes.InvalidArgument, err.Error())
 		}
+		if in.RunId != nil && r.runs[*in.RunId] == nil {
+			return nil, true, status.Error(codes.NotFound, runNotFound)
+		}
 		resp := &flwrpb.ListRunsResponse{RunDict: map[uint64]*flwrpb.Run{}, Now: "now"}
 		for n, run := range r.runs {
 			if in.RunId == nil || *in.RunId == n {
@@ -81,7 +91,7 @@ func (r *runRegistry) handle(method string, req []byte) (out []byte, ok bool, er
 			return nil, true, status.Error(codes.InvalidArgument, err.Error())
 		}
 		if _, ok := r.runs[id.RunId]; !ok {
-			return nil, true, status.Errorf(codes.NotFound, "Run ID %d not found", id.RunId)
+			return nil, true, status.Error(codes.NotFound, runNotFound)
 		}
 		if method == "/flwr.proto.Control/StopRun" {
 			r.stop[id.RunId] = true
@@ -112,7 +122,7 @@ func (r *runRegistry) streamLogs(ss grpc.ServerStream, req []byte) (bool, error)
 	_, ok := r.runs[in.RunId]
 	r.mu.Unlock()
 	if !ok {
-		return true, status.Errorf(codes.NotFound, "Run ID %d not found", in.RunId)
+		return true, status.Error(codes.NotFound, runNotFound)
 	}
 	for _, line := range []string{"log 1", "log 2", "log 3"} {
 		out := protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), line)

@@ -8,7 +8,10 @@
 //
 // The Control API's RegisterNode, UnregisterNode and ListNodes keep
 // Flower's registration rules (see nodeRegistry), and StartRun, ListRuns,
-// StopRun, StreamLogs and PullArtifacts keep runs (see runRegistry). A
+// StopRun, StreamLogs and PullArtifacts keep runs (see runRegistry), with
+// the statuses and messages of Flower 1.27's SuperLink. Past the signature
+// check, Fleet calls are answered with their request (any key, any node
+// id) unless WithNodeAuth asks for Flower's node rules. A
 // request that starts with one of these text commands is answered as the
 // command says instead:
 //
@@ -87,6 +90,8 @@ type Server struct {
 	tls   *tls.Certificate
 	nodes *nodeRegistry
 	runs  *runRegistry
+	// nodeAuth applies Flower's node rules to Fleet calls (WithNodeAuth).
+	nodeAuth bool
 }
 
 // Option configures a Server.
@@ -194,6 +199,15 @@ func (s *Server) unary(ctx context.Context, method string, req []byte) (any, err
 	s.record(method, ctx, req)
 	grpc.SetHeader(ctx, metadata.Pairs("standin-method", method))
 	grpc.SetTrailer(ctx, metadata.Pairs("standin-trailer", "done"))
+	if s.nodeAuth && strings.HasPrefix(method, flwr.FleetPrefix) && !textCommand(req) {
+		md, _ := metadata.FromIncomingContext(ctx)
+		if out, ok, err := s.nodes.fleet(method, []byte(md.Get(flwr.HeaderPublicKey)[0]), req); ok {
+			if err != nil {
+				return nil, err
+			}
+			return &out, nil
+		}
+	}
 	if out, ok, err := s.nodes.handle(ctx, method, req); ok {
 		if err != nil {
 			return nil, err
