@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/nodekeys/nodekeys/certs"
+	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/nodekeys/nodekeys/internal/flowerpeer"
 	"github.com/nodekeys/nodekeys/internal/flwrpb"
 	"github.com/nodekeys/nodekeys/internal/peer"
@@ -146,7 +147,7 @@ func TestStandinAnswersAsFlower(t *testing.T) {
 			got[side] = append(got[side], a)
 		}
 		signed := func(s *sign.Signer, at time.Time) []string {
-			h, err := s.SignTimestamp(sign.FormatTimestamp(at))
+			h, err := s.SignTimestamp(flwr.FormatTimestamp(at))
 			require.NoError(t, err)
 			return []string{sign.HeaderPublicKey, string(h.PublicKey), sign.HeaderTimestamp, h.Timestamp, sign.HeaderSignature, string(h.Signature)}
 		}
