@@ -100,7 +100,7 @@ func newRig(t *testing.T, nodes int, tweak ...func(*gateway.Config)) *rig {
 func (r *rig) start(t *testing.T, cfg gateway.Config) {
 	t.Helper()
 	r.cfg = cfg
-	gw, err := gateway.New(cfg, slog.New(slog.NewTextHandler(r.logs, nil)))
+	gw, err := gateway.New(context.Background(), cfg, slog.New(slog.NewTextHandler(r.logs, nil)))
 	require.NoError(t, err)
 	listen := func() net.Listener {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -480,7 +480,7 @@ func TestConfigFile(t *testing.T) {
 	_, err = gateway.LoadConfig(p)
 	require.ErrorContains(t, err, "replay_gaurd", "a misspelt protection is an error, not a default")
 
-	_, err = gateway.New(gateway.Config{TLSCert: "c", TLSKey: "k", Allowlist: []string{"a"}}, nil)
+	_, err = gateway.New(context.Background(), gateway.Config{TLSCert: "c", TLSKey: "k", Allowlist: []string{"a"}}, nil)
 	require.ErrorContains(t, err, "upstream_insecure")
 }
 
