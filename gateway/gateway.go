@@ -295,6 +295,9 @@ func (g *Gateway) openState(context.Context) error {
 	if g.policy == nil {
 		g.policy = authz.Default()
 	}
+	for _, w := range g.policy.Warnings() {
+		g.log.Warn("policy: " + w)
+	}
 	if g.shared != nil {
 		g.store = g.shared
 		return nil
