@@ -17,7 +17,9 @@ func TestMain(m *testing.M) {
 	if f := flag.Lookup("test.parallel"); f != nil && !isSet("test.parallel") {
 		f.Value.Set("4")
 	}
-	os.Exit(peer.Main(m)) // with a line counting tests skipped for a missing peer
+	code := peer.Main(m) // with a line counting tests skipped for a missing peer
+	removeFixtures()
+	os.Exit(code)
 }
 
 func isSet(name string) bool {

@@ -162,6 +162,12 @@ const provider = new Provider(issuer, {
   pkce: { required: () => false },
 });
 provider.proxy = false;
+// Device logins are polled every second (RFC 8628 lets a provider say;
+// oidc-provider says nothing, so clients wait its default of 5 s).
+provider.use(async (ctx, next) => {
+  await next();
+  if (ctx.path === '/device/auth' && ctx.body && typeof ctx.body === 'object' && !ctx.body.interval) ctx.body.interval = 1;
+});
 return provider;
 }
 function extra(client) {
