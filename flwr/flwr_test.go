@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"compress/gzip"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -15,8 +16,10 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/nodekeys/nodekeys/flwr"
+	"github.com/nodekeys/nodekeys/internal/flwrpb"
 	"github.com/nodekeys/nodekeys/internal/peer"
 )
 
@@ -109,4 +112,79 @@ func TestLookup(t *testing.T) {
 	assert.True(t, m.In("1.22") && !m.In("1.23"))
 	assert.Len(t, flwr.ControlMethods("1.27"), 21)
 	assert.Len(t, flwr.ControlMethods("1.23"), 10)
+}
+
+var (
+	messageRe = regexp.MustCompile(`(?s)message\s+(\w+)\s*\{(.*?)\}`)
+	fieldRe   = regexp.MustCompile(`(?m)^\s*(repeated\s+|optional\s+)?([\w.]+)\s+(\w+)\s*=\s*(\d+)\s*;`)
+)
+
+// fields returns "NAME TYPE NUMBER" (TYPE prefixed "repeated ") of message
+// msg in a .proto's text.
+func fields(t *testing.T, proto []byte, msg string) []string {
+	for _, m := range messageRe.FindAllStringSubmatch(string(proto), -1) {
+		if m[1] != msg {
+			continue
+		}
+		var out []string
+		for _, f := range fieldRe.FindAllStringSubmatch(m[2], -1) {
+			typ := f[2]
+			if strings.TrimSpace(f[1]) == "repeated" {
+				typ = "repeated " + typ
+			}
+			out = append(out, f[3]+" "+typ+" "+f[4])
+		}
+		return out
+	}
+	t.Fatalf("no message %s", msg)
+	return nil
+}
+
+// ours describes a flwrpb message as fields does a .proto's.
+func ours(m proto.Message) []string {
+	var out []string
+	fs := m.ProtoReflect().Descriptor().Fields()
+	for i := range fs.Len() {
+		f := fs.Get(i)
+		typ := f.Kind().String()
+		if f.Message() != nil {
+			typ = string(f.Message().Name())
+		}
+		if f.IsList() {
+			typ = "repeated " + typ
+		}
+		out = append(out, fmt.Sprintf("%s %s %d", f.Name(), typ, f.Number()))
+	}
+	return out
+}
+
+// The federation messages the gateway filters have the field numbers of
+// Flower's own: Federation as 1.24 and 1.25 send it, and as 1.26 and later
+// do; Account, Member and Invitation of 1.27. (The responses that carry a
+// Federation declare it as bytes, so that it can be read in either
+// layout.)
+func TestFederationMessagesMatchFlowersSources(t *testing.T) {
+	src := flowerSources(t)
+	v125 := protoFile(t, src, "1.25.0", "federation.proto")
+	assert.ElementsMatch(t, fields(t, v125, "Federation"), ours(&flwrpb.FederationV124{}))
+	v127 := protoFile(t, src, "1.27.0", "federation.proto")
+	assert.ElementsMatch(t, fields(t, v127, "Federation"), ours(&flwrpb.Federation{}))
+	for msg, m := range map[string]proto.Message{"Account": &flwrpb.Account{}, "Member": &flwrpb.Member{}, "Invitation": &flwrpb.Invitation{}} {
+		assert.ElementsMatch(t, fields(t, v127, msg), ours(m), msg)
+	}
+	control := protoFile(t, src, "1.27.0", "control.proto")
+	asBytes := func(fs []string) []string {
+		out := slices.Clone(fs)
+		for i, f := range out {
+			out[i] = strings.NewReplacer(" Federation ", " bytes ").Replace(f)
+		}
+		return out
+	}
+	for msg, m := range map[string]proto.Message{
+		"ListFederationsResponse": &flwrpb.ListFederationsResponse{}, "ShowFederationRequest": &flwrpb.ShowFederationRequest{},
+		"ShowFederationResponse": &flwrpb.ShowFederationResponse{}, "CreateFederationResponse": &flwrpb.CreateFederationResponse{},
+		"ListInvitationsResponse": &flwrpb.ListInvitationsResponse{},
+	} {
+		assert.ElementsMatch(t, asBytes(fields(t, control, msg)), ours(m), msg)
+	}
 }
