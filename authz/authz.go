@@ -6,7 +6,8 @@
 // account's token (a claim such as groups or Keycloak's realm_access.roles)
 // or from a bearer token's entry in the token file. A method no role of the
 // caller grants is refused, and so is any method this package does not
-// know: a newer Flower's Control method stays closed until a role names it.
+// know: a newer Flower's Control method stays closed, even to "*", until
+// it is added to the flwr table with its default roles (DefaultRoles).
 //
 // The caller itself is a Principal: a user, a service client or a machine
 // token, each kind a name space of its own.
@@ -39,12 +40,50 @@ var Methods = func() []string {
 }()
 
 // OwnMethods are the methods whose calls the gateway keeps to the caller's
-// own runs and nodes: it checks the run or node a request names, filters
-// the lists, and records new runs and nodes. A role without SeeAll may
-// grant these only; the others (federations and invitations) show or
-// change every account's runs and nodes, and need a SeeAll role.
+// own runs, nodes and memberships: it checks the run or node a request
+// names, filters the runs, nodes, members and invitations of a response
+// (ListRuns, ListNodes, ListFederations, ShowFederation, ListInvitations),
+// and records new runs and nodes. "*" on a role without SeeAll grants
+// these. The others (creating and archiving federations, their SuperNodes
+// and invitations) act on every account's federations: a role without
+// SeeAll grants them only by naming them, and Warnings says so.
 var OwnMethods = []string{"StartRun", "StopRun", "StreamLogs", "ListRuns", "PullArtifacts",
-	"RegisterNode", "UnregisterNode", "ListNodes"}
+	"RegisterNode", "UnregisterNode", "ListNodes", "ListFederations", "ShowFederation", "ListInvitations"}
+
+// defaultRoles is the default policy's grant of each method in Methods:
+// the roles of Default that may call it. A method the flwr table gains
+// needs an entry here (a test checks); until then no role grants it.
+var defaultRoles = map[string][]string{
+	"StartRun":       {"admin", "member"},
+	"StopRun":        {"admin", "member"},
+	"StreamLogs":     {"admin", "member"},
+	"ListRuns":       {"admin", "member"},
+	"PullArtifacts":  {"admin", "member"},
+	"RegisterNode":   {"admin", "member"},
+	"UnregisterNode": {"admin", "member"},
+	"ListNodes":      {"admin", "member"},
+	// A member sees the federations with its own runs, SuperNodes and
+	// membership only.
+	"ListFederations": {"admin", "member"},
+	"ShowFederation":  {"admin", "member"},
+	"ListInvitations": {"admin", "member"},
+	// Behind the gateway Flower sees no account of the caller's, so a
+	// change to a federation or an invitation is made for every account:
+	// an admin's.
+	"CreateFederation":         {"admin"},
+	"ArchiveFederation":        {"admin"},
+	"AddNodeToFederation":      {"admin"},
+	"RemoveNodeFromFederation": {"admin"},
+	"CreateInvitation":         {"admin"},
+	"AcceptInvitation":         {"admin"},
+	"RejectInvitation":         {"admin"},
+	"RevokeInvitation":         {"admin"},
+}
+
+// DefaultRoles returns the roles of the default policy (Default) that
+// grant method, a short name ("StartRun"); none for a method the table
+// does not know.
+func DefaultRoles(method string) []string { return slices.Clone(defaultRoles[method]) }
 
 // All grants every method in Methods (for a role without SeeAll, every
 // method in OwnMethods).
@@ -73,16 +112,23 @@ type Policy struct {
 }
 
 // Default is the policy used when the config names none: "admin" may call
-// everything and see every run and node; "member" may start runs, register
-// SuperNodes and manage only its own runs and nodes.
+// every method and see every run and node; "member" the methods
+// DefaultRoles gives it, on its own runs, nodes and memberships only.
 func Default() *Policy {
+	var member []string
+	for _, m := range Methods {
+		if slices.Contains(defaultRoles[m], "member") {
+			member = append(member, m)
+		}
+	}
 	return &Policy{Roles: map[string]Role{
 		"admin":  {Methods: []string{All}, SeeAll: true},
-		"member": {Methods: slices.Clone(OwnMethods)},
+		"member": {Methods: member},
 	}}
 }
 
-// Validate reports unknown method names and empty roles.
+// Validate reports unknown method names and empty roles. Any method of
+// the table may be named by any role (see Warnings).
 func (p *Policy) Validate() error {
 	if len(p.Roles) == 0 {
 		return errors.New("authz: the policy has no roles")
@@ -98,12 +144,28 @@ func (p *Policy) Validate() error {
 			if m != All && !slices.Contains(Methods, m) {
 				return fmt.Errorf("authz: role %q: unknown method %q (known: %s, or %q)", name, m, strings.Join(Methods, ", "), All)
 			}
-			if m != All && !r.SeeAll && !slices.Contains(OwnMethods, m) {
-				return fmt.Errorf("authz: role %q: %s shows or changes every account's runs and nodes, so it needs see_all: true", name, m)
-			}
 		}
 	}
 	return nil
+}
+
+// Warnings are what a valid policy grants that an operator may not mean:
+// a role without see_all that names a method acting on every account's
+// federations.
+func (p *Policy) Warnings() []string {
+	var out []string
+	for name, r := range p.Roles {
+		if r.SeeAll {
+			continue
+		}
+		for _, m := range r.Methods {
+			if m != All && !slices.Contains(OwnMethods, m) {
+				out = append(out, fmt.Sprintf("role %q grants %s without see_all: %s acts on every account's federations, so this role's holders act as admins for it", name, m, m))
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Decision is what a caller may do with one method.
@@ -140,8 +202,10 @@ func (p *Policy) Decide(method string, roles []string) (Decision, error) {
 	allowed := false
 	var need []string
 	for name, r := range p.Roles {
-		grants := known && (slices.Contains(r.Methods, All) || slices.Contains(r.Methods, short)) &&
-			(r.SeeAll || slices.Contains(OwnMethods, short))
+		// "*" grants a role without SeeAll the methods kept to its own;
+		// a method named outright is granted as named.
+		grants := known && (slices.Contains(r.Methods, short) ||
+			slices.Contains(r.Methods, All) && (r.SeeAll || slices.Contains(OwnMethods, short)))
 		if !grants {
 			continue
 		}

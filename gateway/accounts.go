@@ -21,12 +21,13 @@ type accountsServer struct {
 
 // newAccounts starts the provider of cfg.Accounts, and returns the oidc
 // configuration that checks its tokens: the same checks as any provider's.
-func (g *Gateway) newAccounts(cfg Config, tlsConf *tls.Config) (*oidcauth.Config, error) {
+func (g *Gateway) newAccounts(ctx context.Context, tlsConf *tls.Config) (*oidcauth.Config, error) {
+	cfg := g.cfg
 	var shared *accounts.Shared
 	if g.shared != nil {
 		shared = &accounts.Shared{Client: g.shared.Client(), Prefix: cfg.Redis.Prefix}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	p, err := accounts.New(ctx, *cfg.Accounts, shared, g.log)
 	if err != nil {

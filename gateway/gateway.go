@@ -66,13 +66,20 @@ type Gateway struct {
 	fleetSrv, controlSrv *grpc.Server
 	httpSrv              *http.Server
 	closeOnce            sync.Once
+	// closers close what New opened (Redis, the upstream connections,
+	// the state file), in reverse order: on an error in New, and at
+	// shutdown.
+	closers []func()
 }
 
 var errKeyRate = &verify.Error{Reason: verify.RateLimited, Detail: "this key sent more calls than its rate limit allows"}
 
-// New checks cfg, loads the allowlist and the certificate, and connects
-// (lazily) to the upstream. log may be nil for slog.Default().
-func New(cfg Config, log *slog.Logger) (_ *Gateway, err error) {
+// New checks cfg, loads the allowlist and the certificate, connects to
+// Redis and the identity provider where cfg has them, and connects
+// (lazily) to the upstream. Its network I/O is bounded by ctx: a caller
+// that cancels ctx (on SIGTERM) ends the start-up, and whatever New had
+// opened is closed when it fails. log may be nil for slog.Default().
+func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Gateway, err error) {
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -83,11 +90,59 @@ func New(cfg Config, log *slog.Logger) (_ *Gateway, err error) {
 	g := &Gateway{cfg: cfg, log: log, m: newMetrics(), refusal: ratelog.Limiter{PerSecond: cfg.RefusalLogsPerSecond},
 		connLog: ratelog.Limiter{PerSecond: cfg.RefusalLogsPerSecond}, tarpit: make(chan struct{}, cfg.RefusalDelaySlots)}
 	defer func() {
-		if err != nil && g.shared != nil {
-			g.shared.Close()
+		if err != nil {
+			g.closeAll()
 		}
 	}()
+	for _, stage := range []func(context.Context) error{
+		g.openShared,    // Redis (network)
+		g.newVerifier,   // rate limits and replay guard, on Redis if shared
+		g.loadFiles,     // allowlist and server certificate
+		g.dialUpstreams, // lazy: no I/O until Serve or the first call
+		g.openAccounts,  // the gateway's own provider, if accounts: is set
+		g.openLogin,     // the identity provider's discovery (network)
+		g.openTokens,    // the token file
+		g.openState,     // last: it holds a lock on the state file
+	} {
+		if err := stage(ctx); err != nil {
+			return nil, err
+		}
+	}
+	g.newServers()
+	return g, nil
+}
 
+// onClose adds f to what closeAll closes, last added first closed.
+func (g *Gateway) onClose(f func()) { g.closers = append(g.closers, f) }
+
+// closeAll closes what the stages of New opened, in reverse order.
+func (g *Gateway) closeAll() {
+	for i := len(g.closers) - 1; i >= 0; i-- {
+		g.closers[i]()
+	}
+	g.closers = nil
+}
+
+// openShared connects to Redis, if cfg has it.
+func (g *Gateway) openShared(ctx context.Context) error {
+	if g.cfg.Redis == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var err error
+	if g.shared, err = redisstate.New(ctx, *g.cfg.Redis, g.sharedError); err != nil {
+		return fmt.Errorf("gateway: shared state: %w", err)
+	}
+	g.onClose(func() { g.shared.Close() })
+	g.shared.OnReset(g.sharedLost)
+	return nil
+}
+
+// newVerifier makes the verifier of Fleet calls, with the per-key rate
+// limit and the replay guard (shared through Redis if it is set).
+func (g *Gateway) newVerifier(context.Context) error {
+	cfg := g.cfg
 	window := flwr.DefaultWindow
 	if cfg.FlowerVersion != "" {
 		window, _ = flwr.WindowOf(cfg.FlowerVersion)
@@ -98,15 +153,6 @@ func New(cfg Config, log *slog.Logger) (_ *Gateway, err error) {
 	}
 	opts := []verify.Option{verify.ExactPEM(), verify.WithWindow(window), verify.WithMaxConcurrent(maxVerify),
 		verify.WithHotKeys(int64(max(cfg.HotKeyBytes, 0)), verify.DefaultPromoteAfter)}
-	if cfg.Redis != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		g.shared, err = redisstate.New(ctx, *cfg.Redis, g.sharedError)
-		cancel()
-		if err != nil {
-			return nil, fmt.Errorf("gateway: shared state: %w", err)
-		}
-		g.shared.OnReset(g.sharedLost)
-	}
 	if cfg.KeyRate > 0 {
 		g.limiter = keyrate.New(cfg.KeyRate, cfg.KeyBurst)
 		check := func(k *verify.Key, now time.Time) error {
@@ -130,34 +176,164 @@ func New(cfg Config, log *slog.Logger) (_ *Gateway, err error) {
 		}
 	}
 	g.v = verify.New(nil, opts...)
+	return nil
+}
+
+// loadFiles loads the allowlist and the server certificate.
+func (g *Gateway) loadFiles(context.Context) error {
+	cfg := g.cfg
 	reloadOpts := []allowlist.Option{allowlist.AlsoFrom(cfg.Allowlist[1:]...), allowlist.OnLoad(g.allowlistLoaded)}
 	if cfg.AllowEmpty {
 		reloadOpts = append(reloadOpts, allowlist.AllowEmpty())
 	}
-	if g.reload, err = allowlist.NewReloader(g.v, cfg.Allowlist[0], log, reloadOpts...); err != nil {
-		return nil, fmt.Errorf("gateway: allowlist: %w", err)
+	var err error
+	if g.reload, err = allowlist.NewReloader(g.v, cfg.Allowlist[0], g.log, reloadOpts...); err != nil {
+		return fmt.Errorf("gateway: allowlist: %w", err)
 	}
-	if g.certs, err = newCertReloader(cfg.TLSCert, cfg.TLSKey, log, g.m.certLoaded); err != nil {
-		return nil, fmt.Errorf("gateway: server certificate: %w", err)
+	if g.certs, err = newCertReloader(cfg.TLSCert, cfg.TLSKey, g.log, g.m.certLoaded); err != nil {
+		return fmt.Errorf("gateway: server certificate: %w", err)
 	}
+	return nil
+}
 
+// dialUpstreams makes the upstream connections. They connect lazily:
+// Serve asks them to, so New does no network I/O here.
+func (g *Gateway) dialUpstreams(context.Context) error {
+	cfg := g.cfg
 	upCreds, err := upstreamCreds(cfg)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	dial := func(addr string) (*grpc.ClientConn, error) {
-		return grpc.NewClient(addr, append(upstreamOptions(), grpc.WithTransportCredentials(upCreds),
+		c, err := grpc.NewClient(addr, append(upstreamOptions(), grpc.WithTransportCredentials(upCreds),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(cfg.MaxMessageBytes), grpc.MaxCallSendMsgSize(cfg.MaxMessageBytes)))...)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: upstream %s: %w", addr, err)
+		}
+		g.onClose(func() { c.Close() })
+		return c, nil
 	}
 	if g.fleetUp, err = dial(cfg.Upstream); err != nil {
-		return nil, fmt.Errorf("gateway: upstream %s: %w", cfg.Upstream, err)
+		return err
 	}
 	if cfg.ListenControl != Off {
 		if g.controlUp, err = dial(cfg.UpstreamControl); err != nil {
-			return nil, fmt.Errorf("gateway: upstream %s: %w", cfg.UpstreamControl, err)
+			return err
 		}
 	}
+	return nil
+}
 
+// openAccounts starts the gateway's own OpenID provider, if cfg has
+// accounts:. Its tokens are then checked by openLogin's authenticator
+// exactly as an external provider's.
+func (g *Gateway) openAccounts(ctx context.Context) error {
+	if g.cfg.Accounts == nil {
+		return nil
+	}
+	tlsConf := &tls.Config{GetCertificate: g.certs.get, MinVersion: tls.VersionTLS12}
+	oc, err := g.newAccounts(ctx, tlsConf)
+	if err != nil {
+		return err
+	}
+	g.cfg.OIDC = oc
+	return nil
+}
+
+// openLogin reads the identity provider's discovery document and keys, if
+// cfg has account login.
+func (g *Gateway) openLogin(ctx context.Context) error {
+	if g.cfg.OIDC == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var err error
+	if g.oidc, err = oidcauth.New(ctx, *g.cfg.OIDC); err != nil {
+		return fmt.Errorf("gateway: account login: %w", err)
+	}
+	for _, w := range g.oidc.Warnings() {
+		g.log.Warn("account login: " + w)
+	}
+	g.oidc.OnKeysFetched(func(err error) {
+		result := "ok"
+		if err != nil {
+			result = "error"
+			g.log.Warn("cannot fetch the identity provider's keys; the keys held are kept", "error", err)
+		}
+		g.m.jwksFetches.WithLabelValues(result).Inc()
+	})
+	return nil
+}
+
+// openTokens reads the token file, if cfg names one.
+func (g *Gateway) openTokens(context.Context) error {
+	if g.cfg.TokenList == "" {
+		return nil
+	}
+	var err error
+	g.tokens, err = tokens.Open(g.cfg.TokenList, g.log, func(n int, err error) {
+		if err != nil {
+			g.m.tokenReloadErrors.Inc()
+			return
+		}
+		g.m.tokens.Set(float64(n))
+	})
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	if g.shared != nil {
+		// A token removed from this replica's file is revoked at every
+		// replica, whatever their own files say yet, and asserted again
+		// every check_interval while this replica runs: a revocation
+		// made while Redis is down, or lost by a restart without
+		// persistence, reaches Redis again.
+		g.tokens.OnRemoved(func(gone []tokens.Entry) {
+			hashes := make([][32]byte, len(gone))
+			for i, e := range gone {
+				hashes[i] = e.Hash
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := g.shared.Revoke(ctx, hashes); err != nil {
+				g.log.Error("cannot share a token revocation yet; retrying every check_interval", "error", err)
+			}
+		})
+	}
+	return nil
+}
+
+// openState sets the policy and opens the owner store, if the Control API
+// is authenticated: Redis when shared, else the state file (locked until
+// the gateway closes).
+func (g *Gateway) openState(context.Context) error {
+	if !g.cfg.authenticatesControl() {
+		return nil
+	}
+	g.policy = g.cfg.Policy
+	if g.policy == nil {
+		g.policy = authz.Default()
+	}
+	for _, w := range g.policy.Warnings() {
+		g.log.Warn("policy: " + w)
+	}
+	if g.shared != nil {
+		g.store = g.shared
+		return nil
+	}
+	store, err := state.Open(g.cfg.StateFile, false)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	g.store = store
+	g.onClose(func() { store.Close() })
+	return nil
+}
+
+// newServers makes the gRPC servers and the metrics server; none listens
+// before Serve.
+func (g *Gateway) newServers() {
+	cfg := g.cfg
 	tlsConf := &tls.Config{GetCertificate: g.certs.get, MinVersion: tls.VersionTLS12}
 	serverOpts := func(h grpc.StreamHandler) []grpc.ServerOption {
 		return []grpc.ServerOption{
@@ -187,78 +363,11 @@ func New(cfg Config, log *slog.Logger) (_ *Gateway, err error) {
 	if cfg.RegisterNodes {
 		g.reg = newRegistrar(g)
 	}
-	if cfg.Accounts != nil {
-		if cfg.OIDC, err = g.newAccounts(cfg, tlsConf); err != nil {
-			return nil, err
-		}
-	}
-	if cfg.OIDC != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		g.oidc, err = oidcauth.New(ctx, *cfg.OIDC)
-		cancel()
-		if err != nil {
-			return nil, fmt.Errorf("gateway: account login: %w", err)
-		}
-		for _, w := range g.oidc.Warnings() {
-			log.Warn("account login: " + w)
-		}
-		g.oidc.OnKeysFetched(func(err error) {
-			result := "ok"
-			if err != nil {
-				result = "error"
-				log.Warn("cannot fetch the identity provider's keys; the keys held are kept", "error", err)
-			}
-			g.m.jwksFetches.WithLabelValues(result).Inc()
-		})
-	}
-	if cfg.TokenList != "" {
-		g.tokens, err = tokens.Open(cfg.TokenList, log, func(n int, err error) {
-			if err != nil {
-				g.m.tokenReloadErrors.Inc()
-				return
-			}
-			g.m.tokens.Set(float64(n))
-		})
-		if err != nil {
-			return nil, fmt.Errorf("gateway: %w", err)
-		}
-		if g.shared != nil {
-			// A token removed from this replica's file is revoked at every
-			// replica, whatever their own files say yet, and asserted again
-			// every check_interval while this replica runs: a revocation
-			// made while Redis is down, or lost by a restart without
-			// persistence, reaches Redis again.
-			g.tokens.OnRemoved(func(gone []tokens.Entry) {
-				hashes := make([][32]byte, len(gone))
-				for i, e := range gone {
-					hashes[i] = e.Hash
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				if err := g.shared.Revoke(ctx, hashes); err != nil {
-					g.log.Error("cannot share a token revocation yet; retrying every check_interval", "error", err)
-				}
-			})
-		}
-	}
-	if cfg.authenticatesControl() {
-		g.policy = cfg.Policy
-		if g.policy == nil {
-			g.policy = authz.Default()
-		}
-		if g.shared != nil {
-			g.store = g.shared
-		} else if g.store, err = state.Open(cfg.StateFile, false); err != nil {
-			// Opened last: it holds a lock on the file until shutdown.
-			return nil, fmt.Errorf("gateway: %w", err)
-		}
-	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(g.m.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", g.ready)
 	g.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	return g, nil
 }
 
 // streamWorkers is the goroutines a server keeps for calls, per core.
@@ -653,16 +762,7 @@ func (g *Gateway) shutdown() {
 		if g.accts != nil {
 			g.accts.srv.Shutdown(ctx)
 		}
-		g.fleetUp.Close()
-		if g.controlUp != nil {
-			g.controlUp.Close()
-		}
-		if g.store != nil && g.store != state.Store(g.shared) {
-			g.store.Close()
-		}
-		if g.shared != nil {
-			g.shared.Close()
-		}
+		g.closeAll()
 		g.log.Info("gateway stopped")
 	})
 }

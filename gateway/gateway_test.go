@@ -7,12 +7,16 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -68,11 +72,7 @@ type rig struct {
 
 func newRig(t *testing.T, nodes int, tweak ...func(*gateway.Config)) *rig {
 	t.Helper()
-	dir := t.TempDir()
-	tlsRes, err := certs.Write(certs.Options{Dir: filepath.Join(dir, "certificates")})
-	require.NoError(t, err)
-	ks, err := keyset.Write(keyset.Options{Dir: filepath.Join(dir, "keys"), Count: nodes})
-	require.NoError(t, err)
+	dir, tlsRes, ks := federation(t, nodes)
 	up, err := standin.Listen()
 	require.NoError(t, err)
 	t.Cleanup(up.Stop)
@@ -99,6 +99,74 @@ func newRig(t *testing.T, nodes int, tweak ...func(*gateway.Config)) *rig {
 	return r
 }
 
+// fixtures are federations (a CA, its server certificate, node keys and
+// their CSV), one per node count, made once per test binary in root: the
+// rigs of a package's tests ask for the same few dozen times.
+var fixtures struct {
+	sync.Mutex
+	root string
+	made map[int]*fixture
+}
+
+type fixture struct {
+	dir  string
+	tls  *certs.Result
+	keys *keyset.Result
+}
+
+// removeFixtures removes what federation made; TestMain calls it.
+func removeFixtures() {
+	if fixtures.root != "" {
+		os.RemoveAll(fixtures.root)
+	}
+}
+
+// federation returns a folder of the test's own holding a federation of
+// nodes keys (certificates/ and keys/), and what is in it: a copy of the
+// binary's fixture, which the test may change.
+func federation(t *testing.T, nodes int) (string, *certs.Result, *keyset.Result) {
+	t.Helper()
+	fixtures.Lock()
+	f, ok := fixtures.made[nodes]
+	if !ok {
+		var err error
+		if fixtures.root == "" {
+			fixtures.root, err = os.MkdirTemp("", "nodekeys-gateway-fixtures-")
+			require.NoError(t, err)
+			fixtures.made = map[int]*fixture{}
+		}
+		f = &fixture{dir: filepath.Join(fixtures.root, strconv.Itoa(nodes))}
+		f.tls, err = certs.Write(certs.Options{Dir: filepath.Join(f.dir, "certificates")})
+		require.NoError(t, err)
+		f.keys, err = keyset.Write(keyset.Options{Dir: filepath.Join(f.dir, "keys"), Count: nodes})
+		require.NoError(t, err)
+		fixtures.made[nodes] = f
+	}
+	fixtures.Unlock()
+	dir := t.TempDir()
+	require.NoError(t, os.CopyFS(dir, os.DirFS(f.dir)))
+	// os.CopyFS makes files 0644 or 0755; keys stay private.
+	require.NoError(t, filepath.WalkDir(f.dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		return os.Chmod(filepath.Join(dir, strings.TrimPrefix(p, f.dir)), fi.Mode().Perm())
+	}))
+	at := func(p string) string { return filepath.Join(dir, strings.TrimPrefix(p, f.dir)) }
+	tlsRes := *f.tls
+	tlsRes.Dir, tlsRes.CACert, tlsRes.CAKey, tlsRes.ServerCert, tlsRes.ServerKey = at(tlsRes.Dir), at(tlsRes.CACert), at(tlsRes.CAKey), at(tlsRes.ServerCert), at(tlsRes.ServerKey)
+	ks := *f.keys
+	ks.Dir, ks.CSV, ks.Pairs = at(ks.Dir), at(ks.CSV), slices.Clone(ks.Pairs)
+	for i := range ks.Pairs {
+		ks.Pairs[i].Private, ks.Pairs[i].Public = at(ks.Pairs[i].Private), at(ks.Pairs[i].Public)
+	}
+	return dir, &tlsRes, &ks
+}
+
 func (r *rig) start(t *testing.T, cfg gateway.Config) {
 	t.Helper()
 	listen := func() net.Listener {
@@ -114,7 +182,7 @@ func (r *rig) start(t *testing.T, cfg gateway.Config) {
 		}
 	}
 	r.cfg = cfg
-	gw, err := gateway.New(cfg, slog.New(slog.NewTextHandler(r.logs, nil)))
+	gw, err := gateway.New(context.Background(), cfg, slog.New(slog.NewTextHandler(r.logs, nil)))
 	require.NoError(t, err)
 	ls := &gateway.Listeners{Fleet: listen(), Control: listen(), Metrics: listen(), Accounts: accounts}
 	if accounts != nil {
@@ -492,7 +560,7 @@ func TestConfigFile(t *testing.T) {
 	_, err = gateway.LoadConfig(p)
 	require.ErrorContains(t, err, "replay_gaurd", "a misspelt protection is an error, not a default")
 
-	_, err = gateway.New(gateway.Config{TLSCert: "c", TLSKey: "k", Allowlist: []string{"a"}}, nil)
+	_, err = gateway.New(context.Background(), gateway.Config{TLSCert: "c", TLSKey: "k", Allowlist: []string{"a"}}, nil)
 	require.ErrorContains(t, err, "upstream_insecure")
 }
 

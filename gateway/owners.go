@@ -92,6 +92,10 @@ func (g *Gateway) authorized(ctx context.Context, ss grpc.ServerStream, method s
 		r.edit = g.filterRuns(ctx, method, acct, d)
 	case "ListNodes":
 		r.edit = g.filterNodes(ctx, method, acct, d)
+	case "ListFederations", "ShowFederation", "CreateFederation":
+		r.edit = g.filterFederationsResponse(ctx, method, acct, d)
+	case "ListInvitations":
+		r.edit = g.filterInvitations(acct, d)
 	}
 	return forward(ctx, ss, g.controlUp, method, up, r)
 }
@@ -148,6 +152,31 @@ func (g *Gateway) filterRuns(ctx context.Context, method string, acct *oidcauth.
 	}
 }
 
+// visibleRuns returns the runs acct may see, with the recorded owner
+// shown where the SuperLink has none.
+func (g *Gateway) visibleRuns(ctx context.Context, method string, acct *oidcauth.Account, d authz.Decision, runs []*flwrpb.Run) ([]*flwrpb.Run, error) {
+	ids := make([]uint64, len(runs))
+	for i, r := range runs {
+		ids[i] = r.GetRunId()
+	}
+	owners, err := g.store.Owners(ctx, state.Runs, ids)
+	if err != nil {
+		return nil, g.errStore(method, err)
+	}
+	kept := runs[:0]
+	for _, run := range runs {
+		o, ok := owners[run.GetRunId()]
+		if !d.SeeAll && (!ok || !o.Matches(acct.Principal)) {
+			continue
+		}
+		if ok && (run.FlwrAid == "" || run.FlwrAid == noOwnerAID) {
+			run.FlwrAid = o.String()
+		}
+		kept = append(kept, run)
+	}
+	return kept, nil
+}
+
 // filterNodes keeps the SuperNodes acct may see in a ListNodes response.
 func (g *Gateway) filterNodes(ctx context.Context, method string, acct *oidcauth.Account, d authz.Decision) func(*frame) error {
 	return func(f *frame) error {
@@ -155,28 +184,38 @@ func (g *Gateway) filterNodes(ctx context.Context, method string, acct *oidcauth
 		if err := proto.Unmarshal(f.b, m); err != nil {
 			return status.Error(codes.Internal, "the SuperLink's ListNodes answer does not decode")
 		}
-		ids := make([]uint64, len(m.NodesInfo))
-		for i, n := range m.NodesInfo {
-			ids[i] = n.GetNodeId()
-		}
-		owners, err := g.store.Owners(ctx, state.Nodes, ids)
+		kept, err := g.visibleNodes(ctx, method, acct, d, m.NodesInfo)
 		if err != nil {
-			return g.errStore(method, err)
-		}
-		kept := m.NodesInfo[:0]
-		for _, n := range m.NodesInfo {
-			o, ok := owners[n.GetNodeId()]
-			if !d.SeeAll && (!ok || !o.Matches(acct.Principal)) {
-				continue
-			}
-			if ok && (n.OwnerAid == "" || n.OwnerAid == noOwnerAID) {
-				n.OwnerAid, n.OwnerName = o.String(), o.Name
-			}
-			kept = append(kept, n)
+			return err
 		}
 		m.NodesInfo = kept
 		return remarshal(f, m)
 	}
+}
+
+// visibleNodes returns the SuperNodes acct may see, with the recorded
+// owner shown where the SuperLink has none.
+func (g *Gateway) visibleNodes(ctx context.Context, method string, acct *oidcauth.Account, d authz.Decision, nodes []*flwrpb.NodeInfo) ([]*flwrpb.NodeInfo, error) {
+	ids := make([]uint64, len(nodes))
+	for i, n := range nodes {
+		ids[i] = n.GetNodeId()
+	}
+	owners, err := g.store.Owners(ctx, state.Nodes, ids)
+	if err != nil {
+		return nil, g.errStore(method, err)
+	}
+	kept := nodes[:0]
+	for _, n := range nodes {
+		o, ok := owners[n.GetNodeId()]
+		if !d.SeeAll && (!ok || !o.Matches(acct.Principal)) {
+			continue
+		}
+		if ok && (n.OwnerAid == "" || n.OwnerAid == noOwnerAID) {
+			n.OwnerAid, n.OwnerName = o.String(), o.Name
+		}
+		kept = append(kept, n)
+	}
+	return kept, nil
 }
 
 // remarshal encodes m into f. Fields the minimal types do not declare were

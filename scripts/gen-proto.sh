@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Regenerates internal/flwrpb/control.pb.go and control_grpc.pb.go from
-# control.proto with protoc (Debian's protobuf-compiler) and the generators
-# go.mod pins as tools (protoc-gen-go of google.golang.org/protobuf,
+# Regenerates internal/flwrpb/control.pb.go, control_grpc.pb.go and
+# federation.pb.go from control.proto and federation.proto with protoc
+# (Debian's protobuf-compiler) and the generators go.mod pins as tools (protoc-gen-go of google.golang.org/protobuf,
 # protoc-gen-go-grpc v1.6.x), built from the module cache.
 #
 #   scripts/gen-proto.sh          write the files
@@ -21,10 +21,11 @@ fi
 cd "$root/internal/flwrpb"
 PATH=$tmp/bin:$PATH protoc --go_out="$out" --go_opt=paths=source_relative \
   --go-grpc_out="$out" --go-grpc_opt=paths=source_relative control.proto
+PATH=$tmp/bin:$PATH protoc --go_out="$out" --go_opt=paths=source_relative federation.proto
 if [ "${1:-}" = --check ]; then
-  for f in control.pb.go control_grpc.pb.go; do
-    diff -u "$f" "$out/$f" || { echo "gen-proto: internal/flwrpb/$f is not what control.proto generates: run go generate ./internal/flwrpb" >&2; exit 1; }
+  for f in control.pb.go control_grpc.pb.go federation.pb.go; do
+    diff -u "$f" "$out/$f" || { echo "gen-proto: internal/flwrpb/$f is not what its .proto generates: run go generate ./internal/flwrpb" >&2; exit 1; }
   done
   exit 0
 fi
-echo "wrote internal/flwrpb/control.pb.go and control_grpc.pb.go (protoc $(protoc --version | cut -d' ' -f2))"
+echo "wrote internal/flwrpb/control.pb.go, control_grpc.pb.go and federation.pb.go (protoc $(protoc --version | cut -d' ' -f2))"

@@ -55,7 +55,7 @@ var providerStarts sync.Mutex
 // accountGateway starts a provider with st and a gateway in front of sl
 // that logs its accounts in there, in a folder of its own with the
 // federation's certificates and keys.
-func accountGateway(t *testing.T, fed *federation, sl *flowerpeer.SuperLink, st oidctest.State, oidcExtra string) (*oidctest.Provider, *gatewayProc, string) {
+func accountGateway(t *testing.T, fed *federation, sl *flowerpeer.SuperLink, st oidctest.State, oidcExtra string) (*oidctest.Provider, *flowerGateway, string) {
 	t.Helper()
 	// One provider starts at a time: Node's start-up is CPU-bound, and
 	// three at once on a loaded machine can each miss oidctest's bound.
@@ -72,14 +72,14 @@ func accountGateway(t *testing.T, fed *federation, sl *flowerpeer.SuperLink, st 
 	r := nk(t, dir, "", "state", "init", "state.db")
 	require.Equal(t, 0, r.code, r.stderr)
 	// Every login and refresh of these tests comes from 127.0.0.1.
-	gw := startGateway(t, dir, sl.Fleet, sl.Control, "state_file: state.db\n"+oidcConfig(t, dir, p)+
+	gw := startFlowerGateway(t, dir, sl.Fleet, sl.Control, "state_file: state.db\n"+oidcConfig(t, dir, p)+
 		"  provider_burst_per_client: 100\n"+oidcExtra)
 	return p, gw, dir
 }
 
 // loginAll logs each account in with the real flwr login through gw, at
 // once, and returns their CLIs.
-func loginAll(t *testing.T, f *flowerpeer.Flower, p *oidctest.Provider, gw *gatewayProc, caFile string, accounts ...string) map[string]*flowerpeer.CLI {
+func loginAll(t *testing.T, f *flowerpeer.Flower, p *oidctest.Provider, gw *flowerGateway, caFile string, accounts ...string) map[string]*flowerpeer.CLI {
 	t.Helper()
 	clis := map[string]*flowerpeer.CLI{}
 	logins := map[string]*flwrLogin{}

@@ -58,8 +58,9 @@ func (f *federation) key(i int, pub bool) string {
 	return p
 }
 
-// gatewayProc is `nodekeys gateway` run as a process with a config file.
-type gatewayProc struct {
+// flowerGateway is `nodekeys gateway` run as a process with a config file,
+// in front of a real Flower SuperLink.
+type flowerGateway struct {
 	fleet, control, metrics string
 	log                     *syncbuf.Buffer
 }
@@ -67,9 +68,9 @@ type gatewayProc struct {
 // startGateway runs nodekeys gateway in dir in front of sl, with extra
 // YAML appended to the config (oidc:, token_list:, ...), and waits until
 // it is ready.
-func startGateway(t *testing.T, dir, fleet, control, extra string) *gatewayProc {
+func startFlowerGateway(t *testing.T, dir, fleet, control, extra string) *flowerGateway {
 	t.Helper()
-	g := &gatewayProc{fleet: freePort(t), control: freePort(t), metrics: freePort(t), log: &syncbuf.Buffer{}}
+	g := &flowerGateway{fleet: freePort(t), control: freePort(t), metrics: freePort(t), log: &syncbuf.Buffer{}}
 	conf := fmt.Sprintf("listen_fleet: %s\nlisten_control: %s\nmetrics: %s\nupstream: %s\nupstream_control: %s\n"+
 		"upstream_ca: certificates/ca.crt\ntls_cert: certificates/server.pem\ntls_key: certificates/server.key\n"+
 		"allowlist: [keys/client_public_keys.csv]\n%s",
@@ -204,7 +205,7 @@ func flowerThroughGateway(t *testing.T, f *flowerpeer.Flower) {
 	}
 	sl.WaitReady(t)
 	step("superlink")
-	gw := startGateway(t, fed.dir, sl.Fleet, sl.Control,
+	gw := startFlowerGateway(t, fed.dir, sl.Fleet, sl.Control,
 		"state_file: state.db\ntoken_list: tokens.txt\n"+oidcConfig(t, fed.dir, p))
 	step("gateway")
 
@@ -290,7 +291,7 @@ func TestFlowerCSVEra(t *testing.T) {
 			fleet, control := sl.Fleet, sl.Control
 			if via == "gateway" {
 				// Without account login the gateway passes Control calls on as they are.
-				gw := startGateway(t, dir, sl.Fleet, sl.Control, "")
+				gw := startFlowerGateway(t, dir, sl.Fleet, sl.Control, "")
 				fleet, control = gw.fleet, gw.control
 			}
 			node := func(keys string, i int) *flowerpeer.SuperNode {

@@ -230,14 +230,16 @@ func runGateway(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	gw, err := gateway.New(*cfg, log)
+	// SIGTERM ends the start-up too (a provider or Redis that does not
+	// answer), not only the serving.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	gw, err := gateway.New(ctx, *cfg, log)
 	switch {
 	case errors.Is(err, state.ErrNotExist), errors.Is(err, state.ErrDamaged):
 		return withHint(err, "make it once with: nodekeys state init "+cfg.StateFile)
 	case err != nil:
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
 	return gw.Run(ctx)
 }

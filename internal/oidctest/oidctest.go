@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"html"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -29,7 +28,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -102,9 +104,10 @@ type Provider struct {
 	Issuer string
 	// CAFile verifies the provider's certificate.
 	CAFile string
-	addr   string
+	id     int64
+	port   string
 	cert   *certs.Result
-	cmd    *exec.Cmd
+	up     bool
 	client *http.Client
 	held   *ecdsa.PrivateKey
 }
@@ -116,6 +119,7 @@ func providerDir() string {
 
 func missing(t testing.TB, format string, args ...any) {
 	t.Helper()
+	peer.Skipped("OIDC provider: " + fmt.Sprintf(format, args...))
 	if peer.Required() {
 		t.Fatalf("OIDC provider unavailable (NODEKEYS_REQUIRE_PEERS is set): "+format, args...)
 	}
@@ -123,10 +127,12 @@ func missing(t testing.TB, format string, args ...any) {
 }
 
 // Start starts a provider on a free loopback port; it stops with the test.
+// Every provider of a test binary is served by one Node process (started
+// by the first Start, ended when the binary exits), each on a port and
+// with a store and keys of its own.
 func Start(t testing.TB, st State) *Provider {
 	t.Helper()
-	node, err := exec.LookPath("node")
-	if err != nil {
+	if _, err := exec.LookPath("node"); err != nil {
 		missing(t, "node not found")
 	}
 	if _, err := os.Stat(filepath.Join(providerDir(), "node_modules", "oidc-provider")); err != nil {
@@ -137,12 +143,7 @@ func Start(t testing.TB, st State) *Provider {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &Provider{addr: ln.Addr().String(), cert: res, CAFile: res.CACert}
-	ln.Close()
+	p := &Provider{cert: res, CAFile: res.CACert, port: "0", id: nextID.Add(1)}
 	pem, _ := os.ReadFile(res.CACert)
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pem)
@@ -158,7 +159,7 @@ func Start(t testing.TB, st State) *Provider {
 			t.Fatal(err)
 		}
 	}
-	p.start(t, node, st)
+	p.start(t, st)
 	t.Cleanup(p.Stop)
 	return p
 }
@@ -203,70 +204,136 @@ func (p *Provider) Mint(t testing.TB, claims map[string]any) string {
 	return tok
 }
 
-func (p *Provider) start(t testing.TB, node string, st State) {
-	t.Helper()
-	_, port, _ := net.SplitHostPort(p.addr)
-	stj, _ := json.Marshal(st)
-	cmd := exec.Command(node, filepath.Join(providerDir(), "server.mjs"), port, p.cert.ServerCert, p.cert.ServerKey, string(stj))
-	cmd.Dir = providerDir()
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ready := make(chan string, 1)
-	go func() {
-		line, _ := bufio.NewReader(out).ReadString('\n')
-		ready <- line
-		io.Copy(io.Discard, out)
-	}()
-	select {
-	case line := <-ready:
-		issuer, ok := strings.CutPrefix(strings.TrimSpace(line), "ready ")
-		if !ok {
-			cmd.Process.Kill()
-			t.Fatalf("the OIDC provider did not start: %q", line)
-		}
-		p.Issuer = issuer
-	case <-time.After(startTimeout):
-		cmd.Process.Kill()
-		t.Fatalf("the OIDC provider did not start in %s", startTimeout)
-	}
-	p.cmd = cmd
+var nextID atomic.Int64
+
+// node is the Node process that serves the providers of this binary.
+var node struct {
+	mu      sync.Mutex
+	stdin   io.WriteCloser
+	waiting map[string]chan string // "ready 3", "stopped 3" -> the answer
+	dead    chan struct{}
 }
 
-// Stop stops the provider (it is down until Restart).
-func (p *Provider) Stop() {
-	if p.cmd != nil {
-		p.cmd.Process.Kill()
-		p.cmd.Wait()
-		p.cmd = nil
+// send sends cmd to the Node process (starting it if it is not running)
+// and returns the answer that starts with prefix, e.g. "ready 3".
+func send(cmd map[string]any, prefixes ...string) (string, error) {
+	b, _ := json.Marshal(cmd)
+	ch := make(chan string, 1)
+	node.mu.Lock()
+	if node.stdin == nil {
+		if err := startNode(); err != nil {
+			node.mu.Unlock()
+			return "", err
+		}
 	}
+	for _, p := range prefixes {
+		node.waiting[p] = ch
+	}
+	dead := node.dead
+	_, err := node.stdin.Write(append(b, '\n'))
+	node.mu.Unlock()
+	if err != nil {
+		return "", err
+	}
+	select {
+	case line := <-ch:
+		return line, nil
+	case <-dead:
+		return "", fmt.Errorf("the provider process ended")
+	case <-time.After(startTimeout):
+		return "", fmt.Errorf("no answer from the provider process in %s", startTimeout)
+	}
+}
+
+// startNode starts the Node process; node.mu is held.
+func startNode() error {
+	bin, err := exec.LookPath("node")
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(bin, filepath.Join(providerDir(), "server.mjs"))
+	cmd.Dir = providerDir()
+	cmd.Stderr = io.Discard
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	node.stdin, node.waiting, node.dead = in, map[string]chan string{}, make(chan struct{})
+	dead := node.dead
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			line := sc.Text()
+			f := strings.SplitN(line, " ", 3)
+			if len(f) < 2 {
+				continue
+			}
+			// An answer is "ready ID ISSUER", "error ID MESSAGE" or
+			// "stopped ID".
+			key := f[0] + " " + f[1]
+			node.mu.Lock()
+			if ch, ok := node.waiting[key]; ok {
+				delete(node.waiting, key)
+				ch <- line
+			}
+			node.mu.Unlock()
+		}
+		cmd.Wait()
+		node.mu.Lock()
+		node.stdin = nil
+		node.mu.Unlock()
+		close(dead)
+	}()
+	return nil
+}
+
+func (p *Provider) start(t testing.TB, st State) {
+	t.Helper()
+	id := strconv.FormatInt(p.id, 10)
+	line, err := send(map[string]any{"op": "start", "id": p.id, "port": p.port, "cert": p.cert.ServerCert, "key": p.cert.ServerKey, "state": st},
+		"ready "+id, "error "+id)
+	if err != nil {
+		t.Fatalf("the OIDC provider did not start: %v", err)
+	}
+	issuer, ok := strings.CutPrefix(line, "ready "+id+" ")
+	if !ok {
+		t.Fatalf("the OIDC provider did not start: %q", line)
+	}
+	node.mu.Lock()
+	for _, k := range []string{"ready " + id, "error " + id} {
+		delete(node.waiting, k)
+	}
+	node.mu.Unlock()
+	p.Issuer, p.up = issuer, true
+	if u, err := url.Parse(issuer); err == nil {
+		p.port = u.Port()
+	}
+}
+
+// Stop stops the provider (it is down until Restart): its port is closed
+// and every connection to it ended.
+func (p *Provider) Stop() {
+	if !p.up {
+		return
+	}
+	p.up = false
+	send(map[string]any{"op": "stop", "id": p.id}, "stopped "+strconv.FormatInt(p.id, 10))
 }
 
 // Restart starts the provider again on the same address with new keys and
 // an empty store: a key rotation (earlier logins and refresh tokens are
-// gone, as its store is in memory).
+// gone).
 func (p *Provider) Restart(t testing.TB, st State) {
 	t.Helper()
 	p.Stop()
-	node, _ := exec.LookPath("node")
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		ln, err := net.Listen("tcp", p.addr)
-		if err == nil {
-			ln.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the provider's port stays busy: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	p.start(t, node, st)
+	p.start(t, st)
 }
 
 var (

@@ -3,17 +3,76 @@
 //
 // A test whose peer is missing is skipped, unless NODEKEYS_REQUIRE_PEERS is
 // set (CI sets it), in which case it fails: a peer test never passes by not
-// running.
+// running. A skip stays visible: a package's TestMain that runs its tests
+// with Main ends with one line counting the tests skipped for a missing
+// peer.
 package peer
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
+
+var (
+	skipped  atomic.Int64
+	firstMu  sync.Mutex
+	firstWhy string
+)
+
+// Skipped counts a test skipped (or failed, under NODEKEYS_REQUIRE_PEERS)
+// for a missing peer, with why; Missing calls it, and so must any other
+// skip for a missing peer.
+func Skipped(why string) {
+	if skipped.Add(1) == 1 {
+		firstMu.Lock()
+		firstWhy = why
+		firstMu.Unlock()
+	}
+}
+
+// Missing skips t for a missing peer (fails it under
+// NODEKEYS_REQUIRE_PEERS), and counts it.
+func Missing(t testing.TB, format string, args ...any) {
+	t.Helper()
+	missing(t, format, args...)
+}
+
+// Main runs a test binary's tests, as TestMain does with m.Run, and then,
+// if any was skipped for a missing peer, prints one line counting them.
+// go test shows a passing package's output only with -v, so the line goes
+// to the terminal too when there is one. Use it as os.Exit(peer.Main(m)).
+func Main(m *testing.M) int {
+	code := m.Run()
+	if line := report(); line != "" {
+		fmt.Println(line)
+		if tty, err := os.OpenFile("/dev/tty", os.O_WRONLY, 0); err == nil && !testing.Verbose() {
+			fmt.Fprintln(tty, line)
+			tty.Close()
+		}
+	}
+	return code
+}
+
+// report is the line Main prints, or "" when no peer test was skipped.
+func report() string {
+	n := skipped.Load()
+	if n == 0 {
+		return ""
+	}
+	firstMu.Lock()
+	defer firstMu.Unlock()
+	pkg := "this package"
+	if exe, err := os.Executable(); err == nil {
+		pkg = strings.TrimSuffix(exe[strings.LastIndexAny(exe, `/\`)+1:], ".test")
+	}
+	return fmt.Sprintf("peer: %d test(s) of %s skipped for a missing peer (%s); NODEKEYS_REQUIRE_PEERS=1 makes them fail", n, pkg, firstWhy)
+}
 
 // Long reports whether tests run their long forms (more trials and
 // samples of the same checks): NODEKEYS_LONG=1, as CI sets it. The default
@@ -25,6 +84,7 @@ func Required() bool { return os.Getenv("NODEKEYS_REQUIRE_PEERS") != "" }
 
 func missing(t testing.TB, format string, args ...any) {
 	t.Helper()
+	Skipped(fmt.Sprintf(format, args...))
 	if Required() {
 		t.Fatalf("peer missing (NODEKEYS_REQUIRE_PEERS is set): "+format, args...)
 	}

@@ -9,7 +9,9 @@
 // The Control API's RegisterNode, UnregisterNode and ListNodes keep
 // Flower's registration rules (see nodeRegistry), and StartRun, ListRuns,
 // StopRun, StreamLogs and PullArtifacts keep runs (see runRegistry), with
-// the statuses and messages of Flower 1.27's SuperLink. Past the signature
+// the statuses and messages of Flower 1.27's SuperLink; ListFederations
+// and ShowFederation show the one federation of a SuperLink without
+// account auth, holding them all (see federations). Past the signature
 // check, Fleet calls are answered with their request (any key, any node
 // id) unless WithNodeAuth asks for Flower's node rules. A
 // request that starts with one of these text commands is answered as the
@@ -92,6 +94,8 @@ type Server struct {
 	runs  *runRegistry
 	// nodeAuth applies Flower's node rules to Fleet calls (WithNodeAuth).
 	nodeAuth bool
+	// fed127: federations in Flower 1.26's layout (Federations127).
+	fed127 bool
 }
 
 // Option configures a Server.
@@ -118,18 +122,22 @@ func Start(ln net.Listener, opts ...Option) *Server {
 	}
 	s.grpc = grpc.NewServer(sopts...)
 	s.grpc.RegisterService(s.desc(flwr.FleetService, FleetMethods, nil), s)
-	s.grpc.RegisterService(s.desc(flwr.ControlService, ControlMethods, ControlStreams), s)
+	control, streams := ControlMethods, ControlStreams
+	if s.fed127 {
+		control, streams = split(flwr.ControlMethods("1.27"))
+	}
+	s.grpc.RegisterService(s.desc(flwr.ControlService, control, streams), s)
 	go s.grpc.Serve(ln)
 	return s
 }
 
 // Listen starts a stand-in on a free loopback port.
-func Listen() (*Server, error) {
+func Listen(opts ...Option) (*Server, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	return Start(ln), nil
+	return Start(ln, opts...), nil
 }
 
 // Stop ends the server at once.
@@ -215,6 +223,12 @@ func (s *Server) unary(ctx context.Context, method string, req []byte) (any, err
 		return &out, nil
 	}
 	if out, ok, err := s.runs.handle(method, req); ok {
+		if err != nil {
+			return nil, err
+		}
+		return &out, nil
+	}
+	if out, ok, err := s.federations(method, req); ok {
 		if err != nil {
 			return nil, err
 		}

@@ -209,11 +209,23 @@ func New(ctx context.Context, cfg Config, onErr Errors) (*Backend, error) {
 	b.rdb = redis.NewUniversalClient(opts)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := b.rdb.Ping(pctx).Err(); err != nil {
-		b.rdb.Close()
-		return nil, fmt.Errorf("redis: %s: %w", strings.Join(cfg.Addrs, ","), err)
+	// The client reads with its own timeouts, not ctx's: the first round
+	// trips run aside, so that a caller who cancels ctx (SIGTERM at start)
+	// is not held by a Redis that accepts and does not answer.
+	first := make(chan error, 1)
+	go func() {
+		err := b.rdb.Ping(pctx).Err()
+		if err == nil {
+			err = b.check(pctx)
+		}
+		first <- err
+	}()
+	select {
+	case err = <-first:
+	case <-pctx.Done():
+		err = pctx.Err()
 	}
-	if err := b.check(pctx); err != nil {
+	if err != nil {
 		b.rdb.Close()
 		return nil, fmt.Errorf("redis: %s: %w", strings.Join(cfg.Addrs, ","), err)
 	}

@@ -1,17 +1,25 @@
 // A real OpenID Connect provider (the certified oidc-provider package) for
-// nodekeys' account-login tests, on loopback over HTTPS.
+// nodekeys' account-login tests, on loopback over HTTPS. One Node process
+// serves any number of providers, each on a port and with a store of its
+// own, so that a test binary pays Node's start once.
 //
-// Usage: node server.mjs PORT CERT KEY STATE_JSON
-// STATE_JSON: {"keys": "rsa"|"ec"|"both", "accessAlg": "RS256"|"ES256", "accessTTL": seconds,
-//              "accounts": {"alice": ["admin"], ...}, "opaque": true|false,
-//              "clients": [{"client_id": ..., "client_secret": ..., "grant_types": [...]}],
-//              "noIntrospection": true|false, "heldKey": JWK}
-// Prints "ready ISSUER" once listening. Device flow, refresh tokens, JWT
-// access tokens for the resources https://flower-control and
-// https://other-api, RS256 and ES256 keys made at start (a restart is a key
-// rotation), token introspection (RFC 7662), and the development login
-// pages, which accept any account name with any password. JWT access
-// tokens carry the account's groups as "groups" and as
+// Usage: node server.mjs, then one JSON command a line on stdin, each
+// answered by one line on stdout:
+//   {"op": "start", "id": ID, "port": PORT (0: any), "cert": FILE, "key": FILE, "state": STATE}
+//       -> "ready ID ISSUER"   (or "error ID MESSAGE")
+//   {"op": "stop", "id": ID}   -> "stopped ID": the port is closed, every
+//       connection to it ended; a start with the same id and port is a
+//       restart (new keys, empty store).
+// The process ends when stdin closes (the test binary exits).
+// STATE: {"keys": "rsa"|"ec"|"both", "accessAlg": "RS256"|"ES256", "accessTTL": seconds,
+//         "accounts": {"alice": ["admin"], ...}, "opaque": true|false,
+//         "clients": [{"client_id": ..., "client_secret": ..., "grant_types": [...]}],
+//         "noIntrospection": true|false, "heldKey": JWK}
+// Device flow, refresh tokens, JWT access tokens for the resources
+// https://flower-control and https://other-api, RS256 and ES256 keys made
+// at start (a restart is a key rotation), token introspection (RFC 7662),
+// and the development login pages, which accept any account name with any
+// password. JWT access tokens carry the account's groups as "groups" and as
 // "https://nodekeys.example/roles".
 //
 // Extra clients (state.clients) get opaque tokens unless they ask for a
@@ -21,16 +29,52 @@
 import https from 'node:https';
 import fs from 'node:fs';
 import crypto from 'node:crypto';
+import readline from 'node:readline';
 import Provider from 'oidc-provider';
 
-const [port, certFile, keyFile, stateJSON] = process.argv.slice(2);
-const state = JSON.parse(stateJSON || '{}');
-const issuer = `https://127.0.0.1:${port}`;
 const resource = 'https://flower-control';
 const resources = [resource, 'https://other-api'];
-const counts = {};
 const rolesURL = 'https://nodekeys.example/roles';
 
+// memoryAdapter is oidc-provider's adapter over a store of one provider's
+// own (the package's default store is shared by every provider in the
+// process, so a restarted provider would still know the old tokens).
+function memoryAdapter() {
+  const store = new Map(); // key -> {payload, expires}
+  const get = (key) => {
+    const e = store.get(key);
+    if (!e) return undefined;
+    if (e.expires && e.expires < Date.now()) { store.delete(key); return undefined; }
+    return e.payload;
+  };
+  return class {
+    constructor(model) { this.model = model; }
+    key(id) { return `${this.model}:${id}`; }
+    async upsert(id, payload, expiresIn) {
+      const expires = expiresIn ? Date.now() + expiresIn * 1000 : 0;
+      store.set(this.key(id), { payload, expires });
+      if (payload.grantId) {
+        const g = `grant:${payload.grantId}`;
+        store.set(g, { payload: [...(get(g) || []), this.key(id)], expires: 0 });
+      }
+      if (payload.userCode) store.set(`userCode:${payload.userCode}`, { payload: id, expires });
+      if (payload.uid) store.set(`sessionUid:${payload.uid}`, { payload: id, expires });
+    }
+    async find(id) { return get(this.key(id)); }
+    async findByUserCode(code) { const id = get(`userCode:${code}`); return id && this.find(id); }
+    async findByUid(uid) { const id = get(`sessionUid:${uid}`); return id && this.find(id); }
+    async consume(id) { const p = get(this.key(id)); if (p) p.consumed = Math.floor(Date.now() / 1000); }
+    async destroy(id) { store.delete(this.key(id)); }
+    async revokeByGrantId(grantId) {
+      for (const k of get(`grant:${grantId}`) || []) store.delete(k);
+      store.delete(`grant:${grantId}`);
+    }
+  };
+}
+
+// start serves one provider on port (0: any) and calls ready(issuer).
+function start(port, certFile, keyFile, state, ready, fail) {
+const counts = {};
 function jwk(kind) {
   const { privateKey } = kind === 'rsa'
     ? crypto.generateKeyPairSync('rsa', { modulusLength: 2048 })
@@ -50,6 +94,7 @@ if (state.heldKey) keys.push(state.heldKey);
 const accessAlg = state.accessAlg || keys[0].alg;
 const accounts = state.accounts || { alice: ['admin'], bob: ['member'] };
 
+function make(issuer) {
 const provider = new Provider(issuer, {
   clients: [{
     client_id: 'flwr-gateway',
@@ -111,16 +156,25 @@ const provider = new Provider(issuer, {
     await grant.save();
     return grant;
   },
+  adapter: memoryAdapter(),
   ttl: { AccessToken: state.accessTTL || 60, DeviceCode: 600, RefreshToken: 3600, Grant: 3600, Session: 3600, Interaction: 600 },
   cookies: { keys: ['nodekeys-test-cookie-key'] },
   pkce: { required: () => false },
 });
 provider.proxy = false;
+// Device logins are polled every second (RFC 8628 lets a provider say;
+// oidc-provider says nothing, so clients wait its default of 5 s).
+provider.use(async (ctx, next) => {
+  await next();
+  if (ctx.path === '/device/auth' && ctx.body && typeof ctx.body === 'object' && !ctx.body.interval) ctx.body.interval = 1;
+});
+return provider;
+}
 function extra(client) {
   return !!client && (state.clients || []).some((c) => c.client_id === client.clientId);
 }
 
-const handle = provider.callback();
+const sockets = new Set();
 const server = https.createServer({ cert: fs.readFileSync(certFile), key: fs.readFileSync(keyFile) }, (req, res) => {
   const path = new URL(req.url, issuer).pathname;
   if (path === '/__counts') {
@@ -131,7 +185,34 @@ const server = https.createServer({ cert: fs.readFileSync(certFile), key: fs.rea
   counts[path] = (counts[path] || 0) + 1;
   handle(req, res);
 });
+server.on('connection', (s) => { sockets.add(s); s.on('close', () => sockets.delete(s)); });
+server.on('error', (e) => fail(e.message));
+let issuer;
+let handle;
 server.listen(Number(port), '127.0.0.1', () => {
-  console.log(`ready ${issuer}`);
+  issuer = `https://127.0.0.1:${server.address().port}`;
+  handle = make(issuer).callback();
+  ready(issuer);
 });
-process.on('SIGTERM', () => server.close(() => process.exit(0)));
+return { close: (done) => { server.close(() => done()); for (const s of sockets) s.destroy(); } };
+}
+
+const running = new Map(); // id -> {close}
+const out = (line) => process.stdout.write(line + '\n');
+readline.createInterface({ input: process.stdin }).on('line', (line) => {
+  let cmd;
+  try { cmd = JSON.parse(line); } catch (e) { out(`error - ${e.message}`); return; }
+  if (cmd.op === 'start') {
+    try {
+      running.set(cmd.id, start(cmd.port || 0, cmd.cert, cmd.key, cmd.state || {},
+        (issuer) => out(`ready ${cmd.id} ${issuer}`), (msg) => out(`error ${cmd.id} ${msg}`)));
+    } catch (e) {
+      out(`error ${cmd.id} ${e.message}`);
+    }
+  } else if (cmd.op === 'stop') {
+    const p = running.get(cmd.id);
+    running.delete(cmd.id);
+    if (!p) { out(`stopped ${cmd.id}`); return; }
+    p.close(() => out(`stopped ${cmd.id}`));
+  }
+}).on('close', () => process.exit(0));
