@@ -14,11 +14,32 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// readmeCommands returns the command lines of README.md's ```sh blocks, in
-// order, with continuation lines joined.
+// readmeFiles are the documents whose commands the tests run or parse, in
+// the order they run: README.md first, then the docs it moved reference
+// material to, which use the files its commands made (docs/commands.md
+// signs with the quick start's keys).
+var readmeFiles = []string{"README.md", "docs/commands.md", "docs/accounts.md", "docs/gateway.md", "docs/go.md", "docs/benchmarks.md", "docs/development.md", "docs/protocol.md"}
+
+// readmeCommands returns the command lines of the ```sh blocks of
+// readmeFiles, in order, with continuation lines joined.
 func readmeCommands(t *testing.T) []string {
 	t.Helper()
-	f, err := os.Open(filepath.Join("..", "..", "README.md"))
+	docs, err := filepath.Glob(filepath.Join("..", "..", "docs", "*.md"))
+	require.NoError(t, err)
+	for _, d := range docs {
+		require.Contains(t, readmeFiles, "docs/"+filepath.Base(d), "a document whose commands no test runs")
+	}
+	var cmds []string
+	for _, name := range readmeFiles {
+		cmds = append(cmds, shCommands(t, name)...)
+	}
+	return cmds
+}
+
+// shCommands returns the command lines of one document's ```sh blocks.
+func shCommands(t *testing.T, name string) []string {
+	t.Helper()
+	f, err := os.Open(filepath.Join("..", "..", filepath.FromSlash(name)))
 	require.NoError(t, err)
 	defer f.Close()
 	var cmds []string
@@ -93,34 +114,17 @@ func isBenchmark(c string) bool {
 }
 
 // TestREADMEShownCommandsParse parses every nodekeys command the README
-// shows in a code block other than ```sh (which TestREADMECommands runs):
+// and its docs (readmeFiles) show in a code block other than ```sh (which
+// TestREADMECommands runs):
 // those need a SuperLink or a cluster, so each is read by nodekeys' own
 // flag parsing, with every command's action replaced by one that does
 // nothing. An unknown flag, a bad value or a missing required flag fails.
 func TestREADMEShownCommandsParse(t *testing.T) {
 	t.Parallel()
-	f, err := os.Open(filepath.Join("..", "..", "README.md"))
-	require.NoError(t, err)
-	defer f.Close()
 	var cmds []string
-	open, in, cont := false, false, ""
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case strings.HasPrefix(line, "```"):
-			open = !open
-			in = open && !strings.HasPrefix(line, "```sh")
-		case in && strings.HasSuffix(line, "\\"):
-			cont += strings.TrimSuffix(line, "\\")
-		case in:
-			if l := cont + line; strings.HasPrefix(l, "nodekeys ") {
-				cmds = append(cmds, l)
-			}
-			cont = ""
-		}
+	for _, name := range readmeFiles {
+		cmds = append(cmds, shownCommands(t, name)...)
 	}
-	require.NoError(t, sc.Err())
 	require.NotEmpty(t, cmds)
 	for _, c := range cmds {
 		if i := strings.Index(c, "  #"); i > 0 {
@@ -149,5 +153,34 @@ func TestREADMEShownCommandsParse(t *testing.T) {
 		require.NotNil(t, findCommand(app.Commands, args[1]), "%s: no such command", c)
 		assert.NoError(t, app.Run(flagsFirst(app.Commands, args)), "README: %s\n%s", c, stderr.String())
 	}
-	t.Logf("parsed %d nodekeys commands shown in the README", len(cmds))
+	t.Logf("parsed %d nodekeys commands shown in the README and its docs", len(cmds))
+}
+
+// shownCommands returns the nodekeys commands of one document's code
+// blocks other than ```sh, with continuation lines joined.
+func shownCommands(t *testing.T, name string) []string {
+	t.Helper()
+	f, err := os.Open(filepath.Join("..", "..", filepath.FromSlash(name)))
+	require.NoError(t, err)
+	defer f.Close()
+	var cmds []string
+	open, in, cont := false, false, ""
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "```"):
+			open = !open
+			in = open && !strings.HasPrefix(line, "```sh")
+		case in && strings.HasSuffix(line, "\\"):
+			cont += strings.TrimSuffix(line, "\\")
+		case in:
+			if l := cont + line; strings.HasPrefix(l, "nodekeys ") {
+				cmds = append(cmds, l)
+			}
+			cont = ""
+		}
+	}
+	require.NoError(t, sc.Err())
+	return cmds
 }
