@@ -101,18 +101,8 @@ func runCompare(o opts, baseNodekeys, perfOut, superlink string) error {
 		plan = append(plan, target{"gateway-base", "base gateway -> stand-in", base, base, ups})
 	}
 	if superlink != "" {
-		flDirect, err := b.startSuperLink(superlink, true)
+		flDirect, flBehind, err := b.startFlower(superlink, payloads)
 		if err != nil {
-			return err
-		}
-		flBehind, err := b.startSuperLink(superlink, false)
-		if err != nil {
-			return err
-		}
-		if payloads[flDirect], err = b.activateNodes(flDirect, true); err != nil {
-			return err
-		}
-		if payloads[flBehind], err = b.activateNodes(flBehind, false); err != nil {
 			return err
 		}
 		flHap, err := b.startHAProxyH2(flBehind)
@@ -196,6 +186,27 @@ func runCompare(o opts, baseNodekeys, perfOut, superlink string) error {
 	}
 	reportCompare(res, o)
 	return nil
+}
+
+// startFlower runs two of Flower's SuperLinks (bin, the flower-superlink
+// command of 1.27): direct, serving TLS itself, and behind, in clear text
+// for a proxy in front of it. Every signer's node is registered and
+// activated on each, and each one's heartbeats (the valid calls) are put
+// in payloads under its Fleet address.
+func (b *bench) startFlower(bin string, payloads map[string][][]byte) (direct, behind string, err error) {
+	if direct, err = b.startSuperLink(bin, true); err != nil {
+		return "", "", err
+	}
+	if behind, err = b.startSuperLink(bin, false); err != nil {
+		return "", "", err
+	}
+	if payloads[direct], err = b.activateNodes(direct, true); err != nil {
+		return "", "", err
+	}
+	if payloads[behind], err = b.activateNodes(behind, false); err != nil {
+		return "", "", err
+	}
+	return direct, behind, nil
 }
 
 // startSuperLink runs Flower's SuperLink (the flower-superlink command of

@@ -5,7 +5,9 @@
 // the gateway against calls straight to a stand-in SuperLink, and valid
 // calls a second (goodput) while a flooder sends stale, unknown-key or
 // bad-signature calls at full speed, for the gateway in front of a Python
-// SuperLink stand-in against that stand-in alone. -replicas, -victims
+// SuperLink stand-in against that stand-in alone, and with -superlink the
+// same for Flower's own SuperLink 1.27, its registered nodes' heartbeats
+// as the valid calls. -replicas, -victims
 // and -resets measure other things instead: replicas sharing Redis, forged
 // floods under real nodes' keys, and HTTP/2 rapid resets.
 //
@@ -99,7 +101,7 @@ func main() {
 	compare := flag.Bool("compare", false, "instead: the gateway against HAProxy (TLS, h2) and against no proxy, in front of the same stand-in")
 	base := flag.String("base-nodekeys", "", "with -compare: also a gateway of this nodekeys binary (another version)")
 	perfOut := flag.String("perf", "", "with -compare: record the gateway's CPU profile under load with perf into this file")
-	superlink := flag.String("superlink", "", "with -compare: also Flower's flower-superlink command (1.27) as the upstream")
+	superlink := flag.String("superlink", "", "also Flower's flower-superlink command (1.27) as the upstream, alone and behind the gateway (and HAProxy with -compare)")
 	serve := flag.String("serve-standin", "", "serve the Go stand-in on this address until SIGTERM (used by -compare)")
 	standinCert := flag.String("standin-cert", "", "with -serve-standin: TLS certificate")
 	standinKey := flag.String("standin-key", "", "with -serve-standin: TLS key")
@@ -134,7 +136,7 @@ func main() {
 		}
 		err = runReplicas(o, counts)
 	} else {
-		err = run(o)
+		err = run(o, *superlink)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gwbench:", err)
@@ -164,13 +166,16 @@ type bench struct {
 	controlOf map[string]string
 }
 
-func run(o opts) error {
+// run measures the stand-ins alone and behind a gateway, and with
+// superlink (the flower-superlink command of Flower 1.27) also Flower's own
+// SuperLink alone and behind a gateway, under the same floods.
+func run(o opts, superlink string) error {
 	dir, err := os.MkdirTemp("", "gwbench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	b := &bench{o: o, dir: dir}
+	b := &bench{o: o, dir: dir, pids: map[string]int{}}
 	defer b.stopAll()
 	pair, err := b.certificates()
 	if err != nil {
@@ -231,11 +236,15 @@ func run(o opts) error {
 
 	runs := map[string][]phase{}
 	var order []string
+	// The heartbeats of each Flower SuperLink's nodes, by the address the
+	// calls go to; nil (the stand-ins' text commands) for the others.
+	payloads := map[string][][]byte{}
 	add := func(name, target, addr, flood string) error {
 		clients := o.clients
 		if name == "go-direct-1" || name == "go-gateway-1" {
 			clients = 1 // unloaded latency
 		}
+		b.payloads = payloads[addr]
 		p, err := b.measure(addr, flood, clients)
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
@@ -261,6 +270,30 @@ func run(o opts) error {
 		{"py-direct-unknown", "Python SuperLink, direct", pyDirect, "unknown-key"},
 		{"py-direct-badsig", "Python SuperLink, direct", pyDirect, "bad-signature"},
 		{"go-gateway-badsig", "gateway -> Go stand-in", gwGo, "bad-signature"},
+	}
+	if superlink != "" {
+		// Part 4: Flower's own SuperLink, alone and behind a gateway, with
+		// its registered nodes' heartbeats as the valid calls and as the
+		// floods' bodies.
+		flDirect, flBehind, err := b.startFlower(superlink, payloads)
+		if err != nil {
+			return err
+		}
+		flGw, err := b.startGateway(flBehind, ks.CSV)
+		if err != nil {
+			return err
+		}
+		payloads[flGw] = payloads[flBehind]
+		for _, t := range []struct{ name, target, addr string }{
+			{"fl-gateway", "gateway -> Flower SuperLink", flGw},
+			{"fl-direct", "Flower SuperLink, direct", flDirect},
+		} {
+			for _, f := range []struct{ suffix, flood string }{
+				{"", ""}, {"-stale", "stale"}, {"-unknown", "unknown-key"}, {"-badsig", "bad-signature"},
+			} {
+				plan = append(plan, struct{ name, target, addr, flood string }{t.name + f.suffix, t.target, t.addr, f.flood})
+			}
+		}
 	}
 	// Rounds interleave the phases, so that a slow minute of the machine
 	// falls on every configuration alike; each figure is the median.
@@ -526,6 +559,11 @@ func (b *bench) measure(addr, flood string, clients int) (phase, error) {
 					fctx := metadata.AppendToOutgoingContext(ctx, sign.HeaderPublicKey, string(h.PublicKey),
 						sign.HeaderTimestamp, h.Timestamp, sign.HeaderSignature, string(h.Signature))
 					req, out := []byte("flood"), []byte{}
+					if b.payloads != nil {
+						// A real SuperLink parses the body of a call its
+						// signature check lets through: a heartbeat.
+						req = b.payloads[i%len(b.payloads)]
+					}
 					c.Invoke(fctx, method, &req, &out)
 					floodN.Add(1)
 				}
@@ -604,12 +642,19 @@ func report(ps []phase, o opts) {
 	fmt.Printf("\nthrough the gateway vs straight to the Go stand-in: %.2fx the calls/s under load;\n"+
 		"one call at a time, the gateway adds %.0f us at p50 (%.0f vs %.0f) and %.0f us at p99 (%.0f vs %.0f)\n",
 		g.PerSec/d.PerSec, g1.P50us-d1.P50us, g1.P50us, d1.P50us, g1.P99us-d1.P99us, g1.P99us, d1.P99us)
-	base := by["py-gateway"].PerSec
-	for _, f := range []string{"stale", "unknown", "badsig"} {
-		fmt.Printf("gateway goodput under %-8s flood: %.0f%% of unflooded (target >= 80%%)\n", f, 100*by["py-gateway-"+f].PerSec/base)
+	for _, up := range []struct{ prefix, name string }{{"py-", "Python stand-in"}, {"fl-", "Flower SuperLink"}} {
+		base, ok := by[up.prefix+"gateway"]
+		if !ok {
+			continue
+		}
+		fmt.Printf("\nin front of the %s:\n", up.name)
+		for _, f := range []string{"stale", "unknown", "badsig"} {
+			g, d := by[up.prefix+"gateway-"+f], by[up.prefix+"direct-"+f]
+			fmt.Printf("  under the %-7s flood: gateway goodput %3.0f%% of unflooded (target >= 80%%); %.0f vs %.0f valid/s alone = %.1fx; p99 %.0f vs %.0f us\n",
+				f, 100*g.PerSec/max(base.PerSec, 0.001), g.PerSec, d.PerSec, g.PerSec/max(d.PerSec, 0.001), g.P99us, d.P99us)
+		}
 	}
-	fmt.Printf("under the bad-signature flood: gateway %.0f valid/s vs Python alone %.0f valid/s = %.1fx (target >= 5x)\n",
-		by["py-gateway-badsig"].PerSec, by["py-direct-badsig"].PerSec, by["py-gateway-badsig"].PerSec/max(by["py-direct-badsig"].PerSec, 0.001))
+	fmt.Println("(target under the bad-signature flood: >= 5x the valid calls/s of the SuperLink alone)")
 }
 
 func runtimeCores() int { return runtime.NumCPU() }
