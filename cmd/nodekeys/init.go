@@ -78,6 +78,10 @@ func initAction(c *cli.Context) error {
 	if err := checkSANs(c); err != nil {
 		return err
 	}
+	acc, err := planAccounts(c)
+	if err != nil {
+		return err
+	}
 	certsDir, keysDir, prefix := c.String("certs-dir"), c.String("keys-dir"), c.String("prefix")
 	// Nothing is written unless nothing is in the way, in either folder.
 	for _, f := range []string{certs.CACertFile, certs.CAKeyFile, certs.ServerCertFile, certs.ServerKeyFile} {
@@ -89,10 +93,6 @@ func initAction(c *cli.Context) error {
 		if p := filepath.Join(keysDir, fmt.Sprintf("%s_%d", prefix, i)); exists(p) || exists(p+".pub") {
 			return withHint(fmt.Errorf("refusing to overwrite %s", p), "init writes a new federation; add nodes with 'nodekeys keygen --append --prefix "+prefix+"'")
 		}
-	}
-	acc, err := planAccounts(c)
-	if err != nil {
-		return err
 	}
 	if acc != nil {
 		if err := acc.addAdmin(); err != nil {

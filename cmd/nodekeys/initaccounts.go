@@ -83,7 +83,8 @@ func planAccounts(c *cli.Context) (*initAccounts, error) {
 
 // initIssuer returns the sign-in's public address and the accounts
 // listener's: --issuer, or the first name added to the certificate
-// (else localhost) on port 9095. Its host must be one of the server
+// (else localhost) on port 9095; the listener takes the issuer's port, on
+// every address unless the issuer's host is a loopback address. Its host must be one of the server
 // certificate's names, for browsers to trust the page.
 func initIssuer(c *cli.Context) (issuer, listen string, err error) {
 	hosts := c.StringSlice("san")
@@ -115,7 +116,12 @@ func initIssuer(c *cli.Context) (issuer, listen string, err error) {
 	if port == "" {
 		port = "443"
 	}
-	return "https://" + net.JoinHostPort(u.Hostname(), port), ":" + port, nil
+	// An issuer at a loopback address is reached on loopback only.
+	listen = ":" + port
+	if ip := net.ParseIP(u.Hostname()); ip != nil && ip.IsLoopback() {
+		listen = net.JoinHostPort(u.Hostname(), port)
+	}
+	return "https://" + net.JoinHostPort(u.Hostname(), port), listen, nil
 }
 
 // adminPassword reads the first account's password: typed at the
