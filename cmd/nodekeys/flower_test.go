@@ -127,6 +127,13 @@ func startLogin(t *testing.T, cli *flowerpeer.CLI) *flwrLogin {
 // the CLI has printed its address, and waits for the CLI's success.
 func (l *flwrLogin) complete(t *testing.T, p *oidctest.Provider, account string) {
 	t.Helper()
+	l.completeWith(t, func(uri string) { p.CompleteDeviceLogin(t, uri, account) })
+}
+
+// completeWith calls signIn with the address the CLI printed, and waits
+// for the CLI's success.
+func (l *flwrLogin) completeWith(t *testing.T, signIn func(uri string)) {
+	t.Helper()
 	var uri string
 	for uri == "" {
 		// 1.27 prints the address on a line of its own; 1.25 after
@@ -145,7 +152,7 @@ func (l *flwrLogin) complete(t *testing.T, p *oidctest.Provider, account string)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	p.CompleteDeviceLogin(t, uri, account)
+	signIn(uri)
 	r := <-l.done
 	require.Equal(t, 0, r.Code, r)
 	assert.Contains(t, r.Stdout, "Login successful", r)
