@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -138,11 +139,13 @@ func flowerRoles(t *testing.T, f *flowerpeer.Flower, fed *federation, sl *flower
 	}}, "")
 	cli := loginAll(t, f, p, gw, fed.tls.CACert, "alice", "bob", "carol", "dave")
 
-	// bob and carol each start a run (no SuperNode: it stays unfinished).
-	runs := map[string]string{}
+	// bob and carol each start a run (no SuperNode: it stays unfinished)
+	// and register a SuperNode (bob key 1, carol key 2) with flwr
+	// supernode register.
+	runs, nodes := map[string]string{}, map[string]string{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	for _, a := range []string{"bob", "carol"} {
+	for i, a := range []string{"bob", "carol"} {
 		wg.Go(func() {
 			r := cli[a].Flwr(t, flwrTimeout, append(append([]string{"run"}, cli[a].Target("run")...), "--format", "json")...)
 			var out map[string]any
@@ -152,9 +155,23 @@ func flowerRoles(t *testing.T, f *flowerpeer.Flower, fed *federation, sl *flower
 				mu.Unlock()
 			}
 		})
+		wg.Go(func() {
+			r := cli[a].Flwr(t, flwrTimeout, append(append([]string{"supernode", "register", fed.key(i+1, true)}, cli[a].Target("supernode")...), "--format", "json")...)
+			// The node id is a uint64 the CLI prints as a JSON number.
+			var out struct {
+				Success bool   `json:"success"`
+				NodeID  uint64 `json:"node-id"`
+			}
+			if assert.NoError(t, json.Unmarshal([]byte(r.Stdout), &out), r) && assert.True(t, out.Success, r) && assert.NotZero(t, out.NodeID, r) {
+				mu.Lock()
+				nodes[a] = strconv.FormatUint(out.NodeID, 10)
+				mu.Unlock()
+			}
+		})
 	}
 	wg.Wait()
 	require.Len(t, runs, 2)
+	require.Len(t, nodes, 2)
 	bobs, carols := runs["bob"], runs["carol"]
 	require.NotEmpty(t, bobs)
 	require.NotEmpty(t, carols)
@@ -186,6 +203,72 @@ func flowerRoles(t *testing.T, f *flowerpeer.Flower, fed *federation, sl *flower
 			assert.Equal(t, 0, r.Code, r)
 			assert.NotContains(t, r.Stdout+r.Stderr, "denied", r)
 		}
+	})
+	t.Run("federation", func(t *testing.T) {
+		// Flower 1.27's list and show are one command: flwr federation
+		// list, and with --federation NAME the federation's members,
+		// SuperNodes and runs. The SuperLink has one federation, Flower's
+		// NoOp one, that holds every run and SuperNode (the refresh
+		// subtests on the same SuperLink start none and register none).
+		var name string
+		for _, a := range []string{"alice", "bob", "carol"} {
+			out, r := flwrJSON(t, cli[a], "federation list")
+			feds, _ := out["federations"].([]any)
+			require.Len(t, feds, 1, "%s: %s", a, r)
+			fed := feds[0].(map[string]any)
+			if name == "" {
+				name, _ = fed["name"].(string)
+				require.NotEmpty(t, name, r)
+			}
+			assert.Equal(t, name, fed["name"], "%s: %s", a, r)
+			assert.Equal(t, false, fed["archived"], "%s: %s", a, r)
+		}
+		out, r := flwrJSON(t, cli["dave"], "federation list")
+		refused(t, out, r, "ListFederations needs the role admin or member (this account has roles guest)")
+
+		// show returns the run ids, the node ids and their owners' names
+		// of the federation as the CLI prints them; a member is shown no
+		// member of the federation but itself.
+		show := func(a string) (runs, nodes []string, owners map[string]string) {
+			t.Helper()
+			out, r := flwrJSON(t, cli[a], "federation list", "--federation", name)
+			fed, ok := out["federation"].(map[string]any)
+			require.True(t, ok, "%s: %s", a, r)
+			if a != "alice" {
+				for _, x := range fed["members"].([]any) {
+					assert.Equal(t, a, x.(map[string]any)["member_id"], "%s: %s", a, r)
+				}
+			}
+			owners = map[string]string{}
+			for _, x := range fed["runs"].([]any) {
+				runs = append(runs, x.(map[string]any)["run_id"].(string))
+			}
+			for _, x := range fed["nodes"].([]any) {
+				n := x.(map[string]any)
+				id := n["node_id"].(string)
+				nodes = append(nodes, id)
+				owners[id], _ = n["owner"].(string)
+			}
+			sort.Strings(runs)
+			sort.Strings(nodes)
+			return runs, nodes, owners
+		}
+		all := []string{bobs, carols}
+		sort.Strings(all)
+		allNodes := []string{nodes["bob"], nodes["carol"]}
+		sort.Strings(allNodes)
+		runsOf, nodesOf, owners := show("alice")
+		assert.Equal(t, all, runsOf, "the admin sees every run of the federation")
+		assert.Equal(t, allNodes, nodesOf, "the admin sees every SuperNode of the federation")
+		assert.Equal(t, map[string]string{nodes["bob"]: "bob", nodes["carol"]: "carol"}, owners, "each SuperNode with its owner")
+		for _, a := range []string{"bob", "carol"} {
+			runsOf, nodesOf, owners = show(a)
+			assert.Equal(t, []string{runs[a]}, runsOf, "%s sees his or her own run only", a)
+			assert.Equal(t, []string{nodes[a]}, nodesOf, "%s sees his or her own SuperNode only", a)
+			assert.Equal(t, map[string]string{nodes[a]: a}, owners, a)
+		}
+		out, r = flwrJSON(t, cli["dave"], "federation list", "--federation", name)
+		refused(t, out, r, "ShowFederation needs the role admin or member (this account has roles guest)")
 	})
 	t.Run("stop", func(t *testing.T) {
 		out, r := flwrJSON(t, cli["bob"], "stop", carols)
