@@ -2,12 +2,17 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/nodekeys/nodekeys/internal/flowerpeer"
+	"github.com/nodekeys/nodekeys/internal/peer"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -183,4 +188,89 @@ func shownCommands(t *testing.T, name string) []string {
 	}
 	require.NoError(t, sc.Err())
 	return cmds
+}
+
+// TestREADMEFlowerCommands checks the Flower commands the README and its
+// docs show (flower-superlink, flower-supernode, flwr) against the real
+// Flower they name: each command exists in that version, and each --flag
+// the line gives is one its --help lists. A line whose second word is "."
+// is Flower 1.25's project form; the rest are Flower 1.27's.
+func TestREADMEFlowerCommands(t *testing.T) {
+	t.Parallel()
+	if !peer.Long() {
+		t.Skip("real Flower runs in the long form: NODEKEYS_LONG=1")
+	}
+	var lines []string
+	for _, name := range readmeFiles {
+		lines = append(lines, flowerLines(t, name)...)
+	}
+	require.NotEmpty(t, lines)
+	helps := map[string]string{}
+	help := func(f *flowerpeer.Flower, args ...string) string {
+		key := f.Version + " " + strings.Join(args, " ")
+		if h, ok := helps[key]; ok {
+			return h
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		home := t.TempDir()
+		cmd := exec.CommandContext(ctx, filepath.Join(f.Bin, args[0]), append(args[1:], "--help")...)
+		cmd.Dir, cmd.Env = home, append(os.Environ(), "HOME="+home, "FLWR_HOME="+home, "COLUMNS=200", "NO_COLOR=1")
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "%s %s --help:\n%s", f.Version, strings.Join(args, " "), out)
+		helps[key] = string(out)
+		return helps[key]
+	}
+	for _, line := range lines {
+		words := strings.Fields(line)
+		version := flowerpeer.V127
+		if len(words) > 2 && words[2] == "." {
+			version = flowerpeer.V125
+		}
+		f := flowerpeer.Require(t, version)
+		args := words[:1]
+		if words[0] == "flwr" {
+			args = words[:2]
+		}
+		h := help(f, args...)
+		for _, w := range words {
+			if flag, ok := strings.CutPrefix(w, "--"); ok {
+				flag, _, _ = strings.Cut(flag, "=")
+				assert.Contains(t, h, "--"+flag, "Flower %s: %s has no --%s", version, strings.Join(args, " "), flag)
+			}
+		}
+	}
+	t.Logf("checked %d Flower command lines against real Flower", len(lines))
+}
+
+// flowerLines returns the Flower command lines (flower-*, flwr) of one
+// document's code blocks, continuation lines joined and comments cut.
+func flowerLines(t *testing.T, name string) []string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "..", name))
+	require.NoError(t, err)
+	var out []string
+	in, cont := false, ""
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "```") {
+			in, cont = !in, ""
+			continue
+		}
+		if !in {
+			continue
+		}
+		line = cont + strings.TrimSpace(line)
+		if s, ok := strings.CutSuffix(line, "\\"); ok {
+			cont = s + " "
+			continue
+		}
+		cont = ""
+		if i := strings.Index(line, " #"); i > 0 {
+			line = strings.TrimSpace(line[:i])
+		}
+		if strings.HasPrefix(line, "flwr ") || strings.HasPrefix(line, "flower-super") {
+			out = append(out, line)
+		}
+	}
+	return out
 }
