@@ -30,6 +30,7 @@ import (
 	"github.com/nodekeys/nodekeys/internal/keyrate"
 	"github.com/nodekeys/nodekeys/internal/ratelog"
 	"github.com/nodekeys/nodekeys/internal/tlsconf"
+	"github.com/nodekeys/nodekeys/keys"
 	"github.com/nodekeys/nodekeys/oidcauth"
 	"github.com/nodekeys/nodekeys/sign"
 	"github.com/nodekeys/nodekeys/state"
@@ -588,6 +589,10 @@ func (g *Gateway) logRefusal(ctx context.Context, method string, h sign.Headers,
 		attrs = append(attrs, "peer", p.Addr.String())
 	}
 	if k := g.v.Allowlist().Lookup(h.PublicKey); k != nil {
+		attrs = append(attrs, "fingerprint", k.Fingerprint())
+	} else if k, err := keys.ParsePEMPublicKey(h.PublicKey); err == nil {
+		// A key the allowlist lacks: its fingerprint once the header
+		// parsed as a key, never the header's bytes.
 		attrs = append(attrs, "fingerprint", k.Fingerprint())
 	}
 	if dropped > 0 {
