@@ -222,7 +222,8 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cache-Control", "no-store")
-	p.mux.ServeHTTP(w, r)
+	// For LogHandler: what op logs of this request is this provider's.
+	p.mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), providerLog{}, p.log)))
 }
 
 // OIDCConfig is the oidcauth configuration that checks this provider's

@@ -30,6 +30,7 @@ import (
 	"github.com/nodekeys/nodekeys/internal/keyrate"
 	"github.com/nodekeys/nodekeys/internal/ratelog"
 	"github.com/nodekeys/nodekeys/internal/tlsconf"
+	"github.com/nodekeys/nodekeys/keys"
 	"github.com/nodekeys/nodekeys/oidcauth"
 	"github.com/nodekeys/nodekeys/sign"
 	"github.com/nodekeys/nodekeys/state"
@@ -589,6 +590,10 @@ func (g *Gateway) logRefusal(ctx context.Context, method string, h sign.Headers,
 	}
 	if k := g.v.Allowlist().Lookup(h.PublicKey); k != nil {
 		attrs = append(attrs, "fingerprint", k.Fingerprint())
+	} else if k, err := keys.ParsePEMPublicKey(h.PublicKey); err == nil {
+		// A key the allowlist lacks: its fingerprint once the header
+		// parsed as a key, never the header's bytes.
+		attrs = append(attrs, "fingerprint", k.Fingerprint())
 	}
 	if dropped > 0 {
 		attrs = append(attrs, "suppressed", dropped)
@@ -717,8 +722,19 @@ func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 			c.Connect() // be ready before the first call
 		}
 	}
-	g.log.Info("gateway serving", "fleet", ls.Fleet.Addr().String(), "upstream", g.cfg.Upstream,
-		"keys", g.v.Allowlist().Len(), "replay_guard", *g.cfg.ReplayGuard, "key_rate", g.cfg.KeyRate)
+	attrs := []any{"fleet", ls.Fleet.Addr().String()}
+	if ls.Control != nil && g.controlSrv != nil {
+		attrs = append(attrs, "control", ls.Control.Addr().String())
+		if !g.cfg.authenticatesControl() {
+			g.log.Warn("the Control API is forwarded unauthenticated: anyone who reaches it can start and stop runs; "+
+				"set accounts:, oidc: or token_list to require a login", "control", ls.Control.Addr().String())
+		}
+	}
+	if ls.Accounts != nil && g.accts != nil {
+		attrs = append(attrs, "accounts", ls.Accounts.Addr().String())
+	}
+	g.log.Info("gateway serving", append(attrs, "upstream", g.cfg.Upstream,
+		"keys", g.v.Allowlist().Len(), "replay_guard", *g.cfg.ReplayGuard, "key_rate", g.cfg.KeyRate)...)
 
 	var err error
 	select {

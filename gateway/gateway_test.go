@@ -182,7 +182,11 @@ func (r *rig) start(t *testing.T, cfg gateway.Config) {
 		}
 	}
 	r.cfg = cfg
-	gw, err := gateway.New(context.Background(), cfg, slog.New(slog.NewTextHandler(r.logs, nil)))
+	var h slog.Handler = slog.NewTextHandler(r.logs, nil)
+	if cfg.LogFormat == "json" {
+		h = slog.NewJSONHandler(r.logs, nil)
+	}
+	gw, err := gateway.New(context.Background(), cfg, slog.New(h))
 	require.NoError(t, err)
 	ls := &gateway.Listeners{Fleet: listen(), Control: listen(), Metrics: listen(), Accounts: accounts}
 	if accounts != nil {

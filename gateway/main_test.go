@@ -2,9 +2,11 @@ package gateway_test
 
 import (
 	"flag"
+	"log/slog"
 	"os"
 	"testing"
 
+	"github.com/nodekeys/nodekeys/accounts"
 	"github.com/nodekeys/nodekeys/internal/peer"
 )
 
@@ -17,6 +19,9 @@ func TestMain(m *testing.M) {
 	if f := flag.Lookup("test.parallel"); f != nil && !isSet("test.parallel") {
 		f.Value.Set("4")
 	}
+	// As nodekeys gateway does: what zitadel's op logs while a gateway's
+	// provider serves goes to that gateway's logger (r.logs).
+	slog.SetDefault(slog.New(accounts.LogHandler(slog.NewTextHandler(os.Stderr, nil))))
 	code := peer.Main(m) // with a line counting tests skipped for a missing peer
 	removeFixtures()
 	os.Exit(code)

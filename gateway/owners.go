@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -83,7 +84,7 @@ func (g *Gateway) authorized(ctx context.Context, ss grpc.ServerStream, method s
 			}
 			if o, ok := owners[m.RunId]; !ok || !o.Matches(acct.Principal) {
 				g.m.refusals.WithLabelValues("owner").Inc()
-				g.log.Warn("refused a call on another account's "+what, append([]any{"method", method, "id", m.RunId}, accountAttrs(acct)...)...)
+				g.log.Warn("refused a call on another account's "+what, append([]any{"method", method, "id", strconv.FormatUint(m.RunId, 10)}, accountAttrs(acct)...)...)
 				return status.Errorf(codes.PermissionDenied, "%s %d was not started or registered by this account", what, m.RunId)
 			}
 		}
@@ -111,13 +112,15 @@ func (g *Gateway) record(ctx context.Context, method string, kind state.Kind, ac
 		err = g.store.SetOwner(ctx, kind, n, ownerOf(acct))
 		if err != nil {
 			g.m.stateErrors.Inc()
-			g.log.Error("cannot record an owner: only an admin can reach it", "method", method, "id", n, "error", err)
+			g.log.Error("cannot record an owner: only an admin can reach it", "method", method, "id", strconv.FormatUint(n, 10), "error", err)
 			if errors.Is(err, state.ErrOwned) {
 				return status.Errorf(codes.Internal, "%d is already recorded for another account", n)
 			}
 			return status.Errorf(codes.Unavailable, "done upstream (id %d), but the gateway could not record you as its owner; ask an admin", n)
 		}
-		g.log.Info("recorded an owner", append([]any{"kind", string(kind), "id", n}, accountAttrs(acct)...)...)
+		// record, not kind: accountAttrs names the owner's kind. Ids are
+		// strings: a JSON reader rounds a number above 2^53.
+		g.log.Info("recorded an owner", append([]any{"record", string(kind), "id", strconv.FormatUint(n, 10)}, accountAttrs(acct)...)...)
 		return nil
 	}
 }

@@ -95,6 +95,7 @@ func accountCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
+				warnUnknownRoles(c, c.StringSlice("role")...)
 				pw, err := readPassword(c)
 				if err != nil {
 					return err
@@ -171,19 +172,33 @@ func accountCommand() *cli.Command {
 				Name:      "add",
 				Usage:     "add a service client and print its secret once",
 				ArgsUsage: "NAME",
-				Description: "The client's id is NAME; its secret (256 random bits) is printed once on\n" +
-					"stdout. The service fetches tokens at ISSUER/oauth/token.\n\n" +
-					"Example:\n  nodekeys account client add ci --role member --file /etc/nodekeys/accounts.json > ci.secret",
+				Description: "The client's id is NAME; its secret (256 random bits) is written once to\n" +
+					"--out FILE (0600), or else printed on stdout. The service fetches tokens at\n" +
+					"ISSUER/oauth/token.\n\n" +
+					"Example:\n  nodekeys account client add ci --role member --file /etc/nodekeys/accounts.json --out ci.secret",
 				Flags: []cli.Flag{accountFileFlag(),
-					&cli.StringSliceFlag{Name: "role", Required: true, Usage: "a `ROLE` in the gateway's policy; repeat for more"}},
+					&cli.StringSliceFlag{Name: "role", Required: true, Usage: "a `ROLE` in the gateway's policy; repeat for more"},
+					&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "write the secret to `FILE`, mode 0600 (never replaced), instead of stdout"}},
 				Action: func(c *cli.Context) error {
 					name, err := oneName(c)
 					if err != nil {
 						return err
 					}
+					out := c.String("out")
+					if err := checkSecretOut(out, "a client secret"); err != nil {
+						return err
+					}
+					warnUnknownRoles(c, c.StringSlice("role")...)
 					secret, err := accounts.AddClient(c.String("file"), name, c.StringSlice("role"))
 					if err != nil {
 						return err
+					}
+					if out != "" {
+						if err := writeSecretOut(out, secret); err != nil {
+							return withHint(err, fmt.Sprintf("the secret is lost; remove the client and add it again: nodekeys account remove --file %s %s", c.String("file"), name))
+						}
+						fmt.Fprintf(c.App.ErrWriter, "client %q added to %s; its secret is in %s (0600) and shown nowhere else\n", name, c.String("file"), out)
+						return nil
 					}
 					fmt.Fprintln(c.App.Writer, secret)
 					fmt.Fprintf(c.App.ErrWriter, "client %q added to %s; its secret is shown only now\n", name, c.String("file"))

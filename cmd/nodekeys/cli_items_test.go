@@ -111,3 +111,44 @@ func TestTokenOut(t *testing.T) {
 	r = nk(t, dir, "", "token", "list", "--file", "tokens.txt")
 	assert.NotContains(t, r.stdout, "ci2", "nothing added when the file is in the way")
 }
+
+// account client add --out writes the secret 0600 itself, never over a
+// file, as token new --out does.
+func TestClientSecretOut(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	r := nk(t, dir, "", "account", "client", "add", "ci", "--role", "member", "--out", "ci.secret")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Empty(t, r.stdout, "the secret is in the file only")
+	assert.Contains(t, r.stderr, "ci.secret (0600)")
+	fi, err := os.Stat(filepath.Join(dir, "ci.secret"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+	b, err := os.ReadFile(filepath.Join(dir, "ci.secret"))
+	require.NoError(t, err)
+	assert.Regexp(t, `^\S{40,}\n$`, string(b))
+	r = nk(t, dir, "", "account", "client", "add", "ci2", "--role", "member", "--out", "ci.secret")
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "refusing to overwrite ci.secret")
+	r = nk(t, dir, "", "account", "list")
+	assert.NotContains(t, r.stdout, "ci2", "nothing added when the file is in the way")
+}
+
+// A role the default policy does not know is warned about, for accounts,
+// clients and tokens alike; the command still succeeds.
+func TestUnknownRoleWarns(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"account", "add", "bob", "--role", "membr"},
+		{"account", "client", "add", "ci", "--role", "membr"},
+		{"token", "new", "--name", "x", "--role", "membr", "--out", "x.token"},
+	} {
+		r := nk(t, dir, "bob's long password\n", args...)
+		require.Equal(t, 0, r.code, r.stderr)
+		assert.Contains(t, r.stderr, `warning: role "membr" is not in the default policy (its roles: admin, member)`, args)
+	}
+	r := nk(t, dir, "carol's long password\n", "account", "add", "carol", "--role", "member", "--role", "admin")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.NotContains(t, r.stderr, "warning")
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/nodekeys/nodekeys/accounts"
 	"github.com/nodekeys/nodekeys/gateway"
 	"github.com/nodekeys/nodekeys/state"
 	"github.com/nodekeys/nodekeys/verify"
@@ -230,6 +231,8 @@ func runGateway(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// zitadel's op logs only through slog.Default: route it to log.
+	slog.SetDefault(slog.New(accounts.LogHandler(log.Handler())))
 	// SIGTERM ends the start-up too (a provider or Redis that does not
 	// answer), not only the serving.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)

@@ -4,13 +4,16 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/nodekeys/nodekeys/authz"
 	"github.com/nodekeys/nodekeys/internal/atomicfile"
 	"github.com/nodekeys/nodekeys/state"
 	"github.com/nodekeys/nodekeys/tokens"
@@ -19,6 +22,38 @@ import (
 func tokenFileFlag() cli.Flag {
 	return &cli.StringFlag{Name: "file", Aliases: []string{"f"}, Value: "tokens.txt",
 		Usage: "the gateway's token `FILE` (its token_list setting)"}
+}
+
+// checkSecretOut refuses an --out file that exists, before the secret
+// (what, for the hint) is made. An empty out is stdout.
+func checkSecretOut(out, what string) error {
+	if out == "" {
+		return nil
+	}
+	if _, err := os.Lstat(out); err == nil {
+		return withHint(fmt.Errorf("refusing to overwrite %s", out), "name a new file: "+what+" is written once")
+	}
+	return nil
+}
+
+// writeSecretOut writes secret and a newline to out, mode 0600 whatever
+// the umask, never over a file that appeared since checkSecretOut.
+func writeSecretOut(out, secret string) error {
+	return atomicfile.Write(out, []byte(secret+"\n"), 0o600, false)
+}
+
+// warnUnknownRoles warns on stderr of each role the default policy
+// (authz.Default) does not grant: a typo would otherwise make an account
+// or token that every Control call refuses. A gateway with a policy: of
+// its own may grant it, so this is a warning, not an error.
+func warnUnknownRoles(c *cli.Context, roles ...string) {
+	known := slices.Sorted(maps.Keys(authz.Default().Roles))
+	for _, r := range roles {
+		if !slices.Contains(known, r) {
+			fmt.Fprintf(c.App.ErrWriter, "nodekeys: warning: role %q is not in the default policy (its roles: %s); "+
+				"only a gateway whose policy: names it grants it anything\n", r, strings.Join(known, ", "))
+		}
+	}
 }
 
 func tokenCommand() *cli.Command {
@@ -49,17 +84,16 @@ func tokenCommand() *cli.Command {
 					return usageErr("token new takes no arguments, got %q", c.Args().First())
 				}
 				out := c.String("out")
-				if out != "" {
-					if _, err := os.Lstat(out); err == nil {
-						return withHint(fmt.Errorf("refusing to overwrite %s", out), "name a new file: a token is written once")
-					}
+				if err := checkSecretOut(out, "a token"); err != nil {
+					return err
 				}
+				warnUnknownRoles(c, c.String("role"))
 				tok, e, err := tokens.New(c.String("file"), c.String("name"), c.String("role"))
 				if err != nil {
 					return err
 				}
 				if out != "" {
-					if err := atomicfile.Write(out, []byte(tok+"\n"), 0o600, false); err != nil {
+					if err := writeSecretOut(out, tok); err != nil {
 						return withHint(err, fmt.Sprintf("the token is lost; revoke it: nodekeys token revoke --file %s --name %s", c.String("file"), e.Name))
 					}
 					fmt.Fprintf(c.App.ErrWriter, "token %q (role %s, %s) added to %s; the token is in %s (0600) and shown nowhere else\n",
