@@ -219,8 +219,17 @@ func exportCompose(c *cli.Context) error {
 	up := fmt.Sprintf("docker compose -f compose.yml -f %s", composeFile)
 	fmt.Fprintf(w, "\nin Flower's framework/docker/complete/ (without with-tls.yml):\n")
 	if registration {
+		// The command runs in Flower's folder, not here: absolute paths.
+		ca, err := filepath.Abs(filepath.Join(c.String("certs-dir"), certs.CACertFile))
+		if err != nil {
+			return err
+		}
+		keysDir, err := filepath.Abs(c.String("keys-dir"))
+		if err != nil {
+			return err
+		}
 		fmt.Fprintf(w, "  %s up -d superlink\n", up)
-		fmt.Fprintf(w, "  nodekeys register --superlink 127.0.0.1:9093 --root-certificates %s --dir %s\n", filepath.Join(c.String("certs-dir"), certs.CACertFile), c.String("keys-dir"))
+		fmt.Fprintf(w, "  nodekeys register --superlink 127.0.0.1:9093 --root-certificates %s --dir %s\n", ca, keysDir)
 		fmt.Fprintf(w, "  %s up -d\n", up)
 	} else {
 		fmt.Fprintf(w, "  %s up -d\n", up)
