@@ -69,7 +69,9 @@ func controlConnTo(c *cli.Context, addr string) (*grpc.ClientConn, error) {
 }
 
 // withControl connects to the Control API as the flags say and runs fn
-// with a context that ends at --timeout or on SIGINT and SIGTERM.
+// with a context that ends at --timeout or on SIGINT and SIGTERM. A
+// Control API that cannot be reached is one "cannot reach" line, not
+// gRPC's status text.
 func withControl(c *cli.Context, fn func(ctx context.Context, conn *grpc.ClientConn) error) error {
 	conn, err := controlConn(c)
 	if err != nil {
@@ -78,6 +80,9 @@ func withControl(c *cli.Context, fn func(ctx context.Context, conn *grpc.ClientC
 	defer conn.Close()
 	ctx, cancel := withTimeout(c)
 	defer cancel()
+	if err := control.Reach(ctx, conn); err != nil {
+		return err
+	}
 	return fn(ctx, conn)
 }
 
@@ -125,11 +130,8 @@ func registerAction(c *cli.Context) error {
 	if len(want) == 0 {
 		return fmt.Errorf("no key to register: %s holds none of the keys", w.Allowlist)
 	}
+	// One line when the SuperLink cannot be reached, not one per key.
 	return withControl(c, func(ctx context.Context, conn *grpc.ClientConn) error {
-		// One line when the SuperLink cannot be reached, not one per key.
-		if err := control.Reach(ctx, conn); err != nil {
-			return err
-		}
 		res := supernodes.NewClient(conn).RegisterAll(ctx, want, supernodes.Options{Parallel: c.Int("parallel")})
 		return reportResult(c, res, nil)
 	})
@@ -262,6 +264,9 @@ func applyAction(c *cli.Context) error {
 	defer conn.Close()
 	ctx, cancel := withTimeout(c)
 	defer cancel()
+	if err := control.Reach(ctx, conn); err != nil {
+		return err
+	}
 	client := supernodes.NewClient(conn)
 	nodes, err := client.List(ctx)
 	if err != nil {
