@@ -16,6 +16,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/nodekeys/nodekeys/control"
 	"github.com/nodekeys/nodekeys/csvlist"
@@ -83,7 +85,21 @@ func withControl(c *cli.Context, fn func(ctx context.Context, conn *grpc.ClientC
 	if err := control.Reach(ctx, conn); err != nil {
 		return err
 	}
-	return fn(ctx, conn)
+	return loginHint(c, fn(ctx, conn))
+}
+
+// loginHint adds how to log in to err when the Control API refused a call
+// that carried no credentials: a gateway that wants an account login or a
+// machine token.
+func loginHint(c *cli.Context, err error) error {
+	if status.Code(err) != codes.Unauthenticated || scoped(c) || c.Command.Name == "login" {
+		return err
+	}
+	args := []string{"nodekeys", "login", "--superlink", c.String("superlink")}
+	if ca := c.String("root-certificates"); ca != "" {
+		args = append(args, "--root-certificates", ca)
+	}
+	return withHint(err, "log in with '"+shellJoin(args)+"' and pass --login-file, or use --token-file")
 }
 
 func withTimeout(c *cli.Context) (context.Context, context.CancelFunc) {
@@ -270,7 +286,7 @@ func applyAction(c *cli.Context) error {
 	client := supernodes.NewClient(conn)
 	nodes, err := client.List(ctx)
 	if err != nil {
-		return err
+		return loginHint(c, err)
 	}
 	plan := supernodes.MakePlan(nodes, want, c.Bool("prune"))
 	plan.Scoped = scoped(c)
@@ -447,6 +463,13 @@ func registerAgain(c *cli.Context, pub string) string {
 		}
 	}
 	args = append(args, pub)
+	return shellJoin(args)
+}
+
+// shellJoin is args as a POSIX shell command line, each word quoted when
+// it needs to be.
+func shellJoin(args []string) string {
+	args = append([]string(nil), args...)
 	for i, a := range args {
 		if a == "" || strings.ContainsFunc(a, func(r rune) bool { return !safeShell(r) }) {
 			args[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
