@@ -111,3 +111,23 @@ func TestTokenOut(t *testing.T) {
 	r = nk(t, dir, "", "token", "list", "--file", "tokens.txt")
 	assert.NotContains(t, r.stdout, "ci2", "nothing added when the file is in the way")
 }
+
+// export without certificates names the missing file, the flag that
+// points at them and the command that makes them; the hint's command
+// makes what export wants.
+func TestExportWithoutCertificates(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	require.Equal(t, 0, nk(t, dir, "", "keygen", "-q").code)
+	for _, kind := range []string{"k8s", "compose"} {
+		r := nk(t, dir, "", "export", kind)
+		assert.Equal(t, 1, r.code, kind)
+		assert.Equal(t, "nodekeys: error: certificates/ca.crt: no such file or directory\n"+
+			"hint: pass the certificate folder with --certs-dir, or make one: nodekeys certgen --out certificates\n", r.stderr, kind)
+	}
+	r := nk(t, dir, "", "export", "k8s", "--certs-dir", "my certs")
+	assert.Contains(t, r.stderr, "hint: pass the certificate folder with --certs-dir, or make one: nodekeys certgen --out 'my certs'\n")
+	require.Equal(t, 0, nk(t, dir, "", "certgen").code)
+	r = nk(t, dir, "", "export", "k8s")
+	assert.Equal(t, 0, r.code, r.stderr)
+}

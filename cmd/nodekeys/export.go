@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -78,7 +79,12 @@ func loadFederation(c *cli.Context, withCAKey bool) (*deploy.Federation, error) 
 			prefix = initPrefix
 		}
 	}
-	return deploy.Load(c.String("certs-dir"), c.String("keys-dir"), prefix, withCAKey)
+	f, err := deploy.Load(c.String("certs-dir"), c.String("keys-dir"), prefix, withCAKey)
+	var ce *deploy.CertFileError
+	if errors.As(err, &ce) && errors.Is(err, fs.ErrNotExist) {
+		return nil, withHint(err, "pass the certificate folder with --certs-dir, or make one: "+shellJoin([]string{"nodekeys", "certgen", "--out", c.String("certs-dir")}))
+	}
+	return f, err
 }
 
 // openOut makes the output folder (0700) and opens it.
