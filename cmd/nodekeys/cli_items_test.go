@@ -131,3 +131,21 @@ func TestExportWithoutCertificates(t *testing.T) {
 	r = nk(t, dir, "", "export", "k8s")
 	assert.Equal(t, 0, r.code, r.stderr)
 }
+
+// keygen --append says which pairs stay out of the allowlist, in
+// agreement with their number.
+func TestKeygenAppendNotInAllowlist(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	require.Equal(t, 0, nk(t, dir, "", "keygen", "-q", "--clients", "3").code)
+	r := nk(t, dir, "", "csv", "remove", "keys/client_public_keys.csv", "keys/client_credentials_1.pub")
+	require.Equal(t, 0, r.code, r.stderr)
+	r = nk(t, dir, "", "keygen", "-q", "--append", "--clients", "1")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Equal(t, "nodekeys: note: 1 key pair in keys is not in the allowlist, and stays out: keys/client_credentials_1.pub\n", r.stderr)
+	r = nk(t, dir, "", "csv", "remove", "keys/client_public_keys.csv", "keys/client_credentials_2.pub")
+	require.Equal(t, 0, r.code, r.stderr)
+	r = nk(t, dir, "", "keygen", "-q", "--append", "--clients", "1")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Equal(t, "nodekeys: note: 2 key pairs in keys are not in the allowlist, and stay out: keys/client_credentials_1.pub, keys/client_credentials_2.pub\n", r.stderr)
+}

@@ -120,8 +120,8 @@ func keygenAction(c *cli.Context) error {
 		fmt.Fprintf(stderr, "nodekeys: warning: %d %s left the allowlist: %s\n", n, plural(n, "key", "keys"), strings.Join(res.Dropped, ", "))
 	}
 	if n := len(res.NotInCSV); n > 0 {
-		fmt.Fprintf(stderr, "nodekeys: note: %d key %s in %s %s not in the allowlist, and stay out: %s\n",
-			n, plural(n, "pair", "pairs"), res.Dir, plural(n, "is", "are"), strings.Join(res.NotInCSV, ", "))
+		fmt.Fprintf(stderr, "nodekeys: note: %d key %s in %s %s not in the allowlist, and %s out: %s\n",
+			n, plural(n, "pair", "pairs"), res.Dir, plural(n, "is", "are"), plural(n, "stays", "stay"), strings.Join(res.NotInCSV, ", "))
 	}
 	out := c.App.Writer
 	switch {
