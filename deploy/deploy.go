@@ -6,7 +6,9 @@
 package deploy
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -41,24 +43,50 @@ type Federation struct {
 	certsDir, keysDir, pre string
 }
 
+// CertFileError is a file of the certificate folder that cannot be read.
+type CertFileError struct {
+	Path string
+	Err  error
+}
+
+// Error names the file first: "certificates/ca.crt: no such file or
+// directory".
+func (e *CertFileError) Error() string {
+	var pe *fs.PathError
+	if errors.As(e.Err, &pe) && pe.Path == e.Path {
+		return e.Path + ": " + pe.Err.Error()
+	}
+	return e.Err.Error() // safefile's other errors name the file already
+}
+
+func (e *CertFileError) Unwrap() error { return e.Err }
+
 // Load reads the certificates in certsDir and the PREFIX_N pairs in
 // keysDir, checking that each private key parses and matches its .pub.
 // withCAKey also reads the CA's key, for an Issuer.
 func Load(certsDir, keysDir, prefix string, withCAKey bool) (*Federation, error) {
 	f := &Federation{certsDir: certsDir, keysDir: keysDir, pre: prefix}
 	read := func(name string, dst *[]byte) error {
-		b, err := safefile.ReadRegular(filepath.Join(certsDir, name), 1<<20)
+		p := filepath.Join(certsDir, name)
+		b, err := safefile.ReadRegular(p, 1<<20)
 		*dst = b
-		return err
+		if err != nil {
+			return &CertFileError{Path: p, Err: err}
+		}
+		return nil
 	}
-	for name, dst := range map[string]*[]byte{certs.CACertFile: &f.CACert, certs.ServerCertFile: &f.ServerCert, certs.ServerKeyFile: &f.ServerKey} {
-		if err := read(name, dst); err != nil {
-			return nil, fmt.Errorf("deploy: %w", err)
+	// In order: the first missing file is named, the same each run.
+	for _, file := range []struct {
+		name string
+		dst  *[]byte
+	}{{certs.CACertFile, &f.CACert}, {certs.ServerCertFile, &f.ServerCert}, {certs.ServerKeyFile, &f.ServerKey}} {
+		if err := read(file.name, file.dst); err != nil {
+			return nil, err
 		}
 	}
 	if withCAKey {
 		if err := read(certs.CAKeyFile, &f.CAKey); err != nil {
-			return nil, fmt.Errorf("deploy: the CA key, for the Issuer: %w", err)
+			return nil, fmt.Errorf("the CA key, for the Issuer: %w", err)
 		}
 	}
 	cert, err := certs.ParseCertificate(f.ServerCert)

@@ -180,6 +180,7 @@ type files struct {
 	certPub []crypto.PublicKey // the public keys of every certificate read
 	servers []certFile
 	tlsKeys map[string]crypto.PublicKey // path -> public key of a TLS key file
+	folders map[string]bool             // the folders of private keys whose mode is checked
 }
 
 func (d *files) add(check string, sev Severity, file, problem, fix string) {
@@ -270,8 +271,23 @@ func (d *files) mode(path string, private bool) {
 	case perm&0o044 != 0:
 		d.add("file-mode", Warning, path, fmt.Sprintf("others can read this private key (mode %04o)", perm), "chmod 600 "+path)
 	}
-	if dfi, err := os.Stat(filepath.Dir(path)); err == nil && dfi.Mode().Perm()&0o022 != 0 {
-		d.add("file-mode", Error, filepath.Dir(path), fmt.Sprintf("others can write to the folder of a private key (mode %04o): they can replace the key", dfi.Mode().Perm()), "chmod go-w "+filepath.Dir(path))
+	dir := filepath.Dir(path)
+	if d.folders[dir] {
+		return // said once per folder, not once per key
+	}
+	dfi, err := os.Stat(dir)
+	if err != nil {
+		return
+	}
+	if d.folders == nil {
+		d.folders = map[string]bool{}
+	}
+	d.folders[dir] = true
+	switch perm := dfi.Mode().Perm(); {
+	case perm&0o022 != 0:
+		d.add("file-mode", Error, dir, fmt.Sprintf("others can write to the folder of a private key (mode %04o): they can replace the key", perm), "chmod 700 "+dir)
+	case perm&0o077 != 0:
+		d.add("file-mode", Warning, dir, fmt.Sprintf("others can list the folder of a private key (mode %04o); nodekeys makes it 0700", perm), "chmod 700 "+dir)
 	}
 }
 

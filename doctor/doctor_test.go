@@ -252,6 +252,7 @@ func TestFilesSaysWhatItChecked(t *testing.T) {
 // judged within its validity.
 func TestExpiredCertificateIsSaidOnce(t *testing.T) {
 	dir := t.TempDir()
+	require.NoError(t, os.Chmod(dir, 0o700)) // as certgen makes it: no file-mode finding
 	_, err := certs.Write(certs.Options{Dir: dir, Days: 10, Now: time.Now().AddDate(0, 0, -100)})
 	require.NoError(t, err)
 	rep := doctor.Files([]string{dir}, nil, "", time.Now())

@@ -54,6 +54,10 @@ type File struct {
 	Certs       []Cert   `json:"certificates,omitempty"`
 	Keys        *int     `json:"keys,omitempty"`
 	Matches     []string `json:"matches,omitempty"`
+	// ListedIn and NotListedIn are the allowlists inspected with a key
+	// that hold it and that do not.
+	ListedIn    []string `json:"listed_in,omitempty"`
+	NotListedIn []string `json:"not_listed_in,omitempty"`
 	ChainsTo    string   `json:"chains_to,omitempty"`
 	// Errors are what is wrong with a file that was understood: an
 	// expired or not yet valid certificate, an allowlist Flower fails on.
@@ -383,7 +387,8 @@ func finishCerts(f *File) {
 }
 
 // MatchKeys pairs the files whose public keys are the same: a private key
-// and its certificate or its .pub.
+// and its certificate or its .pub; and says of each key, private or
+// public, whether each allowlist among files holds it.
 func MatchKeys(files []*File) {
 	for a, x := range files {
 		if x.pub == nil {
@@ -394,8 +399,26 @@ func MatchKeys(files []*File) {
 				continue
 			}
 			if samePublicKey(x.pub, y.pub) {
-				x.Matches = append(x.Matches, y.File)
-				y.Matches = append(y.Matches, x.File)
+				// Inspect has matched a private key with its .pub already.
+				if !slices.Contains(x.Matches, y.File) {
+					x.Matches = append(x.Matches, y.File)
+				}
+				if !slices.Contains(y.Matches, x.File) {
+					y.Matches = append(y.Matches, x.File)
+				}
+			}
+		}
+		if x.class != classPrivate && x.class != classPublic {
+			continue
+		}
+		for _, l := range files {
+			if l.class != classAllowlist || l.list == nil || l.Error != "" {
+				continue
+			}
+			if slices.ContainsFunc(l.list.Keys(), func(k *keys.PublicKey) bool { return samePublicKey(x.pub, k.Key) }) {
+				x.ListedIn = append(x.ListedIn, l.File)
+			} else {
+				x.NotListedIn = append(x.NotListedIn, l.File)
 			}
 		}
 	}

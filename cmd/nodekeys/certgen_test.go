@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -100,6 +101,30 @@ func TestInspectKeysAndCSV(t *testing.T) {
 	require.NotNil(t, got[2].Keys)
 	assert.Equal(t, 2, *got[2].Keys)
 	assert.NotContains(t, r.stdout, "OPENSSH PRIVATE KEY", "no key material in the output")
+
+	// A key and its .pub match once; an allowlist named beside keys says
+	// of each whether it holds it.
+	require.Equal(t, 0, nk(t, dir, "", "keygen", "-q", "--clients", "3", "--out", "k3").code)
+	r = nk(t, dir, "", "csv", "remove", "k3/client_public_keys.csv", "k3/client_credentials_2.pub")
+	require.Equal(t, 0, r.code, r.stderr)
+	r = nk(t, dir, "", "inspect", "k3/client_credentials_1", "k3/client_credentials_1.pub", "k3/client_credentials_2.pub", "k3/client_public_keys.csv")
+	require.Equal(t, 0, r.code, r.stderr)
+	fp := func(n string) string {
+		return regexp.MustCompile(`(?m)^k3/client_credentials_` + n + `\.pub: [^\n]*\n  fingerprint: +(\S+)`).FindStringSubmatch(r.stdout)[1]
+	}
+	assert.Equal(t, "k3/client_credentials_1: OpenSSH private key, ECDSA P-384\n"+
+		"  fingerprint: "+fp("1")+"\n"+
+		"  matches:     k3/client_credentials_1.pub\n"+
+		"  listed in:   k3/client_public_keys.csv\n"+
+		"k3/client_credentials_1.pub: OpenSSH public key, ECDSA P-384\n"+
+		"  fingerprint: "+fp("1")+"\n"+
+		"  matches:     k3/client_credentials_1\n"+
+		"  listed in:   k3/client_public_keys.csv\n"+
+		"k3/client_credentials_2.pub: OpenSSH public key, ECDSA P-384\n"+
+		"  fingerprint: "+fp("2")+"\n"+
+		"  NOT listed in: k3/client_public_keys.csv\n"+
+		"k3/client_public_keys.csv: Flower allowlist CSV\n"+
+		"  keys:        2\n", r.stdout)
 
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "junk"), []byte("\x00\x01"), 0o644))
 	r = nk(t, dir, "", "inspect", "junk", "missing", "keys")

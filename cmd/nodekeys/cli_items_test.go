@@ -152,3 +152,41 @@ func TestUnknownRoleWarns(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.NotContains(t, r.stderr, "warning")
 }
+
+// export without certificates names the missing file, the flag that
+// points at them and the command that makes them; the hint's command
+// makes what export wants.
+func TestExportWithoutCertificates(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	require.Equal(t, 0, nk(t, dir, "", "keygen", "-q").code)
+	for _, kind := range []string{"k8s", "compose"} {
+		r := nk(t, dir, "", "export", kind)
+		assert.Equal(t, 1, r.code, kind)
+		assert.Equal(t, "nodekeys: error: certificates/ca.crt: no such file or directory\n"+
+			"hint: pass the certificate folder with --certs-dir, or make one: nodekeys certgen --out certificates\n", r.stderr, kind)
+	}
+	r := nk(t, dir, "", "export", "k8s", "--certs-dir", "my certs")
+	assert.Contains(t, r.stderr, "hint: pass the certificate folder with --certs-dir, or make one: nodekeys certgen --out 'my certs'\n")
+	require.Equal(t, 0, nk(t, dir, "", "certgen").code)
+	r = nk(t, dir, "", "export", "k8s")
+	assert.Equal(t, 0, r.code, r.stderr)
+}
+
+// keygen --append says which pairs stay out of the allowlist, in
+// agreement with their number.
+func TestKeygenAppendNotInAllowlist(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	require.Equal(t, 0, nk(t, dir, "", "keygen", "-q", "--clients", "3").code)
+	r := nk(t, dir, "", "csv", "remove", "keys/client_public_keys.csv", "keys/client_credentials_1.pub")
+	require.Equal(t, 0, r.code, r.stderr)
+	r = nk(t, dir, "", "keygen", "-q", "--append", "--clients", "1")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Equal(t, "nodekeys: note: 1 key pair in keys is not in the allowlist, and stays out: keys/client_credentials_1.pub\n", r.stderr)
+	r = nk(t, dir, "", "csv", "remove", "keys/client_public_keys.csv", "keys/client_credentials_2.pub")
+	require.Equal(t, 0, r.code, r.stderr)
+	r = nk(t, dir, "", "keygen", "-q", "--append", "--clients", "1")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Equal(t, "nodekeys: note: 2 key pairs in keys are not in the allowlist, and stay out: keys/client_credentials_1.pub, keys/client_credentials_2.pub\n", r.stderr)
+}

@@ -128,3 +128,24 @@ func TestCertificateOutOfItsValidity(t *testing.T) {
 	assert.NotContains(t, r.stdout, "chain")
 	assert.Equal(t, 2, strings.Count(r.stdout, "error "), r.stdout)
 }
+
+// A key folder others can list is flagged, once, beside its keys, with
+// the mode nodekeys gives it; a folder others can write to is an error,
+// once however many keys it holds.
+func TestDoctorKeyFolderMode(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	require.Equal(t, 0, nk(t, dir, "", "init", "-q").code)
+	require.NoError(t, os.Chmod(filepath.Join(dir, "keys"), 0o755))
+	require.NoError(t, os.Chmod(filepath.Join(dir, "keys/supernode_credentials_1"), 0o644))
+	require.NoError(t, os.Chmod(filepath.Join(dir, "certificates"), 0o777))
+	r := nk(t, dir, "", "doctor", "keys", "certificates")
+	assert.Equal(t, 1, r.code, r.stderr)
+	assert.Equal(t, "error   certificates: others can write to the folder of a private key (mode 0777): they can replace the key\n"+
+		"        fix: chmod 700 certificates\n"+
+		"warning keys: others can list the folder of a private key (mode 0755); nodekeys makes it 0700\n"+
+		"        fix: chmod 700 keys\n"+
+		"warning keys/supernode_credentials_1: others can read this private key (mode 0644)\n"+
+		"        fix: chmod 600 keys/supernode_credentials_1\n"+
+		"checked: 2 SuperNode keys, 2 public keys, 1 allowlist, 2 certificates, 2 TLS keys\n", r.stdout)
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -78,7 +79,12 @@ func loadFederation(c *cli.Context, withCAKey bool) (*deploy.Federation, error) 
 			prefix = initPrefix
 		}
 	}
-	return deploy.Load(c.String("certs-dir"), c.String("keys-dir"), prefix, withCAKey)
+	f, err := deploy.Load(c.String("certs-dir"), c.String("keys-dir"), prefix, withCAKey)
+	var ce *deploy.CertFileError
+	if errors.As(err, &ce) && errors.Is(err, fs.ErrNotExist) {
+		return nil, withHint(err, "pass the certificate folder with --certs-dir, or make one: "+shellJoin([]string{"nodekeys", "certgen", "--out", c.String("certs-dir")}))
+	}
+	return f, err
 }
 
 // openOut makes the output folder (0700) and opens it.
@@ -219,8 +225,17 @@ func exportCompose(c *cli.Context) error {
 	up := fmt.Sprintf("docker compose -f compose.yml -f %s", composeFile)
 	fmt.Fprintf(w, "\nin Flower's framework/docker/complete/ (without with-tls.yml):\n")
 	if registration {
+		// The command runs in Flower's folder, not here: absolute paths.
+		ca, err := filepath.Abs(filepath.Join(c.String("certs-dir"), certs.CACertFile))
+		if err != nil {
+			return err
+		}
+		keysDir, err := filepath.Abs(c.String("keys-dir"))
+		if err != nil {
+			return err
+		}
 		fmt.Fprintf(w, "  %s up -d superlink\n", up)
-		fmt.Fprintf(w, "  nodekeys register --superlink 127.0.0.1:9093 --root-certificates %s --dir %s\n", filepath.Join(c.String("certs-dir"), certs.CACertFile), c.String("keys-dir"))
+		fmt.Fprintf(w, "  nodekeys register --superlink 127.0.0.1:9093 --root-certificates %s --dir %s\n", ca, keysDir)
 		fmt.Fprintf(w, "  %s up -d\n", up)
 	} else {
 		fmt.Fprintf(w, "  %s up -d\n", up)

@@ -159,7 +159,8 @@ func TestExportComposeDeploys(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stderr)
 	m := regexp.MustCompile(`(?m)^  docker compose -f compose.yml -f (\S+) up -d$`).FindStringSubmatch(r.stdout)
 	require.NotNil(t, m, r.stdout)
-	assert.Contains(t, r.stdout, "nodekeys register --superlink 127.0.0.1:9093 --root-certificates certificates/ca.crt --dir keys\n")
+	assert.Contains(t, r.stdout, "nodekeys register --superlink 127.0.0.1:9093 --root-certificates "+
+		filepath.Join(dir, "certificates/ca.crt")+" --dir "+filepath.Join(dir, "keys")+"\n", "absolute: it runs in Flower's folder")
 	p := composetest.Load(t, filepath.Join(complete, "compose.yml"), m[1])
 	keys := composetest.Check(t, p, composetest.Want{Nodes: 3, Registration: true, CACert: filepath.Join(dir, "certificates/ca.crt")})
 	for _, f := range []string{keys["supernode-3"], filepath.Join(dir, "compose/secrets/server.key")} {

@@ -117,6 +117,12 @@ func printInspected(out, errw io.Writer, i *doctor.File) {
 	for _, m := range i.Matches {
 		line("  ", "matches", m)
 	}
+	for _, l := range i.ListedIn {
+		line("  ", "listed in", l)
+	}
+	for _, l := range i.NotListedIn {
+		line("  ", "NOT listed in", l)
+	}
 	if i.ChainsTo != "" {
 		line("  ", "chains to", i.ChainsTo)
 	}

@@ -53,8 +53,10 @@ func keygenAction(c *cli.Context) error {
 		return usageErr("keygen takes no arguments, got %q", c.Args().First())
 	}
 	n := c.Int("clients")
-	if n < 0 || n > maxClients {
-		return usageErr("--clients must be between 0 and %d, got %d", maxClients, n)
+	if n < 1 || n > maxClients {
+		// No pair would be an empty allowlist, which csv check rejects.
+		return &cliError{err: fmt.Errorf("--clients must be between 1 and %d, got %d", maxClients, n), code: exitUsage,
+			hint: "--clients N writes N SuperNode key pairs and their allowlist (default 2)"}
 	}
 	if c.Bool("append") && c.Bool("force") {
 		return usageErr("--append and --force do not go together: --append never replaces a key")
@@ -118,8 +120,8 @@ func keygenAction(c *cli.Context) error {
 		fmt.Fprintf(stderr, "nodekeys: warning: %d %s left the allowlist: %s\n", n, plural(n, "key", "keys"), strings.Join(res.Dropped, ", "))
 	}
 	if n := len(res.NotInCSV); n > 0 {
-		fmt.Fprintf(stderr, "nodekeys: note: %d key %s in %s %s not in the allowlist, and stay out: %s\n",
-			n, plural(n, "pair", "pairs"), res.Dir, plural(n, "is", "are"), strings.Join(res.NotInCSV, ", "))
+		fmt.Fprintf(stderr, "nodekeys: note: %d key %s in %s %s not in the allowlist, and %s out: %s\n",
+			n, plural(n, "pair", "pairs"), res.Dir, plural(n, "is", "are"), plural(n, "stays", "stay"), strings.Join(res.NotInCSV, ", "))
 	}
 	out := c.App.Writer
 	switch {

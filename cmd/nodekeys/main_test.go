@@ -166,7 +166,8 @@ func TestKeygenUsageErrors(t *testing.T) {
 	}{
 		{[]string{"keygen", "--bogus"}, "nodekeys: error: flag provided but not defined: -bogus\nhint: run 'nodekeys keygen --help'\n"},
 		{[]string{"keygen", "--clients", "x"}, "nodekeys: error: invalid value \"x\" for flag -clients: parse error\nhint: run 'nodekeys keygen --help'\n"},
-		{[]string{"keygen", "--clients", "-1"}, "nodekeys: error: --clients must be between 0 and 1000000, got -1\nhint: run 'nodekeys keygen --help'\n"},
+		{[]string{"keygen", "--clients", "-1"}, "nodekeys: error: --clients must be between 1 and 1000000, got -1\nhint: --clients N writes N SuperNode key pairs and their allowlist (default 2)\n"},
+		{[]string{"keygen", "--clients", "0"}, "nodekeys: error: --clients must be between 1 and 1000000, got 0\nhint: --clients N writes N SuperNode key pairs and their allowlist (default 2)\n"},
 		{[]string{"keygen", "--seed", "zz"}, "nodekeys: error: the seed must be hexadecimal: encoding/hex: invalid byte: U+007A 'z'\nhint: run 'nodekeys keygen --help'\n"},
 		{[]string{"keygen", "--seed", "00ff"}, "nodekeys: error: the seed must be at least 16 bytes (32 hex digits), got 2 bytes\nhint: run 'nodekeys keygen --help'\n"},
 		{[]string{"keygen", "--append", "--force"}, "nodekeys: error: --append and --force do not go together: --append never replaces a key\nhint: run 'nodekeys keygen --help'\n"},

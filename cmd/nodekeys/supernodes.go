@@ -16,6 +16,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/nodekeys/nodekeys/control"
 	"github.com/nodekeys/nodekeys/csvlist"
@@ -69,7 +71,9 @@ func controlConnTo(c *cli.Context, addr string) (*grpc.ClientConn, error) {
 }
 
 // withControl connects to the Control API as the flags say and runs fn
-// with a context that ends at --timeout or on SIGINT and SIGTERM.
+// with a context that ends at --timeout or on SIGINT and SIGTERM. A
+// Control API that cannot be reached is one "cannot reach" line, not
+// gRPC's status text.
 func withControl(c *cli.Context, fn func(ctx context.Context, conn *grpc.ClientConn) error) error {
 	conn, err := controlConn(c)
 	if err != nil {
@@ -78,7 +82,24 @@ func withControl(c *cli.Context, fn func(ctx context.Context, conn *grpc.ClientC
 	defer conn.Close()
 	ctx, cancel := withTimeout(c)
 	defer cancel()
-	return fn(ctx, conn)
+	if err := control.Reach(ctx, conn); err != nil {
+		return err
+	}
+	return loginHint(c, fn(ctx, conn))
+}
+
+// loginHint adds how to log in to err when the Control API refused a call
+// that carried no credentials: a gateway that wants an account login or a
+// machine token.
+func loginHint(c *cli.Context, err error) error {
+	if status.Code(err) != codes.Unauthenticated || scoped(c) || c.Command.Name == "login" {
+		return err
+	}
+	args := []string{"nodekeys", "login", "--superlink", c.String("superlink")}
+	if ca := c.String("root-certificates"); ca != "" {
+		args = append(args, "--root-certificates", ca)
+	}
+	return withHint(err, "log in with '"+shellJoin(args)+"' and pass --login-file, or use --token-file")
 }
 
 func withTimeout(c *cli.Context) (context.Context, context.CancelFunc) {
@@ -125,11 +146,8 @@ func registerAction(c *cli.Context) error {
 	if len(want) == 0 {
 		return fmt.Errorf("no key to register: %s holds none of the keys", w.Allowlist)
 	}
+	// One line when the SuperLink cannot be reached, not one per key.
 	return withControl(c, func(ctx context.Context, conn *grpc.ClientConn) error {
-		// One line when the SuperLink cannot be reached, not one per key.
-		if err := control.Reach(ctx, conn); err != nil {
-			return err
-		}
 		res := supernodes.NewClient(conn).RegisterAll(ctx, want, supernodes.Options{Parallel: c.Int("parallel")})
 		return reportResult(c, res, nil)
 	})
@@ -262,10 +280,13 @@ func applyAction(c *cli.Context) error {
 	defer conn.Close()
 	ctx, cancel := withTimeout(c)
 	defer cancel()
+	if err := control.Reach(ctx, conn); err != nil {
+		return err
+	}
 	client := supernodes.NewClient(conn)
 	nodes, err := client.List(ctx)
 	if err != nil {
-		return err
+		return loginHint(c, err)
 	}
 	plan := supernodes.MakePlan(nodes, want, c.Bool("prune"))
 	plan.Scoped = scoped(c)
@@ -442,6 +463,13 @@ func registerAgain(c *cli.Context, pub string) string {
 		}
 	}
 	args = append(args, pub)
+	return shellJoin(args)
+}
+
+// shellJoin is args as a POSIX shell command line, each word quoted when
+// it needs to be.
+func shellJoin(args []string) string {
+	args = append([]string(nil), args...)
 	for i, a := range args {
 		if a == "" || strings.ContainsFunc(a, func(r rune) bool { return !safeShell(r) }) {
 			args[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"

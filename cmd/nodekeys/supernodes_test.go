@@ -122,6 +122,11 @@ func TestRegistrationFailures(t *testing.T) {
 	assert.Equal(t, 1, r.code)
 	assert.Equal(t, "nodekeys: error: cannot reach "+gone+": connect: connection refused\n", r.stderr)
 	assert.Empty(t, r.stdout, "no line per key")
+	for _, args := range [][]string{{"nodes"}, {"apply", "--dir", "keys"}, {"login", "--out", "login.json"}} {
+		r = nk(t, dir, "", append(args, "--superlink", gone, "--insecure", "--timeout", "5s")...)
+		assert.Equal(t, 1, r.code, args)
+		assert.Equal(t, "nodekeys: error: cannot reach "+gone+": connect: connection refused\n", r.stderr, args)
+	}
 
 	up, err := standin.Listen()
 	require.NoError(t, err)
