@@ -18,7 +18,7 @@ import (
 	"github.com/nodekeys/nodekeys/certs"
 	"github.com/nodekeys/nodekeys/internal/safefile"
 	"github.com/nodekeys/nodekeys/keys"
-	"github.com/nodekeys/nodekeys/keys/keyset"
+	"github.com/nodekeys/nodekeys/keyset"
 )
 
 // Node is one SuperNode's key pair.

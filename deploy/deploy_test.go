@@ -24,7 +24,7 @@ import (
 	"github.com/nodekeys/nodekeys/internal/composetest"
 	"github.com/nodekeys/nodekeys/internal/k8stest"
 	"github.com/nodekeys/nodekeys/internal/peer"
-	"github.com/nodekeys/nodekeys/keys/keyset"
+	"github.com/nodekeys/nodekeys/keyset"
 )
 
 func federation(t *testing.T, n int) (string, *certs.Result, *keyset.Result) {

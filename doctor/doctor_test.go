@@ -20,7 +20,7 @@ import (
 	"github.com/nodekeys/nodekeys/doctor"
 	"github.com/nodekeys/nodekeys/internal/peer"
 	"github.com/nodekeys/nodekeys/internal/standin"
-	"github.com/nodekeys/nodekeys/keys/keyset"
+	"github.com/nodekeys/nodekeys/keyset"
 )
 
 type fed struct {

@@ -37,7 +37,7 @@ import (
 	"github.com/nodekeys/nodekeys/internal/standin"
 	"github.com/nodekeys/nodekeys/internal/syncbuf"
 	"github.com/nodekeys/nodekeys/keys"
-	"github.com/nodekeys/nodekeys/keys/keyset"
+	"github.com/nodekeys/nodekeys/keyset"
 	"github.com/nodekeys/nodekeys/sign"
 	"github.com/nodekeys/nodekeys/state"
 )

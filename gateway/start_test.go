@@ -18,7 +18,7 @@ import (
 	"github.com/nodekeys/nodekeys/certs"
 	"github.com/nodekeys/nodekeys/gateway"
 	"github.com/nodekeys/nodekeys/internal/redistest"
-	"github.com/nodekeys/nodekeys/keys/keyset"
+	"github.com/nodekeys/nodekeys/keyset"
 	"github.com/nodekeys/nodekeys/oidcauth"
 	"github.com/nodekeys/nodekeys/state/redisstate"
 )

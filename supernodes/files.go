@@ -16,7 +16,7 @@ import (
 	"github.com/nodekeys/nodekeys/internal/atomicfile"
 	"github.com/nodekeys/nodekeys/internal/safefile"
 	"github.com/nodekeys/nodekeys/keys"
-	"github.com/nodekeys/nodekeys/keys/keyset"
+	"github.com/nodekeys/nodekeys/keyset"
 )
 
 // ReadWant reads the wanted keys: .pub files, an allowlist CSV, and every

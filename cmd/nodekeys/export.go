@@ -13,7 +13,7 @@ import (
 	"github.com/nodekeys/nodekeys/certs"
 	"github.com/nodekeys/nodekeys/deploy"
 	"github.com/nodekeys/nodekeys/internal/atomicfile"
-	"github.com/nodekeys/nodekeys/keys/keyset"
+	"github.com/nodekeys/nodekeys/keyset"
 )
 
 func exportFlags(out string) []cli.Flag {

@@ -19,7 +19,7 @@ import (
 	"github.com/nodekeys/nodekeys/accounts"
 	"github.com/nodekeys/nodekeys/certs"
 	"github.com/nodekeys/nodekeys/gateway"
-	"github.com/nodekeys/nodekeys/keys/keyset"
+	"github.com/nodekeys/nodekeys/keyset"
 	"github.com/nodekeys/nodekeys/state"
 )
 

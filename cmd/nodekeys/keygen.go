@@ -18,7 +18,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/nodekeys/nodekeys/keys"
-	"github.com/nodekeys/nodekeys/keys/keyset"
+	"github.com/nodekeys/nodekeys/keyset"
 	"github.com/nodekeys/nodekeys/supernodes"
 )
 

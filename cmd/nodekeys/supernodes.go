@@ -23,7 +23,7 @@ import (
 	"github.com/nodekeys/nodekeys/csvlist"
 	"github.com/nodekeys/nodekeys/internal/atomicfile"
 	"github.com/nodekeys/nodekeys/keys"
-	"github.com/nodekeys/nodekeys/keys/keyset"
+	"github.com/nodekeys/nodekeys/keyset"
 	"github.com/nodekeys/nodekeys/supernodes"
 )
 

@@ -18,7 +18,7 @@ import (
 
 	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/nodekeys/nodekeys/internal/standin"
-	"github.com/nodekeys/nodekeys/keys/keyset"
+	"github.com/nodekeys/nodekeys/keyset"
 	"github.com/nodekeys/nodekeys/sign"
 	"github.com/nodekeys/nodekeys/state/redisstate"
 	"github.com/nodekeys/nodekeys/verify/replay"

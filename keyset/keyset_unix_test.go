@@ -14,7 +14,7 @@ import (
 
 	"github.com/nodekeys/nodekeys/csvlist"
 	"github.com/nodekeys/nodekeys/keys"
-	"github.com/nodekeys/nodekeys/keys/keyset"
+	"github.com/nodekeys/nodekeys/keyset"
 )
 
 func TestWriteDefaults(t *testing.T) {

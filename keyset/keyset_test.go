@@ -15,7 +15,7 @@ import (
 
 	"github.com/nodekeys/nodekeys/csvlist"
 	"github.com/nodekeys/nodekeys/keys"
-	"github.com/nodekeys/nodekeys/keys/keyset"
+	"github.com/nodekeys/nodekeys/keyset"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
