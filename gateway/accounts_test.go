@@ -24,7 +24,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/nodekeys/nodekeys/accounts"
-	"github.com/nodekeys/nodekeys/flwrlogin"
+	"github.com/nodekeys/nodekeys/control"
 	"github.com/nodekeys/nodekeys/gateway"
 	"github.com/nodekeys/nodekeys/internal/accountstest"
 	"github.com/nodekeys/nodekeys/internal/flwrpb"
@@ -54,12 +54,12 @@ func accountFile(t *testing.T) (file, ciSecret string) {
 // accountsLogin runs flwr login's device flow through the gateway's
 // Control API, signing in at the gateway's own page as name; rewrite, if
 // not nil, changes the address the browser opens (another replica).
-func accountsLogin(t *testing.T, r *rig, name, password string, rewrite func(string) string) *flwrlogin.Tokens {
+func accountsLogin(t *testing.T, r *rig, name, password string, rewrite func(string) string) *control.Tokens {
 	t.Helper()
 	b := accountstest.NewBrowser(&http.Transport{TLSClientConfig: &tls.Config{RootCAs: r.caPool}})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	tok, err := flwrlogin.Login(ctx, r.dialProto(t, r.control, nil), func(uri string, expires time.Duration) {
+	tok, err := control.Login(ctx, r.dialProto(t, r.control, nil), func(uri string, expires time.Duration) {
 		assert.True(t, strings.HasPrefix(uri, r.cfg.Accounts.Issuer+"/device?user_code="), uri)
 		assert.Equal(t, accounts.DefaultDeviceCodeLifetime, expires)
 		if rewrite != nil {
@@ -247,7 +247,7 @@ func TestAccountsSharedByReplicas(t *testing.T) {
 	browser := accountstest.NewBrowser(&http.Transport{TLSClientConfig: &tls.Config{RootCAs: a.caPool}})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	_, err = flwrlogin.Login(ctx, a.dialProto(t, a.control, nil), func(uri string, _ time.Duration) {
+	_, err = control.Login(ctx, a.dialProto(t, a.control, nil), func(uri string, _ time.Duration) {
 		for range accounts.FreeAccountFailures {
 			assert.Equal(t, http.StatusUnauthorized, browser.SignIn(t, uri, "bob", "a guess", "").Status)
 		}

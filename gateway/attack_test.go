@@ -21,7 +21,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/nodekeys/nodekeys/flwrlogin"
+	"github.com/nodekeys/nodekeys/control"
 	"github.com/nodekeys/nodekeys/gateway"
 	"github.com/nodekeys/nodekeys/internal/flwrpb"
 	"github.com/nodekeys/nodekeys/internal/oidctest"
@@ -310,7 +310,7 @@ func hostileCalls(t *testing.T, p *oidctest.Provider) {
 	c := r.dialProto(t, r.control, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	tok, err := flwrlogin.Login(ctx, c, func(uri string, _ time.Duration) { p.CompleteDeviceLogin(t, uri, "bob") })
+	tok, err := control.Login(ctx, c, func(uri string, _ time.Duration) { p.CompleteDeviceLogin(t, uri, "bob") })
 	require.NoError(t, err)
 	_, err = listRuns(r.dial(t, r.control, nil), gateway.HeaderAccessToken, tok.Access)
 	require.NoError(t, err)

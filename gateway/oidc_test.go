@@ -24,7 +24,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/nodekeys/nodekeys/authz"
-	"github.com/nodekeys/nodekeys/flwrlogin"
+	"github.com/nodekeys/nodekeys/control"
 	"github.com/nodekeys/nodekeys/gateway"
 	"github.com/nodekeys/nodekeys/internal/flwrpb"
 	"github.com/nodekeys/nodekeys/internal/oidctest"
@@ -44,13 +44,13 @@ func oidcConfig(t *testing.T, p *oidctest.Provider) *oidcauth.Config {
 
 // login runs flwr login's device flow through the gateway, completing the
 // sign-in at the provider's own pages as account.
-func login(t *testing.T, r *rig, p *oidctest.Provider, account string) *flwrlogin.Tokens {
+func login(t *testing.T, r *rig, p *oidctest.Provider, account string) *control.Tokens {
 	t.Helper()
 	c := r.dialProto(t, r.control, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// The sign-in finishes before the first poll, as a quick user's would.
-	tok, err := flwrlogin.Login(ctx, c, func(uri string, _ time.Duration) {
+	tok, err := control.Login(ctx, c, func(uri string, _ time.Duration) {
 		p.CompleteDeviceLogin(t, uri, account)
 	})
 	require.NoError(t, err)
@@ -58,7 +58,7 @@ func login(t *testing.T, r *rig, p *oidctest.Provider, account string) *flwrlogi
 }
 
 // dialProto dials with the proto codec (for the login methods).
-func (r *rig) dialProto(t *testing.T, addr string, creds *flwrlogin.Credentials) *grpc.ClientConn {
+func (r *rig) dialProto(t *testing.T, addr string, creds *control.Credentials) *grpc.ClientConn {
 	t.Helper()
 	opts := []grpc.DialOption{grpc.WithTransportCredentials(tlsCreds(r))}
 	if creds != nil {
@@ -176,7 +176,7 @@ func TestAccountLoginWithARealProvider(t *testing.T) {
 	p.Stop()
 	_, err = listRuns(raw, gateway.HeaderAccessToken, lasting)
 	require.NoError(t, err, "keys are cached: no call to the provider")
-	_, err = flwrlogin.Login(context.Background(), r.dialProto(t, r.control, nil), func(string, time.Duration) {})
+	_, err = control.Login(context.Background(), r.dialProto(t, r.control, nil), func(string, time.Duration) {})
 	wantStatus(t, err, codes.Unavailable, "")
 	assert.Contains(t, err.Error(), "identity provider cannot be reached")
 
