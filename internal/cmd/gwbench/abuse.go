@@ -50,13 +50,11 @@ const victims = 5
 // are not secret. Each real node calls every 100 ms, on its own
 // connection, made before the flood.
 func runVictims(o opts, inFlight []int) error {
-	dir, err := os.MkdirTemp("", "gwbench-victims-")
+	b, done, err := newBench(o, "victims-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	b := &bench{o: o, dir: dir, pids: map[string]int{}}
-	defer b.stopAll()
+	defer done()
 	ks, err := b.setup()
 	if err != nil {
 		return err
@@ -223,13 +221,11 @@ type resetResult struct {
 // each followed by a SETTINGS frame whose acknowledgement says the gateway has read them, so
 // that a stream is counted only once the gateway has read it.
 func runResets(o opts, count int) error {
-	dir, err := os.MkdirTemp("", "gwbench-resets-")
+	b, done, err := newBench(o, "resets-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	b := &bench{o: o, dir: dir, pids: map[string]int{}}
-	defer b.stopAll()
+	defer done()
 	ks, err := b.setup()
 	if err != nil {
 		return err

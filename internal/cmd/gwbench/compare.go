@@ -50,13 +50,11 @@ type compareResult struct {
 // Each target runs with one call in flight (latency) and with o.clients
 // (calls a second and CPU time per call), in interleaved rounds.
 func runCompare(o opts, baseNodekeys, perfOut, superlink string) error {
-	dir, err := os.MkdirTemp("", "gwbench-compare-")
+	b, done, err := newBench(o, "compare-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	b := &bench{o: o, dir: dir, pids: map[string]int{}}
-	defer b.stopAll()
+	defer done()
 	ks, err := b.setup()
 	if err != nil {
 		return err

@@ -170,13 +170,12 @@ type bench struct {
 // superlink (the flower-superlink command of Flower 1.27) also Flower's own
 // SuperLink alone and behind a gateway, under the same floods.
 func run(o opts, superlink string) error {
-	dir, err := os.MkdirTemp("", "gwbench-")
+	b, done, err := newBench(o, "")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	b := &bench{o: o, dir: dir, pids: map[string]int{}}
-	defer b.stopAll()
+	defer done()
+	dir := b.dir
 	pair, err := b.certificates()
 	if err != nil {
 		return err
@@ -658,3 +657,14 @@ func report(ps []phase, o opts) {
 }
 
 func runtimeCores() int { return runtime.NumCPU() }
+
+// newBench makes a bench in a new temporary folder named gwbench-NAME...;
+// done stops the processes it started and removes the folder.
+func newBench(o opts, name string) (b *bench, done func(), err error) {
+	dir, err := os.MkdirTemp("", "gwbench-"+name)
+	if err != nil {
+		return nil, nil, err
+	}
+	b = &bench{o: o, dir: dir, pids: map[string]int{}}
+	return b, func() { b.stopAll(); os.RemoveAll(dir) }, nil
+}

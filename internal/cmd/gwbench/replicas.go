@@ -50,13 +50,11 @@ type replicaResult struct {
 // round robin: 1 gateway without Redis (the baseline), 1 with Redis, then
 // n replicas for each n asked, each phase in rounds, interleaved.
 func runReplicas(o opts, counts []int) error {
-	dir, err := os.MkdirTemp("", "gwbench-replicas-")
+	b, done, err := newBench(o, "replicas-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	b := &bench{o: o, dir: dir, pids: map[string]int{}}
-	defer b.stopAll()
+	defer done()
 	ks, err := b.setup()
 	if err != nil {
 		return err
