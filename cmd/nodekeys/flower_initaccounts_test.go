@@ -6,12 +6,9 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -19,7 +16,6 @@ import (
 	"github.com/nodekeys/nodekeys/internal/accountstest"
 	"github.com/nodekeys/nodekeys/internal/flowerpeer"
 	"github.com/nodekeys/nodekeys/internal/peer"
-	"github.com/nodekeys/nodekeys/internal/syncbuf"
 )
 
 // TestFlowerInitAccounts: a federation made by nodekeys init --accounts,
@@ -49,30 +45,8 @@ func TestFlowerInitAccounts(t *testing.T) {
 	sl.WaitReady(t)
 
 	fleet, control, metrics := freePort(t), freePort(t), freePort(t)
-	gw := exec.Command(bin, "gateway", "--config", "gateway.yaml", "--listen-fleet", fleet, "--listen-control", control,
+	gwLog := runConfigGateway(t, dir, metrics, "--listen-fleet", fleet, "--listen-control", control,
 		"--upstream", sl.Fleet, "--upstream-control", sl.Control, "--metrics", metrics)
-	gw.Dir = dir
-	gwLog := &syncbuf.Buffer{}
-	gw.Stderr = gwLog
-	require.NoError(t, gw.Start())
-	t.Cleanup(func() {
-		gw.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { gw.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			gw.Process.Kill()
-			<-done
-		}
-	})
-	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + metrics + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil && resp.StatusCode == 200
-	}, 20*time.Second, 50*time.Millisecond, gwLog.String())
 
 	pem, err := os.ReadFile(ca)
 	require.NoError(t, err)

@@ -70,14 +70,24 @@ type flowerGateway struct {
 // it is ready.
 func startFlowerGateway(t *testing.T, dir, fleet, control, extra string) *flowerGateway {
 	t.Helper()
-	g := &flowerGateway{fleet: freePort(t), control: freePort(t), metrics: freePort(t), log: &syncbuf.Buffer{}}
+	g := &flowerGateway{fleet: freePort(t), control: freePort(t), metrics: freePort(t)}
 	conf := fmt.Sprintf("listen_fleet: %s\nlisten_control: %s\nmetrics: %s\nupstream: %s\nupstream_control: %s\n"+
 		"upstream_ca: certificates/ca.crt\ntls_cert: certificates/server.pem\ntls_key: certificates/server.key\n"+
 		"allowlist: [keys/client_public_keys.csv]\n%s",
 		g.fleet, g.control, g.metrics, fleet, control, extra)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "gateway.yaml"), []byte(conf), 0o600))
-	cmd := exec.Command(bin, "gateway", "--config", "gateway.yaml")
-	cmd.Dir, cmd.Stderr = dir, g.log
+	g.log = runConfigGateway(t, dir, g.metrics)
+	return g
+}
+
+// runConfigGateway runs `nodekeys gateway --config gateway.yaml ARGS` in
+// dir, stops it when the test ends (SIGTERM, then a kill after 10 s), and
+// waits until its /readyz on metrics answers. It returns the gateway's log.
+func runConfigGateway(t *testing.T, dir, metrics string, args ...string) *syncbuf.Buffer {
+	t.Helper()
+	log := &syncbuf.Buffer{}
+	cmd := exec.Command(bin, append([]string{"gateway", "--config", "gateway.yaml"}, args...)...)
+	cmd.Dir, cmd.Stderr = dir, log
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
@@ -91,13 +101,13 @@ func startFlowerGateway(t *testing.T, dir, fleet, control, extra string) *flower
 		}
 	})
 	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + g.metrics + "/readyz")
+		resp, err := http.Get("http://" + metrics + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 		}
 		return err == nil && resp.StatusCode == 200
-	}, 20*time.Second, 50*time.Millisecond, g.log.String())
-	return g
+	}, 20*time.Second, 50*time.Millisecond, log.String())
+	return log
 }
 
 // oidcConfig is the gateway's oidc: section for provider p, with the

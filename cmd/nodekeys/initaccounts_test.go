@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -32,7 +31,6 @@ import (
 	"github.com/nodekeys/nodekeys/gateway"
 	"github.com/nodekeys/nodekeys/internal/accountstest"
 	"github.com/nodekeys/nodekeys/internal/standin"
-	"github.com/nodekeys/nodekeys/internal/syncbuf"
 	"github.com/nodekeys/nodekeys/tokens"
 )
 
@@ -147,20 +145,8 @@ func TestInitAccountsGateway(t *testing.T) {
 	up := standin.Start(ln, standin.WithTLS(cert))
 	defer up.Stop()
 	fleet, control, metrics := freePort(t), freePort(t), freePort(t)
-	gw := exec.Command(bin, "gateway", "--config", "gateway.yaml", "--listen-fleet", fleet, "--listen-control", control,
+	gwLog := runConfigGateway(t, dir, metrics, "--listen-fleet", fleet, "--listen-control", control,
 		"--upstream", up.Addr, "--upstream-control", up.Addr, "--metrics", metrics)
-	gw.Dir = dir
-	var gwLog syncbuf.Buffer
-	gw.Stderr = &gwLog
-	require.NoError(t, gw.Start())
-	defer func() { gw.Process.Signal(syscall.SIGTERM); gw.Wait() }()
-	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + metrics + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil && resp.StatusCode == 200
-	}, 15*time.Second, 20*time.Millisecond, gwLog.String())
 
 	pem, err := os.ReadFile(filepath.Join(dir, "certificates/ca.crt"))
 	require.NoError(t, err)

@@ -5,21 +5,17 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/nodekeys/nodekeys/internal/oidctest"
 	"github.com/nodekeys/nodekeys/internal/standin"
-	"github.com/nodekeys/nodekeys/internal/syncbuf"
 )
 
 // nodekeys login through a gateway with account login, against a real
@@ -40,19 +36,7 @@ func TestLoginCommand(t *testing.T) {
 		fleet, control, up.Addr, up.Addr, metrics, p.Issuer, oidctest.ClientID, oidctest.Resource, p.CAFile)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "gateway.yaml"), []byte(conf), 0o600))
 	require.Equal(t, 0, nk(t, dir, "", "state", "init", "state.db").code)
-	gw := exec.Command(bin, "gateway", "--config", "gateway.yaml")
-	gw.Dir = dir
-	var gwLog syncbuf.Buffer
-	gw.Stderr = &gwLog
-	require.NoError(t, gw.Start())
-	defer func() { gw.Process.Signal(syscall.SIGTERM); gw.Wait() }()
-	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + metrics + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil && resp.StatusCode == 200
-	}, 15*time.Second, 50*time.Millisecond, gwLog.String())
+	gwLog := runConfigGateway(t, dir, metrics)
 
 	tokens := filepath.Join(dir, "conf", "login.json")
 	login := exec.Command(bin, "login", "--superlink", control, "--root-certificates", "certificates/ca.crt", "--out", tokens)
