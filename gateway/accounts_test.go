@@ -26,10 +26,10 @@ import (
 	"github.com/nodekeys/nodekeys/accounts"
 	"github.com/nodekeys/nodekeys/control"
 	"github.com/nodekeys/nodekeys/gateway"
+	"github.com/nodekeys/nodekeys/gateway/shared"
 	"github.com/nodekeys/nodekeys/internal/accountstest"
 	"github.com/nodekeys/nodekeys/internal/flwrpb"
 	"github.com/nodekeys/nodekeys/internal/redistest"
-	"github.com/nodekeys/nodekeys/state/redisstate"
 	"github.com/nodekeys/nodekeys/tokens"
 )
 
@@ -207,7 +207,7 @@ func TestAccountsSharedByReplicas(t *testing.T) {
 	srv := redistest.Start(t)
 	file, _ := accountFile(t)
 	shared := func(c *gateway.Config) {
-		c.Redis = &redisstate.Config{Addrs: []string{srv.Addr}}
+		c.Redis = &shared.Config{Addrs: []string{srv.Addr}}
 		c.RefusalDelay = new(time.Duration)
 	}
 	a := newRig(t, 1, shared, func(c *gateway.Config) { c.Accounts = &accounts.Config{File: file} })

@@ -23,12 +23,12 @@ import (
 
 	"github.com/nodekeys/nodekeys/authz"
 	"github.com/nodekeys/nodekeys/gateway"
+	"github.com/nodekeys/nodekeys/gateway/owners"
+	"github.com/nodekeys/nodekeys/gateway/shared"
 	"github.com/nodekeys/nodekeys/internal/flwrpb"
 	"github.com/nodekeys/nodekeys/internal/oidctest"
 	"github.com/nodekeys/nodekeys/internal/standin"
 	"github.com/nodekeys/nodekeys/keys"
-	"github.com/nodekeys/nodekeys/state"
-	"github.com/nodekeys/nodekeys/state/redisstate"
 	"github.com/nodekeys/nodekeys/tokens"
 )
 
@@ -276,7 +276,7 @@ func TestStateFileMissingOrDamaged(t *testing.T) {
 
 	cfg.StateFile = filepath.Join(r.dir, "state.db")
 	_, err = gateway.New(context.Background(), cfg, nil)
-	assert.ErrorIs(t, err, state.ErrNotExist)
+	assert.ErrorIs(t, err, owners.ErrNotExist)
 	assert.ErrorContains(t, err, cfg.StateFile)
 
 	require.NoError(t, os.WriteFile(cfg.StateFile, []byte(strings.Repeat("not a database ", 1000)), 0o600))
@@ -284,7 +284,7 @@ func TestStateFileMissingOrDamaged(t *testing.T) {
 	assert.ErrorContains(t, err, cfg.StateFile+": the file is damaged")
 
 	require.NoError(t, os.Remove(cfg.StateFile))
-	require.NoError(t, state.Create(cfg.StateFile))
+	require.NoError(t, owners.Create(cfg.StateFile))
 	gw, err := gateway.New(context.Background(), cfg, nil)
 	require.NoError(t, err)
 	defer gw.Close()
@@ -353,10 +353,10 @@ redis:
 	require.NoError(t, err)
 	assert.Equal(t, "realm_access.roles", c.Policy.RolesClaim)
 	assert.True(t, c.Policy.Roles["auditor"].SeeAll)
-	assert.Equal(t, redisstate.Closed, c.Redis.ReplayFallback)
+	assert.Equal(t, shared.Closed, c.Redis.ReplayFallback)
 	c.Defaults()
 	require.NoError(t, c.Validate(), "owners go to Redis: no state_file needed")
-	assert.Equal(t, redisstate.Local, c.Redis.RateFallback, "the default")
+	assert.Equal(t, shared.Local, c.Redis.RateFallback, "the default")
 
 	for name, tc := range map[string]struct {
 		tweak func(*gateway.Config)

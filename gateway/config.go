@@ -13,9 +13,9 @@ import (
 	"github.com/nodekeys/nodekeys/accounts"
 	"github.com/nodekeys/nodekeys/authz"
 	"github.com/nodekeys/nodekeys/flwr"
+	"github.com/nodekeys/nodekeys/gateway/shared"
 	"github.com/nodekeys/nodekeys/internal/safefile"
 	"github.com/nodekeys/nodekeys/oidcauth"
-	"github.com/nodekeys/nodekeys/state/redisstate"
 	"github.com/nodekeys/nodekeys/verify"
 	"github.com/nodekeys/nodekeys/verify/replay"
 )
@@ -86,14 +86,14 @@ type Config struct {
 	// see every account's runs and nodes (see package authz). Without it,
 	// account login and tokens get authz.Default: admin and member.
 	Policy *authz.Policy `yaml:"policy"`
-	// StateFile is the embedded state store (see package state): who
+	// StateFile is the embedded state store (see package gateway/owners): who
 	// started each run and registered each node. Needed with oidc or
 	// token_list; made once with nodekeys state init.
 	StateFile string `yaml:"state_file"`
 	// Redis shares state among several gateway replicas (see package
-	// state/redisstate): the replay guard, the per-key rate limits, run
+	// gateway/shared): the replay guard, the per-key rate limits, run
 	// and node owners (instead of StateFile), and revoked tokens.
-	Redis *redisstate.Config `yaml:"redis"`
+	Redis *shared.Config `yaml:"redis"`
 	// FlowerVersion picks the timestamp window of a SuperLink version
 	// ("1.19"); the default is Flower's current window.
 	FlowerVersion string `yaml:"flower_version"`

@@ -24,7 +24,7 @@
 // login's token, a bearer token, or a service's client-credentials token),
 // checks the caller's roles against a policy (package authz), and keeps
 // each account to its own runs and SuperNodes: owners are recorded from
-// StartRun and RegisterNode in a state store (package state), calls about
+// StartRun and RegisterNode in an owner store (package gateway/owners), calls about
 // one run or node are checked before they go upstream, and ListRuns and
 // ListNodes answers are filtered. Only the fields these checks use are
 // decoded; every other field is re-encoded as it came.

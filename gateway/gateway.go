@@ -27,14 +27,14 @@ import (
 	"github.com/nodekeys/nodekeys/allowlist"
 	"github.com/nodekeys/nodekeys/authz"
 	"github.com/nodekeys/nodekeys/flwr"
+	"github.com/nodekeys/nodekeys/gateway/owners"
+	"github.com/nodekeys/nodekeys/gateway/shared"
 	"github.com/nodekeys/nodekeys/internal/keyrate"
 	"github.com/nodekeys/nodekeys/internal/ratelog"
 	"github.com/nodekeys/nodekeys/internal/tlsconf"
 	"github.com/nodekeys/nodekeys/keys"
 	"github.com/nodekeys/nodekeys/oidcauth"
 	"github.com/nodekeys/nodekeys/sign"
-	"github.com/nodekeys/nodekeys/state"
-	"github.com/nodekeys/nodekeys/state/redisstate"
 	"github.com/nodekeys/nodekeys/tokens"
 	"github.com/nodekeys/nodekeys/verify"
 	"github.com/nodekeys/nodekeys/verify/grpcauth"
@@ -58,9 +58,9 @@ type Gateway struct {
 	accts   *accountsServer // nil without accounts
 	tokens  *tokens.File    // nil without a token file
 	policy  *authz.Policy
-	store   state.Store         // nil unless the Control API is authenticated
-	shared  *redisstate.Backend // nil without redis
-	reg     *registrar          // nil unless register_nodes
+	store   owners.Store    // nil unless the Control API is authenticated
+	shared  *shared.Backend // nil without redis
+	reg     *registrar      // nil unless register_nodes
 	conns   *connLimiter
 
 	fleetUp, controlUp   *grpc.ClientConn
@@ -132,7 +132,7 @@ func (g *Gateway) openShared(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var err error
-	if g.shared, err = redisstate.New(ctx, *g.cfg.Redis, g.sharedError); err != nil {
+	if g.shared, err = shared.New(ctx, *g.cfg.Redis, g.sharedError); err != nil {
 		return fmt.Errorf("gateway: shared state: %w", err)
 	}
 	g.onClose(func() { g.shared.Close() })
@@ -322,7 +322,7 @@ func (g *Gateway) openState(context.Context) error {
 		g.store = g.shared
 		return nil
 	}
-	store, err := state.Open(g.cfg.StateFile, false)
+	store, err := owners.Open(g.cfg.StateFile, false)
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}

@@ -33,13 +33,13 @@ import (
 	"github.com/nodekeys/nodekeys/csvlist"
 	"github.com/nodekeys/nodekeys/flwr"
 	"github.com/nodekeys/nodekeys/gateway"
+	"github.com/nodekeys/nodekeys/gateway/owners"
 	"github.com/nodekeys/nodekeys/internal/peer"
 	"github.com/nodekeys/nodekeys/internal/standin"
 	"github.com/nodekeys/nodekeys/internal/syncbuf"
 	"github.com/nodekeys/nodekeys/keys"
 	"github.com/nodekeys/nodekeys/keyset"
 	"github.com/nodekeys/nodekeys/sign"
-	"github.com/nodekeys/nodekeys/state"
 )
 
 // parallelUnlessLong marks a load test parallel in the default run; in
@@ -89,7 +89,7 @@ func newRig(t *testing.T, nodes int, tweak ...func(*gateway.Config)) *rig {
 	}
 	if (cfg.OIDC != nil || cfg.Accounts != nil || cfg.TokenList != "") && cfg.StateFile == "" && cfg.Redis == nil {
 		cfg.StateFile = filepath.Join(dir, "state.db")
-		require.NoError(t, state.Create(cfg.StateFile))
+		require.NoError(t, owners.Create(cfg.StateFile))
 	}
 	r.start(t, cfg)
 	pem, err := os.ReadFile(tlsRes.CACert)

@@ -15,9 +15,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/nodekeys/nodekeys/authz"
+	"github.com/nodekeys/nodekeys/gateway/owners"
 	"github.com/nodekeys/nodekeys/internal/flwrpb"
 	"github.com/nodekeys/nodekeys/oidcauth"
-	"github.com/nodekeys/nodekeys/state"
 )
 
 // Flower's owner when its SuperLink runs without account auth.
@@ -27,12 +27,12 @@ const (
 )
 
 // ownerOf is the state record of a call's account: its principal.
-func ownerOf(a *oidcauth.Account) state.Owner {
+func ownerOf(a *oidcauth.Account) owners.Owner {
 	name := a.Name
 	if name == "" {
 		name = a.Email
 	}
-	return state.Owner{Kind: a.Principal.Kind, Subject: a.Principal.Subject, Name: name, At: time.Now().UTC().Truncate(time.Millisecond)}
+	return owners.Owner{Kind: a.Principal.Kind, Subject: a.Principal.Subject, Name: name, At: time.Now().UTC().Truncate(time.Millisecond)}
 }
 
 // errStore is the status of a call whose owners cannot be read or written:
@@ -52,21 +52,21 @@ func (g *Gateway) authorized(ctx context.Context, ss grpc.ServerStream, method s
 	var r relay
 	switch short {
 	case "StartRun":
-		r.edit = g.record(ctx, method, state.Runs, acct, func(b []byte) (uint64, bool, error) {
+		r.edit = g.record(ctx, method, owners.Runs, acct, func(b []byte) (uint64, bool, error) {
 			m := &flwrpb.StartRunResponse{}
 			err := proto.Unmarshal(b, m)
 			return m.GetRunId(), m.RunId != nil, err
 		})
 	case "RegisterNode":
-		r.edit = g.record(ctx, method, state.Nodes, acct, func(b []byte) (uint64, bool, error) {
+		r.edit = g.record(ctx, method, owners.Nodes, acct, func(b []byte) (uint64, bool, error) {
 			m := &flwrpb.RegisterNodeResponse{}
 			err := proto.Unmarshal(b, m)
 			return m.GetNodeId(), m.NodeId != nil, err
 		})
 	case "StopRun", "StreamLogs", "PullArtifacts", "UnregisterNode":
-		kind, what := state.Runs, "run"
+		kind, what := owners.Runs, "run"
 		if short == "UnregisterNode" {
-			kind, what = state.Nodes, "SuperNode"
+			kind, what = owners.Nodes, "SuperNode"
 		}
 		f := &frame{}
 		if err := ss.RecvMsg(f); err != nil {
@@ -103,7 +103,7 @@ func (g *Gateway) authorized(ctx context.Context, ss grpc.ServerStream, method s
 
 // record returns an edit that records acct as the owner of the id in a
 // response, before the response reaches the client.
-func (g *Gateway) record(ctx context.Context, method string, kind state.Kind, acct *oidcauth.Account, id func([]byte) (uint64, bool, error)) func(*frame) error {
+func (g *Gateway) record(ctx context.Context, method string, kind owners.Kind, acct *oidcauth.Account, id func([]byte) (uint64, bool, error)) func(*frame) error {
 	return func(f *frame) error {
 		n, ok, err := id(f.b)
 		if err != nil || !ok {
@@ -113,7 +113,7 @@ func (g *Gateway) record(ctx context.Context, method string, kind state.Kind, ac
 		if err != nil {
 			g.m.stateErrors.Inc()
 			g.log.Error("cannot record an owner: only an admin can reach it", "method", method, "id", strconv.FormatUint(n, 10), "error", err)
-			if errors.Is(err, state.ErrOwned) {
+			if errors.Is(err, owners.ErrOwned) {
 				return status.Errorf(codes.Internal, "%d is already recorded for another account", n)
 			}
 			return status.Errorf(codes.Unavailable, "done upstream (id %d), but the gateway could not record you as its owner; ask an admin", n)
@@ -137,7 +137,7 @@ func (g *Gateway) filterRuns(ctx context.Context, method string, acct *oidcauth.
 		for id := range m.RunDict {
 			ids = append(ids, id)
 		}
-		owners, err := g.store.Owners(ctx, state.Runs, ids)
+		owners, err := g.store.Owners(ctx, owners.Runs, ids)
 		if err != nil {
 			return g.errStore(method, err)
 		}
@@ -162,7 +162,7 @@ func (g *Gateway) visibleRuns(ctx context.Context, method string, acct *oidcauth
 	for i, r := range runs {
 		ids[i] = r.GetRunId()
 	}
-	owners, err := g.store.Owners(ctx, state.Runs, ids)
+	owners, err := g.store.Owners(ctx, owners.Runs, ids)
 	if err != nil {
 		return nil, g.errStore(method, err)
 	}
@@ -203,7 +203,7 @@ func (g *Gateway) visibleNodes(ctx context.Context, method string, acct *oidcaut
 	for i, n := range nodes {
 		ids[i] = n.GetNodeId()
 	}
-	owners, err := g.store.Owners(ctx, state.Nodes, ids)
+	owners, err := g.store.Owners(ctx, owners.Nodes, ids)
 	if err != nil {
 		return nil, g.errStore(method, err)
 	}

@@ -6,7 +6,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/nodekeys/nodekeys/state/redisstate"
+	"github.com/nodekeys/nodekeys/gateway/shared"
 )
 
 // sharedLost counts and logs a Redis found without the shared state.
@@ -21,7 +21,7 @@ func (g *Gateway) sharedLost(revocations int) {
 // revokedUnknown is the answer to a token whose revocation cannot be
 // checked in the shared state: UNAVAILABLE, with why.
 func revokedUnknown(err error) error {
-	if errors.Is(err, redisstate.ErrSettling) {
+	if errors.Is(err, shared.ErrSettling) {
 		return status.Error(codes.Unavailable, "the gateway's shared state is settling after Redis restarted or was unreachable; try again in a few seconds")
 	}
 	return status.Error(codes.Unavailable, "the gateway cannot reach its shared state to check the token; try again later")

@@ -17,9 +17,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/nodekeys/nodekeys/gateway"
+	"github.com/nodekeys/nodekeys/gateway/shared"
 	"github.com/nodekeys/nodekeys/internal/flwrpb"
 	"github.com/nodekeys/nodekeys/internal/redistest"
-	"github.com/nodekeys/nodekeys/state/redisstate"
 	"github.com/nodekeys/nodekeys/tokens"
 )
 
@@ -44,7 +44,7 @@ func TestReplicasShareStateInRedis(t *testing.T) {
 
 	shared := func(file string) func(*gateway.Config) {
 		return func(c *gateway.Config) {
-			c.Redis = &redisstate.Config{Addrs: []string{srv.Addr}, Timeout: 200 * time.Millisecond, CheckInterval: 20 * time.Millisecond}
+			c.Redis = &shared.Config{Addrs: []string{srv.Addr}, Timeout: 200 * time.Millisecond, CheckInterval: 20 * time.Millisecond}
 			c.TokenList = file
 			c.KeyRate, c.KeyBurst = 0.01, 4
 			c.RefusalDelay = new(time.Duration)
@@ -187,7 +187,7 @@ func replicas(t *testing.T, srv *redistest.Server, n int, names ...string) (rs [
 	var first *rig
 	more = func(file string) *rig {
 		tweaks := []func(*gateway.Config){func(c *gateway.Config) {
-			c.Redis = &redisstate.Config{Addrs: []string{srv.Addr}, Timeout: 150 * time.Millisecond, CheckInterval: 20 * time.Millisecond}
+			c.Redis = &shared.Config{Addrs: []string{srv.Addr}, Timeout: 150 * time.Millisecond, CheckInterval: 20 * time.Millisecond}
 			c.TokenList = file
 			c.RefusalDelay = new(time.Duration)
 			c.ReloadInterval = time.Hour // reloads only when the test asks

@@ -17,10 +17,10 @@ import (
 
 	"github.com/nodekeys/nodekeys/certs"
 	"github.com/nodekeys/nodekeys/gateway"
+	"github.com/nodekeys/nodekeys/gateway/shared"
 	"github.com/nodekeys/nodekeys/internal/redistest"
 	"github.com/nodekeys/nodekeys/keyset"
 	"github.com/nodekeys/nodekeys/oidcauth"
-	"github.com/nodekeys/nodekeys/state/redisstate"
 )
 
 // startConfig is a valid gateway config on files of its own, with account
@@ -75,7 +75,7 @@ func TestNewEndsWithItsContext(t *testing.T) {
 	for name, tweak := range map[string]func(*gateway.Config, string){
 		"provider": func(c *gateway.Config, addr string) { c.OIDC.Issuer = "https://" + addr },
 		"redis": func(c *gateway.Config, addr string) {
-			c.Redis, c.StateFile = &redisstate.Config{Addrs: []string{addr}, Timeout: time.Minute}, ""
+			c.Redis, c.StateFile = &shared.Config{Addrs: []string{addr}, Timeout: time.Minute}, ""
 		},
 	} {
 		cfg := startConfig(t, "https://127.0.0.1:9")
@@ -113,7 +113,7 @@ func TestNewClosesWhatItOpenedOnError(t *testing.T) {
 		buf := make([]byte, 1<<20)
 		n := 0
 		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
-			if strings.Contains(g, "google.golang.org/grpc") || strings.Contains(g, "redisstate") {
+			if strings.Contains(g, "google.golang.org/grpc") || strings.Contains(g, "nodekeys/gateway/shared.") {
 				n++
 			}
 		}
@@ -124,7 +124,7 @@ func TestNewClosesWhatItOpenedOnError(t *testing.T) {
 		// Redis answers; the provider's port is closed: New fails at the
 		// login, after Redis and the upstream connections.
 		cfg := startConfig(t, "https://127.0.0.1:9")
-		cfg.Redis, cfg.StateFile = &redisstate.Config{Addrs: []string{srv.Addr}}, ""
+		cfg.Redis, cfg.StateFile = &shared.Config{Addrs: []string{srv.Addr}}, ""
 		_, err := gateway.New(context.Background(), cfg, nil)
 		require.ErrorContains(t, err, "account login")
 	}

@@ -16,7 +16,7 @@ import (
 
 	"github.com/nodekeys/nodekeys/accounts"
 	"github.com/nodekeys/nodekeys/gateway"
-	"github.com/nodekeys/nodekeys/state/redisstate"
+	"github.com/nodekeys/nodekeys/gateway/shared"
 )
 
 func accountFileFlag() cli.Flag {
@@ -259,7 +259,7 @@ func accountCommand() *cli.Command {
 					cfg.Redis.Defaults()
 					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 					defer cancel()
-					b, err := redisstate.New(ctx, *cfg.Redis, func(string, error) {})
+					b, err := shared.New(ctx, *cfg.Redis, func(string, error) {})
 					if err != nil {
 						return err
 					}

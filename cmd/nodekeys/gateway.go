@@ -12,7 +12,7 @@ import (
 
 	"github.com/nodekeys/nodekeys/accounts"
 	"github.com/nodekeys/nodekeys/gateway"
-	"github.com/nodekeys/nodekeys/state"
+	"github.com/nodekeys/nodekeys/gateway/owners"
 	"github.com/nodekeys/nodekeys/verify"
 )
 
@@ -239,7 +239,7 @@ func runGateway(c *cli.Context) error {
 	defer stop()
 	gw, err := gateway.New(ctx, *cfg, log)
 	switch {
-	case errors.Is(err, state.ErrNotExist), errors.Is(err, state.ErrDamaged):
+	case errors.Is(err, owners.ErrNotExist), errors.Is(err, owners.ErrDamaged):
 		return withHint(err, "make it once with: nodekeys state init "+cfg.StateFile)
 	case err != nil:
 		return err

@@ -19,8 +19,8 @@ import (
 	"github.com/nodekeys/nodekeys/accounts"
 	"github.com/nodekeys/nodekeys/certs"
 	"github.com/nodekeys/nodekeys/gateway"
+	"github.com/nodekeys/nodekeys/gateway/owners"
 	"github.com/nodekeys/nodekeys/keyset"
-	"github.com/nodekeys/nodekeys/state"
 )
 
 // The SuperLink's loopback addresses behind a gateway made by init
@@ -173,7 +173,7 @@ func (a *initAccounts) addAdmin() error {
 // write writes the state file and the gateway config, after the
 // credentials are written.
 func (a *initAccounts) write(cres *certs.Result, csv string, nodes int) error {
-	if err := state.Create(a.State); err != nil {
+	if err := owners.Create(a.State); err != nil {
 		return err
 	}
 	allowEmpty := ""

@@ -277,3 +277,38 @@ func flowerLines(t *testing.T, name string) []string {
 	}
 	return out
 }
+
+// The README's list of packages for Go programs names every package
+// outside internal/ and cmd/, and no other.
+func TestREADMEPackageList(t *testing.T) {
+	raw, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	_, section, ok := strings.Cut(string(raw), "\n## In a Go SuperLink or SuperNode\n")
+	require.True(t, ok, "README.md has no section \"In a Go SuperLink or SuperNode\"")
+	section, _, _ = strings.Cut(section, "\n## ")
+	listed := map[string]bool{}
+	for _, f := range strings.Split(section, "`")[1:] {
+		if f != "" && strings.Trim(f, "abcdefghijklmnopqrstuvwxyz0123456789/") == "" {
+			listed[f] = true
+		}
+	}
+	tree := map[string]bool{}
+	require.NoError(t, filepath.WalkDir("../..", func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel("../..", path)
+		if d.IsDir() {
+			if name := d.Name(); rel != "." && (strings.HasPrefix(name, ".") || name == "internal" || name == "cmd" ||
+				name == "testdata" || name == "node_modules" || name == "docs" || name == "scripts") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if strings.HasSuffix(path, ".go") && !strings.HasSuffix(path, "_test.go") && filepath.Dir(rel) != "." {
+			tree[filepath.ToSlash(filepath.Dir(rel))] = true
+		}
+		return nil
+	}))
+	assert.Equal(t, tree, listed, "the packages README.md lists (left: in the tree)")
+}

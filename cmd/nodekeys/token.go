@@ -14,8 +14,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/nodekeys/nodekeys/authz"
+	"github.com/nodekeys/nodekeys/gateway/owners"
 	"github.com/nodekeys/nodekeys/internal/atomicfile"
-	"github.com/nodekeys/nodekeys/state"
 	"github.com/nodekeys/nodekeys/tokens"
 )
 
@@ -175,7 +175,7 @@ func stateCommand() *cli.Command {
 				if c.NArg() != 1 {
 					return usageErr("state init takes one FILE")
 				}
-				if err := state.Create(c.Args().First()); err != nil {
+				if err := owners.Create(c.Args().First()); err != nil {
 					return err
 				}
 				fmt.Fprintf(c.App.ErrWriter, "made %s\n", c.Args().First())
@@ -190,20 +190,20 @@ func stateCommand() *cli.Command {
 				if c.NArg() != 1 {
 					return usageErr("state show takes one FILE (flags first)")
 				}
-				s, err := state.Open(c.Args().First(), true)
+				s, err := owners.Open(c.Args().First(), true)
 				if err != nil {
 					return err
 				}
 				defer s.Close()
 				type row struct {
-					Kind  state.Kind `json:"kind"`
-					ID    uint64     `json:"id"`
-					Owner string     `json:"owner"`
-					Name  string     `json:"name,omitempty"`
-					At    time.Time  `json:"at"`
+					Kind  owners.Kind `json:"kind"`
+					ID    uint64      `json:"id"`
+					Owner string      `json:"owner"`
+					Name  string      `json:"name,omitempty"`
+					At    time.Time   `json:"at"`
 				}
 				var rows []row
-				for _, k := range []state.Kind{state.Runs, state.Nodes} {
+				for _, k := range []owners.Kind{owners.Runs, owners.Nodes} {
 					all, err := s.All(context.Background(), k)
 					if err != nil {
 						return err

@@ -2,7 +2,7 @@
 // before inside the window, which Flower's SuperLink does not do.
 //
 // Guard is the guard of one process; a Checker shared by several gateways
-// (package state/redisstate) puts its own Guard in front. Digests gives
+// (package gateway/shared) puts its own Guard in front. Digests gives
 // what both key on. A Checker refuses with an *Error, whose Reason package
 // verify reports as its own: a Verifier runs one with verify.WithReplay.
 package replay
@@ -16,7 +16,7 @@ import (
 
 // Checker records a verified call and refuses one seen before inside the
 // window. *Guard is the one of a single process; a checker shared by
-// several gateways (package state/redisstate) is another.
+// several gateways (package gateway/shared) is another.
 type Checker interface {
 	// Check records the call of the key pemKey with the flwr-timestamp ts,
 	// which says the call was signed at signed, accepted at now and inside

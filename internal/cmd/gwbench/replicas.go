@@ -17,10 +17,10 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/nodekeys/nodekeys/flwr"
+	"github.com/nodekeys/nodekeys/gateway/shared"
 	"github.com/nodekeys/nodekeys/internal/standin"
 	"github.com/nodekeys/nodekeys/keyset"
 	"github.com/nodekeys/nodekeys/sign"
-	"github.com/nodekeys/nodekeys/state/redisstate"
 	"github.com/nodekeys/nodekeys/verify/replay"
 )
 
@@ -286,7 +286,7 @@ func measureRedis(addr string, res *replicaResult) error {
 	if err := rdb.FlushAll(ctx).Err(); err != nil {
 		return err
 	}
-	be, err := redisstate.New(ctx, redisstate.Config{Addrs: []string{addr}, Prefix: "bench:", Timeout: 2 * time.Second}, nil)
+	be, err := shared.New(ctx, shared.Config{Addrs: []string{addr}, Prefix: "bench:", Timeout: 2 * time.Second}, nil)
 	if err != nil {
 		return err
 	}

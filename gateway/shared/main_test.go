@@ -1,4 +1,4 @@
-package redisstate_test
+package shared_test
 
 import (
 	"os"

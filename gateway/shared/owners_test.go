@@ -1,4 +1,4 @@
-package redisstate_test
+package shared_test
 
 import (
 	"context"
@@ -10,8 +10,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/nodekeys/nodekeys/authz"
+	"github.com/nodekeys/nodekeys/gateway/owners"
 	"github.com/nodekeys/nodekeys/internal/redistest"
-	"github.com/nodekeys/nodekeys/state"
 )
 
 // Owner hashes written by the release before kinds are read by this one:
@@ -38,24 +38,24 @@ func TestOwnersOfTheEarlierRelease(t *testing.T) {
 	}
 	require.NoError(t, b.Client().HSet(ctx, "nodekeys:owners:runs", "1", earlier("token:ci", "ci"), "2", earlier("bob", "Bob")).Err())
 
-	got, err := b.Owners(ctx, state.Runs, []uint64{1, 2})
+	got, err := b.Owners(ctx, owners.Runs, []uint64{1, 2})
 	require.NoError(t, err)
 	token, bob := got[1], got[2]
-	assert.Equal(t, state.Owner{Subject: "token:ci", Name: "ci", At: at}, token)
+	assert.Equal(t, owners.Owner{Subject: "token:ci", Name: "ci", At: at}, token)
 	assert.True(t, token.Matches(authz.Principal{Kind: authz.KindToken, Subject: "ci"}))
 	assert.False(t, token.Matches(authz.Principal{Kind: authz.KindUser, Subject: "ci"}))
 	assert.False(t, token.Matches(authz.Principal{Kind: authz.KindUser, Subject: "token:ci"}))
 	assert.True(t, bob.Matches(authz.Principal{Kind: authz.KindUser, Subject: "bob"}))
 	assert.True(t, bob.Matches(authz.Principal{Kind: authz.KindClient, Subject: "bob"}), "the earlier release could not tell them apart")
 	assert.False(t, bob.Matches(authz.Principal{Kind: authz.KindToken, Subject: "bob"}))
-	require.NoError(t, b.SetOwner(ctx, state.Runs, 1, state.Owner{Kind: authz.KindToken, Subject: "ci"}), "its owner again is no change")
-	assert.ErrorIs(t, b.SetOwner(ctx, state.Runs, 2, state.Owner{Kind: authz.KindToken, Subject: "bob"}), state.ErrOwned)
+	require.NoError(t, b.SetOwner(ctx, owners.Runs, 1, owners.Owner{Kind: authz.KindToken, Subject: "ci"}), "its owner again is no change")
+	assert.ErrorIs(t, b.SetOwner(ctx, owners.Runs, 2, owners.Owner{Kind: authz.KindToken, Subject: "bob"}), owners.ErrOwned)
 
-	require.NoError(t, b.SetOwner(ctx, state.Runs, 3, state.Owner{Kind: authz.KindClient, Subject: "bob", At: at}))
+	require.NoError(t, b.SetOwner(ctx, owners.Runs, 3, owners.Owner{Kind: authz.KindClient, Subject: "bob", At: at}))
 	raw, err := b.Client().HGet(ctx, "nodekeys:owners:runs", "3").Result()
 	require.NoError(t, err)
 	assert.JSONEq(t, `{"kind":"client","subject":"bob","at":"2026-11-23T12:00:00Z"}`, raw)
-	all, err := b.All(ctx, state.Runs)
+	all, err := b.All(ctx, owners.Runs)
 	require.NoError(t, err)
 	assert.Len(t, all, 3)
 	assert.False(t, all[3].Matches(authz.Principal{Kind: authz.KindUser, Subject: "bob"}))

@@ -1,4 +1,4 @@
-package redisstate_test
+package shared_test
 
 import (
 	"context"
@@ -12,11 +12,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/nodekeys/nodekeys/flwr"
+	"github.com/nodekeys/nodekeys/gateway/owners"
+	"github.com/nodekeys/nodekeys/gateway/shared"
 	"github.com/nodekeys/nodekeys/internal/peer"
 	"github.com/nodekeys/nodekeys/internal/redistest"
 	"github.com/nodekeys/nodekeys/keys"
-	"github.com/nodekeys/nodekeys/state"
-	"github.com/nodekeys/nodekeys/state/redisstate"
 	"github.com/nodekeys/nodekeys/tokens"
 	"github.com/nodekeys/nodekeys/verify"
 	"github.com/nodekeys/nodekeys/verify/grpcauth"
@@ -53,17 +53,17 @@ func (e *errs) count(kind string) int {
 	return e.kinds[kind]
 }
 
-func replica(t *testing.T, addr string, tweak func(*redisstate.Config), e *errs) *redisstate.Backend {
+func replica(t *testing.T, addr string, tweak func(*shared.Config), e *errs) *shared.Backend {
 	t.Helper()
-	cfg := redisstate.Config{Addrs: []string{addr}, Timeout: 100 * time.Millisecond, CheckInterval: 20 * time.Millisecond}
+	cfg := shared.Config{Addrs: []string{addr}, Timeout: 100 * time.Millisecond, CheckInterval: 20 * time.Millisecond}
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	var report redisstate.Errors
+	var report shared.Errors
 	if e != nil {
 		report = e.report
 	}
-	b, err := redisstate.New(context.Background(), cfg, report)
+	b, err := shared.New(context.Background(), cfg, report)
 	require.NoError(t, err)
 	t.Cleanup(func() { b.Close() })
 	return b
@@ -71,7 +71,7 @@ func replica(t *testing.T, addr string, tweak func(*redisstate.Config), e *errs)
 
 // settled waits until each backend trusts the revoked set: on a new
 // epoch, 2 x CheckInterval + 3 x Timeout after it began.
-func settled(t *testing.T, bs ...*redisstate.Backend) {
+func settled(t *testing.T, bs ...*shared.Backend) {
 	t.Helper()
 	for _, b := range bs {
 		require.Eventually(t, func() bool {
@@ -126,21 +126,21 @@ func TestSharedAcrossReplicas(t *testing.T) {
 
 	// Owners, recorded by one, read by the other; the first owner stays.
 	ctx := context.Background()
-	alice := state.Owner{Subject: "alice", Name: "Alice", At: now.UTC().Truncate(time.Millisecond)}
-	require.NoError(t, one.SetOwner(ctx, state.Runs, 42, alice))
-	require.NoError(t, two.SetOwner(ctx, state.Runs, 42, alice))
-	assert.ErrorIs(t, two.SetOwner(ctx, state.Runs, 42, state.Owner{Subject: "bob"}), state.ErrOwned)
-	got, err := two.Owners(ctx, state.Runs, []uint64{42, 43})
+	alice := owners.Owner{Subject: "alice", Name: "Alice", At: now.UTC().Truncate(time.Millisecond)}
+	require.NoError(t, one.SetOwner(ctx, owners.Runs, 42, alice))
+	require.NoError(t, two.SetOwner(ctx, owners.Runs, 42, alice))
+	assert.ErrorIs(t, two.SetOwner(ctx, owners.Runs, 42, owners.Owner{Subject: "bob"}), owners.ErrOwned)
+	got, err := two.Owners(ctx, owners.Runs, []uint64{42, 43})
 	require.NoError(t, err)
-	assert.Equal(t, map[uint64]state.Owner{42: alice}, got)
-	got, err = two.Owners(ctx, state.Nodes, []uint64{42})
+	assert.Equal(t, map[uint64]owners.Owner{42: alice}, got)
+	got, err = two.Owners(ctx, owners.Nodes, []uint64{42})
 	require.NoError(t, err)
 	assert.Empty(t, got, "runs and nodes are apart")
 
 	// A token revoked through one replica is revoked at the other (once
 	// the new epoch has settled).
 	_, err = two.Revoked(ctx, [32]byte{})
-	assert.ErrorIs(t, err, redisstate.ErrSettling, "a new epoch")
+	assert.ErrorIs(t, err, shared.ErrSettling, "a new epoch")
 	settled(t, one, two)
 	tok, err := tokens.Generate()
 	require.NoError(t, err)
@@ -163,7 +163,7 @@ func TestSharedAcrossReplicas(t *testing.T) {
 }
 
 // dumpAll returns every key and everything in it.
-func dumpAll(t *testing.T, b *redisstate.Backend) string {
+func dumpAll(t *testing.T, b *shared.Backend) string {
 	t.Helper()
 	ctx := context.Background()
 	rdb := b.Client()
@@ -196,8 +196,8 @@ func TestRedisDownAndBack(t *testing.T) {
 	srv := redistest.Start(t)
 	var e1, e2 errs
 	local := replica(t, srv.Addr, nil, &e1)
-	closed := replica(t, srv.Addr, func(c *redisstate.Config) {
-		c.ReplayFallback, c.RateFallback = redisstate.Closed, redisstate.Closed
+	closed := replica(t, srv.Addr, func(c *shared.Config) {
+		c.ReplayFallback, c.RateFallback = shared.Closed, shared.Closed
 	}, &e2)
 	lg, cg := local.Replay(replay.NewGuard(1000)), closed.Replay(replay.NewGuard(1000))
 	key := pemKey(t)
@@ -225,9 +225,9 @@ func TestRedisDownAndBack(t *testing.T) {
 	assert.Equal(t, verify.Unavailable, verify.ReasonOf(closed.Limiter(1, 5, nil)(key, now)))
 	// Owners and revocations fail closed.
 	ctx := context.Background()
-	_, err = local.Owners(ctx, state.Runs, []uint64{1})
-	assert.ErrorIs(t, err, state.ErrUnavailable)
-	assert.ErrorIs(t, local.SetOwner(ctx, state.Runs, 1, state.Owner{Subject: "a"}), state.ErrUnavailable)
+	_, err = local.Owners(ctx, owners.Runs, []uint64{1})
+	assert.ErrorIs(t, err, owners.ErrUnavailable)
+	assert.ErrorIs(t, local.SetOwner(ctx, owners.Runs, 1, owners.Owner{Subject: "a"}), owners.ErrUnavailable)
 	_, err = local.Revoked(ctx, [32]byte{})
 	assert.Error(t, err)
 	assert.Positive(t, e1.count("replay"))
@@ -249,7 +249,7 @@ func TestRedisDownAndBack(t *testing.T) {
 	ts := flwr.FormatTimestamp(after)
 	require.NoError(t, check(lg, key, ts, after, after.Add(time.Minute)))
 	assert.Equal(t, verify.Replayed, verify.ReasonOf(check(cg, key, ts, after, after.Add(time.Minute))), "seen by the other replica, through Redis")
-	require.NoError(t, local.SetOwner(ctx, state.Runs, 1, state.Owner{Subject: "a"}))
+	require.NoError(t, local.SetOwner(ctx, owners.Runs, 1, owners.Owner{Subject: "a"}))
 }
 
 // The same sharing through a Sentinel (the master found by name) and
@@ -263,16 +263,16 @@ func TestSentinelAndCluster(t *testing.T) {
 	master := redistest.Start(t)
 	sentinel := redistest.StartSentinel(t, master)
 	cluster := redistest.StartCluster(t, 3)
-	for name, cfg := range map[string]redisstate.Config{
+	for name, cfg := range map[string]shared.Config{
 		"sentinel": {Addrs: []string{sentinel}, MasterName: "nodekeys"},
 		"cluster":  {Addrs: cluster[:1], Cluster: true},
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg.Timeout, cfg.CheckInterval = time.Second, 20*time.Millisecond
-			one, err := redisstate.New(context.Background(), cfg, nil)
+			one, err := shared.New(context.Background(), cfg, nil)
 			require.NoError(t, err)
 			defer one.Close()
-			two, err := redisstate.New(context.Background(), cfg, nil)
+			two, err := shared.New(context.Background(), cfg, nil)
 			require.NoError(t, err)
 			defer two.Close()
 			g1, g2 := one.Replay(replay.NewGuard(0)), two.Replay(replay.NewGuard(0))
@@ -292,8 +292,8 @@ func TestSentinelAndCluster(t *testing.T) {
 				assert.Equal(t, verify.RateLimited, verify.ReasonOf(l2(key, now)))
 			}
 			ctx := context.Background()
-			require.NoError(t, one.SetOwner(ctx, state.Nodes, 9, state.Owner{Subject: "carol"}))
-			got, err := two.Owners(ctx, state.Nodes, []uint64{9})
+			require.NoError(t, one.SetOwner(ctx, owners.Nodes, 9, owners.Owner{Subject: "carol"}))
+			got, err := two.Owners(ctx, owners.Nodes, []uint64{9})
 			require.NoError(t, err)
 			assert.Equal(t, "carol", got[9].Subject)
 			settled(t, two)
@@ -312,7 +312,7 @@ func BenchmarkShared(b *testing.B) {
 	srv := redistest.Start(b)
 	// A long timeout: on a busy machine, a slow look would count as an
 	// outage and hold the revocation checks back.
-	be, err := redisstate.New(context.Background(), redisstate.Config{Addrs: []string{srv.Addr}, Timeout: time.Second, CheckInterval: 10 * time.Millisecond}, nil)
+	be, err := shared.New(context.Background(), shared.Config{Addrs: []string{srv.Addr}, Timeout: time.Second, CheckInterval: 10 * time.Millisecond}, nil)
 	require.NoError(b, err)
 	defer be.Close()
 	ctx := context.Background()

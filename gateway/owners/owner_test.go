@@ -1,4 +1,4 @@
-package state_test
+package owners_test
 
 import (
 	"context"
@@ -14,10 +14,10 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/nodekeys/nodekeys/authz"
-	"github.com/nodekeys/nodekeys/state"
+	"github.com/nodekeys/nodekeys/gateway/owners"
 )
 
-// earlierOwner is state.Owner as the release before kinds declared it:
+// earlierOwner is owners.Owner as the release before kinds declared it:
 // json.Marshal of it is a record as that release wrote it, and
 // json.Unmarshal into it is how that release reads one.
 type earlierOwner struct {
@@ -43,30 +43,30 @@ func TestOwnerMatchesKindAndSubject(t *testing.T) {
 	all := []authz.Principal{userBob, clientBob, tokenBob, tokenCI, userCI, userPose, clientCI}
 	for _, tc := range []struct {
 		name  string
-		owner state.Owner
+		owner owners.Owner
 		want  []authz.Principal // the principals it matches; no other
 		shown string
 	}{
-		{"a user's", state.Owner{Kind: authz.KindUser, Subject: "bob"}, []authz.Principal{userBob}, "bob"},
-		{"a client's", state.Owner{Kind: authz.KindClient, Subject: "bob"}, []authz.Principal{clientBob}, "client:bob"},
-		{"a token's", state.Owner{Kind: authz.KindToken, Subject: "ci"}, []authz.Principal{tokenCI}, "token:ci"},
-		{"a user's named like a token", state.Owner{Kind: authz.KindUser, Subject: "token:ci"}, []authz.Principal{userPose}, "user:token:ci"},
-		{"an earlier token's", state.Owner{Subject: "token:ci"}, []authz.Principal{tokenCI}, "token:ci"},
-		{"an earlier user's or client's", state.Owner{Subject: "bob"}, []authz.Principal{userBob, clientBob}, "bob"},
-		{"a kind this release does not know", state.Owner{Kind: "robot", Subject: "bob"}, nil, "robot:bob"},
-		{"no subject", state.Owner{Kind: authz.KindUser}, nil, ""},
-		{"an earlier record with no subject", state.Owner{}, nil, ""},
+		{"a user's", owners.Owner{Kind: authz.KindUser, Subject: "bob"}, []authz.Principal{userBob}, "bob"},
+		{"a client's", owners.Owner{Kind: authz.KindClient, Subject: "bob"}, []authz.Principal{clientBob}, "client:bob"},
+		{"a token's", owners.Owner{Kind: authz.KindToken, Subject: "ci"}, []authz.Principal{tokenCI}, "token:ci"},
+		{"a user's named like a token", owners.Owner{Kind: authz.KindUser, Subject: "token:ci"}, []authz.Principal{userPose}, "user:token:ci"},
+		{"an earlier token's", owners.Owner{Subject: "token:ci"}, []authz.Principal{tokenCI}, "token:ci"},
+		{"an earlier user's or client's", owners.Owner{Subject: "bob"}, []authz.Principal{userBob, clientBob}, "bob"},
+		{"a kind this release does not know", owners.Owner{Kind: "robot", Subject: "bob"}, nil, "robot:bob"},
+		{"no subject", owners.Owner{Kind: authz.KindUser}, nil, ""},
+		{"an earlier record with no subject", owners.Owner{}, nil, ""},
 	} {
 		for _, p := range all {
 			assert.Equal(t, slices.Contains(tc.want, p), tc.owner.Matches(p), "%s record, %s", tc.name, p.Key())
 		}
 		assert.Equal(t, tc.shown, tc.owner.String(), tc.name)
 	}
-	assert.True(t, state.Owner{Subject: "bob"}.SameAs(state.Owner{Kind: authz.KindClient, Subject: "bob"}))
-	assert.True(t, state.Owner{Kind: authz.KindToken, Subject: "ci"}.SameAs(state.Owner{Subject: "token:ci"}))
-	assert.False(t, state.Owner{Kind: authz.KindUser, Subject: "bob"}.SameAs(state.Owner{Kind: authz.KindClient, Subject: "bob"}))
-	assert.False(t, state.Owner{Subject: "token:ci"}.SameAs(state.Owner{Kind: authz.KindUser, Subject: "token:ci"}))
-	assert.False(t, state.Owner{}.SameAs(state.Owner{}))
+	assert.True(t, owners.Owner{Subject: "bob"}.SameAs(owners.Owner{Kind: authz.KindClient, Subject: "bob"}))
+	assert.True(t, owners.Owner{Kind: authz.KindToken, Subject: "ci"}.SameAs(owners.Owner{Subject: "token:ci"}))
+	assert.False(t, owners.Owner{Kind: authz.KindUser, Subject: "bob"}.SameAs(owners.Owner{Kind: authz.KindClient, Subject: "bob"}))
+	assert.False(t, owners.Owner{Subject: "token:ci"}.SameAs(owners.Owner{Kind: authz.KindUser, Subject: "token:ci"}))
+	assert.False(t, owners.Owner{}.SameAs(owners.Owner{}))
 }
 
 // A record keeps its kind through JSON; one without a kind is written and
@@ -75,11 +75,11 @@ func TestOwnerMatchesKindAndSubject(t *testing.T) {
 func TestOwnerJSON(t *testing.T) {
 	t.Parallel()
 	at := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
-	o := state.Owner{Kind: authz.KindClient, Subject: "bob", At: at}
+	o := owners.Owner{Kind: authz.KindClient, Subject: "bob", At: at}
 	b, err := json.Marshal(o)
 	require.NoError(t, err)
 	assert.JSONEq(t, `{"kind":"client","subject":"bob","at":"2026-11-23T12:00:00Z"}`, string(b))
-	var back state.Owner
+	var back owners.Owner
 	require.NoError(t, json.Unmarshal(b, &back))
 	assert.Equal(t, o, back)
 	var earlier earlierOwner
@@ -89,7 +89,7 @@ func TestOwnerJSON(t *testing.T) {
 	old, err := json.Marshal(earlierOwner{Subject: "token:ci", Name: "ci", At: at})
 	require.NoError(t, err)
 	require.NoError(t, json.Unmarshal(old, &back))
-	assert.Equal(t, state.Owner{Subject: "token:ci", Name: "ci", At: at}, back)
+	assert.Equal(t, owners.Owner{Subject: "token:ci", Name: "ci", At: at}, back)
 	again, err := json.Marshal(back)
 	require.NoError(t, err)
 	assert.JSONEq(t, string(old), string(again), "a record without a kind is written as the earlier release wrote it")
@@ -101,7 +101,7 @@ func TestOwnerJSON(t *testing.T) {
 func TestBoltReadsTheEarlierReleasesRecords(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "state.db")
-	require.NoError(t, state.Create(path))
+	require.NoError(t, owners.Create(path))
 	at := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	db, err := bolt.Open(path, 0o600, nil)
 	require.NoError(t, err)
@@ -109,7 +109,7 @@ func TestBoltReadsTheEarlierReleasesRecords(t *testing.T) {
 		for id, o := range map[uint64]earlierOwner{1: {"token:ci", "ci", at}, 2: {"bob", "Bob", at}} {
 			v, err := json.Marshal(o)
 			require.NoError(t, err)
-			if err := tx.Bucket([]byte(state.Runs)).Put(binary.BigEndian.AppendUint64(nil, id), v); err != nil {
+			if err := tx.Bucket([]byte(owners.Runs)).Put(binary.BigEndian.AppendUint64(nil, id), v); err != nil {
 				return err
 			}
 		}
@@ -117,13 +117,13 @@ func TestBoltReadsTheEarlierReleasesRecords(t *testing.T) {
 	}))
 	require.NoError(t, db.Close())
 
-	s, err := state.Open(path, false)
+	s, err := owners.Open(path, false)
 	require.NoError(t, err)
 	defer s.Close()
 	ctx := context.Background()
-	got, err := s.Owners(ctx, state.Runs, []uint64{1, 2})
+	got, err := s.Owners(ctx, owners.Runs, []uint64{1, 2})
 	require.NoError(t, err)
-	assert.Equal(t, state.Owner{Subject: "token:ci", Name: "ci", At: at}, got[1])
+	assert.Equal(t, owners.Owner{Subject: "token:ci", Name: "ci", At: at}, got[1])
 	assert.True(t, got[1].Matches(tokenCI))
 	assert.False(t, got[1].Matches(userCI))
 	assert.False(t, got[1].Matches(userPose), "a user whose subject is the earlier token subject")
@@ -132,11 +132,11 @@ func TestBoltReadsTheEarlierReleasesRecords(t *testing.T) {
 	assert.True(t, got[2].Matches(clientBob), "the earlier release could not tell them apart")
 	assert.False(t, got[2].Matches(tokenBob))
 
-	require.NoError(t, s.SetOwner(ctx, state.Runs, 1, state.Owner{Kind: authz.KindToken, Subject: "ci", At: at}), "its owner again is no change")
-	assert.ErrorIs(t, s.SetOwner(ctx, state.Runs, 1, state.Owner{Kind: authz.KindUser, Subject: "token:ci"}), state.ErrOwned)
-	assert.ErrorIs(t, s.SetOwner(ctx, state.Runs, 2, state.Owner{Kind: authz.KindToken, Subject: "bob"}), state.ErrOwned)
-	require.NoError(t, s.SetOwner(ctx, state.Runs, 3, state.Owner{Kind: authz.KindClient, Subject: "bob", At: at}))
-	all, err := s.All(ctx, state.Runs)
+	require.NoError(t, s.SetOwner(ctx, owners.Runs, 1, owners.Owner{Kind: authz.KindToken, Subject: "ci", At: at}), "its owner again is no change")
+	assert.ErrorIs(t, s.SetOwner(ctx, owners.Runs, 1, owners.Owner{Kind: authz.KindUser, Subject: "token:ci"}), owners.ErrOwned)
+	assert.ErrorIs(t, s.SetOwner(ctx, owners.Runs, 2, owners.Owner{Kind: authz.KindToken, Subject: "bob"}), owners.ErrOwned)
+	require.NoError(t, s.SetOwner(ctx, owners.Runs, 3, owners.Owner{Kind: authz.KindClient, Subject: "bob", At: at}))
+	all, err := s.All(ctx, owners.Runs)
 	require.NoError(t, err)
 	assert.Len(t, all, 3)
 	assert.True(t, all[3].Matches(clientBob))

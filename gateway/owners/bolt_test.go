@@ -1,4 +1,4 @@
-package state_test
+package owners_test
 
 import (
 	"context"
@@ -10,39 +10,39 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/nodekeys/nodekeys/state"
+	"github.com/nodekeys/nodekeys/gateway/owners"
 )
 
 func TestBoltKeepsOwnersAcrossReopen(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "state.db")
-	require.NoError(t, state.Create(path))
+	require.NoError(t, owners.Create(path))
 	fi, err := os.Stat(path)
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
-	assert.Error(t, state.Create(path), "never replaces a file")
+	assert.Error(t, owners.Create(path), "never replaces a file")
 
 	ctx := context.Background()
-	s, err := state.Open(path, false)
+	s, err := owners.Open(path, false)
 	require.NoError(t, err)
 	at := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
-	alice := state.Owner{Subject: "alice", Name: "Alice", At: at}
-	require.NoError(t, s.SetOwner(ctx, state.Runs, 7, alice))
-	require.NoError(t, s.SetOwner(ctx, state.Runs, 7, alice), "the same owner again is no change")
-	assert.ErrorIs(t, s.SetOwner(ctx, state.Runs, 7, state.Owner{Subject: "bob"}), state.ErrOwned)
-	require.NoError(t, s.SetOwner(ctx, state.Nodes, 7, state.Owner{Subject: "bob", At: at}))
+	alice := owners.Owner{Subject: "alice", Name: "Alice", At: at}
+	require.NoError(t, s.SetOwner(ctx, owners.Runs, 7, alice))
+	require.NoError(t, s.SetOwner(ctx, owners.Runs, 7, alice), "the same owner again is no change")
+	assert.ErrorIs(t, s.SetOwner(ctx, owners.Runs, 7, owners.Owner{Subject: "bob"}), owners.ErrOwned)
+	require.NoError(t, s.SetOwner(ctx, owners.Nodes, 7, owners.Owner{Subject: "bob", At: at}))
 
-	_, err = state.Open(path, true)
+	_, err = owners.Open(path, true)
 	assert.ErrorContains(t, err, "in use by another process")
 	require.NoError(t, s.Close())
 
-	s, err = state.Open(path, false)
+	s, err = owners.Open(path, false)
 	require.NoError(t, err)
 	defer s.Close()
-	got, err := s.Owners(ctx, state.Runs, []uint64{7, 8})
+	got, err := s.Owners(ctx, owners.Runs, []uint64{7, 8})
 	require.NoError(t, err)
-	assert.Equal(t, map[uint64]state.Owner{7: alice}, got)
-	all, err := s.All(ctx, state.Nodes)
+	assert.Equal(t, map[uint64]owners.Owner{7: alice}, got)
+	all, err := s.All(ctx, owners.Nodes)
 	require.NoError(t, err)
 	assert.Equal(t, "bob", all[7].Subject)
 }
@@ -50,18 +50,18 @@ func TestBoltKeepsOwnersAcrossReopen(t *testing.T) {
 func TestBoltRefusesMissingAndDamagedFiles(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	_, err := state.Open(filepath.Join(dir, "gone.db"), false)
-	assert.ErrorIs(t, err, state.ErrNotExist)
+	_, err := owners.Open(filepath.Join(dir, "gone.db"), false)
+	assert.ErrorIs(t, err, owners.ErrNotExist)
 	assert.ErrorContains(t, err, "gone.db")
 	_, err = os.Stat(filepath.Join(dir, "gone.db"))
 	assert.True(t, os.IsNotExist(err), "Open never creates")
 
 	good := filepath.Join(dir, "good.db")
-	require.NoError(t, state.Create(good))
-	s, err := state.Open(good, false)
+	require.NoError(t, owners.Create(good))
+	s, err := owners.Open(good, false)
 	require.NoError(t, err)
 	for i := range uint64(500) {
-		require.NoError(t, s.SetOwner(context.Background(), state.Runs, i, state.Owner{Subject: "alice"}))
+		require.NoError(t, s.SetOwner(context.Background(), owners.Runs, i, owners.Owner{Subject: "alice"}))
 	}
 	require.NoError(t, s.Close())
 	b, err := os.ReadFile(good)
@@ -87,10 +87,10 @@ func TestBoltRefusesMissingAndDamagedFiles(t *testing.T) {
 	for name, data := range damage {
 		p := filepath.Join(dir, name)
 		require.NoError(t, os.WriteFile(p, data, 0o600))
-		_, err := state.Open(p, false)
+		_, err := owners.Open(p, false)
 		require.Error(t, err, name)
 		assert.Contains(t, err.Error(), p, name)
 	}
-	_, err = state.Open(dir, false)
+	_, err = owners.Open(dir, false)
 	assert.ErrorContains(t, err, "not a regular file")
 }

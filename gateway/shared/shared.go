@@ -1,8 +1,8 @@
-// Package redisstate is the state that several gateway replicas share, in
+// Package shared is the state that several gateway replicas share, in
 // Redis (standalone, Sentinel or Cluster, through go-redis): the replay
 // guard, the per-key rate limits, run and node owners, and revoked bearer
 // tokens. One gateway needs none of it; its embedded state is package
-// state and the in-process guard and limiter.
+// gateway/owners and the in-process guard and limiter.
 //
 // What is stored, and for how long (PREFIX is Config.Prefix):
 //
@@ -27,7 +27,7 @@
 // its data or was unreachable, headers signed before are refused as
 // Unavailable, and token checks wait until every replica has had the time
 // to assert its own revocations again.
-package redisstate
+package shared
 
 import (
 	"context"
@@ -45,9 +45,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/nodekeys/nodekeys/gateway/owners"
 	"github.com/nodekeys/nodekeys/internal/safefile"
 	"github.com/nodekeys/nodekeys/internal/tlsconf"
-	"github.com/nodekeys/nodekeys/state"
 	"github.com/nodekeys/nodekeys/verify/replay"
 )
 
@@ -381,19 +381,19 @@ func (b *Backend) Limiter(rate float64, burst int, local func(pemKey string, now
 
 var errRate = &replay.Error{Reason: replay.RateLimited, Detail: "this key sent more calls than its rate limit allows (across gateways)"}
 
-// --- owners (state.Store) ---
+// --- owners (owners.Store) ---
 
-var _ state.Store = (*Backend)(nil)
+var _ owners.Store = (*Backend)(nil)
 
-func (b *Backend) ownersKey(kind state.Kind) string { return b.key("owners:", string(kind)) }
+func (b *Backend) ownersKey(kind owners.Kind) string { return b.key("owners:", string(kind)) }
 
 func (b *Backend) fail(err error) error {
 	b.onErr("owners", err)
-	return fmt.Errorf("%w: redis: %v", state.ErrUnavailable, err)
+	return fmt.Errorf("%w: redis: %v", owners.ErrUnavailable, err)
 }
 
-// SetOwner implements state.Store (HSETNX: the first owner stays).
-func (b *Backend) SetOwner(ctx context.Context, kind state.Kind, id uint64, o state.Owner) error {
+// SetOwner implements owners.Store (HSETNX: the first owner stays).
+func (b *Backend) SetOwner(ctx context.Context, kind owners.Kind, id uint64, o owners.Owner) error {
 	ctx, cancel := b.bound(ctx)
 	defer cancel()
 	v, err := json.Marshal(o)
@@ -412,18 +412,18 @@ func (b *Backend) SetOwner(ctx context.Context, kind state.Kind, id uint64, o st
 	if err != nil {
 		return b.fail(err)
 	}
-	var prev state.Owner
+	var prev owners.Owner
 	if json.Unmarshal([]byte(old), &prev) == nil && prev.SameAs(o) {
 		return nil
 	}
-	return state.ErrOwned
+	return owners.ErrOwned
 }
 
-// Owners implements state.Store (one HMGET).
-func (b *Backend) Owners(ctx context.Context, kind state.Kind, ids []uint64) (map[uint64]state.Owner, error) {
+// Owners implements owners.Store (one HMGET).
+func (b *Backend) Owners(ctx context.Context, kind owners.Kind, ids []uint64) (map[uint64]owners.Owner, error) {
 	ctx, cancel := b.bound(ctx)
 	defer cancel()
-	out := make(map[uint64]state.Owner, len(ids))
+	out := make(map[uint64]owners.Owner, len(ids))
 	if len(ids) == 0 {
 		return out, nil
 	}
@@ -440,7 +440,7 @@ func (b *Backend) Owners(ctx context.Context, kind state.Kind, ids []uint64) (ma
 		if !ok {
 			continue
 		}
-		var o state.Owner
+		var o owners.Owner
 		if err := json.Unmarshal([]byte(s), &o); err != nil {
 			return nil, fmt.Errorf("state: redis: a damaged owner record of %s %d", kind, ids[i])
 		}
@@ -449,18 +449,18 @@ func (b *Backend) Owners(ctx context.Context, kind state.Kind, ids []uint64) (ma
 	return out, nil
 }
 
-// All implements state.Store.
-func (b *Backend) All(ctx context.Context, kind state.Kind) (map[uint64]state.Owner, error) {
+// All implements owners.Store.
+func (b *Backend) All(ctx context.Context, kind owners.Kind) (map[uint64]owners.Owner, error) {
 	ctx, cancel := b.bound(ctx)
 	defer cancel()
 	m, err := b.rdb.HGetAll(ctx, b.ownersKey(kind)).Result()
 	if err != nil {
 		return nil, b.fail(err)
 	}
-	out := make(map[uint64]state.Owner, len(m))
+	out := make(map[uint64]owners.Owner, len(m))
 	for k, v := range m {
 		id, err := strconv.ParseUint(k, 10, 64)
-		var o state.Owner
+		var o owners.Owner
 		if err != nil || json.Unmarshal([]byte(v), &o) != nil {
 			return nil, fmt.Errorf("state: redis: a damaged owner record in %s", kind)
 		}

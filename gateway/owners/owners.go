@@ -1,11 +1,11 @@
-// Package state keeps what a gateway must remember across restarts: which
+// Package owners keeps what a gateway must remember across restarts: which
 // account started each run and registered each SuperNode. Flower's
 // open-source SuperLink records no owner ("<id:none>"), so the gateway
 // records it when StartRun and RegisterNode succeed through it, and checks
 // it on every later call about that run or node.
 //
 // A Store is embedded (Open: one bbolt file, the default for one gateway)
-// or shared (package state/redisstate, for several replicas). A record is
+// or shared (package gateway/shared, for several replicas). A record is
 // an owner and a time, about 100 bytes; records are kept for as long as the
 // store is (a million runs take about 100 MB), since an old run's logs
 // and artifacts stay reachable upstream.
@@ -41,7 +41,7 @@
 // after a downgrade) reads these records as owned by no one it knows: it
 // refuses them to everyone but admins, rather than reading a token's or a
 // client's name as a user's.
-package state
+package owners
 
 import (
 	"context"

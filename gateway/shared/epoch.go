@@ -1,4 +1,4 @@
-package redisstate
+package shared
 
 import (
 	"context"
@@ -59,7 +59,7 @@ return {v, now}
 // ErrSettling is Revoked's error while this replica cannot trust the
 // revoked set yet: Redis lost its data or was unreachable a moment ago,
 // and the replicas are asserting again the revocations they have seen.
-var ErrSettling = errors.New("redisstate: the shared revocations are being restored after Redis lost them or was unreachable")
+var ErrSettling = errors.New("shared: the revocations kept in Redis are being restored after Redis lost them or was unreachable")
 
 type epoch struct {
 	settle time.Duration
