@@ -158,7 +158,7 @@ func TestTLSHandshakes(t *testing.T) {
 	err := goClient(res.CACert, v4, "flower.example")
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "certificate is valid for localhost")
-	out, err := peer.Try(t, nil, peer.PythonCommand(), "-c", pyClient, res.CACert, "127.0.0.1", port, "flower.example")
+	out, err := peer.TryPython(t, nil, pyClient, res.CACert, "127.0.0.1", port, "flower.example")
 	require.Error(t, err)
 	assert.Contains(t, string(out), "CERTIFICATE_VERIFY_FAILED")
 	// Another CA is not trusted.

@@ -189,7 +189,7 @@ func TestWarningsMatchFlower(t *testing.T) {
 	} {
 		path := filepath.Join(dir, strings.ReplaceAll(name, " ", "_"))
 		require.NoError(t, os.WriteFile(path, []byte(data), 0o644))
-		_, err := peer.Try(t, nil, peer.PythonCommand(), "-c", pySuperLink, path)
+		_, err := peer.TryPython(t, nil, pySuperLink, path)
 		assert.Error(t, err, "Flower's reader should fail on %s", name)
 		l, perr := csvlist.Parse(path, []byte(data))
 		require.NoError(t, perr)

@@ -60,7 +60,7 @@ func calls(t *testing.T) int {
 	if peer.Long() {
 		return 3000
 	}
-	return 300
+	return 120
 }
 
 func TestPythonSignedHeadersVerifyInGo(t *testing.T) {

@@ -132,6 +132,7 @@ func missing(t testing.TB, format string, args ...any) {
 // with a store and keys of its own.
 func Start(t testing.TB, st State) *Provider {
 	t.Helper()
+	peer.Short(t)
 	if _, err := exec.LookPath("node"); err != nil {
 		missing(t, "node not found")
 	}

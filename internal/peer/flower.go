@@ -12,6 +12,7 @@ import (
 // NODEKEYS_REQUIRE_PEERS) when there is none.
 func FlowerDir(t testing.TB) string {
 	t.Helper()
+	Short(t)
 	dir := os.Getenv("NODEKEYS_FLOWER")
 	if dir == "" {
 		wd, err := os.Getwd()

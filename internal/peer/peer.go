@@ -1,6 +1,10 @@
 // Package peer runs the real programs that nodekeys must agree with
 // (ssh-keygen, openssl, Python's cryptography) from tests.
 //
+// go test -short is the tier that starts no peer program: every test that
+// needs one is skipped (Short), and not counted as missing. It runs the
+// project's own code alone, on loopback.
+//
 // A test whose peer is missing is skipped, unless NODEKEYS_REQUIRE_PEERS is
 // set (CI sets it), in which case it fails: a peer test never passes by not
 // running. A skip stays visible: a package's TestMain that runs its tests
@@ -91,10 +95,20 @@ func missing(t testing.TB, format string, args ...any) {
 	t.Skipf("peer missing: "+format, args...)
 }
 
+// Short skips t under go test -short, whose tier starts no peer program.
+// Command, Python, Flower and the OIDC and Redis test servers call it.
+func Short(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("go test -short starts no peer program")
+	}
+}
+
 // Command returns the path of the named program, or skips (fails under
-// NODEKEYS_REQUIRE_PEERS) when it is not installed.
+// NODEKEYS_REQUIRE_PEERS) when it is not installed. It skips under -short.
 func Command(t testing.TB, name string) string {
 	t.Helper()
+	Short(t)
 	p, err := exec.LookPath(name)
 	if err != nil {
 		missing(t, "%s not found", name)
@@ -125,45 +139,4 @@ func Try(t testing.TB, stdin []byte, name string, args ...string) ([]byte, error
 		return append(stdout.Bytes(), stderr.Bytes()...), err
 	}
 	return stdout.Bytes(), nil
-}
-
-var (
-	pyOnce     sync.Once
-	pyErr      error
-	pyPathOnce sync.Once
-	pyPath     string
-)
-
-// PythonCommand is the Python 3 interpreter the peer tests run:
-// $NODEKEYS_PYTHON, or python3 on the PATH. A python3 that is a version
-// manager's shim (pyenv's costs a quarter of a second a start) is resolved
-// once to the interpreter it runs.
-func PythonCommand() string {
-	if p := os.Getenv("NODEKEYS_PYTHON"); p != "" {
-		return p
-	}
-	pyPathOnce.Do(func() {
-		pyPath = "python3"
-		if out, err := exec.Command("python3", "-c", "import sys; print(sys.executable)").Output(); err == nil {
-			if p := strings.TrimSpace(string(out)); p != "" {
-				pyPath = p
-			}
-		}
-	})
-	return pyPath
-}
-
-// Python runs a Python 3 script that may import cryptography, with args, and
-// returns its stdout. The test fails if the script fails.
-func Python(t testing.TB, stdin []byte, script string, args ...string) []byte {
-	t.Helper()
-	py := PythonCommand()
-	Command(t, py)
-	pyOnce.Do(func() {
-		pyErr = exec.Command(py, "-c", "import cryptography").Run()
-	})
-	if pyErr != nil {
-		missing(t, "%s cannot import cryptography: %v", py, pyErr)
-	}
-	return Run(t, stdin, py, append([]string{"-c", script}, args...)...)
 }
