@@ -138,6 +138,14 @@ func TestInitAccountsGateway(t *testing.T) {
 	password := strings.TrimSpace(r.stdout)
 	require.Len(t, password, 26, "-q prints the password alone")
 
+	// The CLI waits poll_interval (5 s by default) before it first asks
+	// whether the sign-in is done.
+	config := filepath.Join(dir, "gateway.yaml")
+	yaml, err := os.ReadFile(config)
+	require.NoError(t, err)
+	yaml = bytes.Replace(yaml, []byte("\naccounts:\n"), []byte("\naccounts:\n  poll_interval: 1s\n"), 1)
+	require.NoError(t, os.WriteFile(config, yaml, 0o600))
+
 	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "certificates/server.pem"), filepath.Join(dir, "certificates/server.key"))
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
