@@ -325,13 +325,19 @@ func TestLockout(t *testing.T) {
 	code = s.userCode(t)
 
 	// Each further failure doubles the lock, up to MaxLockout; a lock
-	// ends, so the name is never locked for good.
-	s.clk.add(time.Second)
+	// ends, at its instant, so the name is never locked for good.
+	s.clk.add(time.Second - time.Nanosecond)
 	rec, _ = s.post(t, "10.1.1.1", nil, code, "alice", "guess")
-	require.Equal(t, http.StatusUnauthorized, rec.Code)
+	assert.Equal(t, http.StatusTooManyRequests, rec.Code, "1 ns before the lock ends")
+	s.clk.add(time.Nanosecond)
+	rec, _ = s.post(t, "10.1.1.1", nil, code, "alice", "guess")
+	require.Equal(t, http.StatusUnauthorized, rec.Code, "the lock has ended: the guess is checked")
 	rec, _ = s.post(t, "10.1.1.2", nil, code, "alice", alicePassword)
 	assert.Contains(t, rec.Body.String(), "try again in 2 s")
-	s.clk.add(2 * time.Second)
+	s.clk.add(2*time.Second - time.Nanosecond)
+	rec, _ = s.post(t, "10.1.1.3", nil, code, "alice", alicePassword)
+	assert.Equal(t, http.StatusTooManyRequests, rec.Code, "1 ns before the doubled lock ends")
+	s.clk.add(time.Nanosecond)
 	rec, _ = s.post(t, "10.1.1.3", nil, code, "alice", alicePassword)
 	assert.Equal(t, http.StatusOK, rec.Code, "after the lock, the right password signs in")
 
@@ -388,7 +394,11 @@ func TestKeyRotation(t *testing.T) {
 	old := s.login(t, s.browser(), "alice", alicePassword, "")
 	kid, err := RotateKeyFile(s.p.cfg.KeysFile)
 	require.NoError(t, err)
-	s.clk.add(time.Second) // keys are read again once a second
+	s.clk.add(time.Second - time.Nanosecond)
+	ring, err := s.p.keys(context.Background())
+	require.NoError(t, err)
+	assert.NotEqual(t, kid, ring.current().ID, "keys are read again once a second, not sooner")
+	s.clk.add(time.Nanosecond)
 	fresh := s.login(t, s.browser(), "alice", alicePassword, "")
 	hdr, _ := base64.RawURLEncoding.DecodeString(strings.Split(fresh.Access, ".")[0])
 	assert.Contains(t, string(hdr), `"kid":"`+kid+`"`, "the new key signs")
@@ -400,7 +410,7 @@ func TestKeyRotation(t *testing.T) {
 		_, _, err := auth.Authenticate(context.Background(), tok, "")
 		assert.NoError(t, err)
 	}
-	ring, err := s.p.keys(context.Background())
+	ring, err = s.p.keys(context.Background())
 	require.NoError(t, err)
 	assert.Len(t, ring.published(s.clk.now()), 2)
 	assert.Len(t, ring.published(s.clk.now().Add(RetiredKeyKept)), 1, "the old key is dropped after RetiredKeyKept")

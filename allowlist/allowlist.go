@@ -298,5 +298,11 @@ func (r *Reloader) changed() bool {
 // changed, until ctx ends. One stat a second (the default, for interval 0)
 // costs nothing and sees atomic renames that file watchers can miss.
 func (r *Reloader) Watch(ctx context.Context, interval time.Duration) {
-	filewatch.Loop(ctx, interval, []os.Signal{syscall.SIGHUP}, r.changed, func() { r.Reload() })
+	r.watch(ctx, interval, []os.Signal{syscall.SIGHUP})
+}
+
+// watch is Watch, reloading on sigs. Tests pass none: a signal cannot
+// reach a synctest bubble, whose clock drives the looks.
+func (r *Reloader) watch(ctx context.Context, interval time.Duration, sigs []os.Signal) {
+	filewatch.Loop(ctx, interval, sigs, r.changed, func() { r.Reload() })
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -84,6 +85,35 @@ func (rr *reloadRig) has(idx ...int) bool {
 	return true
 }
 
+// replace puts a file of data at the CSV's path by a rename, as atomic
+// writers (and Kubernetes) do.
+func (rr *reloadRig) replace(t *testing.T, data string) {
+	t.Helper()
+	tmp := rr.csv + ".new"
+	require.NoError(t, os.WriteFile(tmp, []byte(data), 0o644))
+	require.NoError(t, os.Rename(tmp, rr.csv))
+}
+
+// watch runs the reloader's Watch, taking no signal, until the returned
+// stop is called. In a synctest bubble, its looks follow the bubble's
+// clock.
+func (rr *reloadRig) watch(interval time.Duration) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		allowlist.WatchWithoutSignals(ctx, rr.r, interval)
+		close(done)
+	}()
+	return func() { cancel(); <-done }
+}
+
+// loadCount returns the number of reloads so far, failed ones included.
+func (rr *reloadRig) loadCount() int {
+	rr.mu.Lock()
+	defer rr.mu.Unlock()
+	return len(rr.loads)
+}
+
 func (rr *reloadRig) lastLoad() error {
 	rr.mu.Lock()
 	defer rr.mu.Unlock()
@@ -137,12 +167,14 @@ func TestReloadRefusesFileChangingWhileRead(t *testing.T) {
 	assert.Contains(t, rr.logs.String(), "changed while it was read")
 
 	allowlist.SetAfterRead(rr.r, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go rr.r.Watch(ctx, 10*time.Millisecond)
-	require.Eventually(t, func() bool { return rr.has(0, 1, 3) }, 5*time.Second, 10*time.Millisecond, "loaded at the next look")
-	assert.NoError(t, rr.lastLoad())
-	cancel()
+	synctest.Test(t, func(t *testing.T) {
+		stop := rr.watch(time.Second)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		assert.True(t, rr.has(0, 1, 3), "loaded at the next look")
+		assert.NoError(t, rr.lastLoad())
+		stop()
+	})
 
 	// The same holds for a .pub file of a folder source.
 	dir := filepath.Join(filepath.Dir(rr.csv), "pubs")
@@ -160,4 +192,64 @@ func TestReloadRefusesFileChangingWhileRead(t *testing.T) {
 	_, _, err = r.Reload()
 	require.ErrorContains(t, err, pub+" changed while it was read")
 	assert.NotNil(t, v.Allowlist().Lookup(rr.ks[2].PEM()), "the last good list stays")
+}
+
+// Watch looks once an interval: a changed file is loaded at the first
+// look after the change, not before, and once; a file left alone is not
+// read again. On synctest's clock: exact, and no wall time spent.
+func TestWatchLoadsAtTheNextLook(t *testing.T) {
+	rr := newReloadRig(t, 0, 1, 2)
+	synctest.Test(t, func(t *testing.T) {
+		start := rr.loadCount() // the load at NewReloader
+		stop := rr.watch(time.Second)
+		defer stop()
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		assert.Equal(t, start, rr.loadCount(), "ten looks, no change: nothing read again")
+
+		time.Sleep(500 * time.Millisecond) // half way to the next look
+		rr.replace(t, rr.line(0, 1, 3)+"\n")
+		time.Sleep(500*time.Millisecond - time.Nanosecond)
+		synctest.Wait()
+		assert.True(t, rr.has(0, 1, 2), "not before the look")
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		assert.True(t, rr.has(0, 1, 3), "at the look")
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		assert.Equal(t, start+1, rr.loadCount(), "loaded once")
+		assert.NoError(t, rr.lastLoad())
+	})
+}
+
+// A broken allowlist is tried once, at the first look after it appears,
+// and logged once, not at every look; the fixed file is loaded at the
+// first look after it appears.
+func TestWatchTriesABrokenFileOnce(t *testing.T) {
+	rr := newReloadRig(t, 0, 1, 2)
+	good := rr.line(0, 1, 2) + "\n"
+	failures := func() int { return strings.Count(rr.logs.String(), "allowlist reload failed") }
+	synctest.Test(t, func(t *testing.T) {
+		start := rr.loadCount() // the load at NewReloader
+		stop := rr.watch(time.Second)
+		defer stop()
+		time.Sleep(500 * time.Millisecond)
+		rr.replace(t, "ssh-rsa AAAA\n")
+		time.Sleep(500 * time.Millisecond)
+		synctest.Wait()
+		assert.Equal(t, 1, failures(), "tried at the next look")
+		require.Error(t, rr.lastLoad())
+		time.Sleep(20 * time.Second)
+		synctest.Wait()
+		assert.Equal(t, 1, failures(), "twenty more looks: the same broken file is not tried again")
+		assert.Equal(t, start+1, rr.loadCount())
+		assert.True(t, rr.has(0, 1, 2), "the last good list stays")
+
+		rr.replace(t, good)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		assert.Equal(t, start+2, rr.loadCount(), "the fixed file is loaded at the next look")
+		assert.NoError(t, rr.lastLoad())
+		assert.Equal(t, 1, failures())
+	})
 }

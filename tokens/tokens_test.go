@@ -1,12 +1,16 @@
 package tokens_test
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -78,4 +82,55 @@ func TestParseErrorsNameTheLine(t *testing.T) {
 	}
 	_, err := tokens.ReadFile(t.TempDir())
 	assert.Error(t, err, "a folder")
+}
+
+// Watch looks at the file once an interval: a revocation is in force at
+// the first look after it, not a nanosecond before, and reported once; a
+// file left alone is not read again. On synctest's clock: exact, and no
+// wall time spent.
+func TestWatchReloadsAtTheNextLook(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "tokens")
+	ci, _, err := tokens.New(path, "ci-pipeline", "member")
+	require.NoError(t, err)
+	ops, _, err := tokens.New(path, "ops", "admin")
+	require.NoError(t, err)
+	var loads atomic.Int64
+	f, err := tokens.Open(path, slog.New(slog.DiscardHandler), func(int, error) { loads.Add(1) })
+	require.NoError(t, err)
+	var removed atomic.Value
+	f.OnRemoved(func(gone []tokens.Entry) { removed.Store(gone) })
+
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			tokens.WatchWithoutSignals(ctx, f, time.Second)
+			close(done)
+		}()
+		defer func() { cancel(); <-done }()
+
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		assert.Equal(t, int64(1), loads.Load(), "ten looks, no change: read at Open only")
+
+		time.Sleep(500 * time.Millisecond) // half way to the next look
+		_, err := tokens.Revoke(path, "ci-pipeline")
+		require.NoError(t, err)
+		time.Sleep(500*time.Millisecond - time.Nanosecond)
+		synctest.Wait()
+		assert.NotNil(t, f.Set().Lookup(ci), "not before the look")
+		assert.Nil(t, removed.Load())
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		assert.Nil(t, f.Set().Lookup(ci), "revoked at the look")
+		assert.NotNil(t, f.Set().Lookup(ops))
+		gone, _ := removed.Load().([]tokens.Entry)
+		require.Len(t, gone, 1)
+		assert.Equal(t, "ci-pipeline", gone[0].Name)
+
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		assert.Equal(t, int64(2), loads.Load(), "read once for the change")
+	})
 }

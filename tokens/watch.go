@@ -3,6 +3,7 @@ package tokens
 import (
 	"context"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,7 +75,13 @@ func (f *File) OnRemoved(fn func(removed []Entry)) { f.gone = fn }
 // Watch reloads on SIGHUP, SIGUSR1 (on Unix), and when a look every
 // interval finds the file changed, until ctx ends.
 func (f *File) Watch(ctx context.Context, interval time.Duration) {
-	filewatch.Loop(ctx, interval, reloadSignals, func() bool {
+	f.watch(ctx, interval, reloadSignals)
+}
+
+// watch is Watch, reloading on sigs. Tests pass none: a signal cannot
+// reach a synctest bubble, whose clock drives the looks.
+func (f *File) watch(ctx context.Context, interval time.Duration, sigs []os.Signal) {
+	filewatch.Loop(ctx, interval, sigs, func() bool {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		return filewatch.Look(f.path) != f.last

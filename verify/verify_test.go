@@ -211,8 +211,8 @@ func TestConcurrentSwap(t *testing.T) {
 	v := verify.New(onlyA)
 	ha, hb := a.at(t, now), b.at(t, now)
 	var stop atomic.Bool
-	var wg sync.WaitGroup
-	wg.Go(func() {
+	var swapper, wg sync.WaitGroup
+	swapper.Go(func() {
 		for i := 0; !stop.Load(); i++ {
 			if i%2 == 0 {
 				v.SetAllowlist(onlyB)
@@ -235,9 +235,9 @@ func TestConcurrentSwap(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(50 * time.Millisecond)
+	wg.Wait() // the swaps go on for as long as the calls do
 	stop.Store(true)
-	wg.Wait()
+	swapper.Wait()
 	assert.Zero(t, bad.Load())
 }
 

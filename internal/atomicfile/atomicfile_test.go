@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -63,18 +64,28 @@ func TestBatch(t *testing.T) {
 	assert.ElementsMatch(t, []string{"a", "b", "c", "d"}, names(t, dir))
 }
 
+// Lock waits for a lock another holder has, looking every 20 ms: it gives
+// up at the first look past its timeout, and takes the lock at the first
+// look after the holder lets go. On synctest's clock: exact, and no wall
+// time spent.
 func TestLock(t *testing.T) {
 	dir := t.TempDir()
 	a, b := mustOpen(t, dir), mustOpen(t, dir)
-	require.NoError(t, a.Lock(time.Second, nil))
-	waited := false
-	err := b.Lock(50*time.Millisecond, func() { waited = true })
-	require.Error(t, err)
-	assert.True(t, waited)
-	unlocked := make(chan struct{})
-	go func() { time.Sleep(100 * time.Millisecond); a.Unlock(); close(unlocked) }()
-	require.NoError(t, b.Lock(5*time.Second, nil))
-	<-unlocked
+	synctest.Test(t, func(t *testing.T) {
+		require.NoError(t, a.Lock(time.Second, nil))
+		waited := false
+		start := time.Now()
+		err := b.Lock(50*time.Millisecond, func() { waited = true })
+		require.ErrorContains(t, err, "another process has held it for 50ms")
+		assert.True(t, waited)
+		assert.Equal(t, 60*time.Millisecond, time.Since(start), "given up at the first look past 50 ms")
+
+		start = time.Now()
+		go func() { time.Sleep(30 * time.Millisecond); a.Unlock() }()
+		require.NoError(t, b.Lock(5*time.Second, nil))
+		assert.Equal(t, 40*time.Millisecond, time.Since(start), "taken at the first look after the release")
+		b.Unlock()
+	})
 }
 
 // RenameNoReplace moves a file or a folder, and replaces nothing: not a

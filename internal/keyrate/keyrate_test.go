@@ -17,8 +17,9 @@ func TestLimiter(t *testing.T) {
 	}
 	assert.False(t, l.Allow("a", t0), "the burst is spent")
 	assert.True(t, l.Allow("b", t0), "another key has its own bucket")
-	assert.False(t, l.Allow("a", t0.Add(400*time.Millisecond)), "0.8 tokens")
+	assert.False(t, l.Allow("a", t0.Add(500*time.Millisecond-time.Nanosecond)), "just under one token")
 	assert.True(t, l.Allow("a", t0.Add(500*time.Millisecond)), "one token at 2 a second")
+	assert.False(t, l.Allow("a", t0.Add(500*time.Millisecond)), "and only one")
 	// Forgotten once full again: a minute later the whole burst is back.
 	later := t0.Add(time.Minute)
 	for range 3 {

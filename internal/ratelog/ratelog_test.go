@@ -15,7 +15,7 @@ func TestLimiter(t *testing.T) {
 	ok, _ = l.Allow(t0)
 	assert.True(t, ok)
 	for range 5 {
-		ok, _ = l.Allow(t0.Add(500 * time.Millisecond))
+		ok, _ = l.Allow(t0.Add(time.Second - time.Nanosecond)) // the same second, to its last nanosecond
 		assert.False(t, ok)
 	}
 	ok, dropped := l.Allow(t0.Add(time.Second))

@@ -331,32 +331,3 @@ func TestGRPCLoadDuringReloads(t *testing.T) {
 	t.Logf("%d calls by %d clients during %d reloads", clients*calls, clients, reloads.Load())
 	assert.False(t, strings.Contains(f.logs.String(), "refused"), "no call was refused")
 }
-
-// TestWatchTriesABrokenFileOnce: a broken allowlist is logged once, not at
-// every look, and the fixed file is loaded when it appears.
-func TestWatchTriesABrokenFileOnce(t *testing.T) {
-	f := newFederation(t, 2)
-	good, err := os.ReadFile(f.csv)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go f.reload.Watch(ctx, 5*time.Millisecond)
-
-	// Each version is written whole and renamed into place: a look between
-	// a truncate and a write would see a third file, rightly tried too.
-	replace := func(data []byte) {
-		tmp := f.csv + ".new"
-		require.NoError(t, os.WriteFile(tmp, data, 0o644))
-		require.NoError(t, os.Rename(tmp, f.csv))
-	}
-	failures := func() int { return strings.Count(f.logs.String(), "allowlist reload failed") }
-	replace([]byte("ssh-rsa AAAA\n"))
-	require.Eventually(t, func() bool { return failures() == 1 }, 5*time.Second, 5*time.Millisecond)
-	time.Sleep(100 * time.Millisecond) // twenty more looks
-	assert.Equal(t, 1, failures(), "the same broken file is not retried")
-
-	loads := strings.Count(f.logs.String(), "allowlist loaded")
-	replace(good)
-	require.Eventually(t, func() bool { return strings.Count(f.logs.String(), "allowlist loaded") == loads+1 }, 5*time.Second, 5*time.Millisecond)
-	assert.Equal(t, 1, failures())
-}

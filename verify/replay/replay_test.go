@@ -61,3 +61,32 @@ func TestGuardQuotaAndFull(t *testing.T) {
 	assert.Equal(t, 199, refused)
 	assert.Equal(t, 1, full.Len())
 }
+
+// An entry is refused up to the last nanosecond of its window and passes
+// at its end. Its room in the key's quota comes back at the first sweep
+// after the window (sweeps are a second apart at most), not before.
+func TestGuardExpiryAtTheInstant(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	exp := t0.Add(2 * time.Second)
+	g := replay.NewGuard(0)
+	require.NoError(t, g.Check("key", "a", t0, t0, exp))
+	assert.Equal(t, replay.Replayed, reasonOf(g.Check("key", "a", t0, exp.Add(-time.Nanosecond), exp)), "inside the window")
+	require.NoError(t, g.Check("key", "a", t0, exp, exp.Add(time.Minute)), "the window has passed: a new call")
+
+	g = replay.NewGuard(0, replay.WithKeyQuota(1))
+	require.NoError(t, g.Check("key", "a", t0, t0, exp))
+	require.NoError(t, g.Check("key", "b", t0, exp, exp.Add(time.Minute)), "a sweep at the window's end drops a")
+
+	g = replay.NewGuard(0, replay.WithKeyQuota(1))
+	require.NoError(t, g.Check("key", "a", t0, t0, exp)) // a sweep; the next is due after t0+1s
+	mid := t0.Add(1500 * time.Millisecond)
+	assert.Equal(t, replay.RateLimited, reasonOf(g.Check("key", "b", t0, mid, mid.Add(time.Minute))), "a sweep, and a still inside its window")
+	sweep := mid.Add(time.Second) // the next sweep is due after this
+	for _, at := range []time.Time{exp, sweep} {
+		assert.Equal(t, replay.RateLimited, reasonOf(g.Check("key", "b", t0, at, at.Add(time.Minute))), "a is held until the sweep (at %s)", at.Sub(t0))
+		assert.Equal(t, 1, g.Len())
+	}
+	at := sweep.Add(time.Nanosecond)
+	require.NoError(t, g.Check("key", "b", t0, at, at.Add(time.Minute)), "swept: the quota is free")
+	assert.Equal(t, 1, g.Len(), "a is gone")
+}
