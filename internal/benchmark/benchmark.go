@@ -31,6 +31,10 @@ type Config struct {
 	Duration time.Duration
 	// Workers is the goroutines of the all-cores figures; 0 means GOMAXPROCS.
 	Workers int
+	// Headers is how many distinct valid and stale calls are signed
+	// beforehand and replayed in turn (default 1024, at least the 64
+	// signing nodes).
+	Headers int
 	// Log, if set, is told what is being measured.
 	Log func(format string, args ...any)
 }
@@ -87,6 +91,9 @@ func Run(cfg Config) (*Report, error) {
 	if cfg.Duration <= 0 {
 		cfg.Duration = 2 * time.Second
 	}
+	if cfg.Headers <= 0 {
+		cfg.Headers = 1024
+	}
 	logf := cfg.Log
 	if logf == nil {
 		logf = func(string, ...any) {}
@@ -123,7 +130,7 @@ func Run(cfg Config) (*Report, error) {
 	runtime.KeepAlive(list)
 
 	now := time.Now()
-	valid, stale, unknown, err := makeHeaders(privs, now)
+	valid, stale, unknown, err := makeHeaders(privs, max(cfg.Headers, signers), now)
 	if err != nil {
 		return nil, err
 	}
@@ -195,9 +202,9 @@ func makeKeys(n int) ([]*keys.PublicKey, []*ecdsa.PrivateKey, error) {
 
 // makeHeaders signs 1024 calls of the signing nodes, a second old; the same
 // calls a day old; and calls of nodes not in the allowlist.
-func makeHeaders(privs []*ecdsa.PrivateKey, now time.Time) (valid, stale, unknown []sign.Headers, err error) {
+func makeHeaders(privs []*ecdsa.PrivateKey, n int, now time.Time) (valid, stale, unknown []sign.Headers, err error) {
 	g := keys.Generator{Seed: []byte("nodekeys bench strangers")}
-	for i := range 1024 {
+	for i := range n {
 		s, err := sign.New(privs[i%len(privs)])
 		if err != nil {
 			return nil, nil, nil, err

@@ -11,7 +11,7 @@ import (
 // TestRunSmall checks that a short run measures every figure; the figures
 // themselves are for people, not assertions.
 func TestRunSmall(t *testing.T) {
-	r, err := Run(Config{Nodes: 200, Duration: 50 * time.Millisecond, Workers: 2})
+	r, err := Run(Config{Nodes: signers, Duration: 20 * time.Millisecond, Workers: 2, Headers: signers})
 	require.NoError(t, err)
 	for name, f := range map[string]float64{
 		"load": r.LoadSeconds, "bytes": r.BytesPerKey, "fast1": r.FastOneCore, "fastN": r.FastAllCores,

@@ -14,9 +14,11 @@ package peer
 
 import (
 	"bytes"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -139,4 +141,18 @@ func Try(t testing.TB, stdin []byte, name string, args ...string) ([]byte, error
 		return append(stdout.Bytes(), stderr.Bytes()...), err
 	}
 	return stdout.Bytes(), nil
+}
+
+// Parallel sets go test's -parallel to n when the command line did not
+// set it, for a package whose tests spend their time waiting (on peers,
+// other processes, timeouts and the network) rather than computing: the
+// default, one test per core, would run those waits one after another.
+// Call it first in TestMain.
+func Parallel(n int) {
+	flag.Parse()
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if f := flag.Lookup("test.parallel"); f != nil && !set {
+		f.Value.Set(strconv.Itoa(n))
+	}
 }

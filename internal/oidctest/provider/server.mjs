@@ -72,14 +72,28 @@ function memoryAdapter() {
   };
 }
 
+// RSA keys cost a quarter of a second each to make here, and every start
+// and restart needs one: a process takes them from rsa-keys.json (test
+// keys, made by "node server.mjs make-keys 16 > rsa-keys.json"), each once,
+// so that no two providers of a process share a key, and makes more when
+// those run out.
+function newRSAKey() {
+  return crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
+}
+if (process.argv[2] === 'make-keys') {
+  const n = Number(process.argv[3] || 16);
+  process.stdout.write(JSON.stringify(Array.from({ length: n }, newRSAKey), null, 1) + '\n');
+  process.exit(0);
+}
+const rsaKeys = JSON.parse(fs.readFileSync(new URL('./rsa-keys.json', import.meta.url), 'utf8'));
+
 // start serves one provider on port (0: any) and calls ready(issuer).
 function start(port, certFile, keyFile, state, ready, fail) {
 const counts = {};
 function jwk(kind) {
-  const { privateKey } = kind === 'rsa'
-    ? crypto.generateKeyPairSync('rsa', { modulusLength: 2048 })
-    : crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const k = privateKey.export({ format: 'jwk' });
+  const k = kind === 'rsa' && rsaKeys.length > 0
+    ? { ...rsaKeys.shift() }
+    : (kind === 'rsa' ? newRSAKey() : crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' }));
   k.kid = crypto.randomBytes(8).toString('hex');
   k.use = 'sig';
   k.alg = kind === 'rsa' ? 'RS256' : 'ES256';
