@@ -71,6 +71,7 @@ func derSig(r, s *big.Int) []byte {
 // valid signatures and their mutations, on every supported curve, and on
 // P-384 with a key held by a hot-key cache too.
 func TestDifferential(t *testing.T) {
+	t.Parallel()
 	rng := mrand.New(mrand.NewPCG(1, 2))
 	rounds := 8 // the fuzz targets, run in CI, go much further
 	if peer.Long() {

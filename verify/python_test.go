@@ -64,6 +64,7 @@ func calls(t *testing.T) int {
 }
 
 func TestPythonSignedHeadersVerifyInGo(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	n := calls(t)
 	peer.Python(t, nil, pySuperNode, dir, "16", fmt.Sprint(n))
@@ -134,6 +135,7 @@ print(ok, bad)
 `
 
 func TestGoSignedHeadersVerifyInPython(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	n := calls(t)
 	rng := rand.New(rand.NewPCG(3, 4))

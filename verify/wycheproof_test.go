@@ -40,6 +40,7 @@ type wycheproofFile struct {
 // vector on three paths: a key's first verification, a later one, and a
 // key held by a hot-key cache (on amd64).
 func TestWycheproof(t *testing.T) {
+	t.Parallel()
 	for _, name := range []string{"ecdsa_secp384r1_sha256_test.json", "ecdsa_secp384r1_sha384_test.json"} {
 		t.Run(name, func(t *testing.T) {
 			b, err := os.ReadFile(filepath.Join("testdata", "wycheproof", name))

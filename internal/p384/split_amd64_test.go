@@ -5,6 +5,7 @@ package p384
 import (
 	"crypto/ecdh"
 	"crypto/rand"
+	"fmt"
 	"math/big"
 	"os"
 	"testing"
@@ -109,6 +110,7 @@ func TestHighQ(t *testing.T) {
 // hot table), and the halves of m and n are equal, opposite or zero, down
 // to results at infinity.
 func TestCombinedMultEdges(t *testing.T) {
+	t.Parallel()
 	one := big.NewInt(1)
 	neg := func(v *big.Int) *big.Int { return new(big.Int).Sub(curveN, v) }
 	two32 := new(big.Int).Lsh(one, 32)
@@ -129,29 +131,32 @@ func TestCombinedMultEdges(t *testing.T) {
 		r, _ := rand.Int(rand.Reader, curveN)
 		scalars = append(scalars, r)
 	}
-	checked := 0
-	for _, d := range keys {
-		k := publicKey(t, d)
-		high := shifted(&k.q)
-		tab := buildTable(k)
-		for _, m := range scalars {
-			for _, n := range scalars {
-				if n.Sign() == 0 {
-					continue // Verify never sees u2 = 0: r is in [1, n-1]
-				}
-				// And m·G + n·Q at infinity: m = -n·d.
-				for _, mm := range []*big.Int{m, new(big.Int).Mod(new(big.Int).Neg(new(big.Int).Mul(n, d)), curveN)} {
-					var mb, nb [48]byte
-					mm.FillBytes(mb[:])
-					n.FillBytes(nb[:])
-					want := mulBase(t, new(big.Int).Add(mm, new(big.Int).Mul(n, d)))
-					checkProducts(t, k, high, tab, &mb, &nb, want)
-					checked += 2
+	for i, d := range keys { // each key its own subtest, run beside the others
+		t.Run(fmt.Sprint("key", i), func(t *testing.T) {
+			t.Parallel()
+			checked := 0
+			k := publicKey(t, d)
+			high := shifted(&k.q)
+			tab := buildTable(k)
+			for _, m := range scalars {
+				for _, n := range scalars {
+					if n.Sign() == 0 {
+						continue // Verify never sees u2 = 0: r is in [1, n-1]
+					}
+					// And m·G + n·Q at infinity: m = -n·d.
+					for _, mm := range []*big.Int{m, new(big.Int).Mod(new(big.Int).Neg(new(big.Int).Mul(n, d)), curveN)} {
+						var mb, nb [48]byte
+						mm.FillBytes(mb[:])
+						n.FillBytes(nb[:])
+						want := mulBase(t, new(big.Int).Add(mm, new(big.Int).Mul(n, d)))
+						checkProducts(t, k, high, tab, &mb, &nb, want)
+						checked += 2
+					}
 				}
 			}
-		}
+			t.Logf("%d products agree with crypto/ecdh", checked)
+		})
 	}
-	t.Logf("%d products agree with crypto/ecdh", checked)
 }
 
 // FuzzMult compares the three multiplications, m·G + n·Q for Q = d·G, with
