@@ -387,12 +387,18 @@ func rotateAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	ctx, cancel := withTimeout(c)
+	defer cancel()
 	var conn *grpc.ClientConn
 	if !c.Bool("no-register") {
 		if conn, err = controlConn(c); err != nil {
 			return err
 		}
 		defer conn.Close()
+		// Nothing is written for a SuperLink that cannot be reached.
+		if err := control.Reach(ctx, conn); err != nil {
+			return err
+		}
 	}
 	d, err := atomicfile.OpenDir(dir)
 	if err != nil {
@@ -431,8 +437,6 @@ func rotateAction(c *cli.Context) error {
 		return err
 	}
 	if conn != nil {
-		ctx, cancel := withTimeout(c)
-		defer cancel()
 		id, err := supernodes.NewClient(conn).Register(ctx, pair.Public.PEM())
 		if err != nil {
 			return withHint(fmt.Errorf("registering the new key: %w", err), "the new pair is written; register it with: "+registerAgain(c, filepath.Join(dir, newName+".pub")))

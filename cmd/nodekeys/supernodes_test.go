@@ -141,11 +141,20 @@ func TestRegistrationFailures(t *testing.T) {
 	assert.Contains(t, r.stderr, "keys/client_public_keys.csv no longer holds it")
 	assert.Equal(t, 4, up.Registered())
 
+	// A SuperLink that cannot be reached: nothing is written, so the same
+	// command works once it can be.
+	csvBefore, err := os.ReadFile(filepath.Join(dir, "keys/client_public_keys.csv"))
+	require.NoError(t, err)
 	r = nk(t, dir, "", "rotate", "--superlink", gone, "--insecure", "--timeout", "5s", "2")
 	assert.Equal(t, 1, r.code)
-	assert.Contains(t, r.stderr, "hint: the new pair is written; register it with: nodekeys register --superlink "+gone+
-		" --insecure keys/client_credentials_2.new.pub\n")
-	r = nk(t, dir, "", "register", "--superlink", up.Addr, "--insecure", "keys/client_credentials_2.new.pub")
+	assert.Contains(t, r.stderr, "cannot reach")
+	assert.NotContains(t, r.stderr, "rpc error")
+	assert.NoFileExists(t, filepath.Join(dir, "keys/client_credentials_2.new"))
+	assert.NoFileExists(t, filepath.Join(dir, "keys/client_credentials_2.new.pub"))
+	csvAfter, err := os.ReadFile(filepath.Join(dir, "keys/client_public_keys.csv"))
+	require.NoError(t, err)
+	assert.Equal(t, string(csvBefore), string(csvAfter), "the allowlist is as it was")
+	r = nk(t, dir, "", "rotate", "--superlink", up.Addr, "--insecure", "2")
 	require.Equal(t, 0, r.code, r.stderr)
-	assert.Equal(t, 5, up.Registered(), "the hint's command finishes the rotation")
+	assert.Equal(t, 5, up.Registered(), "the same command, once the SuperLink answers")
 }
