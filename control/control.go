@@ -59,6 +59,34 @@ var (
 	ErrTokenNeedsTLS  = errors.New("control: a bearer token is sent over TLS only, not with Insecure")
 )
 
+// CallError is a call the Control API answered with an error status. It
+// reads "METHOD: MESSAGE (CODE)", where gRPC's own text is "rpc error:
+// code = CODE desc = MESSAGE"; status.Code and status.FromError see the
+// status as it came. A connection made by Dial returns it for every call.
+type CallError struct {
+	Method string // the method's name alone: "ListNodes"
+	Status *status.Status
+}
+
+func (e *CallError) Error() string {
+	if e.Status.Message() == "" {
+		return e.Method + ": " + e.Status.Code().String()
+	}
+	return e.Method + ": " + e.Status.Message() + " (" + e.Status.Code().String() + ")"
+}
+
+// GRPCStatus is the status the server sent.
+func (e *CallError) GRPCStatus() *status.Status { return e.Status }
+
+// callErrors makes a call's error status a *CallError.
+func callErrors(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	err := invoker(ctx, method, req, reply, cc, opts...)
+	if st, ok := status.FromError(err); ok && err != nil {
+		return &CallError{Method: method[strings.LastIndexByte(method, '/')+1:], Status: st}
+	}
+	return err
+}
+
 // maxTokenFile bounds a token file.
 const maxTokenFile = 64 << 10
 
@@ -89,7 +117,7 @@ func Dial(o Options) (*grpc.ClientConn, error) {
 	default:
 		return nil, ErrNoTransport
 	}
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds), grpc.WithChainUnaryInterceptor(callErrors)}
 	token := o.Token
 	if o.TokenFile != "" {
 		b, err := safefile.ReadRegular(o.TokenFile, maxTokenFile)
@@ -111,7 +139,7 @@ func Dial(o Options) (*grpc.ClientConn, error) {
 		}
 		// Tokens the server refreshes are kept, in the file too.
 		c := NewCredentials(&l.Tokens, l, !o.Insecure)
-		opts = append(opts, grpc.WithPerRPCCredentials(c), grpc.WithUnaryInterceptor(c.UnaryInterceptor()))
+		opts = append(opts, grpc.WithPerRPCCredentials(c), grpc.WithChainUnaryInterceptor(c.UnaryInterceptor()))
 	}
 	return grpc.NewClient(o.Address, opts...)
 }

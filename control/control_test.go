@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -271,4 +272,33 @@ func TestTLS(t *testing.T) {
 	_, err = flwrpb.NewControlClient(conn).ListNodes(ctx, &flwrpb.ListNodesRequest{})
 	require.NoError(t, err)
 	assert.Equal(t, []string{"Bearer nk_secret"}, (<-s.seen).Get("authorization"))
+}
+
+// A call the server answers with an error status reads as its method,
+// message and code, not as gRPC's "rpc error: code = … desc = …"; the
+// status stays readable as it came.
+func TestCallErrorsNameTheMethod(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	addr := serve(t, &server{seen: make(chan metadata.MD, 1)})
+	conn, err := control.Dial(control.Options{Address: addr, Insecure: true})
+	require.NoError(t, err)
+	defer conn.Close()
+	c := flwrpb.NewControlClient(conn)
+	_, err = c.ListNodes(ctx, &flwrpb.ListNodesRequest{})
+	require.NoError(t, err)
+
+	_, err = c.RegisterNode(ctx, &flwrpb.RegisterNodeRequest{PublicKey: []byte("k")})
+	var ce *control.CallError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, "RegisterNode", ce.Method)
+	assert.Equal(t, "RegisterNode: method RegisterNode not implemented (Unimplemented)", err.Error())
+	assert.Equal(t, codes.Unimplemented, status.Code(fmt.Errorf("registering: %w", err)), "seen through a wrapping")
+	st, ok := status.FromError(err)
+	require.True(t, ok)
+	assert.Equal(t, "method RegisterNode not implemented", st.Message(), "the server's message as it came")
+
+	empty := &control.CallError{Method: "StopRun", Status: status.New(codes.PermissionDenied, "")}
+	assert.Equal(t, "StopRun: PermissionDenied", empty.Error())
 }

@@ -89,7 +89,7 @@ func TestLoginCommand(t *testing.T) {
 
 	r = nk(t, dir, "", "nodes", "--superlink", control, "--root-certificates", "certificates/ca.crt")
 	assert.Equal(t, 1, r.code)
-	assert.Equal(t, "nodekeys: error: rpc error: code = Unauthenticated desc = not logged in, or the login has expired: run flwr login\n"+
+	assert.Equal(t, "nodekeys: error: ListNodes: not logged in, or the login has expired: run flwr login (Unauthenticated)\n"+
 		"hint: log in with 'nodekeys login --superlink "+control+" --root-certificates certificates/ca.crt' and pass --login-file, or use --token-file\n", r.stderr)
 	assert.Contains(t, gwLog.String(), "sub=alice")
 	b, _ = os.ReadFile(tokens)
