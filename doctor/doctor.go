@@ -322,7 +322,7 @@ func (d *files) private(f *File) {
 			"ssh-keygen -p -N '' -f "+path+"   (removes the passphrase; keep the file 0600)")
 		return
 	case err != nil:
-		d.add("key-format", Error, path, "not a key a SuperNode can load: "+strings.TrimPrefix(err.Error(), "keys: "),
+		d.add("key-format", Error, path, "not a key a SuperNode can load: "+keyReason(err),
 			"make a new pair: nodekeys keygen --append (SuperNodes use ECDSA P-384 keys in OpenSSH format)")
 		return
 	case block == nil:
@@ -486,4 +486,13 @@ func sans(c *x509.Certificate) []string {
 		out = append(out, ip.String())
 	}
 	return out
+}
+
+// keyReason is why package keys refused a key, without its "keys: "
+// prefix: the file is named by the caller.
+func keyReason(err error) string {
+	if pe, ok := errors.AsType[*keys.ParseError](err); ok {
+		return pe.Reason()
+	}
+	return err.Error()
 }

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -275,4 +276,25 @@ func TestInspectByContent(t *testing.T) {
 	assert.Equal(t, "ECDSA P-384", i.Algorithm)
 	assert.Equal(t, []string{key + ".pub"}, i.Matches)
 	assert.False(t, i.Failed())
+}
+
+// A damaged OpenSSH key is named for what is wrong with it, in keys' own
+// words without the package's prefix (the finding names the file).
+func TestDamagedKeyReason(t *testing.T) {
+	f := newFed(t)
+	path := f.keys.Pairs[0].Private
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	lines := strings.Split(string(b), "\n")
+	lines[1] = "AAAA" + lines[1][4:len(lines[1])-8] // valid base64, a broken key
+	require.NoError(t, os.WriteFile(path, []byte(strings.Join(lines, "\n")), 0o600))
+	var problem string
+	for _, g := range f.check() {
+		if g.Check == "key-format" && g.File == path {
+			problem = g.Problem
+		}
+	}
+	require.NotEmpty(t, problem, "the damaged key is reported")
+	assert.True(t, strings.HasPrefix(problem, "not a key a SuperNode can load: "), problem)
+	assert.NotContains(t, problem, "keys:")
 }

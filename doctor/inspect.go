@@ -263,7 +263,7 @@ func inspectPEM(f *File, b []byte, now time.Time) {
 			}
 			k, err := keys.ParsePrivateKey(pem.EncodeToMemory(block))
 			if err != nil {
-				f.err, f.Error = err, strings.TrimPrefix(err.Error(), "keys: ")
+				f.err, f.Error = err, keyReason(err)
 				return
 			}
 			setKey(f, "OpenSSH private key", &k.PublicKey)

@@ -130,6 +130,14 @@ type Window struct {
 // DefaultWindow is Flower's window since 1.20: -5 s < d < 305 s.
 var DefaultWindow = Window{Future: 5 * time.Second, Past: 305 * time.Second}
 
+// VersionError is a Flower version WindowOf has no window for.
+type VersionError struct {
+	Version string
+	Reason  string // the message without the package's prefix
+}
+
+func (e *VersionError) Error() string { return "flwr: " + e.Reason }
+
 // WindowOf returns the window of a Flower version ("1.19", "1.15.0"):
 // 0 < d < 10 s in 1.15.0 (whose headers lacked the flwr- prefix),
 // -5 s < d < 15 s in 1.15.1 to 1.19, DefaultWindow from 1.20. Flower before
@@ -140,17 +148,17 @@ func WindowOf(version string) (Window, error) {
 	for i, p := range parts {
 		n, err := strconv.Atoi(p)
 		if err != nil || n < 0 {
-			return Window{}, fmt.Errorf("flwr: %q is not a Flower version like 1.19", version)
+			return Window{}, &VersionError{Version: version, Reason: fmt.Sprintf("%q is not a Flower version like 1.19", version)}
 		}
 		nums[i] = n
 	}
 	if len(parts) < 2 {
-		return Window{}, fmt.Errorf("flwr: %q is not a Flower version like 1.19", version)
+		return Window{}, &VersionError{Version: version, Reason: fmt.Sprintf("%q is not a Flower version like 1.19", version)}
 	}
 	major, minor, patch := nums[0], nums[1], nums[2]
 	switch {
 	case major != 1 || minor < 15:
-		return Window{}, fmt.Errorf("flwr: Flower %s does not use signed timestamps (1.15 and later do)", version)
+		return Window{}, &VersionError{Version: version, Reason: fmt.Sprintf("Flower %s does not use signed timestamps (1.15 and later do)", version)}
 	case minor == 15 && patch == 0 && len(parts) == 3:
 		return Window{Future: 0, Past: 10 * time.Second}, nil
 	case minor < 20:

@@ -30,7 +30,10 @@ func TestFlowerWindow(t *testing.T) {
 	}
 	for _, bad := range []string{"", "1", "1.x", "1.14", "2.0", "-1.20"} {
 		_, err := WindowOf(bad)
-		assert.Error(t, err, bad)
+		var ve *VersionError
+		require.ErrorAs(t, err, &ve, bad)
+		assert.Equal(t, bad, ve.Version)
+		assert.Equal(t, "flwr: "+ve.Reason, err.Error())
 	}
 }
 

@@ -151,7 +151,7 @@ func exportK8s(c *cli.Context) error {
 }
 
 func refuseHint(err error) error {
-	if strings.Contains(err.Error(), "file exists") {
+	if errors.Is(err, fs.ErrExist) {
 		return withHint(err, "use --force to replace it, or another --out")
 	}
 	return err

@@ -81,6 +81,9 @@ func TestExport(t *testing.T) {
 	fi, err := os.Stat(filepath.Join(dir, "k8s"))
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o700), fi.Mode().Perm())
+	again := nk(t, dir, "", "export", "k8s", "--namespace", "flower")
+	assert.Equal(t, 1, again.code)
+	assert.Equal(t, "nodekeys: error: create k8s/superlink.yaml: file already exists\nhint: use --force to replace it, or another --out\n", again.stderr)
 	// What kubectl apply -f k8s/ reads: the files directly in the folder.
 	ents, err := os.ReadDir(filepath.Join(dir, "k8s"))
 	require.NoError(t, err)

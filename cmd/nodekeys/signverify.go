@@ -167,7 +167,10 @@ func verifyAction(c *cli.Context) error {
 	if c.IsSet("flower") {
 		var err error
 		if w, err = flwr.WindowOf(c.String("flower")); err != nil {
-			return usageErr("%v", strings.TrimPrefix(err.Error(), "flwr: "))
+			if ve, ok := errors.AsType[*flwr.VersionError](err); ok {
+				return usageErr("%s", ve.Reason)
+			}
+			return err
 		}
 	}
 	if c.IsSet("max-future") {

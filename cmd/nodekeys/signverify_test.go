@@ -123,6 +123,8 @@ func TestVerifyBadInput(t *testing.T) {
 		assert.Equal(t, 2, r.code, args)
 		assert.Equal(t, 2, strings.Count(r.stderr, "\n"), "one error line and a hint: %q", r.stderr)
 	}
+	r = nk(t, dir, "", "verify", "-a", csv, "--flower", "1.14")
+	assert.Equal(t, "nodekeys: error: Flower 1.14 does not use signed timestamps (1.15 and later do)\nhint: run 'nodekeys verify --help'\n", r.stderr)
 	r = nk(t, dir, "", "sign", "-k", "keys/client_credentials_1.pub")
 	assert.Equal(t, 1, r.code)
 	assert.Equal(t, "nodekeys: error: keys: keys/client_credentials_1.pub: malformed key: no PEM private key found\n", r.stderr)
