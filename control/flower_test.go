@@ -4,7 +4,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
@@ -14,23 +13,6 @@ import (
 	"github.com/nodekeys/nodekeys/control"
 	"github.com/nodekeys/nodekeys/internal/peer"
 )
-
-// flower is the folder ../shared/peers/flower/setup.sh made: $NODEKEYS_FLOWER,
-// or .peers/flower at the module root.
-func flower(t *testing.T) string {
-	dir := os.Getenv("NODEKEYS_FLOWER")
-	if dir == "" {
-		_, file, _, _ := runtime.Caller(0)
-		dir = filepath.Join(filepath.Dir(file), "..", ".peers", "flower")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "src")); err != nil {
-		if peer.Required() {
-			t.Fatalf("real Flower is missing (NODEKEYS_REQUIRE_PEERS is set): %v", err)
-		}
-		t.Skipf("peer missing: real Flower (../shared/peers/flower/setup.sh): %v", err)
-	}
-	return dir
-}
 
 // flowerPython runs a script under the Python path of Flower version v, as
 // the peer's own bin/flwr does, and returns its output.
@@ -56,7 +38,7 @@ func TestFlowerCLIStores(t *testing.T) {
 		t.Skip("starts Flower's Python twice: long form only (NODEKEYS_LONG=1); TestLoginTokensSentAndRefreshed checks the same bytes")
 	}
 	t.Parallel()
-	dir := flower(t)
+	dir := peer.FlowerDir(t)
 	tmp := t.TempDir()
 
 	t.Run("1.27", func(t *testing.T) {

@@ -75,13 +75,10 @@ func Dir() string {
 // (fails it under NODEKEYS_REQUIRE_PEERS) when they are missing.
 func Require(t testing.TB, version string) *Flower {
 	t.Helper()
+	peer.Short(t)
 	bin := filepath.Join(Dir(), version, "bin")
 	if _, err := os.Stat(filepath.Join(bin, "flower-superlink")); err != nil {
-		msg := fmt.Sprintf("Flower %s not found in %s (run ../shared/peers/flower/setup.sh %s, or set NODEKEYS_FLOWER)", version, bin, Dir())
-		if peer.Required() {
-			t.Fatalf("peer missing (NODEKEYS_REQUIRE_PEERS is set): %s", msg)
-		}
-		t.Skipf("peer missing: %s", msg)
+		peer.Missing(t, "Flower %s not found in %s (run ../shared/peers/flower/setup.sh %s, or set NODEKEYS_FLOWER)", version, bin, Dir())
 	}
 	return &Flower{Version: version, Bin: bin}
 }
