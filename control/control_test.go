@@ -69,14 +69,20 @@ func serve(t *testing.T, s *server) string {
 	return ln.Addr().String()
 }
 
+// dialServed serves a server that answers ListNodes and dials it in
+// plaintext; both end with the test, as does the context.
+func dialServed(t *testing.T) (context.Context, *grpc.ClientConn) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	conn, err := control.Dial(control.Options{Address: serve(t, &server{seen: make(chan metadata.MD, 1)}), Insecure: true})
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	return ctx, conn
+}
+
 func TestReach(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	addr := serve(t, &server{seen: make(chan metadata.MD, 1)})
-	conn, err := control.Dial(control.Options{Address: addr, Insecure: true})
-	require.NoError(t, err)
-	defer conn.Close()
+	ctx, conn := dialServed(t)
 	require.NoError(t, control.Reach(ctx, conn))
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -279,14 +285,9 @@ func TestTLS(t *testing.T) {
 // status stays readable as it came.
 func TestCallErrorsNameTheMethod(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	addr := serve(t, &server{seen: make(chan metadata.MD, 1)})
-	conn, err := control.Dial(control.Options{Address: addr, Insecure: true})
-	require.NoError(t, err)
-	defer conn.Close()
+	ctx, conn := dialServed(t)
 	c := flwrpb.NewControlClient(conn)
-	_, err = c.ListNodes(ctx, &flwrpb.ListNodesRequest{})
+	_, err := c.ListNodes(ctx, &flwrpb.ListNodesRequest{})
 	require.NoError(t, err)
 
 	_, err = c.RegisterNode(ctx, &flwrpb.RegisterNodeRequest{PublicKey: []byte("k")})
