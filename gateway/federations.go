@@ -53,45 +53,35 @@ func layoutOf(version string) federationLayout {
 func (g *Gateway) filterFederationsResponse(ctx context.Context, method string, acct *oidcauth.Account, d authz.Decision) func(*frame) error {
 	short := method[len(flwr.ControlService)+2:]
 	return func(f *frame) error {
-		undecodable := status.Errorf(codes.Internal, "the SuperLink's %s answer does not decode", short)
-		one := func(b []byte) ([]byte, error) { return g.filterFederation(ctx, method, acct, d, b) }
+		// m is the response; feds, once m is decoded, its federations.
 		var m proto.Message
+		var feds func() []*[]byte
 		switch short {
 		case "ListFederations":
 			r := &flwrpb.ListFederationsResponse{}
-			if err := proto.Unmarshal(f.b, r); err != nil {
-				return undecodable
-			}
-			for i, b := range r.Federations {
-				out, err := one(b)
-				if err != nil {
-					return err
+			m, feds = r, func() []*[]byte {
+				out := make([]*[]byte, len(r.Federations))
+				for i := range r.Federations {
+					out[i] = &r.Federations[i]
 				}
-				r.Federations[i] = out
+				return out
 			}
-			m = r
 		case "ShowFederation":
 			r := &flwrpb.ShowFederationResponse{}
-			if err := proto.Unmarshal(f.b, r); err != nil {
-				return undecodable
-			}
-			out, err := one(r.Federation)
-			if err != nil {
-				return err
-			}
-			r.Federation = out
-			m = r
+			m, feds = r, func() []*[]byte { return []*[]byte{&r.Federation} }
 		default: // CreateFederation
 			r := &flwrpb.CreateFederationResponse{}
-			if err := proto.Unmarshal(f.b, r); err != nil {
-				return undecodable
-			}
-			out, err := one(r.Federation)
+			m, feds = r, func() []*[]byte { return []*[]byte{&r.Federation} }
+		}
+		if err := proto.Unmarshal(f.b, m); err != nil {
+			return status.Errorf(codes.Internal, "the SuperLink's %s answer does not decode", short)
+		}
+		for _, b := range feds() {
+			out, err := g.filterFederation(ctx, method, acct, d, *b)
 			if err != nil {
 				return err
 			}
-			r.Federation = out
-			m = r
+			*b = out
 		}
 		if !d.SeeAll {
 			m.ProtoReflect().SetUnknown(nil)
