@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -12,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -163,21 +161,7 @@ func TestInitAccountsGateway(t *testing.T) {
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
 	defer tr.CloseIdleConnections()
 
-	login := exec.Command(bin, "login", "--superlink", control, "--root-certificates", "certificates/ca.crt", "--out", "login.json")
-	login.Dir = dir
-	stderr, err := login.StderrPipe()
-	require.NoError(t, err)
-	var stdout strings.Builder
-	login.Stdout = &stdout
-	require.NoError(t, login.Start())
-	sc := bufio.NewScanner(stderr)
-	var uri string
-	for sc.Scan() {
-		if line := strings.TrimSpace(sc.Text()); strings.HasPrefix(line, "https://") {
-			uri = line
-			break
-		}
-	}
+	login, stdout, uri := startNodekeysLogin(t, dir, "--superlink", control, "--root-certificates", "certificates/ca.crt", "--out", "login.json")
 	require.True(t, strings.HasPrefix(uri, "https://"+accountsAddr+"/device?user_code="), "login prints the gateway's sign-in page: %q", uri)
 	b := accountstest.NewBrowser(tr)
 	res := b.SignIn(t, uri, "admin", password, "")

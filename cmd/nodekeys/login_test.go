@@ -39,21 +39,7 @@ func TestLoginCommand(t *testing.T) {
 	gwLog := runConfigGateway(t, dir, metrics)
 
 	tokens := filepath.Join(dir, "conf", "login.json")
-	login := exec.Command(bin, "login", "--superlink", control, "--root-certificates", "certificates/ca.crt", "--out", tokens)
-	login.Dir = dir
-	stderr, err := login.StderrPipe()
-	require.NoError(t, err)
-	var stdout strings.Builder
-	login.Stdout = &stdout
-	require.NoError(t, login.Start())
-	sc := bufio.NewScanner(stderr)
-	var uri string
-	for sc.Scan() {
-		if line := strings.TrimSpace(sc.Text()); strings.HasPrefix(line, "https://") {
-			uri = line
-			break
-		}
-	}
+	login, stdout, uri := startNodekeysLogin(t, dir, "--superlink", control, "--root-certificates", "certificates/ca.crt", "--out", tokens)
 	require.NotEmpty(t, uri, "login prints the address to sign in at")
 	p.CompleteDeviceLogin(t, uri, "alice")
 	require.NoError(t, login.Wait())
@@ -94,4 +80,26 @@ func TestLoginCommand(t *testing.T) {
 	assert.Contains(t, gwLog.String(), "sub=alice")
 	b, _ = os.ReadFile(tokens)
 	assert.NotContains(t, gwLog.String(), strings.Split(string(b), "\"")[3], "no token in the logs")
+}
+
+// startNodekeysLogin starts nodekeys login with args in dir and returns it
+// running, its stdout (complete once it has ended) and the sign-in
+// address it printed on stderr ("" if none).
+func startNodekeysLogin(t *testing.T, dir string, args ...string) (login *exec.Cmd, stdout *strings.Builder, uri string) {
+	t.Helper()
+	login = exec.Command(bin, append([]string{"login"}, args...)...)
+	login.Dir = dir
+	stderr, err := login.StderrPipe()
+	require.NoError(t, err)
+	stdout = &strings.Builder{}
+	login.Stdout = stdout
+	require.NoError(t, login.Start())
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		if line := strings.TrimSpace(sc.Text()); strings.HasPrefix(line, "https://") {
+			uri = line
+			break
+		}
+	}
+	return login, stdout, uri
 }
