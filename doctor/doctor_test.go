@@ -2,7 +2,6 @@ package doctor_test
 
 import (
 	"context"
-	"crypto/tls"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -21,6 +20,7 @@ import (
 	"github.com/nodekeys/nodekeys/doctor"
 	"github.com/nodekeys/nodekeys/internal/peer"
 	"github.com/nodekeys/nodekeys/internal/standin"
+	"github.com/nodekeys/nodekeys/internal/tlstest"
 	"github.com/nodekeys/nodekeys/keyset"
 )
 
@@ -147,22 +147,9 @@ func TestPlantedProblems(t *testing.T) {
 // dialled, one of another CA, and one that is not TLS.
 func TestTLSHandshake(t *testing.T) {
 	f := newFed(t, func(o *certs.Options) { o.Hosts = []string{"superlink.example"} })
-	pair, err := tls.LoadX509KeyPair(f.certs.ServerCert, f.certs.ServerKey)
-	require.NoError(t, err)
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{pair}, NextProtos: []string{"h2"}})
-	require.NoError(t, err)
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { c.(*tls.Conn).Handshake(); c.Close() }()
-		}
-	}()
+	addr := tlstest.ServeHandshakes(t, f.certs.ServerCert, f.certs.ServerKey)
 	ctx := context.Background()
-	got := doctor.TLS(ctx, ln.Addr().String(), f.certs.CACert)
+	got := doctor.TLS(ctx, addr, f.certs.CACert)
 	require.Equal(t, []string{"tls-name"}, checks(got), "%+v", got)
 	assert.Contains(t, got[0].Fix, "--add-san 127.0.0.1")
 
@@ -180,23 +167,10 @@ func TestTLSHandshake(t *testing.T) {
 	assert.Equal(t, []string{"tls-protocol"}, checks(got), "%+v", got)
 
 	good := newFed(t)
-	gp, err := tls.LoadX509KeyPair(good.certs.ServerCert, good.certs.ServerKey)
-	require.NoError(t, err)
-	ok, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{gp}, NextProtos: []string{"h2"}})
-	require.NoError(t, err)
-	defer ok.Close()
-	go func() {
-		for {
-			c, err := ok.Accept()
-			if err != nil {
-				return
-			}
-			go func() { c.(*tls.Conn).Handshake(); c.Close() }()
-		}
-	}()
-	assert.Empty(t, doctor.TLS(ctx, ok.Addr().String(), good.certs.CACert))
+	ok := tlstest.ServeHandshakes(t, good.certs.ServerCert, good.certs.ServerKey)
+	assert.Empty(t, doctor.TLS(ctx, ok, good.certs.CACert))
 	// The right name, another CA than the one SuperNodes were given.
-	got = doctor.TLS(ctx, ok.Addr().String(), f.certs.CACert)
+	got = doctor.TLS(ctx, ok, f.certs.CACert)
 	assert.Equal(t, []string{"tls-authority"}, checks(got), "%+v", got)
 }
 

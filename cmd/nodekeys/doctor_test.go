@@ -1,7 +1,6 @@
 package main
 
 import (
-	"crypto/tls"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/nodekeys/nodekeys/certs"
 	"github.com/nodekeys/nodekeys/internal/peer"
+	"github.com/nodekeys/nodekeys/internal/tlstest"
 )
 
 // doctor never gives an all-clear for a run that checked nothing: a file
@@ -69,21 +69,7 @@ func TestDoctorSuperlinkUsesTheNamedFoldersCA(t *testing.T) {
 	require.Equal(t, 0, nk(t, dir, "", "certgen", "--out", "other/certificates").code)
 	// The server presents ./certificates' certificate, which other's CA
 	// did not issue.
-	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "certificates/server.pem"), filepath.Join(dir, "certificates/server.key"))
-	require.NoError(t, err)
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{pair}, NextProtos: []string{"h2"}})
-	require.NoError(t, err)
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { c.(*tls.Conn).Handshake(); c.Close() }()
-		}
-	}()
-	addr := ln.Addr().String()
+	addr := tlstest.ServeHandshakes(t, filepath.Join(dir, "certificates/server.pem"), filepath.Join(dir, "certificates/server.key"))
 	r := nk(t, dir, "", "doctor", "--superlink", addr, "other/certificates")
 	assert.Equal(t, 1, r.code, r.stdout)
 	assert.Contains(t, r.stdout, "error   "+addr+": the server's certificate was not issued by the CA given")
