@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/crypto/argon2"
 
+	"github.com/nodekeys/nodekeys/authz"
 	"github.com/nodekeys/nodekeys/internal/atomicfile"
 	"github.com/nodekeys/nodekeys/internal/safefile"
 )
@@ -96,21 +97,6 @@ func (f *File) Client(name string) *Client {
 	return nil
 }
 
-// validName reports whether s is a name or role: 1 to 64 letters, digits
-// and ._@-, starting with a letter or digit (as token names are).
-func validName(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i, c := range []byte(s) {
-		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-		if !alnum && (i == 0 || !strings.ContainsRune("._@-", rune(c))) {
-			return false
-		}
-	}
-	return true
-}
-
 var errName = errors.New("accounts: a name and role are 1 to 64 letters, digits and ._@-, starting with a letter or digit")
 
 // Parse reads an account file's content; errors name the file.
@@ -124,7 +110,7 @@ func Parse(name string, b []byte) (*File, error) {
 	seen := map[string]bool{}
 	for i, a := range f.Accounts {
 		switch {
-		case !validName(a.Name) || seen[a.Name]:
+		case !authz.ValidName(a.Name) || seen[a.Name]:
 			return nil, fmt.Errorf("accounts: %s: account %d: the name is not valid or used twice", name, i+1)
 		case a.ID == "" || len(a.Roles) == 0:
 			return nil, fmt.Errorf("accounts: %s: account %q has no id or no role", name, a.Name)
@@ -135,7 +121,7 @@ func Parse(name string, b []byte) (*File, error) {
 		seen[a.Name] = true
 	}
 	for i, c := range f.Clients {
-		if !validName(c.Name) || seen[c.Name] || len(c.SecretHash) != 64 {
+		if !authz.ValidName(c.Name) || seen[c.Name] || len(c.SecretHash) != 64 {
 			return nil, fmt.Errorf("accounts: %s: client %d: the name is not valid or used twice, or the secret hash is not 64 hex digits", name, i+1)
 		}
 		seen[c.Name] = true
@@ -197,7 +183,7 @@ func randomID(prefix string, n int) string {
 
 // Add adds an account with password (hashed with p) to the file at path.
 func Add(path, name string, roles []string, email, password string, p Params) (*Account, error) {
-	if !validName(name) || len(roles) == 0 || !allValid(roles) {
+	if !authz.ValidName(name) || len(roles) == 0 || !allValid(roles) {
 		return nil, errName
 	}
 	if err := checkPassword(password); err != nil {
@@ -224,7 +210,7 @@ func Add(path, name string, roles []string, email, password string, p Params) (*
 
 func allValid(ss []string) bool {
 	for _, s := range ss {
-		if !validName(s) {
+		if !authz.ValidName(s) {
 			return false
 		}
 	}
@@ -306,7 +292,7 @@ func SetDisabled(path, name string, disabled bool) error {
 // AddClient adds a service client and returns its secret, shown only
 // now.
 func AddClient(path, name string, roles []string) (string, error) {
-	if !validName(name) || len(roles) == 0 || !allValid(roles) {
+	if !authz.ValidName(name) || len(roles) == 0 || !allValid(roles) {
 		return "", errName
 	}
 	secret := randomID("nks_", 32)

@@ -55,3 +55,19 @@ func hasKindPrefix(s string) bool {
 	}
 	return false
 }
+
+// ValidName reports whether s can name a role, an account, a service
+// client or a machine token: 1 to 64 letters, digits and ._@-, starting
+// with a letter or digit.
+func ValidName(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i, c := range []byte(s) {
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || !strings.ContainsRune("._@-", rune(c))) {
+			return false
+		}
+	}
+	return true
+}

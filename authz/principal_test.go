@@ -1,6 +1,7 @@
 package authz_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -29,5 +30,14 @@ func TestPrincipalStrings(t *testing.T) {
 		_, dup := seen[tc.str]
 		assert.False(t, dup, tc.str)
 		seen[tc.str] = tc.p
+	}
+}
+
+func TestValidName(t *testing.T) {
+	for _, ok := range []string{"a", "alice", "ci-pipeline", "bob@example.org", "v1.2_x", strings.Repeat("a", 64)} {
+		assert.True(t, authz.ValidName(ok), ok)
+	}
+	for _, bad := range []string{"", "-a", ".a", "@a", "a b", "a/b", "ä", strings.Repeat("a", 65), "token:x"} {
+		assert.False(t, authz.ValidName(bad), bad)
 	}
 }

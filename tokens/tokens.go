@@ -28,6 +28,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nodekeys/nodekeys/authz"
 	"github.com/nodekeys/nodekeys/internal/atomicfile"
 	"github.com/nodekeys/nodekeys/internal/safefile"
 )
@@ -40,21 +41,6 @@ const Prefix = "nkt_"
 const MaxFileSize = 4 << 20
 
 const header = "# nodekeys tokens: sha256 of the token, name, role, made. The tokens themselves are not kept.\n"
-
-// validName reports whether s is a name or role: 1 to 64 letters, digits
-// and ._@-, starting with a letter or digit.
-func validName(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i, c := range []byte(s) {
-		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-		if !alnum && (i == 0 || !strings.ContainsRune("._@-", rune(c))) {
-			return false
-		}
-	}
-	return true
-}
 
 // Entry is one line of a token file.
 type Entry struct {
@@ -100,7 +86,7 @@ func Parse(name string, b []byte) ([]Entry, error) {
 		if !ok || err != nil || len(raw) != sha256.Size {
 			return nil, bad("the first field is not sha256: and 64 hex digits")
 		}
-		if !validName(f[1]) || !validName(f[2]) {
+		if !authz.ValidName(f[1]) || !authz.ValidName(f[2]) {
 			return nil, bad("a name or role with characters other than letters, digits and ._@-")
 		}
 		if seen[f[1]] {
@@ -168,7 +154,7 @@ func edit(path string, change func([]Entry) ([]Entry, error)) error {
 // path (made if missing), and returns the token: the only time it exists
 // outside the caller. A name already in the file is refused.
 func New(path, name, role string) (string, *Entry, error) {
-	if !validName(name) || !validName(role) {
+	if !authz.ValidName(name) || !authz.ValidName(role) {
 		return "", nil, errors.New("tokens: a name and role are 1 to 64 letters, digits and ._@-, starting with a letter or digit")
 	}
 	tok, err := Generate()
