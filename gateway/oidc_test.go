@@ -84,7 +84,9 @@ func listRuns(c *grpc.ClientConn, md ...string) (metadata.MD, error) {
 
 func TestAccountLoginWithARealProvider(t *testing.T) {
 	t.Parallel()
-	p := oidctest.Start(t, oidctest.State{AccessTTL: 1, HoldKey: true})
+	// Logins' tokens live 1 s; refreshed ones long enough to be used
+	// after a stall (the race detector, a loaded machine).
+	p := oidctest.Start(t, oidctest.State{AccessTTL: 1, RefreshedAccessTTL: 60, HoldKey: true})
 	policy := authz.Default()
 	policy.RolesClaim = "groups"
 	policy.Roles["service"] = authz.Role{Methods: []string{"StartRun", "ListRuns"}}
@@ -147,6 +149,14 @@ func TestAccountLoginWithARealProvider(t *testing.T) {
 	require.Len(t, fresh, 1)
 	assert.NotEqual(t, tok.Access, fresh[0])
 	require.Len(t, h.Get(gateway.HeaderRefreshToken), 1)
+	lifetime := func(jwt string) int64 {
+		body, err := base64.RawURLEncoding.DecodeString(strings.Split(jwt, ".")[1])
+		require.NoError(t, err)
+		var c struct{ Iat, Exp int64 }
+		require.NoError(t, json.Unmarshal(body, &c))
+		return c.Exp - c.Iat
+	}
+	assert.Equal(t, []int64{1, 60}, []int64{lifetime(tok.Access), lifetime(fresh[0])}, "a login's token, a refreshed one")
 	_, err = listRuns(raw, gateway.HeaderAccessToken, fresh[0])
 	require.NoError(t, err, "the refreshed token works")
 	// The service's fixed token has expired too; its credentials fetched a

@@ -65,6 +65,10 @@ type State struct {
 	AccessAlg string `json:"accessAlg,omitempty"`
 	// AccessTTL is the access tokens' lifetime in seconds (default 60).
 	AccessTTL int `json:"accessTTL,omitempty"`
+	// RefreshedAccessTTL is the lifetime of access tokens a refresh issues
+	// (default AccessTTL): a test can let the first token expire soon and
+	// still use the refreshed one on a slow machine.
+	RefreshedAccessTTL int `json:"refreshedAccessTTL,omitempty"`
 	// Accounts maps account names to their groups.
 	Accounts map[string][]string `json:"accounts,omitempty"`
 	// Opaque issues opaque access tokens (checked at userinfo), not JWTs.

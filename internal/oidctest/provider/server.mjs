@@ -12,6 +12,7 @@
 //       restart (new keys, empty store).
 // The process ends when stdin closes (the test binary exits).
 // STATE: {"keys": "rsa"|"ec"|"both", "accessAlg": "RS256"|"ES256", "accessTTL": seconds,
+//         "refreshedAccessTTL": seconds (of tokens from a refresh; default accessTTL),
 //         "accounts": {"alice": ["admin"], ...}, "opaque": true|false,
 //         "clients": [{"client_id": ..., "client_secret": ..., "grant_types": [...]}],
 //         "noIntrospection": true|false, "heldKey": JWK}
@@ -108,6 +109,12 @@ if (state.heldKey) keys.push(state.heldKey);
 const accessAlg = state.accessAlg || keys[0].alg;
 const accounts = state.accounts || { alice: ['admin'], bob: ['member'] };
 
+// accessTTL is the lifetime of an access token issued in ctx.
+function accessTTL(ctx) {
+  const refresh = ctx && ctx.oidc && ctx.oidc.params && ctx.oidc.params.grant_type === 'refresh_token';
+  return (refresh && state.refreshedAccessTTL) || state.accessTTL || 60;
+}
+
 function make(issuer) {
 const provider = new Provider(issuer, {
   clients: [{
@@ -141,7 +148,7 @@ const provider = new Provider(issuer, {
       useGrantedResource: (ctx) => !state.opaque && !extra(ctx.oidc.client),
       getResourceServerInfo: (ctx, indicator) => {
         if (!resources.includes(indicator)) throw new Error('unknown resource');
-        return { scope: 'openid offline_access email profile', audience: indicator, accessTokenTTL: state.accessTTL || 60,
+        return { scope: 'openid offline_access email profile', audience: indicator, accessTokenTTL: accessTTL(ctx),
                  accessTokenFormat: 'jwt', jwt: { sign: { alg: accessAlg } } };
       },
     },
@@ -171,7 +178,7 @@ const provider = new Provider(issuer, {
     return grant;
   },
   adapter: memoryAdapter(),
-  ttl: { AccessToken: state.accessTTL || 60, DeviceCode: 600, RefreshToken: 3600, Grant: 3600, Session: 3600, Interaction: 600 },
+  ttl: { AccessToken: (ctx) => accessTTL(ctx), DeviceCode: 600, RefreshToken: 3600, Grant: 3600, Session: 3600, Interaction: 600 },
   cookies: { keys: ['nodekeys-test-cookie-key'] },
   pkce: { required: () => false },
 });
