@@ -136,6 +136,11 @@ type Config struct {
 	ClientSecret  string               `yaml:"-"`
 	Transport     http.RoundTripper    `yaml:"-"`
 	ClientAllowed func(id string) bool `yaml:"-"`
+
+	// Now is the clock a token's times, the caches and the provider
+	// budgets are kept by (default time.Now), never from a file: a test
+	// moves it to expire tokens that a real provider issued.
+	Now func() time.Time `yaml:"-"`
 }
 
 // The ways of checking opaque tokens (Config.OpaqueTokens).
@@ -264,6 +269,7 @@ type Authenticator struct {
 	userinfo string
 	intro    string // the introspection endpoint
 	warnings []string
+	now      func() time.Time // Config.Now
 
 	perClient *keyrate.Limiter
 	overall   *keyrate.Limiter
@@ -279,12 +285,16 @@ func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	a := &Authenticator{cfg: cfg,
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	a := &Authenticator{cfg: cfg, now: now,
 		clients:   append([]string{cfg.ClientID}, cfg.AllowedClients...),
 		perClient: keyrate.New(cfg.ProviderRatePerClient, cfg.ProviderBurstPerClient),
 		overall:   keyrate.New(cfg.ProviderRate, cfg.ProviderBurst),
-		accepted:  newTTLCache[*Account](1 << 16),
-		refused:   newTTLCache[bool](1 << 16),
+		accepted:  newTTLCache[*Account](1<<16, now),
+		refused:   newTTLCache[bool](1<<16, now),
 	}
 	var err error
 	if a.secret, err = readSecret(cfg); err != nil {
@@ -332,16 +342,16 @@ func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 	for i, alg := range cfg.Algorithms {
 		algs[i] = jose.SignatureAlgorithm(alg)
 	}
-	a.keys = &keySet{url: meta.JWKS, client: a.client, algs: algs, minRefresh: cfg.JWKSMinRefresh, maxAge: cfg.JWKSMaxAge, now: time.Now}
+	a.keys = &keySet{url: meta.JWKS, client: a.client, algs: algs, minRefresh: cfg.JWKSMinRefresh, maxAge: cfg.JWKSMaxAge, now: a.now}
 	if a.keys.keys, err = a.keys.fetch(ctx); err != nil {
 		return nil, fmt.Errorf("oidc: %w", err)
 	}
-	a.keys.fetched, a.keys.tried = time.Now(), time.Now()
+	a.keys.fetched, a.keys.tried = a.now(), a.now()
 	// go-oidc checks the signature, issuer, audience and expiry; the
 	// not-before and issued-at times get the same leeway in claims().
-	now := func() time.Time { return time.Now().Add(-cfg.Leeway) }
-	a.verifier = oidc.NewVerifier(cfg.Issuer, a.keys, &oidc.Config{ClientID: cfg.Audience, SupportedSigningAlgs: cfg.Algorithms, Now: now})
-	a.expired = oidc.NewVerifier(cfg.Issuer, a.keys, &oidc.Config{ClientID: cfg.Audience, SupportedSigningAlgs: cfg.Algorithms, SkipExpiryCheck: true})
+	early := func() time.Time { return a.now().Add(-cfg.Leeway) }
+	a.verifier = oidc.NewVerifier(cfg.Issuer, a.keys, &oidc.Config{ClientID: cfg.Audience, SupportedSigningAlgs: cfg.Algorithms, Now: early})
+	a.expired = oidc.NewVerifier(cfg.Issuer, a.keys, &oidc.Config{ClientID: cfg.Audience, SupportedSigningAlgs: cfg.Algorithms, Now: early, SkipExpiryCheck: true})
 	a.scopes = append([]string{oidc.ScopeOpenID, oidc.ScopeOfflineAccess}, cfg.Scopes...)
 	return a, nil
 }
@@ -374,7 +384,7 @@ func (a *Authenticator) spend(ctx context.Context) error {
 	if free, _ := ctx.Value(freeKey{}).(bool); free {
 		return nil
 	}
-	now := time.Now()
+	now := a.now()
 	addr, _ := ctx.Value(clientKey{}).(string)
 	if !a.perClient.Allow(addr, now) || !a.overall.Allow("", now) {
 		return ErrBusy
@@ -557,7 +567,7 @@ func (a *Authenticator) claims(claims map[string]any) (*Account, error) {
 	if client != "" && !slices.Contains(a.clients, client) && (a.cfg.ClientAllowed == nil || !a.cfg.ClientAllowed(client)) {
 		return nil, fmt.Errorf("the token was issued to the client %q, which this gateway does not accept (allowed_clients)", client)
 	}
-	late := time.Now().Add(a.cfg.Leeway)
+	late := a.now().Add(a.cfg.Leeway)
 	for _, name := range []string{"nbf", "iat"} {
 		t, ok, err := unixTime(claims[name])
 		if err != nil {

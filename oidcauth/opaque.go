@@ -70,7 +70,7 @@ func (a *Authenticator) askOpaque(ctx context.Context, key [32]byte, token strin
 	var err error
 	if a.cfg.OpaqueTokens == OpaqueUserinfo {
 		acct, err = a.userinfoAccount(ctx, token, "")
-		until = time.Now().Add(a.cfg.OpaqueCache)
+		until = a.now().Add(a.cfg.OpaqueCache)
 	} else {
 		acct, until, err = a.introspect(ctx, token)
 	}
@@ -115,7 +115,7 @@ func (a *Authenticator) introspect(ctx context.Context, token string) (*Account,
 	switch {
 	case exp == 0:
 		return nil, time.Time{}, errors.New("the token names no expiry")
-	case until.Before(time.Now().Add(-a.cfg.Leeway)):
+	case until.Before(a.now().Add(-a.cfg.Leeway)):
 		return nil, time.Time{}, errInactive
 	}
 	client, _ := claims["client_id"].(string)
@@ -236,6 +236,7 @@ func (a *Authenticator) post(ctx context.Context, endpoint string, form url.Valu
 type ttlCache[V any] struct {
 	mu  sync.Mutex
 	max int
+	now func() time.Time
 	m   map[[32]byte]ttlEntry[V]
 }
 
@@ -244,15 +245,15 @@ type ttlEntry[V any] struct {
 	exp time.Time
 }
 
-func newTTLCache[V any](max int) *ttlCache[V] {
-	return &ttlCache[V]{max: max, m: map[[32]byte]ttlEntry[V]{}}
+func newTTLCache[V any](max int, now func() time.Time) *ttlCache[V] {
+	return &ttlCache[V]{max: max, now: now, m: map[[32]byte]ttlEntry[V]{}}
 }
 
 func (c *ttlCache[V]) get(k [32]byte) (V, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.m[k]
-	if !ok || time.Now().After(e.exp) {
+	if !ok || c.now().After(e.exp) {
 		var zero V
 		return zero, false
 	}
@@ -263,7 +264,7 @@ func (c *ttlCache[V]) put(k [32]byte, v V, ttl time.Duration) {
 	if ttl <= 0 {
 		return
 	}
-	now := time.Now()
+	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.m) >= c.max {
