@@ -77,6 +77,11 @@ type Config struct {
 	// (default 10m), and PollInterval how often the CLI may ask (5s).
 	DeviceCodeLifetime time.Duration `yaml:"device_code_lifetime"`
 	PollInterval       time.Duration `yaml:"poll_interval"`
+
+	// Now is the provider's clock (default time.Now), never from a file:
+	// tokens' times, codes' and sessions' lifetimes, and lockouts are kept
+	// by it, and so are the checks of OIDCConfig. A test can stop it.
+	Now func() time.Time `yaml:"-"`
 }
 
 // Defaults of a Config.
@@ -164,7 +169,11 @@ type Provider struct {
 // New makes a provider: it reads the account file and the signing keys
 // (making them at first start). shared may be nil.
 func New(ctx context.Context, cfg Config, shared *Shared, log *slog.Logger) (*Provider, error) {
-	return newProvider(ctx, cfg, shared, log, time.Now)
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	return newProvider(ctx, cfg, shared, log, now)
 }
 
 func newProvider(ctx context.Context, cfg Config, shared *Shared, log *slog.Logger, now func() time.Time) (*Provider, error) {
@@ -235,7 +244,7 @@ func (p *Provider) OIDCConfig() oidcauth.Config {
 		Scopes: []string{"profile", "email"}, Algorithms: []string{"ES256"}, OpaqueTokens: oidcauth.OpaqueRefuse,
 		// Keys are fetched in this process: a new key is seen at once.
 		JWKSMinRefresh: time.Second, JWKSMaxAge: time.Minute,
-		Transport: inProcess{p}, ClientAllowed: p.serviceClient,
+		Transport: inProcess{p}, ClientAllowed: p.serviceClient, Now: p.now,
 	}
 }
 

@@ -338,8 +338,10 @@ func (p *Provider) failed(ctx context.Context, kind, key string, free int) {
 		return
 	}
 	if lock := lockout(n, free); lock > 0 {
+		// The time in the record ends the lock, on the provider's clock;
+		// the record is kept as long as the count, however short the lock.
 		until := p.now().Add(lock)
-		p.kv.set(ctx, lockKey(kind, key), []byte(until.Format(time.RFC3339Nano)), lock)
+		p.kv.set(ctx, lockKey(kind, key), []byte(until.Format(time.RFC3339Nano)), failureMemory)
 	}
 }
 
