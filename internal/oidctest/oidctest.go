@@ -153,8 +153,11 @@ func Start(t testing.TB, st State) *Provider {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pem)
 	jar, _ := cookiejar.New(nil)
+	// Idle connections are dropped well before Node's 5 s keep-alive
+	// timeout, as the gateway's are: a request sent on a connection Node
+	// is closing fails with EOF, and a POST is not retried.
 	p.client = &http.Client{Jar: jar, Timeout: 10 * time.Second,
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, IdleConnTimeout: 2 * time.Second}}
 	if st.HoldKey {
 		p.held, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
