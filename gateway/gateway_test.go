@@ -77,6 +77,11 @@ func newRig(t *testing.T, nodes int, tweak ...func(*gateway.Config)) *rig {
 	require.NoError(t, err)
 	t.Cleanup(up.Stop)
 	r := &rig{dir: dir, tls: tlsRes, keys: ks, up: up, logs: &syncbuf.Buffer{}, upstream: up.Addr}
+	t.Cleanup(func() {
+		if t.Failed() { // the refusals' details are in the gateway's log
+			t.Logf("the gateway's log:\n%s", r.logs.String())
+		}
+	})
 	cfg := gateway.Config{
 		Upstream: up.Addr, UpstreamControl: up.Addr, UpstreamInsecure: true,
 		TLSCert: tlsRes.ServerCert, TLSKey: tlsRes.ServerKey,
