@@ -418,7 +418,7 @@ func TestControlStatusesStreamsAndDeadlines(t *testing.T) {
 func TestUpstreamDownIsUnavailable(t *testing.T) {
 	t.Parallel()
 	r := newRig(t, 1)
-	r.up.Stop()
+	takeDown(t, r) // holds the port: another test's stand-in cannot take it and answer
 	c := r.dial(t, r.fleet, r.signer(t, 0).PerRPCCredentials())
 	start := time.Now()
 	_, _, _, err := call(c, heartbeat, "x")
