@@ -415,6 +415,24 @@ func TestControlStatusesStreamsAndDeadlines(t *testing.T) {
 	assert.Less(t, time.Since(start), 2*time.Second)
 }
 
+// A unary method's call that ends without its request is refused at the
+// gateway with Internal, the code gRPC's servers answer it with
+// ("cardinality violation"), and never reaches the upstream.
+func TestUnaryCallWithoutRequest(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, 1)
+	c := r.dial(t, r.control, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cs, err := c.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, "/flwr.proto.Control/ListRuns")
+	require.NoError(t, err)
+	require.NoError(t, cs.CloseSend())
+	var out []byte
+	err = cs.RecvMsg(&out)
+	wantStatus(t, err, codes.Internal, "/flwr.proto.Control/ListRuns is unary: the call ended without its request")
+	assert.Zero(t, r.up.Count())
+}
+
 func TestUpstreamDownIsUnavailable(t *testing.T) {
 	t.Parallel()
 	r := newRig(t, 1)

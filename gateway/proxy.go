@@ -10,6 +10,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/nodekeys/nodekeys/flwr"
 )
 
 // streamDesc lets one handler forward any method: unary calls are streams
@@ -53,6 +55,9 @@ type relay struct {
 // upstream connection, in both directions, until either side ends it. It
 // returns the status to end ss with.
 func forward(ctx context.Context, ss grpc.ServerStream, conn *grpc.ClientConn, method string, md metadata.MD, r relay) error {
+	if m, ok := flwr.Lookup(method); ok && !m.ServerStreaming {
+		return forwardUnary(ctx, ss, conn, method, md, r)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cs, err := conn.NewStream(metadata.NewOutgoingContext(ctx, md), streamDesc, method, grpc.ForceCodec(rawCodec{}))
@@ -107,6 +112,44 @@ func forward(ctx context.Context, ss grpc.ServerStream, conn *grpc.ClientConn, m
 			return err
 		}
 	}
+}
+
+// forwardUnary is forward for a method Flower declares unary (every
+// method of the table but the server-streaming ones): one request, one
+// answer. The request goes upstream with its end of stream, and the
+// answer's headers go to the client with its message, where forward
+// writes each in a frame and a flush of its own, and hands the request
+// to a goroutine of its own.
+func forwardUnary(ctx context.Context, ss grpc.ServerStream, conn *grpc.ClientConn, method string, md metadata.MD, r relay) error {
+	req := r.first
+	if req == nil {
+		req = &frame{}
+		if err := ss.RecvMsg(req); err != nil {
+			if errors.Is(err, io.EOF) {
+				return status.Errorf(codes.Internal, "%s is unary: the call ended without its request", method)
+			}
+			return err
+		}
+	}
+	var header, trailer metadata.MD
+	resp := &frame{}
+	err := conn.Invoke(metadata.NewOutgoingContext(ctx, md), method, req, resp,
+		grpc.ForceCodec(rawCodec{}), grpc.Header(&header), grpc.Trailer(&trailer))
+	if len(header) > 0 {
+		if err := ss.SetHeader(header); err != nil {
+			return err
+		}
+	}
+	ss.SetTrailer(trailer)
+	if err != nil {
+		return err
+	}
+	if r.edit != nil {
+		if err := r.edit(resp); err != nil {
+			return err
+		}
+	}
+	return ss.SendMsg(resp)
 }
 
 // transportFailure reports whether err means the upstream was not reached
