@@ -137,7 +137,7 @@ func TestOpaqueTokensWithoutIntrospection(t *testing.T) {
 
 	cfg := oidcConfig(t, p)
 	cfg.OpaqueTokens = "sometimes"
-	_, err = gateway.New(context.Background(), gateway.Config{TLSCert: "x", TLSKey: "y", Allowlist: []string{"z"}, UpstreamInsecure: true, OIDC: cfg, StateFile: "s"}, nil)
+	_, err = gateway.New(context.Background(), gateway.Config{TLSCert: "x", TLSKey: "y", Allowlist: []string{"z"}, UpstreamInsecure: true, OIDC: cfg, StateFile: "s"}, testLog(t))
 	assert.ErrorContains(t, err, "opaque_tokens must be introspect, userinfo or refuse")
 }
 

@@ -271,24 +271,24 @@ func TestStateFileMissingOrDamaged(t *testing.T) {
 	cfg := r.cfg
 	cfg.TokenList = tokenFile
 	cfg.StateFile = ""
-	_, err = gateway.New(context.Background(), cfg, nil)
+	_, err = gateway.New(context.Background(), cfg, testLog(t))
 	assert.ErrorContains(t, err, "need a state_file")
 
 	cfg.StateFile = filepath.Join(r.dir, "state.db")
-	_, err = gateway.New(context.Background(), cfg, nil)
+	_, err = gateway.New(context.Background(), cfg, testLog(t))
 	assert.ErrorIs(t, err, owners.ErrNotExist)
 	assert.ErrorContains(t, err, cfg.StateFile)
 
 	require.NoError(t, os.WriteFile(cfg.StateFile, []byte(strings.Repeat("not a database ", 1000)), 0o600))
-	_, err = gateway.New(context.Background(), cfg, nil)
+	_, err = gateway.New(context.Background(), cfg, testLog(t))
 	assert.ErrorContains(t, err, cfg.StateFile+": the file is damaged")
 
 	require.NoError(t, os.Remove(cfg.StateFile))
 	require.NoError(t, owners.Create(cfg.StateFile))
-	gw, err := gateway.New(context.Background(), cfg, nil)
+	gw, err := gateway.New(context.Background(), cfg, testLog(t))
 	require.NoError(t, err)
 	defer gw.Close()
-	_, err = gateway.New(context.Background(), cfg, nil)
+	_, err = gateway.New(context.Background(), cfg, testLog(t))
 	assert.ErrorContains(t, err, "in use by another process")
 }
 

@@ -70,6 +70,10 @@ type rig struct {
 	cfg      gateway.Config
 }
 
+// testLog is a logger that writes to the test's output (shown with -v or
+// on a failure), for a gateway made without a rig.
+func testLog(t *testing.T) *slog.Logger { return slog.New(slog.NewTextHandler(t.Output(), nil)) }
+
 func newRig(t *testing.T, nodes int, tweak ...func(*gateway.Config)) *rig {
 	t.Helper()
 	dir, tlsRes, ks := federation(t, nodes)
@@ -587,7 +591,7 @@ func TestConfigFile(t *testing.T) {
 	_, err = gateway.LoadConfig(p)
 	require.ErrorContains(t, err, "replay_gaurd", "a misspelt protection is an error, not a default")
 
-	_, err = gateway.New(context.Background(), gateway.Config{TLSCert: "c", TLSKey: "k", Allowlist: []string{"a"}}, nil)
+	_, err = gateway.New(context.Background(), gateway.Config{TLSCert: "c", TLSKey: "k", Allowlist: []string{"a"}}, testLog(t))
 	require.ErrorContains(t, err, "upstream_insecure")
 }
 

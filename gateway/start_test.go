@@ -84,7 +84,7 @@ func TestNewEndsWithItsContext(t *testing.T) {
 		time.AfterFunc(200*time.Millisecond, cancel)
 		done := make(chan error, 1)
 		go func() {
-			_, err := gateway.New(ctx, cfg, nil)
+			_, err := gateway.New(ctx, cfg, testLog(t))
 			done <- err
 		}()
 		select {
@@ -125,7 +125,7 @@ func TestNewClosesWhatItOpenedOnError(t *testing.T) {
 		// login, after Redis and the upstream connections.
 		cfg := startConfig(t, "https://127.0.0.1:9")
 		cfg.Redis, cfg.StateFile = &shared.Config{Addrs: []string{srv.Addr}}, ""
-		_, err := gateway.New(context.Background(), cfg, nil)
+		_, err := gateway.New(context.Background(), cfg, testLog(t))
 		require.ErrorContains(t, err, "account login")
 	}
 	deadline := time.Now().Add(5 * time.Second)

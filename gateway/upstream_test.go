@@ -33,7 +33,13 @@ type downUpstream struct {
 func takeDown(t *testing.T, r *rig) *downUpstream {
 	t.Helper()
 	r.up.Stop()
+	// The stand-in's connections close after Stop returns, and until they
+	// have the port cannot be bound again: a few tries, a second at most.
 	ln, err := net.Listen("tcp", r.upstream)
+	for try := 0; err != nil && try < 100; try++ {
+		time.Sleep(10 * time.Millisecond)
+		ln, err = net.Listen("tcp", r.upstream)
+	}
 	require.NoError(t, err, "the stopped stand-in's address")
 	d := &downUpstream{ln: ln, done: make(chan struct{})}
 	go func() {
