@@ -567,9 +567,13 @@ func (g *Gateway) count(svc, name string, err error) {
 
 // finish counts a forwarded call by its result.
 func (g *Gateway) finish(svc, name string, err error) error {
-	if err == nil {
+	switch {
+	case err == nil:
 		g.m.calls.WithLabelValues(svc, name, "ok").Inc()
 		return nil
+	case errors.Is(err, errNoRequest):
+		g.m.calls.WithLabelValues(svc, name, "refused").Inc()
+		return err
 	}
 	code, transport := transportFailure(err)
 	g.m.calls.WithLabelValues(svc, name, code.String()).Inc()

@@ -433,7 +433,33 @@ func TestUnaryCallWithoutRequest(t *testing.T) {
 	require.NoError(t, cs.CloseSend())
 	var out []byte
 	err = cs.RecvMsg(&out)
-	wantStatus(t, err, codes.Internal, "/flwr.proto.Control/ListRuns is unary: the call ended without its request")
+	wantStatus(t, err, codes.Internal, "the call ended without its request, and the method is unary")
+	assert.Zero(t, r.up.Count())
+	assert.Equal(t, 1.0, metricValue(t, r, `nodekeys_gateway_calls_total{method="ListRuns",result="refused",service="flwr.proto.Control"}`))
+	assert.Equal(t, -1.0, metricValue(t, r, `nodekeys_gateway_upstream_errors_total{code="Internal",service="flwr.proto.Control"}`), "not the upstream's failure")
+}
+
+// A signed Fleet call that never sends its request ends at max_stream_age
+// all the same, and never reaches the upstream.
+func TestUnaryCallThatNeverSendsItsRequest(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, 1, func(c *gateway.Config) { c.MaxStreamAge = 300 * time.Millisecond })
+	c := r.dial(t, r.fleet, r.signer(t, 0).PerRPCCredentials())
+	ctx, cancel := context.WithCancel(context.Background()) // no deadline of the client's
+	defer cancel()
+	cs, err := c.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, heartbeat)
+	require.NoError(t, err)
+	ended := make(chan error, 1)
+	go func() {
+		var out []byte
+		ended <- cs.RecvMsg(&out)
+	}()
+	select {
+	case err = <-ended:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the call was still open 20 s after it began")
+	}
+	wantStatus(t, err, codes.DeadlineExceeded, "")
 	assert.Zero(t, r.up.Count())
 }
 

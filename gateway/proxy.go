@@ -118,16 +118,13 @@ func forward(ctx context.Context, ss grpc.ServerStream, conn *grpc.ClientConn, m
 // method of the table but the server-streaming ones): one request, one
 // answer. The request goes upstream with its end of stream, and the
 // answer's headers go to the client with its message, where forward
-// writes each in a frame and a flush of its own, and hands the request
-// to a goroutine of its own.
+// writes each in a frame and a flush of its own. Only the first request
+// goes upstream: a client that sends more gets the answer to that one.
 func forwardUnary(ctx context.Context, ss grpc.ServerStream, conn *grpc.ClientConn, method string, md metadata.MD, r relay) error {
 	req := r.first
 	if req == nil {
 		req = &frame{}
-		if err := ss.RecvMsg(req); err != nil {
-			if errors.Is(err, io.EOF) {
-				return status.Errorf(codes.Internal, "%s is unary: the call ended without its request", method)
-			}
+		if err := recvRequest(ctx, ss, req); err != nil {
 			return err
 		}
 	}
@@ -140,16 +137,48 @@ func forwardUnary(ctx context.Context, ss grpc.ServerStream, conn *grpc.ClientCo
 			return err
 		}
 	}
-	ss.SetTrailer(trailer)
 	if err != nil {
+		ss.SetTrailer(trailer)
 		return err
 	}
 	if r.edit != nil {
 		if err := r.edit(resp); err != nil {
-			return err
+			return err // the gateway's own status, without the upstream's trailers
 		}
 	}
+	ss.SetTrailer(trailer)
 	return ss.SendMsg(resp)
+}
+
+// errNoRequest ends a unary call whose client closed its side before
+// sending the request, with Internal, the code gRPC's servers answer it
+// with ("cardinality violation"). It is counted as refused, not as an
+// upstream failure.
+var errNoRequest = status.Error(codes.Internal, "the call ended without its request, and the method is unary")
+
+// recvRequest reads a unary call's request into f. It gives up when ctx
+// ends, which may be before the stream's own context does
+// (max_stream_age): a client that never sends its request does not hold
+// the call past it.
+func recvRequest(ctx context.Context, ss grpc.ServerStream, f *frame) error {
+	recv := func() error {
+		err := ss.RecvMsg(f)
+		if errors.Is(err, io.EOF) {
+			return errNoRequest
+		}
+		return err
+	}
+	if ctx.Done() == ss.Context().Done() {
+		return recv()
+	}
+	got := make(chan error, 1)
+	go func() { got <- recv() }() // ends with the stream, when the handler returns
+	select {
+	case err := <-got:
+		return err
+	case <-ctx.Done():
+		return status.FromContextError(ctx.Err()).Err()
+	}
 }
 
 // transportFailure reports whether err means the upstream was not reached
