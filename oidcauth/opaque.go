@@ -84,7 +84,7 @@ func (a *Authenticator) askOpaque(ctx context.Context, key [32]byte, token strin
 		a.refused.put(key, false, a.cfg.RefusedCache)
 		return nil, fmt.Errorf("%w (%v)", ErrInvalid, err)
 	}
-	a.accepted.put(key, acct, min(a.cfg.OpaqueCache, time.Until(until)))
+	a.accepted.put(key, acct, min(a.cfg.OpaqueCache, until.Sub(a.now())))
 	return acct, nil
 }
 
