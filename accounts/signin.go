@@ -52,6 +52,7 @@ const (
 	FreeAddressFailures = 20
 	MaxLockout          = 15 * time.Minute
 	failureMemory       = time.Hour
+	lockRecordMargin    = time.Minute
 	deviceCookieAge     = 30 * 24 * time.Hour
 )
 
@@ -338,10 +339,12 @@ func (p *Provider) failed(ctx context.Context, kind, key string, free int) {
 		return
 	}
 	if lock := lockout(n, free); lock > 0 {
-		// The time in the record ends the lock, on the provider's clock;
-		// the record is kept as long as the count, however short the lock.
+		// The time in the record ends the lock, on the provider's clock.
+		// The record is kept a minute longer, so that a stalled check
+		// still finds it, and no longer: with replicas whose clocks
+		// differ, a lock lasts at most that minute more on the one behind.
 		until := p.now().Add(lock)
-		p.kv.set(ctx, lockKey(kind, key), []byte(until.Format(time.RFC3339Nano)), failureMemory)
+		p.kv.set(ctx, lockKey(kind, key), []byte(until.Format(time.RFC3339Nano)), lock+lockRecordMargin)
 	}
 }
 
