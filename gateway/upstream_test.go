@@ -34,9 +34,9 @@ func takeDown(t *testing.T, r *rig) *downUpstream {
 	t.Helper()
 	r.up.Stop()
 	// The stand-in's connections close after Stop returns, and until they
-	// have the port cannot be bound again: a few tries, a second at most.
+	// have the port cannot be bound again: tries for 5 s at most.
 	ln, err := net.Listen("tcp", r.upstream)
-	for try := 0; err != nil && try < 100; try++ {
+	for try := 0; err != nil && try < 500; try++ {
 		time.Sleep(10 * time.Millisecond)
 		ln, err = net.Listen("tcp", r.upstream)
 	}
