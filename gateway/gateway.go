@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 
 	"github.com/nodekeys/nodekeys/allowlist"
 	"github.com/nodekeys/nodekeys/authz"
@@ -357,7 +358,16 @@ func (g *Gateway) newServers() {
 		}
 	}
 	g.conns = g.connLimits()
-	g.fleetSrv = grpc.NewServer(serverOpts(g.fleet)...)
+	// A Fleet stream's context ends max_stream_age after it opened, so a
+	// call ends then wherever it waits: for its request, the upstream, or
+	// the client. The child context is released when gRPC cancels the
+	// stream's own, at the stream's end.
+	maxAge := grpc.InTapHandle(func(ctx context.Context, _ *tap.Info) (context.Context, error) {
+		ctx, cancel := context.WithTimeout(ctx, cfg.MaxStreamAge)
+		_ = cancel
+		return ctx, nil
+	})
+	g.fleetSrv = grpc.NewServer(append(serverOpts(g.fleet), maxAge)...)
 	if g.controlUp != nil {
 		g.controlSrv = grpc.NewServer(serverOpts(g.control)...)
 	}
@@ -473,8 +483,7 @@ func (g *Gateway) fleet(_ any, ss grpc.ServerStream) error {
 		sign.HeaderSignature: {string(h.Signature)},
 	})
 	delete(up, "authorization")
-	ctx, cancel := context.WithTimeout(ctx, g.cfg.MaxStreamAge)
-	defer cancel()
+	// ctx ends at max_stream_age (the Fleet server's tap handle).
 	return g.finish(svc, name, forward(ctx, ss, g.fleetUp, method, up, relay{}))
 }
 

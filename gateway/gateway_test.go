@@ -439,28 +439,37 @@ func TestUnaryCallWithoutRequest(t *testing.T) {
 	assert.Equal(t, -1.0, metricValue(t, r, `nodekeys_gateway_upstream_errors_total{code="Internal",service="flwr.proto.Control"}`), "not the upstream's failure")
 }
 
-// A signed Fleet call that never sends its request ends at max_stream_age
-// all the same, and never reaches the upstream.
-func TestUnaryCallThatNeverSendsItsRequest(t *testing.T) {
+// A signed Fleet call ends at max_stream_age wherever it waits: for its
+// request (never forwarded), or for the upstream's answer.
+func TestFleetCallsEndAtMaxStreamAge(t *testing.T) {
 	t.Parallel()
 	r := newRig(t, 1, func(c *gateway.Config) { c.MaxStreamAge = 300 * time.Millisecond })
 	c := r.dial(t, r.fleet, r.signer(t, 0).PerRPCCredentials())
 	ctx, cancel := context.WithCancel(context.Background()) // no deadline of the client's
 	defer cancel()
+	ended := func(f func() error) error {
+		t.Helper()
+		done := make(chan error, 1)
+		go func() { done <- f() }()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(20 * time.Second):
+			t.Fatal("the call was still open 20 s after it began")
+			return nil
+		}
+	}
+
 	cs, err := c.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, heartbeat)
 	require.NoError(t, err)
-	ended := make(chan error, 1)
-	go func() {
-		var out []byte
-		ended <- cs.RecvMsg(&out)
-	}()
-	select {
-	case err = <-ended:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the call was still open 20 s after it began")
-	}
+	err = ended(func() error { var out []byte; return cs.RecvMsg(&out) })
 	wantStatus(t, err, codes.DeadlineExceeded, "")
-	assert.Zero(t, r.up.Count())
+	assert.Zero(t, r.up.Count(), "no request, nothing forwarded")
+
+	req, out := []byte("sleep:5000"), []byte{}
+	err = ended(func() error { return c.Invoke(ctx, heartbeat, &req, &out) })
+	wantStatus(t, err, codes.DeadlineExceeded, "")
+	assert.Equal(t, 1, r.up.Count())
 }
 
 func TestUpstreamDownIsUnavailable(t *testing.T) {
