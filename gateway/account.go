@@ -36,7 +36,7 @@ var (
 // resp, an encoded message.
 func unary(ss grpc.ServerStream, in proto.Message, answer func() (proto.Message, error)) error {
 	f := &frame{}
-	if err := recvRequest(ss.Context(), ss, f); err != nil {
+	if err := recvRequest(ss, f); err != nil {
 		return err
 	}
 	if err := proto.Unmarshal(f.b, in); err != nil {

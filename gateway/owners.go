@@ -69,7 +69,7 @@ func (g *Gateway) authorized(ctx context.Context, ss grpc.ServerStream, method s
 			kind, what = owners.Nodes, "SuperNode"
 		}
 		f := &frame{}
-		if err := recvRequest(ctx, ss, f); err != nil {
+		if err := recvRequest(ss, f); err != nil {
 			return err
 		}
 		// Each of these requests has the run or node id as field 1.

@@ -124,7 +124,7 @@ func forwardUnary(ctx context.Context, ss grpc.ServerStream, conn *grpc.ClientCo
 	req := r.first
 	if req == nil {
 		req = &frame{}
-		if err := recvRequest(ctx, ss, req); err != nil {
+		if err := recvRequest(ss, req); err != nil {
 			return err
 		}
 	}
@@ -156,29 +156,15 @@ func forwardUnary(ctx context.Context, ss grpc.ServerStream, conn *grpc.ClientCo
 // upstream failure.
 var errNoRequest = status.Error(codes.Internal, "the call ended without its request, and the method is unary")
 
-// recvRequest reads a unary call's request into f. It gives up when ctx
-// ends, which may be before the stream's own context does
-// (max_stream_age): a client that never sends its request does not hold
-// the call past it.
-func recvRequest(ctx context.Context, ss grpc.ServerStream, f *frame) error {
-	recv := func() error {
-		err := ss.RecvMsg(f)
-		if errors.Is(err, io.EOF) {
-			return errNoRequest
-		}
-		return err
+// recvRequest reads a unary call's request into f. It ends with the
+// stream's context, which on the Fleet server ends at max_stream_age: a
+// client that never sends its request does not hold the call past it.
+func recvRequest(ss grpc.ServerStream, f *frame) error {
+	err := ss.RecvMsg(f)
+	if errors.Is(err, io.EOF) {
+		return errNoRequest
 	}
-	if ctx.Done() == ss.Context().Done() {
-		return recv()
-	}
-	got := make(chan error, 1)
-	go func() { got <- recv() }() // ends with the stream, when the handler returns
-	select {
-	case err := <-got:
-		return err
-	case <-ctx.Done():
-		return status.FromContextError(ctx.Err()).Err()
-	}
+	return err
 }
 
 // transportFailure reports whether err means the upstream was not reached
