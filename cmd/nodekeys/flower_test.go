@@ -99,6 +99,9 @@ func runConfigGateway(t *testing.T, dir, metrics string, args ...string) *syncbu
 			cmd.Process.Kill()
 			<-done
 		}
+		if t.Failed() {
+			t.Logf("the gateway's log:\n%s", log.String())
+		}
 	})
 	require.Eventually(t, func() bool {
 		resp, err := http.Get("http://" + metrics + "/readyz")

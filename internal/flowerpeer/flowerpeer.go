@@ -157,8 +157,21 @@ func (f *Flower) start(t testing.TB, dir, home, name string, args ...string) *Pr
 		cancel()
 		close(p.done)
 	}()
-	t.Cleanup(p.Stop)
+	t.Cleanup(func() {
+		p.Stop()
+		if t.Failed() { // what each Flower process said, for the failure
+			t.Logf("%s %s wrote:\n%s", name, strings.Join(args, " "), tail(p.Output(), 8<<10))
+		}
+	})
 	return p
+}
+
+// tail is the last max bytes of s.
+func tail(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	return "...\n" + s[len(s)-max:]
 }
 
 // command is name from f.Bin, in a process group of its own, killed as a
