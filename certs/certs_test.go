@@ -18,6 +18,7 @@ import (
 
 	"github.com/nodekeys/nodekeys/certs"
 	"github.com/nodekeys/nodekeys/internal/peer"
+	"github.com/nodekeys/nodekeys/internal/tlstest"
 )
 
 func write(t *testing.T, opts certs.Options) *certs.Result {
@@ -82,27 +83,17 @@ func serveTLS(t *testing.T, network, addr string, res *certs.Result) string {
 	t.Helper()
 	pair, err := tls.LoadX509KeyPair(res.ServerCert, res.ServerKey)
 	require.NoError(t, err)
-	ln, err := tls.Listen(network, addr, &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS13})
+	addr, err = tlstest.Serve(t, network, addr, &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS13},
+		func(c *tls.Conn) {
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			if err := c.Handshake(); err == nil {
+				c.Write([]byte("hello\n"))
+			}
+		})
 	if err != nil {
 		t.Skipf("no %s loopback here: %v", network, err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(5 * time.Second))
-				if err := c.(*tls.Conn).Handshake(); err == nil {
-					c.Write([]byte("hello\n"))
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return addr
 }
 
 func goClient(caFile, addr, name string) error {

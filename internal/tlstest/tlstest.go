@@ -1,5 +1,6 @@
-// Package tlstest serves TLS handshakes for tests that check a client's
-// view of a server's certificate: ServeHandshakes is its entry point.
+// Package tlstest serves TLS on loopback for tests that check a client's
+// view of a server's certificate: ServeHandshakes and Serve are its entry
+// points.
 package tlstest
 
 import (
@@ -17,9 +18,23 @@ func ServeHandshakes(t testing.TB, certFile, keyFile string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{pair}, NextProtos: []string{"h2"}})
+	addr, err := Serve(t, "tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{pair}, NextProtos: []string{"h2"}},
+		func(c *tls.Conn) { c.Handshake() })
 	if err != nil {
 		t.Fatal(err)
+	}
+	return addr
+}
+
+// Serve listens on network and addr with cfg and runs handle on each
+// connection, on a goroutine of its own, then closes the connection. It
+// returns the address, or the error of listening (a test may skip where
+// the network, IPv6 say, is absent); the listener closes with the test.
+func Serve(t testing.TB, network, addr string, cfg *tls.Config, handle func(*tls.Conn)) (string, error) {
+	t.Helper()
+	ln, err := tls.Listen(network, addr, cfg)
+	if err != nil {
+		return "", err
 	}
 	t.Cleanup(func() { ln.Close() })
 	go func() {
@@ -29,10 +44,10 @@ func ServeHandshakes(t testing.TB, certFile, keyFile string) string {
 				return
 			}
 			go func() {
-				c.(*tls.Conn).Handshake()
-				c.Close()
+				defer c.Close()
+				handle(c.(*tls.Conn))
 			}()
 		}
 	}()
-	return ln.Addr().String()
+	return ln.Addr().String(), nil
 }
