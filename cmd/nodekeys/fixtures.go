@@ -27,7 +27,7 @@ func fixturesCommand() *cli.Command {
 			"FOR TESTS ONLY: anyone with the seed has every private key.",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Required: true, Usage: "output folder (must not exist, unless --force)"},
-			&cli.IntFlag{Name: "clients", Aliases: []string{"n"}, Value: 2, Usage: "SuperNode key pairs"},
+			&cli.IntFlag{Name: "clients", Aliases: []string{"n"}, Value: 2, Usage: "SuperNode key pairs, 1 or more"},
 			&cli.StringSliceFlag{Name: "san", Usage: "server certificate SANs (default localhost, 127.0.0.1, ::1)"},
 			&cli.StringSliceFlag{Name: "add-san", Usage: "a SAN added to the defaults (repeat)"},
 			&cli.BoolFlag{Name: "force", Usage: "replace an existing fixture folder's files"},
@@ -48,6 +48,10 @@ func fixturesAction(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usageErr("fixtures takes no arguments, got %q", c.Args().First())
 	}
+	n, err := pairCount(c, "clients", 1, "")
+	if err != nil {
+		return err
+	}
 	seed, err := seedOf(c, c.App.ErrWriter)
 	if err != nil {
 		return err
@@ -57,10 +61,6 @@ func fixturesAction(c *cli.Context) error {
 	}
 	if err := checkSANs(c); err != nil {
 		return err
-	}
-	n := c.Int("clients")
-	if n < 0 || n > maxClients {
-		return usageErr("--clients must be between 0 and %d, got %d", maxClients, n)
 	}
 	out, force := c.String("out"), c.Bool("force")
 	if _, err := os.Lstat(out); err == nil && !force {

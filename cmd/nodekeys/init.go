@@ -45,7 +45,7 @@ func initCommand() *cli.Command {
 			"     --ssl-keyfile certificates/server.key --enable-supernode-auth\n" +
 			"   nodekeys gateway --config gateway.yaml",
 		Flags: []cli.Flag{
-			&cli.IntFlag{Name: "supernodes", Aliases: []string{"n"}, Value: 2, Usage: "SuperNode key pairs (generate_creds.py's default is 2)"},
+			&cli.IntFlag{Name: "supernodes", Aliases: []string{"n"}, Value: 2, Usage: "SuperNode key pairs, 1 or more (generate_creds.py's default is 2)"},
 			&cli.StringFlag{Name: "prefix", Value: initPrefix, Usage: "key file prefix"},
 			&cli.StringFlag{Name: "certs-dir", Value: certs.DefaultDir, Usage: "certificate folder"},
 			&cli.StringFlag{Name: "keys-dir", Value: keyset.DefaultDir, Usage: "key folder"},
@@ -67,9 +67,15 @@ func initAction(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usageErr("init takes no arguments, got %q", c.Args().First())
 	}
-	n := c.Int("supernodes")
-	if n < 0 || n > maxClients {
-		return usageErr("--supernodes must be between 0 and %d, got %d", maxClients, n)
+	// With --accounts, 0 is a gateway that starts with no node yet (its
+	// config says allow_empty); without, an allowlist no SuperLink can use.
+	least := 1
+	if c.Bool("accounts") {
+		least = 0
+	}
+	n, err := pairCount(c, "supernodes", least, "the certificates alone: nodekeys certgen")
+	if err != nil {
+		return err
 	}
 	kt, err := keyTypeOf(c)
 	if err != nil {

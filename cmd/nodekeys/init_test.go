@@ -197,3 +197,34 @@ func TestDoctorCommand(t *testing.T) {
 	assert.Equal(t, "keys/supernode_credentials_1", got["file-mode"])
 	assert.Equal(t, "certificates/server.pem", got["certificate-name"])
 }
+
+// A count of 0 would write an allowlist with no key, which csv check calls
+// an error and which makes a Flower 1.22 SuperLink refuse every node; init
+// and fixtures refuse it at the flag, as keygen does: exit 2, no file.
+// (init --accounts takes 0: its gateway starts with no node,
+// TestInitAccounts.)
+func TestInitFixturesRefuseZeroKeyPairs(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"init", "--supernodes", "0"}, "nodekeys: error: --supernodes must be between 1 and 1000000, got 0\n" +
+			"hint: --supernodes N writes N SuperNode key pairs and their allowlist (default 2); the certificates alone: nodekeys certgen\n"},
+		{[]string{"init", "-n", "-1", "--accounts"}, "nodekeys: error: --supernodes must be between 0 and 1000000, got -1\n" +
+			"hint: --supernodes N writes N SuperNode key pairs and their allowlist (default 2); the certificates alone: nodekeys certgen\n"},
+		{[]string{"fixtures", "--out", "fed", "--seed-file", "seed", "--clients", "0"}, "nodekeys: error: --clients must be between 1 and 1000000, got 0\n" +
+			"hint: --clients N writes N SuperNode key pairs and their allowlist (default 2)\n"},
+		{[]string{"fixtures", "--out", "fed", "--seed-file", "seed", "-n", "-1"}, "nodekeys: error: --clients must be between 1 and 1000000, got -1\n" +
+			"hint: --clients N writes N SuperNode key pairs and their allowlist (default 2)\n"},
+	} {
+		dir := t.TempDir()
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "seed"), []byte("00112233445566778899aabbccddeeff\n"), 0o600))
+		r := nk(t, dir, "", tc.args...)
+		assert.Equal(t, 2, r.code, tc.args)
+		assert.Equal(t, tc.want, r.stderr, tc.args)
+		entries, err := os.ReadDir(dir)
+		require.NoError(t, err)
+		assert.Len(t, entries, 1, "%v writes nothing: only the seed is there", tc.args)
+	}
+}

@@ -176,6 +176,8 @@ func (a *initAccounts) write(cres *certs.Result, csv string, nodes int) error {
 	if err := owners.Create(a.State); err != nil {
 		return err
 	}
+	// No node yet: the gateway starts on the empty allowlist, and nodes
+	// are added to it later (keygen --append, then SIGHUP).
 	allowEmpty := ""
 	if nodes == 0 {
 		allowEmpty = "allow_empty: true\n"
@@ -195,20 +197,21 @@ tls_cert: %[5]q
 tls_key: %[6]q
 # SuperNodes: the keys this list holds are let through and registered.
 allowlist: [%[9]q]
-%[10]sregister_nodes: true
+%[14]sregister_nodes: true
 # Who started each run and registered each node.
-state_file: %[11]q
+state_file: %[10]q
 # Account login for flwr login, with the gateway's own sign-in page.
 # Accounts have roles: admin (every Control call, every account's runs
-# and nodes) or member (its own runs and nodes); add them with
-#   nodekeys account add NAME --role member --file %[13]s
+# and nodes) or member (its own runs and nodes), unless a policy: here
+# names others; add them with (--config checks the role against this file)
+#   nodekeys account add NAME --role member --file %[12]s --config %[1]s
 accounts:
   # The address people's browsers reach the sign-in page at.
-  issuer: %[12]q
-  listen: "%[14]s"
-  file: %[13]q
+  issuer: %[11]q
+  listen: "%[13]s"
+  file: %[12]q
 `, a.Config, initUpstream, initUpstreamControl, cres.CACert, cres.ServerCert, cres.ServerKey,
-		gateway.DefaultListenFleet, gateway.DefaultListenControl, csv, allowEmpty, a.State, a.Issuer, a.File, a.Listen)
+		gateway.DefaultListenFleet, gateway.DefaultListenControl, csv, a.State, a.Issuer, a.File, a.Listen, allowEmpty)
 	f, err := os.OpenFile(a.Config, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return err

@@ -85,6 +85,9 @@ func TestInitAccounts(t *testing.T) {
 	r = nk(t, other, "alice's password\n", "init", "--accounts", "--json", "--admin", "alice",
 		"--gateway-config", "conf/gw.yaml", "--issuer", "https://127.0.0.1:19095", "--supernodes", "0")
 	require.Equal(t, 0, r.code, r.stderr)
+	conf, err := os.ReadFile(filepath.Join(other, "conf/gw.yaml"))
+	require.NoError(t, err)
+	assert.Contains(t, string(conf), "\nallow_empty: true\n", "no node yet: the gateway starts on the empty allowlist")
 	var out struct {
 		Gateway map[string]any `json:"gateway"`
 	}

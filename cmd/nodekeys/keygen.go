@@ -25,6 +25,24 @@ import (
 // maxClients bounds --clients: a million pairs is 800 MB of files.
 const maxClients = 1_000_000
 
+// pairCount reads the count of SuperNode key pairs from flag (keygen and
+// fixtures --clients, init --supernodes): least (1, or 0 where a gateway
+// may start with no node) to maxClients, else a usage error with a hint
+// (more, if not empty, ends it). No pair would be an allowlist with no
+// key: csv check calls it an error, and a Flower 1.22 SuperLink given it
+// refuses every node (later ones refuse the flag).
+func pairCount(c *cli.Context, flag string, least int, more string) (int, error) {
+	n := c.Int(flag)
+	if n >= least && n <= maxClients {
+		return n, nil
+	}
+	hint := fmt.Sprintf("--%s N writes N SuperNode key pairs and their allowlist (default 2)", flag)
+	if more != "" {
+		hint += "; " + more
+	}
+	return 0, &cliError{err: fmt.Errorf("--%s must be between %d and %d, got %d", flag, least, maxClients, n), code: exitUsage, hint: hint}
+}
+
 func keygenCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "keygen",
@@ -34,7 +52,7 @@ func keygenCommand() *cli.Command {
 			"of the public keys joined by ',', in a folder of mode 0700. Existing files are\n" +
 			"never replaced without --force; --append adds pairs after the highest existing one.",
 		Flags: append([]cli.Flag{
-			&cli.IntFlag{Name: "clients", Aliases: []string{"n"}, Value: 2, Usage: "how many SuperNode key pairs to write"},
+			&cli.IntFlag{Name: "clients", Aliases: []string{"n"}, Value: 2, Usage: "how many SuperNode key pairs to write (1 or more)"},
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Value: keyset.DefaultDir, Usage: "output folder"},
 			&cli.StringFlag{Name: "prefix", Value: keyset.DefaultPrefix, Usage: "file name prefix (supernode_credentials for newer Flower examples)"},
 			&cli.StringFlag{Name: "csv", Value: keyset.DefaultCSV, Usage: "allowlist file; a bare name is put in the output folder"},
@@ -52,11 +70,9 @@ func keygenAction(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usageErr("keygen takes no arguments, got %q", c.Args().First())
 	}
-	n := c.Int("clients")
-	if n < 1 || n > maxClients {
-		// No pair would be an empty allowlist, which csv check rejects.
-		return &cliError{err: fmt.Errorf("--clients must be between 1 and %d, got %d", maxClients, n), code: exitUsage,
-			hint: "--clients N writes N SuperNode key pairs and their allowlist (default 2)"}
+	n, err := pairCount(c, "clients", 1, "")
+	if err != nil {
+		return err
 	}
 	if c.Bool("append") && c.Bool("force") {
 		return usageErr("--append and --force do not go together: --append never replaces a key")
