@@ -86,8 +86,8 @@ func accountCommand() *cli.Command {
 			Description: "Examples:\n" +
 				"  nodekeys account add alice --role admin --email alice@example.org\n" +
 				"  printf '%s\\n' \"$PASSWORD\" | nodekeys account add bob --role member --file /etc/nodekeys/accounts.json",
-			Flags: []cli.Flag{accountFileFlag(),
-				&cli.StringSliceFlag{Name: "role", Required: true, Usage: "a `ROLE` in the gateway's policy (default policy: admin or member); repeat for more"},
+			Flags: []cli.Flag{accountFileFlag(), policyConfigFlag(),
+				&cli.StringSliceFlag{Name: "role", Required: true, Usage: "a `ROLE` in the gateway's policy (checked with --config; default policy: admin or member); repeat for more"},
 				&cli.StringFlag{Name: "email", Usage: "the account's `EMAIL` (shown in logs and tokens)"},
 			},
 			Action: func(c *cli.Context) error {
@@ -95,7 +95,9 @@ func accountCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-				warnUnknownRoles(c, c.StringSlice("role")...)
+				if err := warnUnknownRoles(c, c.StringSlice("role")...); err != nil {
+					return err
+				}
 				pw, err := readPassword(c)
 				if err != nil {
 					return err
@@ -176,8 +178,8 @@ func accountCommand() *cli.Command {
 					"--out FILE (0600), or else printed on stdout. The service fetches tokens at\n" +
 					"ISSUER/oauth/token.\n\n" +
 					"Example:\n  nodekeys account client add ci --role member --file /etc/nodekeys/accounts.json --out ci.secret",
-				Flags: []cli.Flag{accountFileFlag(),
-					&cli.StringSliceFlag{Name: "role", Required: true, Usage: "a `ROLE` in the gateway's policy; repeat for more"},
+				Flags: []cli.Flag{accountFileFlag(), policyConfigFlag(),
+					&cli.StringSliceFlag{Name: "role", Required: true, Usage: "a `ROLE` in the gateway's policy (checked with --config); repeat for more"},
 					&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "write the secret to `FILE`, mode 0600 (never replaced), instead of stdout"}},
 				Action: func(c *cli.Context) error {
 					name, err := oneName(c)
@@ -188,7 +190,9 @@ func accountCommand() *cli.Command {
 					if err := checkSecretOut(out, "a client secret"); err != nil {
 						return err
 					}
-					warnUnknownRoles(c, c.StringSlice("role")...)
+					if err := warnUnknownRoles(c, c.StringSlice("role")...); err != nil {
+						return err
+					}
 					secret, err := accounts.AddClient(c.String("file"), name, c.StringSlice("role"))
 					if err != nil {
 						return err

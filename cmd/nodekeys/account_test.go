@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/nodekeys/nodekeys/accounts"
+	"github.com/nodekeys/nodekeys/authz"
 )
 
 func TestAccountCommands(t *testing.T) {
@@ -79,4 +80,68 @@ func TestAccountCommands(t *testing.T) {
 		r := nk(t, dir, "", append(append([]string{"account"}, sub...), "--help")...)
 		assert.Contains(t, r.stdout, "nodekeys account "+strings.Join(sub, " "), sub)
 	}
+}
+
+// account add, account client add and token new check --role against the
+// policy of the gateway config named by --config (the default policy when
+// it has no policy:, as the gateway itself does), and without --config say
+// that only the default policy was checked.
+func TestRolesCheckedAgainstConfiguredPolicy(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, content string) {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600))
+	}
+	write("gw.yaml", "policy:\n  roles:\n    fl-admin: {methods: [\"*\"], see_all: true}\n    data-science: {methods: [StartRun, ListRuns]}\n")
+	write("plain.yaml", "token_list: tokens.txt\n")
+	write("bad.yaml", "policy:\n  roles:\n    ops: {methods: [Nothing]}\n")
+
+	// A role of the configured policy: no warning, though the default
+	// policy has no such role.
+	r := nk(t, dir, "a long password\n", "account", "add", "bob", "--role", "data-science", "--config", "gw.yaml")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.NotContains(t, r.stderr, "warning", "data-science is in gw.yaml's policy")
+	// A role of the default policy only: the configured one is checked.
+	r = nk(t, dir, "a long password\n", "account", "add", "carol", "--role", "member", "--config", "gw.yaml")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stderr, `nodekeys: warning: role "member" is not in the policy of gw.yaml (its roles: data-science, fl-admin): that gateway grants it nothing`+"\n")
+	r = nk(t, dir, "", "account", "client", "add", "ci", "--role", "member", "-c", "gw.yaml")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stderr, `role "member" is not in the policy of gw.yaml`)
+	r = nk(t, dir, "", "token", "new", "--name", "ci", "--role", "data-science", "--config", "gw.yaml")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.NotContains(t, r.stderr, "warning")
+
+	// A config without policy: is checked against the default policy,
+	// which is the one that gateway uses, and the warning says so.
+	r = nk(t, dir, "a long password\n", "account", "add", "dave", "--role", "data-science", "--config", "plain.yaml")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stderr, `nodekeys: warning: role "data-science" is not in the default policy, which plain.yaml uses as it has no policy: (its roles: admin, member): that gateway grants it nothing`+"\n")
+	r = nk(t, dir, "a long password\n", "account", "add", "erin", "--role", "member", "--config", "plain.yaml")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.NotContains(t, r.stderr, "warning")
+
+	// No config: the warning says that only the default policy was checked.
+	r = nk(t, dir, "", "token", "new", "--name", "ops", "--role", "data-science")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stderr, `nodekeys: warning: role "data-science" is not in the default policy (its roles: admin, member); no --config named the gateway's config, so its own policy: was not checked`+"\n")
+
+	// A config that cannot be read, or whose policy the gateway would
+	// refuse, is an error naming the file, and nothing is added.
+	before := snapshot(t, dir)
+	r = nk(t, dir, "a long password\n", "account", "add", "frank", "--role", "member", "--config", "missing.yaml")
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "missing.yaml")
+	r = nk(t, dir, "a long password\n", "account", "add", "frank", "--role", "ops", "--config", "bad.yaml")
+	assert.Equal(t, 1, r.code)
+	assert.Equal(t, "nodekeys: error: bad.yaml: policy: authz: role \"ops\": unknown method \"Nothing\" (known: "+strings.Join(authz.Methods, ", ")+", or \"*\")\n", r.stderr)
+	r = nk(t, dir, "", "token", "new", "--name", "frank", "--role", "member", "--config", "missing.yaml")
+	assert.Equal(t, 1, r.code)
+	assert.Equal(t, before, snapshot(t, dir), "nothing added")
+
+	f, err := accounts.ReadFile(filepath.Join(dir, "accounts.json"))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"data-science"}, f.Account("bob").Roles)
+	r = nk(t, dir, "", "account", "add", "--help")
+	assert.Contains(t, r.stdout, "--config FILE")
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/nodekeys/nodekeys/authz"
+	"github.com/nodekeys/nodekeys/gateway"
 	"github.com/nodekeys/nodekeys/gateway/owners"
 	"github.com/nodekeys/nodekeys/internal/atomicfile"
 	"github.com/nodekeys/nodekeys/tokens"
@@ -42,18 +43,50 @@ func writeSecretOut(out, secret string) error {
 	return atomicfile.Write(out, []byte(secret+"\n"), 0o600, false)
 }
 
-// warnUnknownRoles warns on stderr of each role the default policy
-// (authz.Default) does not grant: a typo would otherwise make an account
-// or token that every Control call refuses. A gateway with a policy: of
-// its own may grant it, so this is a warning, not an error.
-func warnUnknownRoles(c *cli.Context, roles ...string) {
-	known := slices.Sorted(maps.Keys(authz.Default().Roles))
-	for _, r := range roles {
-		if !slices.Contains(known, r) {
-			fmt.Fprintf(c.App.ErrWriter, "nodekeys: warning: role %q is not in the default policy (its roles: %s); "+
-				"only a gateway whose policy: names it grants it anything\n", r, strings.Join(known, ", "))
+// policyConfigFlag is --config of the commands that give a role: the
+// gateway config whose policy the roles are checked against.
+func policyConfigFlag() cli.Flag {
+	return &cli.StringFlag{Name: "config", Aliases: []string{"c"},
+		Usage: "the gateway's config `FILE`: --role is checked against its policy: (the default policy if it has none)"}
+}
+
+// warnUnknownRoles warns on stderr of each role the gateway's policy does
+// not name: a typo would otherwise make an account or token that every
+// Control call refuses. The policy is that of the config --config names,
+// or authz.Default if it has none, as the gateway does; without --config
+// only authz.Default is checked, and the warning says so. A config that
+// cannot be read, or whose policy the gateway would refuse, is an error.
+// An unknown role stays a warning: the policy may be about to change.
+func warnUnknownRoles(c *cli.Context, roles ...string) error {
+	path := c.String("config")
+	policy, configured := authz.Default(), false
+	if path != "" {
+		cfg, err := gateway.LoadConfig(path)
+		if err != nil {
+			return err
+		}
+		if cfg.Policy != nil {
+			if err := cfg.Policy.Validate(); err != nil {
+				return fmt.Errorf("%s: policy: %w", path, err)
+			}
+			policy, configured = cfg.Policy, true
 		}
 	}
+	known := strings.Join(slices.Sorted(maps.Keys(policy.Roles)), ", ")
+	for _, r := range roles {
+		if _, ok := policy.Roles[r]; ok {
+			continue
+		}
+		switch {
+		case configured:
+			fmt.Fprintf(c.App.ErrWriter, "nodekeys: warning: role %q is not in the policy of %s (its roles: %s): that gateway grants it nothing\n", r, path, known)
+		case path != "":
+			fmt.Fprintf(c.App.ErrWriter, "nodekeys: warning: role %q is not in the default policy, which %s uses as it has no policy: (its roles: %s): that gateway grants it nothing\n", r, path, known)
+		default:
+			fmt.Fprintf(c.App.ErrWriter, "nodekeys: warning: role %q is not in the default policy (its roles: %s); no --config named the gateway's config, so its own policy: was not checked\n", r, known)
+		}
+	}
+	return nil
 }
 
 func tokenCommand() *cli.Command {
@@ -74,8 +107,9 @@ func tokenCommand() *cli.Command {
 			Usage: "make a token, add its hash to the file, and print the token once",
 			Flags: []cli.Flag{
 				tokenFileFlag(),
+				policyConfigFlag(),
 				&cli.StringFlag{Name: "name", Required: true, Usage: "what the token is for (`NAME`, unique in the file; owns what it starts)"},
-				&cli.StringFlag{Name: "role", Required: true, Usage: "the `ROLE` it has in the gateway's policy (default policy: admin or member)"},
+				&cli.StringFlag{Name: "role", Required: true, Usage: "the `ROLE` it has in the gateway's policy (checked with --config; default policy: admin or member)"},
 				&cli.BoolFlag{Name: "json", Usage: "print JSON (with the token)"},
 				&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "write the token to `FILE`, mode 0600 (never replaced), instead of stdout"},
 			},
@@ -87,7 +121,9 @@ func tokenCommand() *cli.Command {
 				if err := checkSecretOut(out, "a token"); err != nil {
 					return err
 				}
-				warnUnknownRoles(c, c.String("role"))
+				if err := warnUnknownRoles(c, c.String("role")); err != nil {
+					return err
+				}
 				tok, e, err := tokens.New(c.String("file"), c.String("name"), c.String("role"))
 				if err != nil {
 					return err
@@ -185,7 +221,15 @@ func stateCommand() *cli.Command {
 			Name:      "show",
 			Usage:     "list the owners a state file records",
 			ArgsUsage: "FILE",
-			Flags:     []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+			Description: "Prints a table: KIND (nodes or runs), ID, OWNER, NAME, SINCE; nodes first, each\n" +
+				"kind by time. With --json, the same rows as an array of objects with the keys\n" +
+				"kind, id, owner, name (if any) and at (RFC 3339). The id is a decimal string,\n" +
+				"\"id\": \"18446744073709551615\", as flwr ls and flwr supernode ls --format json\n" +
+				"print run-id and node-id: Flower's ids are random 64-bit numbers, and a JSON\n" +
+				"number above 2^53 comes out changed in JavaScript and jq.\n\n" +
+				"Example:\n" +
+				"  nodekeys state show --json state.db | jq -r '.[] | select(.kind == \"runs\") | .id'",
+			Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON (ids as decimal strings)"}},
 			Action: func(c *cli.Context) error {
 				if c.NArg() != 1 {
 					return usageErr("state show takes one FILE (flags first)")
@@ -197,7 +241,7 @@ func stateCommand() *cli.Command {
 				defer s.Close()
 				type row struct {
 					Kind  owners.Kind `json:"kind"`
-					ID    uint64      `json:"id"`
+					ID    uint64      `json:"id,string"` // exact in JavaScript and jq past 2^53
 					Owner string      `json:"owner"`
 					Name  string      `json:"name,omitempty"`
 					At    time.Time   `json:"at"`
