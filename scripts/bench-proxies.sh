@@ -8,7 +8,9 @@
 # ../shared/peers/flower/setup.sh; skipped if absent), whose nodes are
 # registered and activated first and then send heartbeats. HAProxy (Debian's haproxy) terminates TLS and speaks
 # HTTP/2 on both sides, as an operator would run it in front of a SuperLink
-# without node authentication. Then a CPU profile of the gateway under the
+# without node authentication; and the bare frame relay of internal/cmd/gwbench
+# (relay.go: TLS, HTTP/2 frames relayed, the verification, nothing else), the
+# least a Go proxy with node authentication does. Then a CPU profile of the gateway under the
 # same load (perf, Debian's linux-perf), in shares: verification, TLS,
 # HTTP/2, proxying, system calls, the Go runtime.
 # With NODEKEYS_BASE=path/to/another/nodekeys, that binary's gateway runs

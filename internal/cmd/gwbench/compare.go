@@ -44,9 +44,10 @@ type compareResult struct {
 
 // runCompare measures, in one run, calls straight to an upstream (TLS on
 // the upstream itself), through HAProxy terminating TLS and speaking
-// HTTP/2 both sides (no node authentication), and through nodekeys
-// gateway, both proxies in front of the same plaintext upstream: the Go
-// stand-in, in a process of its own, so that its CPU time is its own.
+// HTTP/2 both sides (no node authentication), through nodekeys gateway,
+// and through the bare frame relay (relay.go: verification and frames
+// relayed, nothing else), all in front of the same plaintext upstream: the
+// Go stand-in, in a process of its own, so that its CPU time is its own.
 // Each target runs with one call in flight (latency) and with o.clients
 // (calls a second and CPU time per call), in interleaved rounds.
 func runCompare(o opts, baseNodekeys, perfOut, superlink string) error {
@@ -75,6 +76,10 @@ func runCompare(o opts, baseNodekeys, perfOut, superlink string) error {
 	if err != nil {
 		return err
 	}
+	relay, err := b.startRelayProcess(behind, ks.CSV)
+	if err != nil {
+		return err
+	}
 	type target struct {
 		name, label, addr string
 		proxy             string   // the proxy's address, for its CPU time
@@ -87,6 +92,7 @@ func runCompare(o opts, baseNodekeys, perfOut, superlink string) error {
 		{"direct", "Go stand-in, direct (TLS)", direct, "", ups},
 		{"haproxy", "HAProxy (TLS, h2) -> stand-in", hap, hap, ups},
 		{"gateway", "nodekeys gateway -> stand-in", gw, gw, ups},
+		{"relay", "bare frame relay -> stand-in", relay, relay, ups},
 	}
 	if baseNodekeys != "" {
 		own := b.o.nodekeys
@@ -111,12 +117,17 @@ func runCompare(o opts, baseNodekeys, perfOut, superlink string) error {
 		if err != nil {
 			return err
 		}
+		flRelay, err := b.startRelayProcess(flBehind, ks.CSV)
+		if err != nil {
+			return err
+		}
 		fl := []string{flDirect, flBehind}
-		payloads[flHap], payloads[flGw] = payloads[flBehind], payloads[flBehind]
+		payloads[flHap], payloads[flGw], payloads[flRelay] = payloads[flBehind], payloads[flBehind], payloads[flBehind]
 		plan = append(plan,
 			target{"flower-direct", "Flower SuperLink, direct (TLS)", flDirect, "", fl},
 			target{"flower-haproxy", "HAProxy -> Flower SuperLink", flHap, flHap, fl},
-			target{"flower-gateway", "gateway -> Flower SuperLink", flGw, flGw, fl})
+			target{"flower-gateway", "gateway -> Flower SuperLink", flGw, flGw, fl},
+			target{"flower-relay", "bare frame relay -> Flower SuperLink", flRelay, flRelay, fl})
 	}
 	res := compareResult{Cores: runtimeCores()}
 	runs := map[string][]phase{}
@@ -330,19 +341,33 @@ func (insecureCreds) RequireTransportSecurity() bool { return false }
 // startStandinProcess runs the Go stand-in in a process of its own (this
 // program, -serve-standin), with TLS or without.
 func (b *bench) startStandinProcess(withTLS bool) (string, error) {
+	var args []string
+	if withTLS {
+		args = []string{"-standin-cert", b.tlsRes.ServerCert, "-standin-key", b.tlsRes.ServerKey}
+	}
+	return b.startSelf("-serve-standin", args...)
+}
+
+// startRelayProcess runs the bare frame relay (relay.go) in a process of
+// its own (this program, -serve-relay) in front of upstream, admitting the
+// keys of csv.
+func (b *bench) startRelayProcess(upstream, csv string) (string, error) {
+	return b.startSelf("-serve-relay", "-relay-upstream", upstream, "-relay-allowlist", csv,
+		"-standin-cert", b.tlsRes.ServerCert, "-standin-key", b.tlsRes.ServerKey)
+}
+
+// startSelf runs this program with serveFlag set to a free loopback
+// address, and the other args, and waits for it to listen there.
+func (b *bench) startSelf(serveFlag string, args ...string) (string, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return "", err
-	}
-	args := []string{"-serve-standin", addr}
-	if withTLS {
-		args = append(args, "-standin-cert", b.tlsRes.ServerCert, "-standin-key", b.tlsRes.ServerKey)
 	}
 	self, err := os.Executable()
 	if err != nil {
 		return "", err
 	}
-	cmd := exec.Command(self, args...)
+	cmd := exec.Command(self, append([]string{serveFlag, addr}, args...)...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return "", err
@@ -503,7 +528,7 @@ func reportCompare(r compareResult, o opts) {
 		if !ok1 || !ok {
 			continue
 		}
-		for _, name := range []string{"haproxy", "gateway", "gateway-base"} {
+		for _, name := range []string{"haproxy", "gateway", "gateway-base", "relay"} {
 			p1, ok1 := by[up+name+"-1"]
 			p, ok := by[up+name]
 			if !ok1 || !ok {
@@ -515,6 +540,10 @@ func reportCompare(r compareResult, o opts) {
 		if h, g := by[up+"haproxy"], by[up+"gateway"]; h.PerSec > 0 && g.PerSec > 0 {
 			fmt.Printf("%sgateway vs HAProxy: %.2fx the calls/s, %.2fx the CPU a call; p50 added latency over HAProxy's: %.0f us (one verification: %.0f us hot)\n",
 				up, g.PerSec/h.PerSec, g.GatewayCPUus/max(h.GatewayCPUus, 1), by[up+"gateway-1"].P50us-by[up+"haproxy-1"].P50us, r.VerifyHotUs)
+		}
+		if h, x := by[up+"haproxy"], by[up+"relay"]; h.PerSec > 0 && x.PerSec > 0 {
+			fmt.Printf("%sbare frame relay vs HAProxy: %.2fx the calls/s, %.2fx the CPU a call; p50 added latency over HAProxy's: %.0f us\n",
+				up, x.PerSec/h.PerSec, x.GatewayCPUus/max(h.GatewayCPUus, 1), by[up+"relay-1"].P50us-by[up+"haproxy-1"].P50us)
 		}
 	}
 	if r.Profile != "" {

@@ -98,17 +98,22 @@ func main() {
 	flag.StringVar(&o.only, "only", "", "run only the phases whose names contain this (go-direct, py-gateway-stale, ...)")
 	victimsIn := flag.String("victims", "", "instead: forged signatures under 5 real nodes' keys, for each number of calls in flight in this list (256,2000,5000): the real nodes' valid calls refused")
 	resets := flag.Int("resets", 0, "instead: the gateway's CPU time for this many HTTP/2 streams opened and reset at once")
-	compare := flag.Bool("compare", false, "instead: the gateway against HAProxy (TLS, h2) and against no proxy, in front of the same stand-in")
+	compare := flag.Bool("compare", false, "instead: the gateway against HAProxy (TLS, h2), the bare frame relay and no proxy, in front of the same stand-in")
 	base := flag.String("base-nodekeys", "", "with -compare: also a gateway of this nodekeys binary (another version)")
 	perfOut := flag.String("perf", "", "with -compare: record the gateway's CPU profile under load with perf into this file")
 	superlink := flag.String("superlink", "", "also Flower's flower-superlink command (1.27) as the upstream, alone and behind the gateway (and HAProxy with -compare)")
 	serve := flag.String("serve-standin", "", "serve the Go stand-in on this address until SIGTERM (used by -compare)")
 	standinCert := flag.String("standin-cert", "", "with -serve-standin: TLS certificate")
 	standinKey := flag.String("standin-key", "", "with -serve-standin: TLS key")
+	serveRelayAddr := flag.String("serve-relay", "", "serve the bare frame relay (a yardstick, not a gateway) on this address until SIGTERM, with -standin-cert and -standin-key (used by -compare)")
+	relayUpstream := flag.String("relay-upstream", "", "with -serve-relay: the upstream (h2c)")
+	relayAllowlist := flag.String("relay-allowlist", "", "with -serve-relay: the keys CSV")
 	flag.Parse()
 	var err error
 	if *serve != "" {
 		err = serveStandin(*serve, *standinCert, *standinKey)
+	} else if *serveRelayAddr != "" {
+		err = serveRelay(*serveRelayAddr, *relayUpstream, *relayAllowlist, *standinCert, *standinKey)
 	} else if *compare {
 		err = runCompare(o, *base, *perfOut, *superlink)
 	} else if *victimsIn != "" {
