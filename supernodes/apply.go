@@ -2,6 +2,7 @@ package supernodes
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -88,12 +89,28 @@ func (p *Plan) Empty() bool { return len(p.Register) == 0 && len(p.Unregister) =
 type Outcome struct {
 	Fingerprint string `json:"fingerprint"`
 	File        string `json:"file,omitempty"`
-	NodeID      uint64 `json:"node_id,omitempty"`
+	// NodeID is the node id, 0 (and not in JSON) when the call gave none.
+	// JSON holds it as a decimal string, as Node's ID.
+	NodeID uint64 `json:"node_id,string,omitempty"`
 	// Action is "registered", "already-registered", "other-account" (held
 	// by the SuperLink, not in the caller's scoped list), "unregistered",
 	// "burned" or "failed".
 	Action string `json:"action"`
 	Error  string `json:"error,omitempty"`
+}
+
+// UnmarshalJSON reads an Outcome, its node_id a decimal string or a
+// number.
+func (o *Outcome) UnmarshalJSON(b []byte) error {
+	type plain Outcome // without this method
+	v := struct {
+		*plain
+		NodeID json.RawMessage `json:"node_id"` // shallower: wins over plain's
+	}{plain: (*plain)(o)}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	return readNodeID(v.NodeID, &o.NodeID)
 }
 
 // Result lists the outcome of every key a run touched, in the plan's

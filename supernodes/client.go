@@ -12,7 +12,10 @@ package supernodes
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"strconv"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -40,7 +43,13 @@ func NewClient(conn grpc.ClientConnInterface) *Client {
 
 // Node is a SuperNode as the SuperLink lists it.
 type Node struct {
-	ID uint64 `json:"node_id"`
+	// ID is the node id. JSON holds it as a decimal string,
+	// "node_id": "18446744073709551615", as flwr supernode ls --format json
+	// prints node-id (Flower 1.25, 1.27): Flower's node ids are random
+	// 64-bit numbers, and a JSON number above 2^53 comes out changed in
+	// JavaScript and jq. UnmarshalJSON also reads the number nodekeys
+	// wrote before.
+	ID uint64 `json:"node_id,string"`
 	// Fingerprint is the key's SHA256: fingerprint, "" for a key that does
 	// not parse.
 	Fingerprint  string `json:"fingerprint"`
@@ -50,6 +59,41 @@ type Node struct {
 	// Unregistered marks a burned key: it can never be registered again.
 	Unregistered bool   `json:"unregistered"`
 	PEM          []byte `json:"-"`
+}
+
+// UnmarshalJSON reads a Node, its node_id a decimal string or a number.
+func (n *Node) UnmarshalJSON(b []byte) error {
+	type plain Node // without this method
+	v := struct {
+		*plain
+		ID json.RawMessage `json:"node_id"` // shallower: wins over plain's
+	}{plain: (*plain)(n)}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	return readNodeID(v.ID, &n.ID)
+}
+
+// readNodeID sets *id from a node id in JSON: a decimal string (as
+// nodekeys writes it) or a number (as nodekeys wrote it before, and
+// Flower's flwr supernode register --format json prints it); absent or
+// null leaves it.
+func readNodeID(raw json.RawMessage, id *uint64) error {
+	if raw == nil || string(raw) == "null" {
+		return nil
+	}
+	s := string(raw)
+	if raw[0] == '"' {
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return err
+		}
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return fmt.Errorf("supernodes: node_id %s is not a node id (a decimal 64-bit number)", raw)
+	}
+	*id = v
+	return nil
 }
 
 // Register registers the key whose PEM SubjectPublicKeyInfo is pem and

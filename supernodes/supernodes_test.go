@@ -2,6 +2,7 @@ package supernodes_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -217,4 +218,60 @@ func BenchmarkRegister(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*n), "us/key")
 		})
 	}
+}
+
+// A node id in JSON is a decimal string, "node_id": "18446744073709551615",
+// as flwr supernode ls --format json prints node-id: Flower's node ids are
+// random 64-bit numbers, and a JSON number above 2^53 comes out changed in
+// JavaScript and jq.
+func TestNodeIDJSONIsString(t *testing.T) {
+	t.Parallel()
+	const id = uint64(18446744073709551615) // 2^64-1
+	b, err := json.Marshal(supernodes.Node{ID: id, Fingerprint: "SHA256:x", Status: "registered"})
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"node_id": "18446744073709551615", "fingerprint": "SHA256:x", "status": "registered", "unregistered": false}`, string(b))
+	b, err = json.Marshal(supernodes.Outcome{Fingerprint: "SHA256:x", NodeID: id, Action: "registered"})
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"fingerprint": "SHA256:x", "node_id": "18446744073709551615", "action": "registered"}`, string(b))
+	// No node id, no key, as before.
+	b, err = json.Marshal(supernodes.Outcome{Fingerprint: "SHA256:x", Action: "burned"})
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"fingerprint": "SHA256:x", "action": "burned"}`, string(b))
+
+	// Read as JavaScript and jq read JSON (numbers as float64), still exact.
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(b, &m))
+	b, err = json.Marshal(supernodes.Node{ID: 9007199254740993}) // 2^53+1
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &m))
+	assert.Equal(t, "9007199254740993", m["node_id"])
+}
+
+// Node and Outcome read the node id back as a decimal string or as the
+// number nodekeys wrote before, exact either way.
+func TestNodeIDJSONReadsStringOrNumber(t *testing.T) {
+	t.Parallel()
+	for _, in := range []string{`"18446744073709551615"`, `18446744073709551615`} {
+		var n supernodes.Node
+		require.NoError(t, json.Unmarshal([]byte(`{"node_id": `+in+`, "fingerprint": "SHA256:x", "status": "registered", "owner": "ci", "unregistered": true}`), &n), in)
+		assert.Equal(t, supernodes.Node{ID: 18446744073709551615, Fingerprint: "SHA256:x", Status: "registered", Owner: "ci", Unregistered: true}, n, in)
+		var o supernodes.Outcome
+		require.NoError(t, json.Unmarshal([]byte(`{"fingerprint": "SHA256:x", "file": "k.pub", "node_id": `+in+`, "action": "registered"}`), &o), in)
+		assert.Equal(t, supernodes.Outcome{Fingerprint: "SHA256:x", File: "k.pub", NodeID: 18446744073709551615, Action: "registered"}, o, in)
+	}
+	// No node id (an outcome without one), or null: 0.
+	var o supernodes.Outcome
+	require.NoError(t, json.Unmarshal([]byte(`{"fingerprint": "SHA256:x", "action": "burned"}`), &o))
+	assert.Equal(t, supernodes.Outcome{Fingerprint: "SHA256:x", Action: "burned"}, o)
+	var n supernodes.Node
+	require.NoError(t, json.Unmarshal([]byte(`{"node_id": null}`), &n))
+	assert.Zero(t, n.ID)
+	// Not a node id.
+	for _, in := range []string{`"-1"`, `-1`, `1.5`, `"18446744073709551616"`, `18446744073709551616`, `""`, `"0x10"`, `true`, `{}`} {
+		assert.Error(t, json.Unmarshal([]byte(`{"node_id": `+in+`}`), &n), in)
+		assert.Error(t, json.Unmarshal([]byte(`{"node_id": `+in+`}`), &o), in)
+	}
+	var list []supernodes.Node
+	require.NoError(t, json.Unmarshal([]byte(`[{"node_id": 1}, {"node_id": "2"}]`), &list))
+	assert.Equal(t, []supernodes.Node{{ID: 1}, {ID: 2}}, list)
 }

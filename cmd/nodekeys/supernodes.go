@@ -114,9 +114,14 @@ func keySourceFlags() []cli.Flag {
 		&cli.StringFlag{Name: "allowlist", Aliases: []string{"a"}, Usage: "the keys of an allowlist `CSV`"},
 		&cli.StringFlag{Name: "dir", Usage: "every *.pub in `DIR`"},
 		&cli.IntFlag{Name: "parallel", Value: 16, Usage: "calls in flight at once"},
-		&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+		&cli.BoolFlag{Name: "json", Usage: "print JSON (node ids as decimal strings)"},
 	}
 }
+
+// jsonIDsHelp says, in a command's --help, how its JSON gives node ids.
+const jsonIDsHelp = "Each node_id is a decimal string, \"node_id\": \"18446744073709551615\", as flwr\n" +
+	"supernode ls --format json prints node-id: Flower's node ids are random 64-bit\n" +
+	"numbers, and a JSON number above 2^53 comes out changed in JavaScript and jq."
 
 func registerCommand() *cli.Command {
 	return &cli.Command{
@@ -125,6 +130,9 @@ func registerCommand() *cli.Command {
 		Description: "Registers every key not yet registered, in parallel, and prints the node id and\n" +
 			"fingerprint of each. The key is sent as Flower's CLI sends it (PEM, as OpenSSL\n" +
 			"writes it). Keys the SuperLink already holds are reported, not errors.\n\n" +
+			"With --json: {\"outcomes\": [...]}, one object per key with fingerprint, file,\n" +
+			"node_id (when registered) and action (registered, already-registered or\n" +
+			"failed), and error when there is one.\n" + jsonIDsHelp + "\n\n" +
 			"   nodekeys register --superlink superlink.example:9093 --root-certificates certificates/ca.crt --dir keys\n" +
 			"   nodekeys register --insecure keys/client_credentials_1.pub keys/client_credentials_2.pub",
 		ArgsUsage: "[KEY.pub...]",
@@ -221,7 +229,11 @@ func nodesCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "nodes",
 		Usage: "list the SuperNodes a SuperLink has registered",
-		Flags: append(controlFlags(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}),
+		Description: "Prints a table: NODE ID, FINGERPRINT, STATUS, OWNER, unregistered (burned) keys\n" +
+			"included. With --json, an array of objects with node_id, fingerprint, status,\n" +
+			"owner, registered_at and unregistered (true for a burned key).\n" + jsonIDsHelp + "\n\n" +
+			"   nodekeys nodes --superlink superlink.example:9093 --root-certificates certificates/ca.crt --json",
+		Flags: append(controlFlags(), &cli.BoolFlag{Name: "json", Usage: "print JSON (node ids as decimal strings)"}),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return usageErr("nodes takes no arguments, got %q", c.Args().First())
@@ -253,6 +265,10 @@ func applyCommand() *cli.Command {
 			"unregisters the keys the files no longer hold (Flower never registers those\n" +
 			"again: they are recorded in DIR/" + supernodes.BurnedFile + "). Prints the plan first;\n" +
 			"--dry-run stops there. Running it again does only what is left.\n\n" +
+			"With --json, --dry-run prints the plan: register and burned (fingerprint, file),\n" +
+			"unregister, present and extra (nodes, as nodes --json lists them); a run prints\n" +
+			"{\"outcomes\": [...], \"extra\": [...]}, the outcomes as register --json prints\n" +
+			"them (actions unregistered and burned too).\n" + jsonIDsHelp + "\n\n" +
 			"   nodekeys apply --superlink superlink.example:9093 --root-certificates certificates/ca.crt --dir keys --prune",
 		Flags: append(append(controlFlags(), keySourceFlags()...),
 			&cli.BoolFlag{Name: "prune", Usage: "unregister keys the files do not hold"},

@@ -158,3 +158,74 @@ func TestRegistrationFailures(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Equal(t, 5, up.Registered(), "the same command, once the SuperLink answers")
 }
+
+// register, nodes and apply --json print node ids as decimal strings, as
+// flwr supernode ls --format json prints node-id: Flower's node ids are
+// random 64-bit numbers, and a JSON number above 2^53 comes out changed in
+// JavaScript and jq.
+func TestRegistrationJSONIDsAsStrings(t *testing.T) {
+	t.Parallel()
+	const first, second = "18446744073709551615", "9007199254740993" // 2^64-1, 2^53+1
+	up, err := standin.Listen(standin.WithNodeIDs(18446744073709551615, 9007199254740993))
+	require.NoError(t, err)
+	defer up.Stop()
+	dir := t.TempDir()
+	require.Equal(t, 0, nk(t, dir, "", "keygen", "--clients", "2", "-q").code)
+	run := func(args ...string) result {
+		t.Helper()
+		r := nk(t, dir, "", append([]string{args[0], "--superlink", up.Addr, "--insecure"}, args[1:]...)...)
+		require.Equal(t, 0, r.code, r.stderr)
+		return r
+	}
+	// ids reads what JSON holds as a JavaScript or jq reader does (numbers
+	// as float64): the node_id of each object of list.
+	ids := func(list any) []any {
+		t.Helper()
+		var out []any
+		for _, x := range list.([]any) {
+			out = append(out, x.(map[string]any)["node_id"])
+		}
+		return out
+	}
+	decode := func(s string) map[string]any {
+		t.Helper()
+		var v map[string]any
+		require.NoError(t, json.Unmarshal([]byte(s), &v), s)
+		return v
+	}
+
+	// One call at a time: the first key gets the first id.
+	r := run("register", "--json", "--parallel", "1", "keys/client_credentials_1.pub", "keys/client_credentials_2.pub")
+	assert.Contains(t, r.stdout, `"node_id": "`+first+`"`)
+	assert.Equal(t, []any{first, second}, ids(decode(r.stdout)["outcomes"]), r.stdout)
+	var reg struct{ Outcomes []supernodes.Outcome }
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &reg))
+	assert.Equal(t, uint64(18446744073709551615), reg.Outcomes[0].NodeID)
+	r = run("register", "--json", "--dir", "keys")
+	assert.Equal(t, []any{nil, nil}, ids(decode(r.stdout)["outcomes"]), "already registered: no node id, as before")
+
+	r = run("nodes", "--json")
+	var nodes []any
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &nodes))
+	assert.ElementsMatch(t, []any{first, second}, ids(nodes), r.stdout)
+	r = run("nodes")
+	assert.Contains(t, r.stdout, first)
+	assert.Contains(t, r.stdout, second)
+
+	// Node 2 leaves the files.
+	require.NoError(t, os.Remove(filepath.Join(dir, "keys", "client_credentials_2.pub")))
+	plan := decode(run("apply", "--dir", "keys", "--dry-run", "--json").stdout)
+	assert.Equal(t, []any{first}, ids(plan["present"]))
+	assert.Equal(t, []any{second}, ids(plan["extra"]))
+	plan = decode(run("apply", "--dir", "keys", "--prune", "--dry-run", "--json").stdout)
+	assert.Equal(t, []any{second}, ids(plan["unregister"]))
+	res := decode(run("apply", "--dir", "keys", "--json").stdout)
+	assert.Equal(t, []any{second}, ids(res["extra"]))
+	res = decode(run("apply", "--dir", "keys", "--prune", "--json").stdout)
+	assert.Equal(t, []any{second}, ids(res["outcomes"]))
+	assert.Equal(t, "unregistered", res["outcomes"].([]any)[0].(map[string]any)["action"])
+
+	for _, cmd := range []string{"register", "nodes", "apply"} {
+		assert.Contains(t, nk(t, dir, "", cmd, "--help").stdout, "decimal string", cmd)
+	}
+}

@@ -30,6 +30,7 @@ type nodeRegistry struct {
 	byPEM  map[string]uint64
 	calls  int
 	failFn func(n int) bool
+	ids    []uint64 // the next registrations' node ids (WithNodeIDs)
 }
 
 func newNodeRegistry() *nodeRegistry {
@@ -41,6 +42,13 @@ func newNodeRegistry() *nodeRegistry {
 // a partial failure to retry.
 func FailRegistrations(fail func(n int) bool) Option {
 	return func(s *Server) { s.nodes.failFn = fail }
+}
+
+// WithNodeIDs gives the first registrations these node ids, in order
+// (random ids, as Flower gives, after them): ids above 2^53, which a JSON
+// number does not hold exactly, on purpose.
+func WithNodeIDs(ids ...uint64) Option {
+	return func(s *Server) { s.nodes.ids = append([]uint64(nil), ids...) }
 }
 
 // Restart forgets every registration, as a SuperLink with in-memory state
@@ -116,6 +124,9 @@ func (r *nodeRegistry) register(pem []byte) (proto.Message, error) {
 		return nil, status.Error(codes.FailedPrecondition, "Public key already in use")
 	}
 	id := newNodeID()
+	if len(r.ids) > 0 {
+		id, r.ids = r.ids[0], r.ids[1:]
+	}
 	r.nodes[id] = &flwrpb.NodeInfo{NodeId: id, OwnerAid: "<id:none>", OwnerName: "none", Status: "registered",
 		RegisteredAt: time.Now().UTC().Format(time.RFC3339Nano), PublicKey: append([]byte(nil), pem...)}
 	r.byPEM[string(pem)] = id
