@@ -406,6 +406,15 @@ func (c *Config) Validate() error {
 // ErrNoStateStore: account login or tokens, and nowhere to keep owners.
 var ErrNoStateStore = errors.New("gateway: oidc and token_list need a state_file, where the owner of each run and node is kept (made once, empty), or redis")
 
+// EffectivePolicy is the policy the gateway holds Control calls to: the
+// config's policy:, or authz.Default if it has none.
+func (c *Config) EffectivePolicy() *authz.Policy {
+	if c.Policy != nil {
+		return c.Policy
+	}
+	return authz.Default()
+}
+
 // authenticatesControl reports whether Control calls need a login or a
 // token, and so roles and owners.
 func (c *Config) authenticatesControl() bool {

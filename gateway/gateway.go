@@ -312,10 +312,7 @@ func (g *Gateway) openState(context.Context) error {
 	if !g.cfg.authenticatesControl() {
 		return nil
 	}
-	g.policy = g.cfg.Policy
-	if g.policy == nil {
-		g.policy = authz.Default()
-	}
+	g.policy = g.cfg.EffectivePolicy()
 	for _, w := range g.policy.Warnings() {
 		g.log.Warn("policy: " + w)
 	}

@@ -24,6 +24,14 @@ func accountFileFlag() cli.Flag {
 		Usage: "the gateway's account `FILE` (its accounts: file setting)"}
 }
 
+// accountsFileOf is the account file a gateway config names, if any.
+func accountsFileOf(g *gateway.Config) string {
+	if g.Accounts == nil {
+		return ""
+	}
+	return g.Accounts.File
+}
+
 // oneName returns the command's one argument, a name.
 func oneName(c *cli.Context) (string, error) {
 	if c.NArg() != 1 {
@@ -85,7 +93,8 @@ func accountCommand() *cli.Command {
 			ArgsUsage: "NAME",
 			Description: "Examples:\n" +
 				"  nodekeys account add alice --role admin --email alice@example.org\n" +
-				"  printf '%s\\n' \"$PASSWORD\" | nodekeys account add bob --role member --file /etc/nodekeys/accounts.json",
+				"  printf '%s\\n' \"$PASSWORD\" | nodekeys account add bob --role member --file /etc/nodekeys/accounts.json\n" +
+				"  nodekeys account add carol --role data-science --config /etc/nodekeys/gateway.yaml",
 			Flags: []cli.Flag{accountFileFlag(), policyConfigFlag(),
 				&cli.StringSliceFlag{Name: "role", Required: true, Usage: "a `ROLE` in the gateway's policy (checked with --config; default policy: admin or member); repeat for more"},
 				&cli.StringFlag{Name: "email", Usage: "the account's `EMAIL` (shown in logs and tokens)"},
@@ -95,18 +104,19 @@ func accountCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-				if err := warnUnknownRoles(c, c.StringSlice("role")...); err != nil {
+				file, err := roleTarget(c, accountsFileOf, c.StringSlice("role")...)
+				if err != nil {
 					return err
 				}
 				pw, err := readPassword(c)
 				if err != nil {
 					return err
 				}
-				a, err := accounts.Add(c.String("file"), name, c.StringSlice("role"), c.String("email"), pw, accounts.DefaultParams)
+				a, err := accounts.Add(file, name, c.StringSlice("role"), c.String("email"), pw, accounts.DefaultParams)
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(c.App.ErrWriter, "account %q (%s, roles %s) added to %s\n", a.Name, a.ID, strings.Join(a.Roles, ","), c.String("file"))
+				fmt.Fprintf(c.App.ErrWriter, "account %q (%s, roles %s) added to %s\n", a.Name, a.ID, strings.Join(a.Roles, ","), file)
 				return nil
 			},
 		}, {
@@ -177,7 +187,8 @@ func accountCommand() *cli.Command {
 				Description: "The client's id is NAME; its secret (256 random bits) is written once to\n" +
 					"--out FILE (0600), or else printed on stdout. The service fetches tokens at\n" +
 					"ISSUER/oauth/token.\n\n" +
-					"Example:\n  nodekeys account client add ci --role member --file /etc/nodekeys/accounts.json --out ci.secret",
+					"Examples:\n  nodekeys account client add ci --role member --file /etc/nodekeys/accounts.json --out ci.secret\n" +
+					"  nodekeys account client add ci --role member --config /etc/nodekeys/gateway.yaml --out ci.secret",
 				Flags: []cli.Flag{accountFileFlag(), policyConfigFlag(),
 					&cli.StringSliceFlag{Name: "role", Required: true, Usage: "a `ROLE` in the gateway's policy (checked with --config); repeat for more"},
 					&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "write the secret to `FILE`, mode 0600 (never replaced), instead of stdout"}},
@@ -190,22 +201,23 @@ func accountCommand() *cli.Command {
 					if err := checkSecretOut(out, "a client secret"); err != nil {
 						return err
 					}
-					if err := warnUnknownRoles(c, c.StringSlice("role")...); err != nil {
+					file, err := roleTarget(c, accountsFileOf, c.StringSlice("role")...)
+					if err != nil {
 						return err
 					}
-					secret, err := accounts.AddClient(c.String("file"), name, c.StringSlice("role"))
+					secret, err := accounts.AddClient(file, name, c.StringSlice("role"))
 					if err != nil {
 						return err
 					}
 					if out != "" {
 						if err := writeSecretOut(out, secret); err != nil {
-							return withHint(err, fmt.Sprintf("the secret is lost; remove the client and add it again: nodekeys account remove --file %s %s", c.String("file"), name))
+							return withHint(err, fmt.Sprintf("the secret is lost; remove the client and add it again: nodekeys account remove --file %s %s", file, name))
 						}
-						fmt.Fprintf(c.App.ErrWriter, "client %q added to %s; its secret is in %s (0600) and shown nowhere else\n", name, c.String("file"), out)
+						fmt.Fprintf(c.App.ErrWriter, "client %q added to %s; its secret is in %s (0600) and shown nowhere else\n", name, file, out)
 						return nil
 					}
 					fmt.Fprintln(c.App.Writer, secret)
-					fmt.Fprintf(c.App.ErrWriter, "client %q added to %s; its secret is shown only now\n", name, c.String("file"))
+					fmt.Fprintf(c.App.ErrWriter, "client %q added to %s; its secret is shown only now\n", name, file)
 					return nil
 				},
 			}},

@@ -94,6 +94,8 @@ func TestRolesCheckedAgainstConfiguredPolicy(t *testing.T) {
 	}
 	write("gw.yaml", "policy:\n  roles:\n    fl-admin: {methods: [\"*\"], see_all: true}\n    data-science: {methods: [StartRun, ListRuns]}\n")
 	write("plain.yaml", "token_list: tokens.txt\n")
+	write("fleet.yaml", "token_list: conf/fleet-tokens.txt\nfleet_token_role: supernode\naccounts:\n  issuer: https://127.0.0.1:19095\n  file: conf/people.json\n")
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "conf"), 0o700))
 	write("bad.yaml", "policy:\n  roles:\n    ops: {methods: [Nothing]}\n")
 
 	// A role of the configured policy: no warning, though the default
@@ -104,7 +106,7 @@ func TestRolesCheckedAgainstConfiguredPolicy(t *testing.T) {
 	// A role of the default policy only: the configured one is checked.
 	r = nk(t, dir, "a long password\n", "account", "add", "carol", "--role", "member", "--config", "gw.yaml")
 	require.Equal(t, 0, r.code, r.stderr)
-	assert.Contains(t, r.stderr, `nodekeys: warning: role "member" is not in the policy of gw.yaml (its roles: data-science, fl-admin): that gateway grants it nothing`+"\n")
+	assert.Contains(t, r.stderr, `nodekeys: warning: role "member" is not in the policy of gw.yaml (roles: data-science, fl-admin): that gateway grants it no Control method`+"\n")
 	r = nk(t, dir, "", "account", "client", "add", "ci", "--role", "member", "-c", "gw.yaml")
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Contains(t, r.stderr, `role "member" is not in the policy of gw.yaml`)
@@ -116,7 +118,7 @@ func TestRolesCheckedAgainstConfiguredPolicy(t *testing.T) {
 	// which is the one that gateway uses, and the warning says so.
 	r = nk(t, dir, "a long password\n", "account", "add", "dave", "--role", "data-science", "--config", "plain.yaml")
 	require.Equal(t, 0, r.code, r.stderr)
-	assert.Contains(t, r.stderr, `nodekeys: warning: role "data-science" is not in the default policy, which plain.yaml uses as it has no policy: (its roles: admin, member): that gateway grants it nothing`+"\n")
+	assert.Contains(t, r.stderr, `nodekeys: warning: role "data-science" is not in the default policy (roles: admin, member), which the gateway of plain.yaml uses, as it has no policy: section; that gateway grants it no Control method`+"\n")
 	r = nk(t, dir, "a long password\n", "account", "add", "erin", "--role", "member", "--config", "plain.yaml")
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.NotContains(t, r.stderr, "warning")
@@ -124,7 +126,7 @@ func TestRolesCheckedAgainstConfiguredPolicy(t *testing.T) {
 	// No config: the warning says that only the default policy was checked.
 	r = nk(t, dir, "", "token", "new", "--name", "ops", "--role", "data-science")
 	require.Equal(t, 0, r.code, r.stderr)
-	assert.Contains(t, r.stderr, `nodekeys: warning: role "data-science" is not in the default policy (its roles: admin, member); no --config named the gateway's config, so its own policy: was not checked`+"\n")
+	assert.Contains(t, r.stderr, `nodekeys: warning: role "data-science" is not in the default policy (roles: admin, member); no --config named the gateway's config, so its own policy: was not checked`+"\n")
 
 	// A config that cannot be read, or whose policy the gateway would
 	// refuse, is an error naming the file, and nothing is added.
@@ -138,6 +140,27 @@ func TestRolesCheckedAgainstConfiguredPolicy(t *testing.T) {
 	r = nk(t, dir, "", "token", "new", "--name", "frank", "--role", "member", "--config", "missing.yaml")
 	assert.Equal(t, 1, r.code)
 	assert.Equal(t, before, snapshot(t, dir), "nothing added")
+
+	// The config's fleet_token_role is granted by the gateway's Fleet
+	// check, not its policy: no warning. Without --file, the files the
+	// config names are written; a --file of another is written, with a
+	// warning that this gateway does not read it.
+	r = nk(t, dir, "", "token", "new", "--name", "node-1", "--role", "supernode", "--config", "fleet.yaml")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.NotContains(t, r.stderr, "warning")
+	assert.Contains(t, r.stderr, "added to conf/fleet-tokens.txt")
+	assert.FileExists(t, filepath.Join(dir, "conf/fleet-tokens.txt"))
+	r = nk(t, dir, "a long password\n", "account", "add", "grace", "--role", "member", "--config", "fleet.yaml")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Equal(t, "account \"grace\" ", r.stderr[:len("account \"grace\" ")], r.stderr)
+	assert.Contains(t, r.stderr, "added to conf/people.json\n")
+	r = nk(t, dir, "a long password\n", "account", "add", "heidi", "--role", "member", "--config", "fleet.yaml", "--file", "other.json")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "nodekeys: warning: writing other.json, but the gateway of fleet.yaml reads conf/people.json\n")
+	people, err := accounts.ReadFile(filepath.Join(dir, "conf/people.json"))
+	require.NoError(t, err)
+	assert.NotNil(t, people.Account("grace"))
+	assert.Nil(t, people.Account("heidi"))
 
 	f, err := accounts.ReadFile(filepath.Join(dir, "accounts.json"))
 	require.NoError(t, err)

@@ -146,7 +146,7 @@ func TestUnknownRoleWarns(t *testing.T) {
 	} {
 		r := nk(t, dir, "bob's long password\n", args...)
 		require.Equal(t, 0, r.code, r.stderr)
-		assert.Contains(t, r.stderr, `warning: role "membr" is not in the default policy (its roles: admin, member)`, args)
+		assert.Contains(t, r.stderr, `warning: role "membr" is not in the default policy (roles: admin, member)`, args)
 	}
 	r := nk(t, dir, "carol's long password\n", "account", "add", "carol", "--role", "member", "--role", "admin")
 	require.Equal(t, 0, r.code, r.stderr)

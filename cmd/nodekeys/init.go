@@ -69,11 +69,11 @@ func initAction(c *cli.Context) error {
 	}
 	// With --accounts, 0 is a gateway that starts with no node yet (its
 	// config says allow_empty); without, an allowlist no SuperLink can use.
-	least := 1
+	least, more := 1, "the certificates alone: nodekeys certgen --out "+certs.DefaultDir
 	if c.Bool("accounts") {
-		least = 0
+		least, more = 0, "0 starts the gateway with no node"
 	}
-	n, err := pairCount(c, "supernodes", least, "the certificates alone: nodekeys certgen")
+	n, err := pairCount(c, "supernodes", least, more)
 	if err != nil {
 		return err
 	}

@@ -210,9 +210,9 @@ func TestInitFixturesRefuseZeroKeyPairs(t *testing.T) {
 		want string
 	}{
 		{[]string{"init", "--supernodes", "0"}, "nodekeys: error: --supernodes must be between 1 and 1000000, got 0\n" +
-			"hint: --supernodes N writes N SuperNode key pairs and their allowlist (default 2); the certificates alone: nodekeys certgen\n"},
+			"hint: --supernodes N writes N SuperNode key pairs and their allowlist (default 2); the certificates alone: nodekeys certgen --out certificates\n"},
 		{[]string{"init", "-n", "-1", "--accounts"}, "nodekeys: error: --supernodes must be between 0 and 1000000, got -1\n" +
-			"hint: --supernodes N writes N SuperNode key pairs and their allowlist (default 2); the certificates alone: nodekeys certgen\n"},
+			"hint: --supernodes N writes N SuperNode key pairs and their allowlist (default 2); 0 starts the gateway with no node\n"},
 		{[]string{"fixtures", "--out", "fed", "--seed-file", "seed", "--clients", "0"}, "nodekeys: error: --clients must be between 1 and 1000000, got 0\n" +
 			"hint: --clients N writes N SuperNode key pairs and their allowlist (default 2)\n"},
 		{[]string{"fixtures", "--out", "fed", "--seed-file", "seed", "-n", "-1"}, "nodekeys: error: --clients must be between 1 and 1000000, got -1\n" +

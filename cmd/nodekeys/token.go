@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -44,49 +45,63 @@ func writeSecretOut(out, secret string) error {
 }
 
 // policyConfigFlag is --config of the commands that give a role: the
-// gateway config whose policy the roles are checked against.
+// gateway config whose policy the roles are checked against, and whose
+// file they write when --file is not given.
 func policyConfigFlag() cli.Flag {
 	return &cli.StringFlag{Name: "config", Aliases: []string{"c"},
-		Usage: "the gateway's config `FILE`: --role is checked against its policy: (the default policy if it has none)"}
+		Usage: "the gateway's config `FILE`: --role is checked against its policy: (the default policy if it has none), and --file defaults to the file it names"}
 }
 
-// warnUnknownRoles warns on stderr of each role the gateway's policy does
-// not name: a typo would otherwise make an account or token that every
-// Control call refuses. The policy is that of the config --config names,
-// or authz.Default if it has none, as the gateway does; without --config
-// only authz.Default is checked, and the warning says so. A config that
-// cannot be read, or whose policy the gateway would refuse, is an error.
-// An unknown role stays a warning: the policy may be about to change.
-func warnUnknownRoles(c *cli.Context, roles ...string) error {
-	path := c.String("config")
-	policy, configured := authz.Default(), false
+// roleTarget reads the gateway config --config names, if any, and returns
+// the file the command writes: --file if given, else the one that config
+// names (fileOf: its accounts: file or token_list), else --file's default.
+// A --file other than the config's gets a warning, as the gateway would
+// not read it. Then it warns on stderr of each role that gateway's policy
+// does not name (the config's policy:, or authz.Default if it has none, as
+// EffectivePolicy gives), unless it is the config's fleet_token_role: a
+// typo would otherwise make an account or token that every Control call
+// refuses. Without --config only authz.Default can be checked, and the
+// warning says so. A config that cannot be read, or whose policy the
+// gateway would refuse, is an error. An unknown role stays a warning: the
+// policy may be about to change.
+func roleTarget(c *cli.Context, fileOf func(*gateway.Config) string, roles ...string) (string, error) {
+	file, path := c.String("file"), c.String("config")
+	w := c.App.ErrWriter
+	policy, fleetRole, own := authz.Default(), "", false
 	if path != "" {
 		cfg, err := gateway.LoadConfig(path)
 		if err != nil {
-			return err
+			return "", err
 		}
 		if cfg.Policy != nil {
 			if err := cfg.Policy.Validate(); err != nil {
-				return fmt.Errorf("%s: policy: %w", path, err)
+				return "", fmt.Errorf("%s: policy: %w", path, err)
 			}
-			policy, configured = cfg.Policy, true
+		}
+		policy, fleetRole, own = cfg.EffectivePolicy(), cfg.FleetTokenRole, cfg.Policy != nil
+		switch its := fileOf(cfg); {
+		case its == "":
+		case !c.IsSet("file"):
+			file = its
+		case filepath.Clean(its) != filepath.Clean(file):
+			fmt.Fprintf(w, "nodekeys: warning: writing %s, but the gateway of %s reads %s\n", file, path, its)
 		}
 	}
 	known := strings.Join(slices.Sorted(maps.Keys(policy.Roles)), ", ")
 	for _, r := range roles {
-		if _, ok := policy.Roles[r]; ok {
+		if _, ok := policy.Roles[r]; ok || (r == fleetRole && r != "") {
 			continue
 		}
 		switch {
-		case configured:
-			fmt.Fprintf(c.App.ErrWriter, "nodekeys: warning: role %q is not in the policy of %s (its roles: %s): that gateway grants it nothing\n", r, path, known)
-		case path != "":
-			fmt.Fprintf(c.App.ErrWriter, "nodekeys: warning: role %q is not in the default policy, which %s uses as it has no policy: (its roles: %s): that gateway grants it nothing\n", r, path, known)
+		case path == "":
+			fmt.Fprintf(w, "nodekeys: warning: role %q is not in the default policy (roles: %s); no --config named the gateway's config, so its own policy: was not checked\n", r, known)
+		case own:
+			fmt.Fprintf(w, "nodekeys: warning: role %q is not in the policy of %s (roles: %s): that gateway grants it no Control method\n", r, path, known)
 		default:
-			fmt.Fprintf(c.App.ErrWriter, "nodekeys: warning: role %q is not in the default policy (its roles: %s); no --config named the gateway's config, so its own policy: was not checked\n", r, known)
+			fmt.Fprintf(w, "nodekeys: warning: role %q is not in the default policy (roles: %s), which the gateway of %s uses, as it has no policy: section; that gateway grants it no Control method\n", r, known, path)
 		}
 	}
-	return nil
+	return file, nil
 }
 
 func tokenCommand() *cli.Command {
@@ -100,6 +115,7 @@ func tokenCommand() *cli.Command {
 			"tokens.Static in Go).\n\n" +
 			"Examples:\n" +
 			"  nodekeys token new --file /etc/nodekeys/tokens.txt --name ci-pipeline --role member --out ci.token\n" +
+			"  nodekeys token new --config /etc/nodekeys/gateway.yaml --name node-1 --role supernode --out node-1.token\n" +
 			"  nodekeys token list --file /etc/nodekeys/tokens.txt\n" +
 			"  nodekeys token revoke --file /etc/nodekeys/tokens.txt --name ci-pipeline",
 		Subcommands: []*cli.Command{{
@@ -121,30 +137,31 @@ func tokenCommand() *cli.Command {
 				if err := checkSecretOut(out, "a token"); err != nil {
 					return err
 				}
-				if err := warnUnknownRoles(c, c.String("role")); err != nil {
+				file, err := roleTarget(c, func(g *gateway.Config) string { return g.TokenList }, c.String("role"))
+				if err != nil {
 					return err
 				}
-				tok, e, err := tokens.New(c.String("file"), c.String("name"), c.String("role"))
+				tok, e, err := tokens.New(file, c.String("name"), c.String("role"))
 				if err != nil {
 					return err
 				}
 				if out != "" {
 					if err := writeSecretOut(out, tok); err != nil {
-						return withHint(err, fmt.Sprintf("the token is lost; revoke it: nodekeys token revoke --file %s --name %s", c.String("file"), e.Name))
+						return withHint(err, fmt.Sprintf("the token is lost; revoke it: nodekeys token revoke --file %s --name %s", file, e.Name))
 					}
 					fmt.Fprintf(c.App.ErrWriter, "token %q (role %s, %s) added to %s; the token is in %s (0600) and shown nowhere else\n",
-						e.Name, e.Role, e.Fingerprint(), c.String("file"), out)
+						e.Name, e.Role, e.Fingerprint(), file, out)
 					return nil
 				}
 				if c.Bool("json") {
 					return printJSON(c.App.Writer, map[string]string{"token": tok, "name": e.Name, "role": e.Role,
-						"fingerprint": e.Fingerprint(), "file": c.String("file")})
+						"fingerprint": e.Fingerprint(), "file": file})
 				}
 				// The token alone on stdout, so that it can be redirected to
 				// a file or a secret store; the rest on stderr.
 				fmt.Fprintln(c.App.Writer, tok)
 				fmt.Fprintf(c.App.ErrWriter, "token %q (role %s, %s) added to %s; it is shown only now\n",
-					e.Name, e.Role, e.Fingerprint(), c.String("file"))
+					e.Name, e.Role, e.Fingerprint(), file)
 				return nil
 			},
 		}, {
