@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# nodekeys gateway against HAProxy and against no proxy, in one run, on
+# nodekeys gateway against HAProxy, a bare frame relay and no proxy, in one run, on
 # loopback: valid Fleet calls a second, p50/p99 latency added to one call at
 # a time, and CPU time per call of the proxy and of the upstream, with both
 # proxies in front of the same upstream: the Go stand-in SuperLink (in a

@@ -508,14 +508,14 @@ func reportCompare(r compareResult, o opts) {
 	fmt.Printf("%d signing SuperNodes, %d valid calls in flight (and 1), %s a phase, medians of %d interleaved rounds,\n"+
 		"loopback, %d cores shared by the load, the proxies and the stand-ins (each in its own process)\n\n",
 		o.nodes, o.clients, o.duration, o.rounds, r.Cores)
-	fmt.Printf("%-34s %10s %13s %9s %9s %7s %14s %14s\n", "target", "valid/s", "range", "p50 us", "p99 us", "errors", "proxy CPU/call", "upstream CPU")
+	fmt.Printf("%-44s %10s %13s %9s %9s %7s %14s %14s\n", "target", "valid/s", "range", "p50 us", "p99 us", "errors", "proxy CPU/call", "upstream CPU")
 	for _, p := range r.Phases {
 		by[p.Name] = p
 		label := p.Target
 		if strings.HasSuffix(p.Name, "-1") {
 			label += ", 1 call"
 		}
-		fmt.Printf("%-34s %10.0f %6.0f-%-6.0f %9.0f %9.0f %7d %11.0f us %11.0f us\n", label, p.PerSec, p.MinPerSec, p.MaxPerSec, p.P50us, p.P99us, p.Errors,
+		fmt.Printf("%-44s %10.0f %6.0f-%-6.0f %9.0f %9.0f %7d %11.0f us %11.0f us\n", label, p.PerSec, p.MinPerSec, p.MaxPerSec, p.P50us, p.P99us, p.Errors,
 			p.GatewayCPUus, p.RedisCPUus)
 		if p.FirstError != "" {
 			fmt.Printf("    first error: %s\n", p.FirstError)
@@ -544,6 +544,10 @@ func reportCompare(r compareResult, o opts) {
 		if h, x := by[up+"haproxy"], by[up+"relay"]; h.PerSec > 0 && x.PerSec > 0 {
 			fmt.Printf("%sbare frame relay vs HAProxy: %.2fx the calls/s, %.2fx the CPU a call; p50 added latency over HAProxy's: %.0f us\n",
 				up, x.PerSec/h.PerSec, x.GatewayCPUus/max(h.GatewayCPUus, 1), by[up+"relay-1"].P50us-by[up+"haproxy-1"].P50us)
+		}
+		if g, x := by[up+"gateway"], by[up+"relay"]; g.PerSec > 0 && x.PerSec > 0 {
+			fmt.Printf("%sgateway vs bare frame relay: %.2fx the calls/s, %.2fx the CPU a call; p50 added latency over the relay's: %.0f us\n",
+				up, g.PerSec/x.PerSec, g.GatewayCPUus/max(x.GatewayCPUus, 1), by[up+"gateway-1"].P50us-by[up+"relay-1"].P50us)
 		}
 	}
 	if r.Profile != "" {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -21,6 +22,8 @@ import (
 
 	"github.com/nodekeys/nodekeys/allowlist"
 	"github.com/nodekeys/nodekeys/flwr"
+	"github.com/nodekeys/nodekeys/gateway"
+	"github.com/nodekeys/nodekeys/internal/keyrate"
 	"github.com/nodekeys/nodekeys/sign"
 	"github.com/nodekeys/nodekeys/verify"
 	"github.com/nodekeys/nodekeys/verify/grpcauth"
@@ -39,8 +42,14 @@ import (
 // control accounting (it opens 1 GiB windows each way, which is enough
 // for the benchmark's heartbeats of a few dozen bytes), no limit on
 // streams, headers, resets or pings, no deadlines, no metrics, no
-// reconnection. It measures how much of the gateway's cost beyond
-// HAProxy's is the price of relaying calls rather than frames.
+// reconnection. The windows are granted once, so the upstream connection
+// carries 1 GiB in its life; the peers' windows, the upstream's
+// SETTINGS_MAX_CONCURRENT_STREAMS (Flower's SuperLink: 100) and GOAWAY
+// are ignored, and the upstream's reader writes to client sockets with
+// blocking I/O: past the benchmark's settings (calls of a few dozen
+// bytes, at most 100 in flight) it would stall rather than fail. It
+// measures how much of the gateway's cost beyond HAProxy's is the price
+// of relaying calls rather than frames.
 
 // relayWindow is the flow-control window the relay opens each way.
 const relayWindow = 1 << 30
@@ -143,11 +152,21 @@ func serveRelay(addr, upstream, allowlistPath, certFile, keyFile string) error {
 
 // startRelay serves the bare relay on ln, with TLS by pair, in front of
 // upstream (h2c), admitting list's keys with the gateway's verifier
-// defaults. The channel gets the upstream connection's end.
+// defaults: the signature window, exact PEM, hot keys, at most 4
+// verifications a core at once, the key rate and the replay guard. The
+// channel gets the upstream connection's end.
 func startRelay(ln net.Listener, upstream string, list *verify.Allowlist, pair tls.Certificate) (<-chan error, error) {
+	rate := keyrate.New(gateway.DefaultKeyRate, gateway.DefaultKeyBurst)
 	v := verify.New(list, verify.ExactPEM(), verify.WithWindow(flwr.DefaultWindow),
+		verify.WithMaxConcurrent(4*runtime.GOMAXPROCS(0)),
 		verify.WithHotKeys(verify.DefaultHotKeyBytes, verify.DefaultPromoteAfter),
-		verify.WithReplay(replay.NewGuard(1_000_000, replay.WithKeyQuota(replay.DefaultKeyQuota))))
+		verify.WithKeyCheck(func(k *verify.Key, now time.Time) error {
+			if !rate.Allow(k.PEM, now) {
+				return &verify.Error{Reason: verify.RateLimited, Detail: "key_rate"}
+			}
+			return nil
+		}),
+		verify.WithReplay(replay.NewGuard(gateway.DefaultReplayEntries, replay.WithKeyQuota(replay.DefaultKeyQuota))))
 	u, err := dialRelayUp(upstream)
 	if err != nil {
 		return nil, err
@@ -201,7 +220,7 @@ func (u *relayUp) read(br *bufio.Reader, rf *http2.Framer) {
 			u.done <- err
 			return
 		}
-		control(u.relaySide, f)
+		relayControl(u.relaySide, f)
 		if r, end, ok := u.route(f); ok {
 			r.c.mu.Lock()
 			switch f := f.(type) {
@@ -250,9 +269,10 @@ func (u *relayUp) route(f http2.Frame) (relayRoute, bool, bool) {
 	return r.(relayRoute), end, true
 }
 
-// control answers a connection's SETTINGS and PING frames, and reports
-// whether f was one of the frames the relay handles per connection.
-func control(s *relaySide, f http2.Frame) bool {
+// relayControl answers a connection's SETTINGS and PING frames, and
+// reports whether f was one of the frames the relay handles per
+// connection.
+func relayControl(s *relaySide, f http2.Frame) bool {
 	switch f := f.(type) {
 	case *http2.SettingsFrame:
 		if !f.IsAck() {
@@ -312,7 +332,7 @@ func relayClient(nc net.Conn, u *relayUp, v *verify.Verifier) {
 // are verified, and a verified call's frames are written upstream (not
 // flushed).
 func relayFrame(s *relaySide, u *relayUp, v *verify.Verifier, f http2.Frame, ups map[uint32]uint32, refused map[uint32]bool) (err error) {
-	if control(s, f) {
+	if relayControl(s, f) {
 		return nil
 	}
 	id := f.Header().StreamID
@@ -384,15 +404,21 @@ func relayCheck(v *verify.Verifier, fields []hpack.HeaderField) error {
 			sig = append(sig, f.Value)
 		}
 	}
-	if len(pk) != 1 || len(ts) != 1 || len(sig) != 1 {
-		return &verify.Error{Reason: verify.Malformed, Detail: "each flwr-* header once"}
+	if len(pk) > 1 || len(ts) > 1 || len(sig) > 1 {
+		return &verify.Error{Reason: verify.Malformed, Detail: "a flwr-* header has more than one value"}
 	}
-	p, err1 := base64.RawStdEncoding.DecodeString(trimPad(pk[0]))
-	s, err2 := base64.RawStdEncoding.DecodeString(trimPad(sig[0]))
+	one := func(vs []string) string { // a missing header is empty: MissingMetadata
+		if len(vs) == 0 {
+			return ""
+		}
+		return vs[0]
+	}
+	p, err1 := base64.RawStdEncoding.DecodeString(trimPad(one(pk)))
+	s, err2 := base64.RawStdEncoding.DecodeString(trimPad(one(sig)))
 	if err1 != nil || err2 != nil {
 		return &verify.Error{Reason: verify.Malformed, Detail: "a -bin header is not base64"}
 	}
-	_, err := v.VerifyAt(sign.Headers{PublicKey: p, Timestamp: ts[0], Signature: s}, time.Now())
+	_, err := v.VerifyAt(sign.Headers{PublicKey: p, Timestamp: one(ts), Signature: s}, time.Now())
 	return err
 }
 

@@ -9,9 +9,11 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -69,28 +71,60 @@ func TestBareRelayVerifiesAndRelays(t *testing.T) {
 	_, err = startRelay(ln, upLn.Addr().String(), list, pair)
 	require.NoError(t, err)
 
-	call := func(creds credentials.PerRPCCredentials) error {
-		cc, err := grpc.NewClient(ln.Addr().String(),
-			grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, ServerName: "localhost"})),
-			grpc.WithDefaultCallOptions(grpc.ForceCodec(standin.Codec())), grpc.WithPerRPCCredentials(creds))
+	dial := func(creds credentials.PerRPCCredentials) *grpc.ClientConn {
+		opts := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, ServerName: "localhost"})),
+			grpc.WithDefaultCallOptions(grpc.ForceCodec(standin.Codec()))}
+		if creds != nil {
+			opts = append(opts, grpc.WithPerRPCCredentials(creds))
+		}
+		cc, err := grpc.NewClient(ln.Addr().String(), opts...)
 		require.NoError(t, err)
-		defer cc.Close()
+		t.Cleanup(func() { cc.Close() })
+		return cc
+	}
+	call := func(cc *grpc.ClientConn, body string) (string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		req, resp := []byte{}, []byte{}
-		return cc.Invoke(ctx, method, &req, &resp)
+		req, resp := []byte(body), []byte{}
+		err := cc.Invoke(ctx, method, &req, &resp)
+		return string(resp), err
 	}
-	for range 3 { // one connection each: the upstream's streams go on
-		require.NoError(t, call(admitted.PerRPCCredentials()), "a signed call of an admitted key is relayed and answered")
-	}
-	err = call(stranger.PerRPCCredentials())
-	assert.Equal(t, codes.Unauthenticated, status.Code(err), "a key not in the allowlist: %v", err)
-	assert.Equal(t, verify.UnknownKey.FlowerMessage(), status.Convert(err).Message())
 
-	forged := forgedCreds{admitted.PublicKeyPEM(), stranger}
-	err = call(forged)
-	assert.Equal(t, codes.Unauthenticated, status.Code(err), "an admitted key with another key's signature: %v", err)
-	assert.Equal(t, verify.BadSignature.FlowerMessage(), status.Convert(err).Message())
+	// Calls of an admitted key, 32 at once over 4 connections, each a
+	// body of its own: each answer is its own call's (the stand-in
+	// answers a call with its request).
+	conns := []*grpc.ClientConn{dial(admitted.PerRPCCredentials()), dial(admitted.PerRPCCredentials()),
+		dial(admitted.PerRPCCredentials()), dial(admitted.PerRPCCredentials())}
+	var wg sync.WaitGroup
+	answers := make([]string, 32)
+	errs := make([]error, 32)
+	for i := range answers {
+		wg.Go(func() { answers[i], errs[i] = call(conns[i%len(conns)], fmt.Sprintf("echo:call-%d", i)) })
+	}
+	wg.Wait()
+	for i := range answers {
+		require.NoError(t, errs[i], "a signed call of an admitted key is relayed and answered")
+		assert.Equal(t, fmt.Sprintf("echo:call-%d", i), answers[i])
+	}
+	require.Equal(t, 32, up.Count())
+
+	// Refused by the relay with Flower's status, and not relayed: a key
+	// not in the allowlist, an admitted key with another key's signature
+	// (which the stand-in would refuse with the same status, hence the
+	// count), and no authentication headers at all.
+	for _, tc := range []struct {
+		creds credentials.PerRPCCredentials
+		want  verify.Reason
+	}{
+		{stranger.PerRPCCredentials(), verify.UnknownKey},
+		{forgedCreds{admitted.PublicKeyPEM(), stranger}, verify.BadSignature},
+		{nil, verify.MissingMetadata},
+	} {
+		_, err := call(dial(tc.creds), "echo:refused")
+		assert.Equal(t, codes.Unauthenticated, status.Code(err), "%s: %v", tc.want, err)
+		assert.Equal(t, tc.want.FlowerMessage(), status.Convert(err).Message(), tc.want)
+	}
+	assert.Equal(t, 32, up.Count(), "no refused call reached the upstream")
 }
 
 // forgedCreds sends the admitted key's PEM with a signature by another.
