@@ -289,57 +289,49 @@ func applyAction(c *cli.Context) error {
 		return err
 	}
 	want := wanted.Keys
-	conn, err := controlConn(c)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	ctx, cancel := withTimeout(c)
-	defer cancel()
-	if err := control.Reach(ctx, conn); err != nil {
-		return err
-	}
-	client := supernodes.NewClient(conn)
-	nodes, err := client.List(ctx)
-	if err != nil {
-		return loginHint(c, err)
-	}
-	plan := supernodes.MakePlan(nodes, want, c.Bool("prune"))
-	plan.Scoped = scoped(c)
-	w := c.App.ErrWriter
-	if c.Bool("json") && c.Bool("dry-run") {
-		return printJSON(c.App.Writer, planJSON(plan))
-	}
-	if plan.Scoped {
-		fmt.Fprintln(w, "the plan is made from the nodes this account may see (a gateway lists a member's own nodes only)")
-	}
-	fmt.Fprintf(w, "plan: register %d, unregister %d, keep %d registered", len(plan.Register), len(plan.Unregister), len(plan.Present))
-	if len(plan.Extra) > 0 {
-		fmt.Fprintf(w, ", leave %d not in the files (--prune unregisters them)", len(plan.Extra))
-	}
-	fmt.Fprintln(w)
-	for _, b := range plan.Burned {
-		fmt.Fprintf(w, "  cannot register %s (%s): unregistered before; the node needs a new key (nodekeys rotate)\n", b.Key.Fingerprint(), b.File)
-	}
-	if c.Bool("dry-run") {
-		for _, r := range plan.Register {
-			fmt.Fprintf(c.App.Writer, "would register   %s  %s\n", r.Key.Fingerprint(), r.File)
+	return withControl(c, func(ctx context.Context, conn *grpc.ClientConn) error {
+		client := supernodes.NewClient(conn)
+		nodes, err := client.List(ctx)
+		if err != nil {
+			return err
 		}
-		for _, n := range plan.Unregister {
-			fmt.Fprintf(c.App.Writer, "would unregister %s  node %d\n", n.Fingerprint, n.ID)
+		plan := supernodes.MakePlan(nodes, want, c.Bool("prune"))
+		plan.Scoped = scoped(c)
+		w := c.App.ErrWriter
+		if c.Bool("json") && c.Bool("dry-run") {
+			return printJSON(c.App.Writer, planJSON(plan))
 		}
-		return nil
-	}
-	opts := supernodes.Options{Parallel: c.Int("parallel")}
-	var gone []supernodes.Node
-	opts.OnUnregistered = func(n supernodes.Node) { gone = append(gone, n) }
-	res := client.Apply(ctx, plan, opts)
-	if dir := burnedDir(c); dir != "" {
-		if err := supernodes.RecordBurned(dir, gone, time.Now()); err != nil {
-			fmt.Fprintf(w, "nodekeys: warning: recording the unregistered keys: %v\n", err)
+		if plan.Scoped {
+			fmt.Fprintln(w, "the plan is made from the nodes this account may see (a gateway lists a member's own nodes only)")
 		}
-	}
-	return reportResult(c, res, plan)
+		fmt.Fprintf(w, "plan: register %d, unregister %d, keep %d registered", len(plan.Register), len(plan.Unregister), len(plan.Present))
+		if len(plan.Extra) > 0 {
+			fmt.Fprintf(w, ", leave %d not in the files (--prune unregisters them)", len(plan.Extra))
+		}
+		fmt.Fprintln(w)
+		for _, b := range plan.Burned {
+			fmt.Fprintf(w, "  cannot register %s (%s): unregistered before; the node needs a new key (nodekeys rotate)\n", b.Key.Fingerprint(), b.File)
+		}
+		if c.Bool("dry-run") {
+			for _, r := range plan.Register {
+				fmt.Fprintf(c.App.Writer, "would register   %s  %s\n", r.Key.Fingerprint(), r.File)
+			}
+			for _, n := range plan.Unregister {
+				fmt.Fprintf(c.App.Writer, "would unregister %s  node %d\n", n.Fingerprint, n.ID)
+			}
+			return nil
+		}
+		opts := supernodes.Options{Parallel: c.Int("parallel")}
+		var gone []supernodes.Node
+		opts.OnUnregistered = func(n supernodes.Node) { gone = append(gone, n) }
+		res := client.Apply(ctx, plan, opts)
+		if dir := burnedDir(c); dir != "" {
+			if err := supernodes.RecordBurned(dir, gone, time.Now()); err != nil {
+				fmt.Fprintf(w, "nodekeys: warning: recording the unregistered keys: %v\n", err)
+			}
+		}
+		return reportResult(c, res, plan)
+	})
 }
 
 // burnedDir is the key folder that records unregistered keys.
