@@ -44,13 +44,7 @@ type Plan struct {
 // matched by their exact PEM bytes, as Flower matches them.
 func MakePlan(nodes []Node, want []Want, prune bool) *Plan {
 	p := &Plan{}
-	byPEM := map[string]Node{}
-	for _, n := range nodes {
-		if old, ok := byPEM[string(n.PEM)]; ok && !old.Unregistered {
-			continue // a live registration wins over a burned one
-		}
-		byPEM[string(n.PEM)] = n
-	}
+	byPEM := nodesByPEM(nodes)
 	wanted := map[string]bool{}
 	for _, w := range want {
 		pem := string(w.Key.PEM())
@@ -150,12 +144,62 @@ type Options struct {
 	OnUnregistered func(Node)
 	// Progress, if set, is called after each call with the count done.
 	Progress func(done int)
+	// Scoped is Plan.Scoped for RegisterAll: the caller sees only the
+	// nodes its account may (a gateway's member).
+	Scoped bool
 }
 
-// RegisterAll registers every key, in parallel; a key the SuperLink
-// already holds is reported as such, not as an error.
+// RegisterAll registers every key, in parallel. Flower answers a key it
+// already holds "Public key already in use" whether that key is
+// registered or was unregistered before (burned), so those keys are then
+// looked up in the SuperLink's list, once for all of them: a registered
+// key is "already-registered" (with its node id), a burned one "burned"
+// (a failure: Flower never registers it again), and, with opts.Scoped, a
+// key the list does not show "other-account". If the list cannot be had,
+// they stay "already-registered".
 func (c *Client) RegisterAll(ctx context.Context, want []Want, opts Options) *Result {
-	return c.Apply(ctx, &Plan{Register: want}, opts)
+	res := c.Apply(ctx, &Plan{Register: want}, opts)
+	if res.Count("already-registered") == 0 {
+		return res
+	}
+	nodes, err := c.List(ctx)
+	if err != nil {
+		return res
+	}
+	byPEM := nodesByPEM(nodes)
+	for i, o := range res.Outcomes {
+		if o.Action != "already-registered" {
+			continue
+		}
+		switch n, ok := byPEM[string(want[i].Key.PEM())]; {
+		case ok && n.Unregistered:
+			res.Outcomes[i].Action, res.Outcomes[i].Error = "burned", errBurned
+		case ok:
+			res.Outcomes[i].NodeID = n.ID
+		case opts.Scoped:
+			res.Outcomes[i].Action, res.Outcomes[i].Error = "other-account", errOtherAccount
+		}
+	}
+	return res
+}
+
+// errOtherAccount is the error of a key held by another account.
+const errOtherAccount = "the SuperLink holds this key, and this account may not see it: another account registered it (or unregistered it before)"
+
+// errBurned is a burned key's outcome's error.
+const errBurned = "unregistered before: Flower never registers a key again; give the node a new key (nodekeys rotate)"
+
+// nodesByPEM indexes nodes by their exact PEM bytes, as Flower matches
+// keys; a live registration wins over a burned one of the same key.
+func nodesByPEM(nodes []Node) map[string]Node {
+	byPEM := map[string]Node{}
+	for _, n := range nodes {
+		if old, ok := byPEM[string(n.PEM)]; ok && !old.Unregistered {
+			continue
+		}
+		byPEM[string(n.PEM)] = n
+	}
+	return byPEM
 }
 
 // Apply carries out a plan: registers its Register keys and unregisters
@@ -189,7 +233,7 @@ func (c *Client) Apply(ctx context.Context, p *Plan, opts Options) *Result {
 			case err == nil:
 				o.Action, o.NodeID = "registered", id
 			case errors.Is(err, ErrAlreadyRegistered) && p.Scoped:
-				o.Action, o.Error = "other-account", "the SuperLink holds this key, and this account may not see it: another account registered it (or unregistered it before)"
+				o.Action, o.Error = "other-account", errOtherAccount
 			case errors.Is(err, ErrAlreadyRegistered):
 				o.Action = "already-registered"
 			default:
@@ -222,8 +266,7 @@ func (c *Client) Apply(ctx context.Context, p *Plan, opts Options) *Result {
 	wg.Wait()
 	base += len(p.Unregister)
 	for i, w := range p.Burned {
-		res.Outcomes[base+i] = Outcome{Fingerprint: w.Key.Fingerprint(), File: w.File, Action: "burned",
-			Error: "unregistered before: Flower never registers a key again; give the node a new key (nodekeys rotate)"}
+		res.Outcomes[base+i] = Outcome{Fingerprint: w.Key.Fingerprint(), File: w.File, Action: "burned", Error: errBurned}
 	}
 	return res
 }

@@ -114,6 +114,14 @@ func TestRegisterListApply(t *testing.T) {
 	assert.Equal(t, 1, res.Count("burned"))
 	_, err = c.Register(ctx, all[0].Key.PEM())
 	assert.ErrorIs(t, err, supernodes.ErrAlreadyRegistered)
+	// RegisterAll tells it from a registered key, which Flower answers
+	// alike ("Public key already in use"), by the SuperLink's list.
+	res = c.RegisterAll(ctx, []supernodes.Want{all[0], all[10]}, supernodes.Options{})
+	require.Len(t, res.Outcomes, 2)
+	assert.Equal(t, "burned", res.Outcomes[0].Action)
+	assert.Contains(t, res.Outcomes[0].Error, "Flower never registers a key again")
+	assert.Equal(t, "already-registered", res.Outcomes[1].Action)
+	assert.Equal(t, nodesOf(nodes)[all[10].Key.Fingerprint()], res.Outcomes[1].NodeID, "with its node id")
 
 	// The burned keys are recorded in the key folder.
 	dir := t.TempDir()
@@ -122,6 +130,17 @@ func TestRegisterListApply(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, got, 10)
 	assert.True(t, got[all[0].Key.Fingerprint()])
+}
+
+// nodesOf maps fingerprints to the live nodes' ids.
+func nodesOf(nodes []supernodes.Node) map[string]uint64 {
+	m := map[string]uint64{}
+	for _, n := range nodes {
+		if !n.Unregistered {
+			m[n.Fingerprint] = n.ID
+		}
+	}
+	return m
 }
 
 // A run that partly fails says exactly what was and was not done; a second

@@ -129,10 +129,13 @@ func registerCommand() *cli.Command {
 		Usage: "register SuperNode keys with a SuperLink (Flower 1.23 and later), many at once",
 		Description: "Registers every key not yet registered, in parallel, and prints the node id and\n" +
 			"fingerprint of each. The key is sent as Flower's CLI sends it (PEM, as OpenSSL\n" +
-			"writes it). Keys the SuperLink already holds are reported, not errors.\n\n" +
+			"writes it). A key the SuperLink already holds is looked up in its list: already\n" +
+			"registered is reported, not an error; unregistered before (burned: Flower never\n" +
+			"registers it again) is a failure; with a login or token, a key the list does not\n" +
+			"show is another account's.\n\n" +
 			"With --json: {\"outcomes\": [...]}, one object per key with fingerprint, file,\n" +
-			"node_id (when registered) and action (registered, already-registered or\n" +
-			"failed), and error when there is one.\n" + jsonIDsHelp + "\n\n" +
+			"node_id (when registered or already registered) and action (registered,\n" +
+			"already-registered, other-account, burned or failed), and error when there is one.\n" + jsonIDsHelp + "\n\n" +
 			"   nodekeys register --superlink superlink.example:9093 --root-certificates certificates/ca.crt --dir keys\n" +
 			"   nodekeys register --insecure keys/client_credentials_1.pub keys/client_credentials_2.pub",
 		ArgsUsage: "[KEY.pub...]",
@@ -156,7 +159,7 @@ func registerAction(c *cli.Context) error {
 	}
 	// One line when the SuperLink cannot be reached, not one per key.
 	return withControl(c, func(ctx context.Context, conn *grpc.ClientConn) error {
-		res := supernodes.NewClient(conn).RegisterAll(ctx, want, supernodes.Options{Parallel: c.Int("parallel")})
+		res := supernodes.NewClient(conn).RegisterAll(ctx, want, supernodes.Options{Parallel: c.Int("parallel"), Scoped: scoped(c)})
 		return reportResult(c, res, nil)
 	})
 }

@@ -202,7 +202,7 @@ func TestRegistrationJSONIDsAsStrings(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &reg))
 	assert.Equal(t, uint64(18446744073709551615), reg.Outcomes[0].NodeID)
 	r = run("register", "--json", "--dir", "keys")
-	assert.Equal(t, []any{nil, nil}, ids(decode(r.stdout)["outcomes"]), "already registered: no node id, as before")
+	assert.Equal(t, []any{first, second}, ids(decode(r.stdout)["outcomes"]), "already registered: its node id, from the SuperLink's list")
 
 	r = run("nodes", "--json")
 	var nodes []any

@@ -112,6 +112,13 @@ func TestTokenAndStateCommands(t *testing.T) {
 	assert.Contains(t, r.stdout, "other-account      SHA256:")
 	assert.Contains(t, r.stdout, "keys/client_credentials_2.pub: the SuperLink holds this key, and this account may not see it")
 	assert.Contains(t, r.stdout, "0 registered, 0 already registered, 1 held by other accounts, 0 unregistered")
+	// So does its register: its own key is already registered, with its
+	// node id; the admin's is another account's.
+	r = ctl("ci", "register", "--dir", "keys")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Regexp(t, `already-registered SHA256:\S+  node \d+  keys/client_credentials_1.pub\n`, r.stdout)
+	assert.Contains(t, r.stdout, "other-account      SHA256:")
+	assert.Contains(t, r.stdout, "0 registered, 1 already registered, 1 held by other accounts, 0 unregistered")
 
 	// A token never goes over plaintext.
 	r = nk(t, dir, "", "nodes", "--superlink", control, "--insecure", "--token-file", "ops.token")
