@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -104,7 +105,7 @@ func accountCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-				file, err := roleTarget(c, accountsFileOf, c.StringSlice("role")...)
+				file, err := roleTarget(c, "accounts: section", accountsFileOf, c.StringSlice("role")...)
 				if err != nil {
 					return err
 				}
@@ -201,7 +202,7 @@ func accountCommand() *cli.Command {
 					if err := checkSecretOut(out, "a client secret"); err != nil {
 						return err
 					}
-					file, err := roleTarget(c, accountsFileOf, c.StringSlice("role")...)
+					file, err := roleTarget(c, "accounts: section", accountsFileOf, c.StringSlice("role")...)
 					if err != nil {
 						return err
 					}
@@ -284,8 +285,19 @@ func accountCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-				} else if kid, err = accounts.RotateKeyFile(cfg.Accounts.KeysFile); err != nil {
-					return err
+				} else {
+					kf := cfg.Accounts.KeysFile
+					_, statErr := os.Stat(kf)
+					if kid, err = accounts.RotateKeyFile(kf); err != nil {
+						return err
+					}
+					if errors.Is(statErr, fs.ErrNotExist) {
+						// The gateway makes the file on its first start: a
+						// missing one is most often this command run from
+						// another folder than the gateway's.
+						fmt.Fprintf(c.App.ErrWriter, "nodekeys: warning: made %s, which did not exist: a gateway running with %s reads its keys from the folder it runs in\n",
+							absPath(kf), c.String("config"))
+					}
 				}
 				fmt.Fprintf(c.App.ErrWriter, "new signing key %s; the old one is published %s more\n", kid, accounts.RetiredKeyKept)
 				return nil

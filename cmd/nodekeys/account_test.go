@@ -67,9 +67,15 @@ func TestAccountCommands(t *testing.T) {
 	// rotate-keys finds the keys through the gateway's config.
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "gw.yaml"), []byte("accounts:\n  issuer: https://127.0.0.1:9095\n  file: "+
 		filepath.Join(dir, "accounts.json")+"\n"), 0o600))
-	for range 2 {
+	for i := range 2 {
 		r = nk(t, dir, "", "account", "rotate-keys", "--config", "gw.yaml")
 		require.Equal(t, 0, r.code, r.stderr)
+		made := "nodekeys: warning: made " + filepath.Join(dir, "accounts-keys.json") + ", which did not exist"
+		if i == 0 {
+			assert.Contains(t, r.stderr, made, "a gateway running elsewhere reads another file")
+		} else {
+			assert.NotContains(t, r.stderr, "warning")
+		}
 	}
 	keys, err := os.ReadFile(filepath.Join(dir, "accounts-keys.json"))
 	require.NoError(t, err)
@@ -92,8 +98,10 @@ func TestRolesCheckedAgainstConfiguredPolicy(t *testing.T) {
 	write := func(name, content string) {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600))
 	}
-	write("gw.yaml", "policy:\n  roles:\n    fl-admin: {methods: [\"*\"], see_all: true}\n    data-science: {methods: [StartRun, ListRuns]}\n")
-	write("plain.yaml", "token_list: tokens.txt\n")
+	files := "token_list: tokens.txt\naccounts:\n  issuer: https://127.0.0.1:19095\n  file: accounts.json\n"
+	write("gw.yaml", files+"policy:\n  roles:\n    fl-admin: {methods: [\"*\"], see_all: true}\n    data-science: {methods: [StartRun, ListRuns]}\n")
+	write("plain.yaml", files)
+	write("bare.yaml", "upstream: 127.0.0.1:9092\n")
 	write("fleet.yaml", "token_list: conf/fleet-tokens.txt\nfleet_token_role: supernode\naccounts:\n  issuer: https://127.0.0.1:19095\n  file: conf/people.json\n")
 	require.NoError(t, os.Mkdir(filepath.Join(dir, "conf"), 0o700))
 	write("bad.yaml", "policy:\n  roles:\n    ops: {methods: [Nothing]}\n")
@@ -161,6 +169,21 @@ func TestRolesCheckedAgainstConfiguredPolicy(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotNil(t, people.Account("grace"))
 	assert.Nil(t, people.Account("heidi"))
+
+	// A config without the setting reads no such file: a warning. A
+	// relative path in a config of another folder is read by the gateway
+	// from the folder it runs in: the warning names the file written.
+	r = nk(t, dir, "", "token", "new", "--name", "ivan", "--role", "member", "--config", "bare.yaml")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "nodekeys: warning: writing tokens.txt, but the gateway of bare.yaml reads no such file (it has no token_list)\n")
+	r = nk(t, dir, "a long password\n", "account", "add", "ivan", "--role", "member", "--config", "bare.yaml")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "nodekeys: warning: writing accounts.json, but the gateway of bare.yaml reads no such file (it has no accounts: section)\n")
+	sub := filepath.Join(dir, "sub")
+	require.NoError(t, os.Mkdir(sub, 0o700))
+	r = nk(t, sub, "", "token", "new", "--name", "judy", "--role", "member", "--config", "../gw.yaml")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "nodekeys: warning: ../gw.yaml names tokens.txt, which the gateway reads from the folder it runs in: writing "+filepath.Join(sub, "tokens.txt")+"\n")
 
 	f, err := accounts.ReadFile(filepath.Join(dir, "accounts.json"))
 	require.NoError(t, err)

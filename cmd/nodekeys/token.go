@@ -54,9 +54,11 @@ func policyConfigFlag() cli.Flag {
 
 // roleTarget reads the gateway config --config names, if any, and returns
 // the file the command writes: --file if given, else the one that config
-// names (fileOf: its accounts: file or token_list), else --file's default.
-// A --file other than the config's gets a warning, as the gateway would
-// not read it. Then it warns on stderr of each role that gateway's policy
+// names (fileOf: its accounts: file or token_list, the setting), else
+// --file's default. A --file other than the config's, or a config without
+// the setting, gets a warning, as the gateway would not read the file; so
+// does a relative path from a config in another folder, which the gateway
+// reads from the folder it runs in. Then it warns on stderr of each role that gateway's policy
 // does not name (the config's policy:, or authz.Default if it has none, as
 // EffectivePolicy gives), unless it is the config's fleet_token_role: a
 // typo would otherwise make an account or token that every Control call
@@ -64,7 +66,7 @@ func policyConfigFlag() cli.Flag {
 // warning says so. A config that cannot be read, or whose policy the
 // gateway would refuse, is an error. An unknown role stays a warning: the
 // policy may be about to change.
-func roleTarget(c *cli.Context, fileOf func(*gateway.Config) string, roles ...string) (string, error) {
+func roleTarget(c *cli.Context, setting string, fileOf func(*gateway.Config) string, roles ...string) (string, error) {
 	file, path := c.String("file"), c.String("config")
 	w := c.App.ErrWriter
 	policy, fleetRole, own := authz.Default(), "", false
@@ -81,8 +83,12 @@ func roleTarget(c *cli.Context, fileOf func(*gateway.Config) string, roles ...st
 		policy, fleetRole, own = cfg.EffectivePolicy(), cfg.FleetTokenRole, cfg.Policy != nil
 		switch its := fileOf(cfg); {
 		case its == "":
+			fmt.Fprintf(w, "nodekeys: warning: writing %s, but the gateway of %s reads no such file (it has no %s)\n", file, path, setting)
 		case !c.IsSet("file"):
 			file = its
+			if !filepath.IsAbs(its) && filepath.Dir(path) != "." {
+				fmt.Fprintf(w, "nodekeys: warning: %s names %s, which the gateway reads from the folder it runs in: writing %s\n", path, its, absPath(its))
+			}
 		case filepath.Clean(its) != filepath.Clean(file):
 			fmt.Fprintf(w, "nodekeys: warning: writing %s, but the gateway of %s reads %s\n", file, path, its)
 		}
@@ -137,7 +143,7 @@ func tokenCommand() *cli.Command {
 				if err := checkSecretOut(out, "a token"); err != nil {
 					return err
 				}
-				file, err := roleTarget(c, func(g *gateway.Config) string { return g.TokenList }, c.String("role"))
+				file, err := roleTarget(c, "token_list", func(g *gateway.Config) string { return g.TokenList }, c.String("role"))
 				if err != nil {
 					return err
 				}
