@@ -138,26 +138,38 @@ type VersionError struct {
 
 func (e *VersionError) Error() string { return "flwr: " + e.Reason }
 
-// WindowOf returns the window of a Flower version ("1.19", "1.15.0"):
-// 0 < d < 10 s in 1.15.0 (whose headers lacked the flwr- prefix),
-// -5 s < d < 15 s in 1.15.1 to 1.19, DefaultWindow from 1.20. Flower before
-// 1.15 used another scheme, and has no window.
+// WindowOf returns the window of a Flower version ("1.19", "1.15.0",
+// "1.27.0rc1"): 0 < d < 10 s in 1.15.0 (whose headers lacked the flwr-
+// prefix), -5 s < d < 15 s in 1.15.1 to 1.19, DefaultWindow from 1.20.
+// Flower before 1.15 used another scheme, and has no window; nor has a
+// major version after 1, which this package does not know. A pre-release
+// or development suffix of the last number (rc1, .dev0) is its release's.
 func WindowOf(version string) (Window, error) {
+	notVersion := &VersionError{Version: version, Reason: fmt.Sprintf("%q is not a Flower version like 1.19", version)}
 	parts := strings.SplitN(version, ".", 3)
+	if len(parts) < 2 {
+		return Window{}, notVersion
+	}
 	nums := make([]int, 3)
 	for i, p := range parts {
+		if i == len(parts)-1 {
+			// 1.27.0rc1, 1.27.0.dev0, 1.27rc1: the release the suffix is of.
+			j := strings.IndexFunc(p, func(r rune) bool { return r < '0' || r > '9' })
+			if j > 0 && (p[j] == '.' || p[j] >= 'a' && p[j] <= 'z') {
+				p = p[:j]
+			}
+		}
 		n, err := strconv.Atoi(p)
-		if err != nil || n < 0 {
-			return Window{}, &VersionError{Version: version, Reason: fmt.Sprintf("%q is not a Flower version like 1.19", version)}
+		if err != nil || n < 0 || p[0] == '+' {
+			return Window{}, notVersion
 		}
 		nums[i] = n
 	}
-	if len(parts) < 2 {
-		return Window{}, &VersionError{Version: version, Reason: fmt.Sprintf("%q is not a Flower version like 1.19", version)}
-	}
 	major, minor, patch := nums[0], nums[1], nums[2]
 	switch {
-	case major != 1 || minor < 15:
+	case major > 1:
+		return Window{}, &VersionError{Version: version, Reason: fmt.Sprintf("Flower %s is newer than this nodekeys knows (1.15 to 1.x sign timestamps)", version)}
+	case major < 1 || minor < 15:
 		return Window{}, &VersionError{Version: version, Reason: fmt.Sprintf("Flower %s does not use signed timestamps (1.15 and later do)", version)}
 	case minor == 15 && patch == 0 && len(parts) == 3:
 		return Window{Future: 0, Past: 10 * time.Second}, nil

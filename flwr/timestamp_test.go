@@ -17,24 +17,32 @@ var now = time.Date(2026, 11, 22, 17, 45, 3, 123456000, time.UTC)
 
 func TestFlowerWindow(t *testing.T) {
 	for version, want := range map[string]Window{
-		"1.15.0": {Future: 0, Past: 10 * time.Second},
-		"1.15.1": {Future: 5 * time.Second, Past: 15 * time.Second},
-		"1.15":   {Future: 5 * time.Second, Past: 15 * time.Second},
-		"1.19":   {Future: 5 * time.Second, Past: 15 * time.Second},
-		"1.20":   DefaultWindow,
-		"1.23.1": DefaultWindow,
+		"1.15.0":      {Future: 0, Past: 10 * time.Second},
+		"1.15.1":      {Future: 5 * time.Second, Past: 15 * time.Second},
+		"1.15":        {Future: 5 * time.Second, Past: 15 * time.Second},
+		"1.19":        {Future: 5 * time.Second, Past: 15 * time.Second},
+		"1.20":        DefaultWindow,
+		"1.23.1":      DefaultWindow,
+		"1.27.0rc1":   DefaultWindow,
+		"1.27.0.dev0": DefaultWindow,
+		"1.19rc1":     {Future: 5 * time.Second, Past: 15 * time.Second},
+		"1.15.0rc1":   {Future: 0, Past: 10 * time.Second},
 	} {
 		w, err := WindowOf(version)
 		require.NoError(t, err, version)
 		assert.Equal(t, want, w, version)
 	}
-	for _, bad := range []string{"", "1", "1.x", "1.14", "2.0", "-1.20"} {
+	for _, bad := range []string{"", "1", "1.x", "1.14", "2.0", "-1.20", "1.rc1", "1.20.x", "1.+20", "rc1.20"} {
 		_, err := WindowOf(bad)
 		var ve *VersionError
 		require.ErrorAs(t, err, &ve, bad)
 		assert.Equal(t, bad, ve.Version)
 		assert.Equal(t, "flwr: "+ve.Reason, err.Error())
 	}
+	_, err := WindowOf("2.0")
+	assert.EqualError(t, err, "flwr: Flower 2.0 is newer than this nodekeys knows (1.15 to 1.x sign timestamps)")
+	_, err = WindowOf("1.14")
+	assert.EqualError(t, err, "flwr: Flower 1.14 does not use signed timestamps (1.15 and later do)")
 }
 
 func TestTimestampForms(t *testing.T) {

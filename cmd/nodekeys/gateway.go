@@ -26,7 +26,7 @@ func gatewayCommand() *cli.Command {
 			"Run the SuperLink on loopback ports, and the gateway on the public ones:\n\n" +
 			"   flower-superlink --fleet-api-address 127.0.0.1:19092 --control-api-address 127.0.0.1:19093 \\\n" +
 			"     --ssl-ca-certfile certificates/ca.crt --ssl-certfile certificates/server.pem \\\n" +
-			"     --ssl-keyfile certificates/server.key --auth-list-public-keys keys/client_public_keys.csv\n" +
+			"     --ssl-keyfile certificates/server.key --enable-supernode-auth\n" +
 			"   nodekeys gateway --allowlist keys/client_public_keys.csv --upstream-ca certificates/ca.crt\n\n" +
 			"SuperNodes and the flwr CLI keep their addresses and CA.\n\n" +
 			"On by default (see the flags to change them): the replay guard, which Flower\n" +

@@ -242,5 +242,5 @@ func (a *initAccounts) print(out io.Writer, cres *certs.Result, kres *keyset.Res
 		fleet := net.JoinHostPort(u.Hostname(), strings.TrimPrefix(gateway.DefaultListenFleet, ":"))
 		fmt.Fprintf(out, "SuperNode: flower-supernode --superlink %s --root-certificates %s --auth-supernode-private-key %s\n", fleet, cres.CACert, kres.Pairs[0].Private)
 	}
-	fmt.Fprintf(out, "flwr:      address = %q, root-certificates = %q; then flwr login, and sign in as %s\n", host, cres.CACert, a.Admin)
+	fmt.Fprintf(out, "flwr:      address = %q, root-certificates = %q; then flwr login, and sign in as %s\n", host, absPath(cres.CACert), a.Admin)
 }

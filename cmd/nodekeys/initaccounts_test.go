@@ -48,6 +48,7 @@ func TestInitAccounts(t *testing.T) {
 	password := m[1]
 	assert.GreaterOrEqual(t, len(password), 26, "130 bits in base32")
 	assert.Equal(t, 1, strings.Count(r.stdout+r.stderr, password), "shown once")
+	assert.Contains(t, r.stdout, `root-certificates = "`+filepath.Join(dir, "certificates/ca.crt")+`"`, "flwr reads the path from wherever it runs")
 	for name, text := range snapshot(t, dir) {
 		assert.NotContains(t, text, password, name)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -55,6 +56,12 @@ func controlOptions(c *cli.Context, addr string) control.Options {
 // controlConnTo connects to the Control API at addr with the flags'
 // credentials.
 func controlConnTo(c *cli.Context, addr string) (*grpc.ClientConn, error) {
+	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+		return nil, usageErr("--superlink %q is not HOST:PORT (Flower's Control API port is 9093)", addr)
+	}
+	if c.String("login-file") != "" && (c.String("token-file") != "" || os.Getenv("NODEKEYS_TOKEN") != "") {
+		return nil, usageErr("--login-file and --token-file (or NODEKEYS_TOKEN) do not go together: a call carries one credential")
+	}
 	conn, err := control.Dial(controlOptions(c, addr))
 	var le *control.LoginError
 	switch {
@@ -206,7 +213,7 @@ func reportResult(c *cli.Context, res *supernodes.Result, plan *supernodes.Plan)
 	if c.Bool("json") {
 		v := map[string]any{"outcomes": res.Outcomes}
 		if plan != nil {
-			v["extra"] = plan.Extra
+			v["extra"] = orEmpty(plan.Extra)
 		}
 		if err := printJSON(out, v); err != nil {
 			return err
@@ -348,6 +355,15 @@ func burnedDir(c *cli.Context) string {
 	return ""
 }
 
+// orEmpty is ns, or an empty list for none: JSON [] rather than null, so
+// that jq's .[] takes it.
+func orEmpty(ns []supernodes.Node) []supernodes.Node {
+	if ns == nil {
+		return []supernodes.Node{}
+	}
+	return ns
+}
+
 func planJSON(p *supernodes.Plan) map[string]any {
 	fps := func(ws []supernodes.Want) []map[string]string {
 		out := []map[string]string{}
@@ -356,7 +372,8 @@ func planJSON(p *supernodes.Plan) map[string]any {
 		}
 		return out
 	}
-	v := map[string]any{"register": fps(p.Register), "burned": fps(p.Burned), "unregister": p.Unregister, "present": p.Present, "extra": p.Extra}
+	v := map[string]any{"register": fps(p.Register), "burned": fps(p.Burned), "unregister": orEmpty(p.Unregister),
+		"present": orEmpty(p.Present), "extra": orEmpty(p.Extra)}
 	if p.Scoped {
 		v["scoped"] = true
 	}

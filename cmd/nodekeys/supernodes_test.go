@@ -217,6 +217,9 @@ func TestRegistrationJSONIDsAsStrings(t *testing.T) {
 	plan := decode(run("apply", "--dir", "keys", "--dry-run", "--json").stdout)
 	assert.Equal(t, []any{first}, ids(plan["present"]))
 	assert.Equal(t, []any{second}, ids(plan["extra"]))
+	for _, k := range []string{"register", "burned", "unregister"} {
+		assert.Equal(t, []any{}, plan[k], "%s: an empty list, not null (jq's .[] takes it)", k)
+	}
 	plan = decode(run("apply", "--dir", "keys", "--prune", "--dry-run", "--json").stdout)
 	assert.Equal(t, []any{second}, ids(plan["unregister"]))
 	res := decode(run("apply", "--dir", "keys", "--json").stdout)
@@ -227,5 +230,28 @@ func TestRegistrationJSONIDsAsStrings(t *testing.T) {
 
 	for _, cmd := range []string{"register", "nodes", "apply"} {
 		assert.Contains(t, nk(t, dir, "", cmd, "--help").stdout, "decimal string", cmd)
+	}
+}
+
+// A --superlink without a port, or a login and a token at once, is a
+// usage error before anything is dialled: gRPC would dial port 443, and
+// the call could carry only one of the two.
+func TestControlFlagUsageErrors(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "login.json"), []byte("{}"), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "t.token"), []byte("x\n"), 0o600))
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"nodes", "--superlink", "localhost", "--insecure"}, `nodekeys: error: --superlink "localhost" is not HOST:PORT (Flower's Control API port is 9093)`},
+		{[]string{"nodes", "--superlink", "https://localhost:9093", "--insecure"}, `is not HOST:PORT`},
+		{[]string{"nodes", "--superlink", "127.0.0.1:9093", "--root-certificates", "ca.crt", "--login-file", "login.json", "--token-file", "t.token"},
+			"nodekeys: error: --login-file and --token-file (or NODEKEYS_TOKEN) do not go together: a call carries one credential"},
+	} {
+		r := nk(t, dir, "", tc.args...)
+		assert.Equal(t, 2, r.code, "%v: %s", tc.args, r.stderr)
+		assert.Contains(t, r.stderr, tc.want, tc.args)
 	}
 }
