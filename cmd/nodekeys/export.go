@@ -71,14 +71,23 @@ func exportCommand() *cli.Command {
 	}
 }
 
-func loadFederation(c *cli.Context, withCAKey bool) (*deploy.Federation, error) {
-	prefix := c.String("prefix")
-	if prefix == "" {
-		prefix = keyset.DefaultPrefix
-		if idx, err := keyset.Existing(c.String("keys-dir"), initPrefix); err == nil && len(idx) > 0 {
-			prefix = initPrefix
+// prefixIn is the key files' prefix in dir: --prefix if given, else
+// supernode_credentials (init's) if dir holds such files and none named
+// client_credentials (keygen's), else client_credentials.
+func prefixIn(c *cli.Context, dir string) string {
+	if c.IsSet("prefix") {
+		return c.String("prefix")
+	}
+	if ours, err := keyset.Existing(dir, initPrefix); err == nil && len(ours) > 0 {
+		if theirs, err := keyset.Existing(dir, keyset.DefaultPrefix); err == nil && len(theirs) == 0 {
+			return initPrefix
 		}
 	}
+	return keyset.DefaultPrefix
+}
+
+func loadFederation(c *cli.Context, withCAKey bool) (*deploy.Federation, error) {
+	prefix := prefixIn(c, c.String("keys-dir"))
 	f, err := deploy.Load(c.String("certs-dir"), c.String("keys-dir"), prefix, withCAKey)
 	var ce *deploy.CertFileError
 	if errors.As(err, &ce) && errors.Is(err, fs.ErrNotExist) {

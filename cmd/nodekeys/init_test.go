@@ -228,3 +228,22 @@ func TestInitFixturesRefuseZeroKeyPairs(t *testing.T) {
 		assert.Len(t, entries, 1, "%v writes nothing: only the seed is there", tc.args)
 	}
 }
+
+// keygen --append and rotate in a folder init wrote take its prefix,
+// supernode_credentials, where they would have written or read
+// client_credentials_N beside it; --prefix still decides.
+func TestAppendAndRotateTakeInitsPrefix(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	require.Equal(t, 0, nk(t, dir, "", "init", "--supernodes", "2", "-q").code)
+	r := nk(t, dir, "", "keygen", "--append", "--clients", "1", "--out", "keys", "-q")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.FileExists(t, filepath.Join(dir, "keys/supernode_credentials_3"))
+	assert.NoFileExists(t, filepath.Join(dir, "keys/client_credentials_1"))
+	r = nk(t, dir, "", "rotate", "2", "--dir", "keys", "--no-register")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.FileExists(t, filepath.Join(dir, "keys/supernode_credentials_2.new"))
+	r = nk(t, dir, "", "keygen", "--append", "--clients", "1", "--out", "keys", "--prefix", "client_credentials", "-q")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.FileExists(t, filepath.Join(dir, "keys/client_credentials_1"))
+}

@@ -54,7 +54,7 @@ func keygenCommand() *cli.Command {
 		Flags: append([]cli.Flag{
 			&cli.IntFlag{Name: "clients", Aliases: []string{"n"}, Value: 2, Usage: "how many SuperNode key pairs to write (1 or more)"},
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Value: keyset.DefaultDir, Usage: "output folder"},
-			&cli.StringFlag{Name: "prefix", Value: keyset.DefaultPrefix, Usage: "file name prefix (supernode_credentials for newer Flower examples)"},
+			&cli.StringFlag{Name: "prefix", Value: keyset.DefaultPrefix, Usage: "file name prefix (supernode_credentials for newer Flower examples; with --append, the folder's own by default)"},
 			&cli.StringFlag{Name: "csv", Value: keyset.DefaultCSV, Usage: "allowlist file; a bare name is put in the output folder"},
 			&cli.BoolFlag{Name: "append", Usage: "add pairs numbered after the highest existing one and extend the CSV"},
 			&cli.BoolFlag{Name: "force", Usage: "replace files that are in the way"},
@@ -80,6 +80,9 @@ func keygenAction(c *cli.Context) error {
 	opts := keyset.Options{
 		Dir: c.String("out"), Prefix: c.String("prefix"), CSV: c.String("csv"), Count: n,
 		Append: c.Bool("append"), Force: c.Bool("force"), ServerKey: c.Bool("server-key"),
+	}
+	if opts.Append {
+		opts.Prefix = prefixIn(c, opts.Dir) // init's folders hold supernode_credentials_N
 	}
 	stderr := c.App.ErrWriter
 	seed, err := seedOf(c, stderr)

@@ -392,7 +392,7 @@ func rotateCommand() *cli.Command {
 		ArgsUsage: "N",
 		Flags: append(controlFlags(),
 			&cli.StringFlag{Name: "dir", Value: keyset.DefaultDir, Usage: "the key folder"},
-			&cli.StringFlag{Name: "prefix", Value: keyset.DefaultPrefix, Usage: "the key files' prefix"},
+			&cli.StringFlag{Name: "prefix", Value: keyset.DefaultPrefix, Usage: "the key files' prefix (default: supernode_credentials if DIR holds only such files, as init writes)"},
 			&cli.BoolFlag{Name: "no-register", Usage: "write the new pair only (a SuperLink of Flower 1.22 or older)"}),
 		Action: rotateAction,
 	}
@@ -406,7 +406,8 @@ func rotateAction(c *cli.Context) error {
 	if err != nil || n < 1 {
 		return usageErr("N must be a node number, got %q", c.Args().First())
 	}
-	dir, prefix := c.String("dir"), c.String("prefix")
+	dir := c.String("dir")
+	prefix := prefixIn(c, dir)
 	if prefix != filepath.Base(prefix) {
 		return usageErr("--prefix must be a plain file name")
 	}
