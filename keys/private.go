@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"bytes"
 	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -177,6 +178,9 @@ func mpint(b []byte) []byte {
 func ParsePrivateKey(b []byte) (*ecdsa.PrivateKey, error) {
 	block, _ := pem.Decode(b)
 	if block == nil {
+		if bytes.HasPrefix(bytes.TrimSpace(b), []byte("ecdsa-sha2-")) || bytes.HasPrefix(bytes.TrimSpace(b), []byte("ssh-")) {
+			return nil, parseErr(ErrFormat, "this is a public key (.pub); give the private key, the file without .pub")
+		}
 		return nil, parseErr(ErrFormat, "no PEM private key found")
 	}
 	var (

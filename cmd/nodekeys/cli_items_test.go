@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/urfave/cli/v2"
 
 	"github.com/nodekeys/nodekeys/flwr"
 )
@@ -189,4 +191,28 @@ func TestKeygenAppendNotInAllowlist(t *testing.T) {
 	r = nk(t, dir, "", "keygen", "-q", "--append", "--clients", "1")
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Equal(t, "nodekeys: note: 2 key pairs in keys are not in the allowlist, and stay out: keys/client_credentials_1.pub, keys/client_credentials_2.pub\n", r.stderr)
+}
+
+// Every command a user runs (each leaf of the command tree) shows an
+// example of itself in its --help.
+func TestEveryCommandHelpHasAnExample(t *testing.T) {
+	t.Parallel()
+	var walk func(path string, cmds []*cli.Command)
+	n := 0
+	walk = func(path string, cmds []*cli.Command) {
+		for _, c := range cmds {
+			if c.Hidden || c.Name == "help" {
+				continue
+			}
+			full := path + " " + c.Name
+			if len(c.Subcommands) > 0 {
+				walk(full, c.Subcommands)
+				continue
+			}
+			n++
+			assert.Regexp(t, `(?m)^\s*(\S.*\| |source <\()?`+regexp.QuoteMeta(full)+`(\s|$|\))`, c.Description, "%s --help has no example", full)
+		}
+	}
+	walk("nodekeys", newApp(nil, io.Discard, io.Discard).Commands)
+	assert.Greater(t, n, 30, "the tree was walked")
 }

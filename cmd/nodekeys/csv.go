@@ -20,23 +20,28 @@ func csvCommand() *cli.Command {
 		Usage: "check and edit a SuperLink allowlist (client_public_keys.csv)",
 		Subcommands: []*cli.Command{
 			{
-				Name:      "check",
-				Usage:     "validate an allowlist as a CSV-era SuperLink reads it; exit 1 on any problem",
-				ArgsUsage: "FILE",
-				Flags:     []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"}},
-				Action:    csvCheck,
+				Name:        "check",
+				Usage:       "validate an allowlist as a CSV-era SuperLink reads it; exit 1 on any problem",
+				ArgsUsage:   "FILE",
+				Description: "Example:\n  nodekeys csv check keys/client_public_keys.csv",
+				Flags:       []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"}},
+				Action:      csvCheck,
 			},
 			{
-				Name:      "add",
-				Usage:     "add public keys (.pub files) to an allowlist, refusing duplicates",
-				ArgsUsage: "FILE KEY.pub...",
-				Action:    csvAdd,
+				Name:        "add",
+				Usage:       "add public keys (.pub files) to an allowlist, refusing duplicates",
+				ArgsUsage:   "FILE KEY.pub...",
+				Description: "Example:\n  nodekeys csv add keys/client_public_keys.csv keys/client_credentials_3.pub",
+				Action:      csvAdd,
 			},
 			{
 				Name:      "remove",
 				Usage:     "remove keys, named by fingerprint (SHA256:...) or .pub file, from an allowlist",
 				ArgsUsage: "FILE FINGERPRINT|KEY.pub...",
-				Action:    csvRemove,
+				Description: "Examples:\n" +
+					"  nodekeys csv remove keys/client_public_keys.csv keys/client_credentials_3.pub\n" +
+					"  nodekeys csv remove keys/client_public_keys.csv SHA256:Wm3o1H0z5bJq4l8f1Jm8uJ6yQm2mXKc9o1yqL3kq8bE",
+				Action: csvRemove,
 			},
 		},
 	}

@@ -24,7 +24,8 @@ func fixturesCommand() *cli.Command {
 			"key pairs and client_public_keys.csv) and DIR/manifest.json listing every file and\n" +
 			"fingerprint. Every key derives from --seed: the same seed gives the same keys on\n" +
 			"every run and machine (the certificates are issued afresh, valid from now).\n" +
-			"FOR TESTS ONLY: anyone with the seed has every private key.",
+			"FOR TESTS ONLY: anyone with the seed has every private key.\n\n" +
+			"Example:\n  nodekeys fixtures --out testdata/federation --clients 4 --seed-file testdata/seed",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Required: true, Usage: "output folder (must not exist, unless --force)"},
 			&cli.IntFlag{Name: "clients", Aliases: []string{"n"}, Value: 2, Usage: "SuperNode key pairs, 1 or more"},

@@ -50,7 +50,10 @@ func keygenCommand() *cli.Command {
 		Description: "Writes N ECDSA P-384 key pairs as ssh-keygen does (OpenSSH private key, mode 0600;\n" +
 			"'ecdsa-sha2-nistp384 <base64> ' .pub file) and client_public_keys.csv, one line\n" +
 			"of the public keys joined by ',', in a folder of mode 0700. Existing files are\n" +
-			"never replaced without --force; --append adds pairs after the highest existing one.",
+			"never replaced without --force; --append adds pairs after the highest existing one.\n\n" +
+			"Examples:\n" +
+			"  nodekeys keygen --clients 3 --out keys\n" +
+			"  nodekeys keygen --append --clients 1 --out keys",
 		Flags: append([]cli.Flag{
 			&cli.IntFlag{Name: "clients", Aliases: []string{"n"}, Value: 2, Usage: "how many SuperNode key pairs to write (1 or more)"},
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Value: keyset.DefaultDir, Usage: "output folder"},
@@ -163,7 +166,7 @@ func keygenAction(c *cli.Context) error {
 	if res.Server != nil {
 		fmt.Fprintf(out, "  %s  %s\n", res.Server.Private, res.Server.Fingerprint)
 	}
-	fmt.Fprintf(out, "wrote %s with %d keys\n", res.CSV, res.CSVKeys)
+	fmt.Fprintf(out, "wrote %s with %d %s\n", res.CSV, res.CSVKeys, plural(res.CSVKeys, "key", "keys"))
 	if len(res.Pairs) > 0 {
 		first := res.Pairs[0].Private
 		fmt.Fprintf(out, "\nSuperLink (Flower 1.9 to 1.22):  flower-superlink ... --auth-list-public-keys %s\n", res.CSV)

@@ -325,8 +325,9 @@ func marshalIndent(v any) ([]byte, error) {
 
 func versionCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "version",
-		Usage: "print the nodekeys version",
+		Name:        "version",
+		Usage:       "print the nodekeys version",
+		Description: "Example:\n  nodekeys version",
 		Action: func(c *cli.Context) error {
 			fmt.Fprintf(c.App.Writer, "nodekeys %s\n", versionString())
 			return nil
@@ -336,9 +337,10 @@ func versionCommand() *cli.Command {
 
 func completionCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "completion",
-		Usage:     "print a shell completion script (bash, zsh or fish)",
-		ArgsUsage: "SHELL",
+		Name:        "completion",
+		Usage:       "print a shell completion script (bash, zsh or fish)",
+		ArgsUsage:   "SHELL",
+		Description: "Example:\n  source <(nodekeys completion bash)",
 		Action: func(c *cli.Context) error {
 			switch c.Args().First() {
 			case "bash":

@@ -68,7 +68,10 @@ func signCommand() *cli.Command {
 		Usage: "print the authentication metadata a SuperNode sends, signed with its key",
 		Description: "Prints flwr-public-key-bin, flwr-timestamp and flwr-signature-bin exactly as a\n" +
 			"Flower SuperNode sends them: as a JSON object (the -bin values in base64), or as\n" +
-			"grpcurl -H arguments.",
+			"grpcurl -H arguments.\n\n" +
+			"Examples:\n" +
+			"  nodekeys sign --key keys/client_credentials_1\n" +
+			"  nodekeys sign --key keys/client_credentials_1 --format grpcurl",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "key", Aliases: []string{"k"}, Required: true, Usage: "SuperNode private key (OpenSSH or PEM)"},
 			&cli.StringFlag{Name: "timestamp", Usage: "sign this time (Python isoformat, e.g. 2026-11-22T17:45:03+00:00) instead of now"},
@@ -120,7 +123,9 @@ func verifyCommand() *cli.Command {
 			"order: 'ok <fingerprint>' or 'rejected <reason>: <detail>'. A bad input is reported\n" +
 			"as malformed and the next ones are still checked. Inputs are verified on every core.\n" +
 			"Reasons: missing-metadata, malformed, unknown-key, bad-signature, stale-timestamp,\n" +
-			"future-timestamp. Exit 0 only when every input was accepted.",
+			"future-timestamp. Exit 0 only when every input was accepted.\n\n" +
+			"Example:\n" +
+			"  nodekeys sign --key keys/client_credentials_1 | nodekeys verify --allowlist keys/client_public_keys.csv",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "allowlist", Aliases: []string{"a"}, Usage: "allowed keys (client_public_keys.csv)"},
 			&cli.BoolFlag{Name: "any-key", Usage: "accept any valid P-384 key, as a SuperLink without an allowlist does"},

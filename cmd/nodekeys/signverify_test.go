@@ -127,7 +127,7 @@ func TestVerifyBadInput(t *testing.T) {
 	assert.Equal(t, "nodekeys: error: Flower 1.14 does not use signed timestamps (1.15 and later do)\nhint: run 'nodekeys verify --help'\n", r.stderr)
 	r = nk(t, dir, "", "sign", "-k", "keys/client_credentials_1.pub")
 	assert.Equal(t, 1, r.code)
-	assert.Equal(t, "nodekeys: error: keys: keys/client_credentials_1.pub: malformed key: no PEM private key found\n", r.stderr)
+	assert.Equal(t, "nodekeys: error: keys: keys/client_credentials_1.pub: malformed key: this is a public key (.pub); give the private key, the file without .pub\n", r.stderr)
 }
 
 func pemB64(t *testing.T, dir string) string {

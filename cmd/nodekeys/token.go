@@ -127,6 +127,9 @@ func tokenCommand() *cli.Command {
 		Subcommands: []*cli.Command{{
 			Name:  "new",
 			Usage: "make a token, add its hash to the file, and print the token once",
+			Description: "Examples:\n" +
+				"  nodekeys token new --file /etc/nodekeys/tokens.txt --name ci-pipeline --role member --out ci.token\n" +
+				"  nodekeys token new --config /etc/nodekeys/gateway.yaml --name node-1 --role supernode --out node-1.token",
 			Flags: []cli.Flag{
 				tokenFileFlag(),
 				policyConfigFlag(),
@@ -171,9 +174,10 @@ func tokenCommand() *cli.Command {
 				return nil
 			},
 		}, {
-			Name:  "list",
-			Usage: "list the tokens in a file (names, roles, fingerprints; never the tokens)",
-			Flags: []cli.Flag{tokenFileFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+			Name:        "list",
+			Usage:       "list the tokens in a file (names, roles, fingerprints; never the tokens)",
+			Description: "Example:\n  nodekeys token list --file /etc/nodekeys/tokens.txt --json",
+			Flags:       []cli.Flag{tokenFileFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
 			Action: func(c *cli.Context) error {
 				entries, err := tokens.ReadFile(c.String("file"))
 				if err != nil {
@@ -200,9 +204,10 @@ func tokenCommand() *cli.Command {
 				return tw.Flush()
 			},
 		}, {
-			Name:  "revoke",
-			Usage: "remove a token from the file; a gateway refuses it from its next reload",
-			Flags: []cli.Flag{tokenFileFlag(), &cli.StringFlag{Name: "name", Required: true, Usage: "the token's `NAME`"}},
+			Name:        "revoke",
+			Usage:       "remove a token from the file; a gateway refuses it from its next reload",
+			Description: "Example:\n  nodekeys token revoke --file /etc/nodekeys/tokens.txt --name ci-pipeline",
+			Flags:       []cli.Flag{tokenFileFlag(), &cli.StringFlag{Name: "name", Required: true, Usage: "the token's `NAME`"}},
 			Action: func(c *cli.Context) error {
 				e, err := tokens.Revoke(c.String("file"), c.String("name"))
 				if err != nil {
@@ -227,9 +232,10 @@ func stateCommand() *cli.Command {
 			"  nodekeys state init /var/lib/nodekeys/state.db\n" +
 			"  nodekeys state show --json /var/lib/nodekeys/state.db   (with the gateway stopped)",
 		Subcommands: []*cli.Command{{
-			Name:      "init",
-			Usage:     "make a new, empty state file (0600); an existing file is never replaced",
-			ArgsUsage: "FILE",
+			Name:        "init",
+			Usage:       "make a new, empty state file (0600); an existing file is never replaced",
+			ArgsUsage:   "FILE",
+			Description: "Example:\n  nodekeys state init /var/lib/nodekeys/state.db",
 			Action: func(c *cli.Context) error {
 				if c.NArg() != 1 {
 					return usageErr("state init takes one FILE")
