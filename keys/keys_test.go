@@ -246,7 +246,7 @@ func TestReadPrivateKeyErrors(t *testing.T) {
 		{"empty", write("empty", nil, 0o600), "no PEM private key"},
 		{"garbage", write("garbage", []byte("\x00\x01binary"), 0o600), "no PEM private key"},
 		{"truncated", write("trunc", good.PrivateFile[:200], 0o600), "no PEM private key"},
-		{"public key", write("pub", good.PublicFile, 0o600), "no PEM private key"},
+		{"public key", write("pub", good.PublicFile, 0o600), "this is a public key (.pub); give the private key, the file without .pub"},
 		{"rsa", write("rsa", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: rsaDER}), 0o600), "not an EC key: the private key is RSA"},
 		{"encrypted", enc, "encrypted"},
 		{"world writable", write("ww", good.PrivateFile, 0o666), "others can write"},
