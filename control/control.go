@@ -11,6 +11,7 @@ package control
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -57,6 +58,12 @@ var (
 	ErrNoTransport    = errors.New("control: set RootCertificates (TLS) or Insecure")
 	ErrTLSAndInsecure = errors.New("control: RootCertificates and Insecure contradict each other")
 	ErrTokenNeedsTLS  = errors.New("control: a bearer token is sent over TLS only, not with Insecure")
+	// ErrTwoCredentials: a login file and a token (Token or TokenFile); a
+	// call carries one credential.
+	ErrTwoCredentials = errors.New("control: a login file and a bearer token do not go together")
+	// ErrNoPort: an Address that is not HOST:PORT, which gRPC would dial
+	// on port 443.
+	ErrNoPort = errors.New("control: the address is not HOST:PORT")
 )
 
 // CallError is a call the Control API answered with an error status. It
@@ -102,8 +109,13 @@ func (e *LoginError) Unwrap() error { return e.Err }
 // Dial returns a client connection to the Control API as o says. Like
 // grpc.NewClient it does not connect yet: see Reach.
 func Dial(o Options) (*grpc.ClientConn, error) {
+	if _, port, err := net.SplitHostPort(o.Address); err != nil || port == "" {
+		return nil, ErrNoPort
+	}
 	var creds credentials.TransportCredentials
 	switch {
+	case o.LoginFile != "" && (o.Token != "" || o.TokenFile != ""):
+		return nil, ErrTwoCredentials
 	case o.RootCertificates != "" && o.Insecure:
 		return nil, ErrTLSAndInsecure
 	case o.RootCertificates != "":

@@ -33,7 +33,13 @@ func TestDialRefusesOptionsThatCannotWork(t *testing.T) {
 	assert.ErrorIs(t, err, control.ErrTLSAndInsecure)
 	_, err = control.Dial(control.Options{Address: "127.0.0.1:9093", Insecure: true, Token: "t"})
 	assert.ErrorIs(t, err, control.ErrTokenNeedsTLS)
-	for _, err := range []error{control.ErrNoTransport, control.ErrTLSAndInsecure, control.ErrTokenNeedsTLS} {
+	_, err = control.Dial(control.Options{Address: "127.0.0.1:9093", RootCertificates: "ca.crt", Token: "t", LoginFile: "login.json"})
+	assert.ErrorIs(t, err, control.ErrTwoCredentials)
+	for _, addr := range []string{"localhost", "https://localhost:9093", "localhost:"} {
+		_, err = control.Dial(control.Options{Address: addr, Insecure: true})
+		assert.ErrorIs(t, err, control.ErrNoPort, addr)
+	}
+	for _, err := range []error{control.ErrNoTransport, control.ErrTLSAndInsecure, control.ErrTokenNeedsTLS, control.ErrTwoCredentials, control.ErrNoPort} {
 		assert.NotContains(t, err.Error(), "--", "options, not flags")
 	}
 	var le *control.LoginError

@@ -178,7 +178,7 @@ func mpint(b []byte) []byte {
 func ParsePrivateKey(b []byte) (*ecdsa.PrivateKey, error) {
 	block, _ := pem.Decode(b)
 	if block == nil {
-		if bytes.HasPrefix(bytes.TrimSpace(b), []byte("ecdsa-sha2-")) || bytes.HasPrefix(bytes.TrimSpace(b), []byte("ssh-")) {
+		if t := bytes.TrimSpace(b); bytes.HasPrefix(t, []byte("ecdsa-sha2-")) || bytes.HasPrefix(t, []byte("ssh-")) {
 			return nil, parseErr(ErrFormat, "this is a public key (.pub); give the private key, the file without .pub")
 		}
 		return nil, parseErr(ErrFormat, "no PEM private key found")

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -56,15 +55,13 @@ func controlOptions(c *cli.Context, addr string) control.Options {
 // controlConnTo connects to the Control API at addr with the flags'
 // credentials.
 func controlConnTo(c *cli.Context, addr string) (*grpc.ClientConn, error) {
-	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
-		return nil, usageErr("--superlink %q is not HOST:PORT (Flower's Control API port is 9093)", addr)
-	}
-	if c.String("login-file") != "" && (c.String("token-file") != "" || os.Getenv("NODEKEYS_TOKEN") != "") {
-		return nil, usageErr("--login-file and --token-file (or NODEKEYS_TOKEN) do not go together: a call carries one credential")
-	}
 	conn, err := control.Dial(controlOptions(c, addr))
 	var le *control.LoginError
 	switch {
+	case errors.Is(err, control.ErrNoPort):
+		return nil, usageErr("--superlink %q is not HOST:PORT (Flower's Control API port is 9093)", addr)
+	case errors.Is(err, control.ErrTwoCredentials):
+		return nil, usageErr("--login-file and --token-file (or NODEKEYS_TOKEN) do not go together: a call carries one credential")
 	case errors.Is(err, control.ErrTLSAndInsecure):
 		return nil, usageErr("--root-certificates and --insecure contradict each other")
 	case errors.Is(err, control.ErrNoTransport):

@@ -58,10 +58,10 @@ func policyConfigFlag() cli.Flag {
 // --file's default. A --file other than the config's, or a config without
 // the setting, gets a warning, as the gateway would not read the file; so
 // does a relative path from a config in another folder, which the gateway
-// reads from the folder it runs in. Then it warns on stderr of each role that gateway's policy
-// does not name (the config's policy:, or authz.Default if it has none, as
-// EffectivePolicy gives), unless it is the config's fleet_token_role: a
-// typo would otherwise make an account or token that every Control call
+// reads from the folder it runs in. Then it warns on stderr of each role
+// that gateway's policy does not name (EffectivePolicy: the config's
+// policy:, or authz.Default), unless it is the config's fleet_token_role:
+// a typo would otherwise make an account or token that every Control call
 // refuses. Without --config only authz.Default can be checked, and the
 // warning says so. A config that cannot be read, or whose policy the
 // gateway would refuse, is an error. An unknown role stays a warning: the
