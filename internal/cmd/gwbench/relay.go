@@ -13,12 +13,14 @@ import (
 	"os/signal"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/nodekeys/nodekeys/allowlist"
 	"github.com/nodekeys/nodekeys/flwr"
@@ -390,42 +392,25 @@ func relayFrame(s *relaySide, u *relayUp, v *verify.Verifier, f http2.Frame, ups
 	return err
 }
 
-// relayCheck verifies a call's signature headers (their -bin values are
-// base64 on the wire), as the gateway does.
+// relayCheck verifies a call's signature headers as the gateway does,
+// with grpcauth.Check: the flwr-* headers become the call's metadata, the
+// -bin values decoded from base64 as gRPC decodes them.
 func relayCheck(v *verify.Verifier, fields []hpack.HeaderField) error {
-	var pk, ts, sig []string
+	md := metadata.MD{}
 	for _, f := range fields {
-		switch f.Name {
-		case sign.HeaderPublicKey:
-			pk = append(pk, f.Value)
-		case sign.HeaderTimestamp:
-			ts = append(ts, f.Value)
-		case sign.HeaderSignature:
-			sig = append(sig, f.Value)
+		if !strings.HasPrefix(f.Name, "flwr-") {
+			continue
 		}
-	}
-	if len(pk) > 1 || len(ts) > 1 || len(sig) > 1 {
-		return &verify.Error{Reason: verify.Malformed, Detail: "a flwr-* header has more than one value"}
-	}
-	one := func(vs []string) string { // a missing header is empty: MissingMetadata
-		if len(vs) == 0 {
-			return ""
+		val := f.Value
+		if strings.HasSuffix(f.Name, "-bin") {
+			b, err := base64.RawStdEncoding.DecodeString(strings.TrimRight(val, "="))
+			if err != nil {
+				return &verify.Error{Reason: verify.Malformed, Detail: "a -bin header is not base64"}
+			}
+			val = string(b)
 		}
-		return vs[0]
+		md[f.Name] = append(md[f.Name], val)
 	}
-	p, err1 := base64.RawStdEncoding.DecodeString(trimPad(one(pk)))
-	s, err2 := base64.RawStdEncoding.DecodeString(trimPad(one(sig)))
-	if err1 != nil || err2 != nil {
-		return &verify.Error{Reason: verify.Malformed, Detail: "a -bin header is not base64"}
-	}
-	_, err := v.VerifyAt(sign.Headers{PublicKey: p, Timestamp: one(ts), Signature: s}, time.Now())
+	_, _, err := grpcauth.Check(md, func(h sign.Headers) (*verify.Key, error) { return v.VerifyAt(h, time.Now()) })
 	return err
-}
-
-// trimPad drops base64 padding, which gRPC's -bin values may carry or not.
-func trimPad(s string) string {
-	for len(s) > 0 && s[len(s)-1] == '=' {
-		s = s[:len(s)-1]
-	}
-	return s
 }
