@@ -273,6 +273,35 @@ func flowerThroughGateway(t *testing.T, f *flowerpeer.Flower) {
 	assert.Equal(t, m[1], listed.Nodes[0].ID, ls)
 	assert.Equal(t, "online", listed.Nodes[0].Status, ls)
 	step("flwr supernode list")
+
+	// Flower answers "Public key already in use" for a key registered by
+	// anyone and for one unregistered before; nodekeys register tells them
+	// apart by the list the caller may see. The machine token's own key is
+	// already registered (with its node id), bob's is another account's.
+	ctl := func(args ...string) result {
+		return nk(t, fed.dir, "", append([]string{args[0], "--superlink", gw.control, "--root-certificates", "certificates/ca.crt",
+			"--token-file", "ci.token"}, args[1:]...)...)
+	}
+	r = ctl("register", fed.key(1, true), fed.key(2, true))
+	require.Equal(t, 0, r.code, r.stdout+r.stderr)
+	assert.Regexp(t, `already-registered SHA256:\S+  node \d+  `+regexp.QuoteMeta(fed.key(1, true)), r.stdout)
+	assert.Contains(t, r.stdout, "0 registered, 1 already registered, 1 held by other accounts", r.stdout)
+	// The token unregisters its node (apply --prune with a folder holding
+	// bob's key alone); registering that key again is refused as burned.
+	only2 := filepath.Join(fed.dir, "only2")
+	require.NoError(t, os.Mkdir(only2, 0o700))
+	b, err := os.ReadFile(fed.key(2, true))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(only2, "supernode_credentials_2.pub"), b, 0o600))
+	r = ctl("apply", "--dir", only2, "--prune")
+	require.Equal(t, 0, r.code, r.stdout+r.stderr)
+	assert.Contains(t, r.stdout, "unregistered", r.stdout)
+	assert.Contains(t, r.stdout, "other-account", r.stdout)
+	r = ctl("register", fed.key(1, true))
+	assert.Equal(t, 1, r.code, r.stdout+r.stderr)
+	assert.Contains(t, r.stdout, "burned ", r.stdout)
+	assert.Contains(t, r.stdout, "Flower never registers a key again", r.stdout)
+	step("nodekeys register: already registered, another account's, burned")
 }
 
 // TestFlowerCSVEra runs a Flower 1.22 SuperLink, the last that reads the
